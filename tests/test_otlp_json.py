@@ -526,9 +526,7 @@ def test_metric_exporter_shutdown_semantics(tmp_path, sdk_data):
     exporter.shutdown()
     exporter.shutdown()
     assert exporter.export(metrics_data) is MetricExportResult.FAILURE
-    assert [json_line_to_proto(line) for line in path.read_text().splitlines()] == [
-        encode_metrics(metrics_data)
-    ]
+    assert [json_line_to_proto(line) for line in path.read_text().splitlines()] == [encode_metrics(metrics_data)]
 
 
 def test_unwritable_path_fails_at_construction(tmp_path):

@@ -374,9 +374,7 @@ def test_reads_points_from_the_otel_sdk_aggregation():
     """The SDK's own exponential histogram uses the same bucket convention, bucket for bucket."""
     x = np.concatenate([sample("lognormal", 11, 500), [0.0, 0.0, 1.0, 2.0, 0.25]])
     reader = InMemoryMetricReader()
-    view = View(
-        instrument_name="h", aggregation=ExponentialBucketHistogramAggregation(max_size=2048, max_scale=6)
-    )
+    view = View(instrument_name="h", aggregation=ExponentialBucketHistogramAggregation(max_size=2048, max_scale=6))
     provider = MeterProvider(metric_readers=[reader], views=[view])
     try:
         hist = provider.get_meter("test").create_histogram("h")

@@ -291,9 +291,7 @@ def json_line_to_proto(
     obj = json.loads(line, parse_int=_parse_int) if isinstance(line, (str, bytes)) else dict(line)
     if message is None:
         message = ExportTraceServiceRequest() if "resourceSpans" in obj else ExportMetricsServiceRequest()
-    return json_format.ParseDict(
-        _hex_ids_to_base64(obj), message, ignore_unknown_fields=ignore_unknown_fields
-    )
+    return json_format.ParseDict(_hex_ids_to_base64(obj), message, ignore_unknown_fields=ignore_unknown_fields)
 
 
 def read_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any] | None]]:
@@ -402,9 +400,7 @@ class OTLPJsonFileMetricExporter(MetricExporter, OTLPMetricExporterMixin):
     def path(self) -> str:
         return self._appender.path
 
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         if not self._appender.accepting():
             return MetricExportResult.FAILURE
         try:

@@ -244,9 +244,7 @@ class LogSketch:
         if not isinstance(scale, int) or not MIN_SCALE <= scale <= MAX_SCALE:
             raise ValueError(f"scale must be an int in [{MIN_SCALE}, {MAX_SCALE}], got {scale!r}")
         if max_buckets < 3:
-            raise ValueError(
-                f"max_buckets must be >= 3 (3 buckets per sign hold all doubles), got {max_buckets}"
-            )
+            raise ValueError(f"max_buckets must be >= 3 (3 buckets per sign hold all doubles), got {max_buckets}")
         self._initial_scale = scale
         self.max_buckets = max_buckets
         self.clear()
@@ -640,9 +638,7 @@ class LogSketch:
         out = cls(scale=scale, max_buckets=max_buckets)
         for ours, store in ((out.positive, sk._store), (out.negative, sk._negative_store)):
             if getattr(store, "is_collapsed", False):
-                raise ValueError(
-                    "ddsketch store has collapsed buckets; their values are not in their buckets"
-                )
+                raise ValueError("ddsketch store has collapsed buckets; their values are not in their buckets")
             bins = np.asarray(store.bins, dtype=np.float64)
             if not np.all(bins == np.round(bins)) or not float(sk._zero_count).is_integer():
                 raise ValueError("ddsketch has non-integer (weighted) counts")
