@@ -1,0 +1,234 @@
+"""Settings from arguments and the environment: the only module that reads environment variables.
+
+Standard OpenTelemetry variables come first (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_*, OTEL_METRIC_EXPORT_INTERVAL,
+OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, OTEL_SDK_DISABLED, OTEL_PYTHON_EXCLUDED_URLS);
+``MODELOTEL_*`` variables cover what OTel has no name for. An explicit argument always wins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import conventions as conv
+
+DEFAULT_EXPORT_FILE = "modelotel-telemetry.jsonl"
+TRACE_MODES = ("span", "enrich", "off")
+
+
+class ConfigError(ValueError):
+    """A setting is unusable; the message names the setting and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configure() decided, resolved once."""
+
+    service_name: str | None = None
+    exporter: Any = "file"  # "otlp" | "file" | "console" | "none" | a MetricExporter instance
+    path: str = DEFAULT_EXPORT_FILE
+    otlp_protocol: str = "grpc"  # "grpc" | "http/protobuf"
+    traces: str = "off"  # "span" | "enrich" | "off"
+    traces_explicit: bool = False  # the user asked for traces (argument or env), not the auto choice
+    export_interval_s: float = 60.0
+    export_timeout_s: float = 30.0
+    temporality: str = "cumulative"  # "cumulative" | "delta"
+    scale: int = conv.DEFAULT_SCALE
+    max_buckets: int = conv.DEFAULT_MAX_BUCKETS
+    max_series: int = conv.DEFAULT_MAX_SERIES
+    hash_key: str | None = None
+    deployment_role: str = "primary"
+    disabled: bool = False
+    resource_attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _env_number(environ: Mapping[str, str], name: str, default: float, *, lo: float, hi: float) -> float:
+    raw = _env(environ, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={raw!r} is outside [{lo:g}, {hi:g}]")
+    return value
+
+
+def _truthy(raw: str | None) -> bool:
+    return raw is not None and raw.lower() in ("1", "true", "yes", "on")
+
+
+def _pick_exporter(environ: Mapping[str, str]) -> str:
+    """The embedded default is the file exporter; OTLP when the environment points at a collector."""
+    if _env(environ, "MODELOTEL_EXPORT_FILE"):
+        return "file"
+    named = _env(environ, "OTEL_METRICS_EXPORTER")
+    if named:
+        first = named.split(",")[0].strip().lower()
+        if first in ("otlp", "console", "none"):
+            return first
+        raise ConfigError(f"OTEL_METRICS_EXPORTER={named!r}: modelotel supports otlp, console or none")
+    if _env(environ, "OTEL_EXPORTER_OTLP_ENDPOINT") or _env(environ, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+        return "otlp"
+    return "file"
+
+
+def _pick_traces(traces: bool | str | None, environ: Mapping[str, str], app_has_tracer: bool) -> tuple[str, bool]:
+    if traces is None:
+        raw = _env(environ, "MODELOTEL_TRACES")
+        if raw is not None:
+            traces = raw.lower()
+        elif app_has_tracer:
+            return "span", False
+        else:
+            named = (_env(environ, "OTEL_TRACES_EXPORTER") or "").lower()
+            return ("span", False) if named and named != "none" else ("off", False)
+    if traces is True:
+        return "span", True
+    if traces is False:
+        return "off", True
+    mode = str(traces).lower()
+    if mode in ("true", "on", "1"):
+        mode = "span"
+    elif mode in ("false", "0", "none"):
+        mode = "off"
+    if mode not in TRACE_MODES:
+        raise ConfigError(f"traces={traces!r}: use True/False or one of {', '.join(TRACE_MODES)}")
+    return mode, True
+
+
+def resolve(
+    *,
+    service_name: str | None = None,
+    exporter: Any = None,
+    path: str | os.PathLike[str] | None = None,
+    traces: bool | str | None = None,
+    export_interval: float | None = None,
+    temporality: str | None = None,
+    scale: int | None = None,
+    max_series: int | None = None,
+    deployment_role: str | None = None,
+    resource_attributes: Mapping[str, Any] | None = None,
+    app_has_tracer: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge explicit arguments over the environment; raise ConfigError naming the bad setting."""
+    env = os.environ if environ is None else environ
+    disabled = _truthy(_env(env, "OTEL_SDK_DISABLED")) or _truthy(_env(env, "MODELOTEL_DISABLED"))
+
+    if exporter is None:
+        exporter = "none" if disabled else _pick_exporter(env)
+    if isinstance(exporter, str):
+        exporter = exporter.lower()
+        if exporter not in ("otlp", "file", "console", "none"):
+            raise ConfigError(f"exporter={exporter!r}: use otlp, file, console, none or a MetricExporter")
+    elif not hasattr(exporter, "export"):
+        raise ConfigError(f"exporter={exporter!r} is neither a name nor an OpenTelemetry MetricExporter")
+
+    file_path = os.fspath(path) if path is not None else (_env(env, "MODELOTEL_EXPORT_FILE") or DEFAULT_EXPORT_FILE)
+
+    protocol = (
+        _env(env, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or _env(env, "OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    ).lower()
+    if protocol not in ("grpc", "http/protobuf"):
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: modelotel supports grpc and http/protobuf")
+
+    trace_mode, traces_explicit = _pick_traces(traces, env, app_has_tracer)
+    if disabled:
+        trace_mode = "off"
+
+    if export_interval is None:
+        interval_s = _env_number(env, "OTEL_METRIC_EXPORT_INTERVAL", 60000, lo=1, hi=86_400_000) / 1000
+    else:
+        interval_s = float(export_interval)
+        if not 0.001 <= interval_s <= 86_400:
+            raise ConfigError(f"export_interval={export_interval!r} seconds is outside [0.001, 86400]")
+    timeout_s = _env_number(env, "OTEL_METRIC_EXPORT_TIMEOUT", 30000, lo=1, hi=3_600_000) / 1000
+
+    temp = (temporality or _env(env, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") or "cumulative").lower()
+    # All modelotel instruments are synchronous counters and histograms, which "lowmemory" makes delta.
+    if temp == "lowmemory":
+        temp = "delta"
+    if temp not in ("cumulative", "delta"):
+        raise ConfigError(
+            f"temporality {temp!r}: use cumulative, delta or lowmemory "
+            "(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE)"
+        )
+
+    sketch_scale = (
+        int(_env_number(env, "MODELOTEL_SCALE", conv.DEFAULT_SCALE, lo=conv.MIN_EXPORT_SCALE, hi=conv.MAX_EXPORT_SCALE))
+        if scale is None
+        else scale
+    )
+    if not isinstance(sketch_scale, int) or not conv.MIN_EXPORT_SCALE <= sketch_scale <= conv.MAX_EXPORT_SCALE:
+        raise ConfigError(
+            f"scale={sketch_scale!r}: must be an integer in [{conv.MIN_EXPORT_SCALE}, {conv.MAX_EXPORT_SCALE}] "
+            "(the range Datadog and Prometheus accept)"
+        )
+    series_cap = (
+        int(_env_number(env, "MODELOTEL_MAX_SERIES", conv.DEFAULT_MAX_SERIES, lo=1, hi=1_000_000))
+        if max_series is None
+        else int(max_series)
+    )
+    if series_cap < 1:
+        raise ConfigError(f"max_series={max_series!r}: must be at least 1")
+
+    role = deployment_role or _env(env, "MODELOTEL_DEPLOYMENT_ROLE") or "primary"
+    check_role(role, "MODELOTEL_DEPLOYMENT_ROLE" if deployment_role is None else "deployment_role")
+
+    return Settings(
+        service_name=service_name,
+        exporter=exporter,
+        path=file_path,
+        otlp_protocol=protocol,
+        traces=trace_mode,
+        traces_explicit=traces_explicit,
+        export_interval_s=interval_s,
+        export_timeout_s=timeout_s,
+        temporality=temp,
+        scale=sketch_scale,
+        max_series=series_cap,
+        hash_key=_env(env, "MODELOTEL_HASH_KEY"),
+        deployment_role=role,
+        disabled=disabled,
+        resource_attributes=dict(resource_attributes or {}),
+    )
+
+
+def trace_mode_of(value: bool | str) -> str:
+    """A per-model ``traces=`` option as one of TRACE_MODES."""
+    return _pick_traces(value, {}, False)[0]
+
+
+def default_role(environ: Mapping[str, str] | None = None) -> str:
+    """MODELOTEL_DEPLOYMENT_ROLE, else primary (read when a model is decorated)."""
+    env = os.environ if environ is None else environ
+    return check_role(_env(env, "MODELOTEL_DEPLOYMENT_ROLE") or "primary", "MODELOTEL_DEPLOYMENT_ROLE")
+
+
+def check_role(role: str, where: str = "deployment_role") -> str:
+    if role not in conv.DEPLOYMENT_ROLES:
+        raise ConfigError(f"{where}={role!r}: use one of {', '.join(conv.DEPLOYMENT_ROLES)}")
+    return role
+
+
+def excluded_urls(environ: Mapping[str, str] | None = None, framework: str | None = None) -> list[str]:
+    """Comma-separated regexes from OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS or OTEL_PYTHON_EXCLUDED_URLS."""
+    env = os.environ if environ is None else environ
+    raw = None
+    if framework:
+        raw = _env(env, f"OTEL_PYTHON_{framework.upper()}_EXCLUDED_URLS")
+    raw = raw or _env(env, "OTEL_PYTHON_EXCLUDED_URLS") or ""
+    return [part.strip() for part in raw.split(",") if part.strip()]

@@ -1,0 +1,124 @@
+"""Every metric name, attribute key, unit and bucket choice modelotel emits, in one place.
+
+No OpenTelemetry semantic convention exists for classic ML inference yet (semantic-conventions #3420),
+so we use an ``ml.*`` namespace whose attribute values follow the prior art: MLServer/Triton
+(model name and version labels), Arize (prediction label and score), alibi-detect (outlier flag and
+instance score). HTTP and RPC metrics reuse OTel's stable names.
+
+``docs/semantic-conventions.md`` documents this module; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- attribute keys -------------------------------------------------------------------------------
+
+MODEL_NAME: Final = "ml.model.name"
+MODEL_VERSION: Final = "ml.model.version"
+DEPLOYMENT_ROLE: Final = "ml.deployment.role"
+ERROR_TYPE: Final = "error.type"  # OTel general attribute: exception class name on failure
+PREDICTION_ID: Final = "ml.prediction.id"
+PREDICTION_LABEL: Final = "ml.prediction.label"
+PREDICTION_CONFIDENCE: Final = "ml.prediction.confidence"
+FEATURES_HASH: Final = "ml.features.hash"
+FEATURES_MISSING: Final = "ml.features.missing"
+FEATURE_NAME: Final = "ml.feature.name"
+FEATURE_PREFIX: Final = "ml.feature."  # span attributes of allow-listed raw features
+BATCH_SIZE: Final = "ml.batch.size"
+OOD_SCORE: Final = "ml.ood.score"
+OOD_IS_OUTLIER: Final = "ml.ood.is_outlier"
+STREAM_ITEMS: Final = "ml.stream.items"
+FEEDBACK_CORRECT: Final = "ml.feedback.correct"
+FEEDBACK_LABEL: Final = "ml.feedback.label"
+OVERFLOW: Final = "otel.metric.overflow"  # OTel SDK's attribute for the cardinality-overflow series
+INTERNAL_ERROR_KIND: Final = "modelotel.error.kind"
+DROP_REASON: Final = "modelotel.drop.reason"
+
+DEPLOYMENT_ROLES: Final = ("primary", "canary", "shadow")
+UNKNOWN_VERSION: Final = "unknown"
+OTHER_LABEL: Final = "__other__"  # predicted labels beyond the per-model cap
+
+# -- metric names ---------------------------------------------------------------------------------
+
+INFERENCE_DURATION: Final = "ml.inference.duration"
+INFERENCE_TIME_TO_FIRST_ITEM: Final = "ml.inference.time_to_first_item"
+PREDICTION_CONFIDENCE_METRIC: Final = "ml.prediction.confidence"
+OOD_SCORE_METRIC: Final = "ml.ood.score"
+OOD_OUTLIERS: Final = "ml.ood.outliers"
+PREDICTIONS: Final = "ml.predictions"
+FEATURES_MISSING_METRIC: Final = "ml.features.missing"
+FEEDBACK: Final = "ml.feedback"
+FEEDBACK_CONFIDENCE: Final = "ml.feedback.confidence"
+INTERNAL_ERRORS: Final = "modelotel.internal.errors"
+DROPPED: Final = "modelotel.dropped"
+
+# -- units (UCUM, as OTel uses them) --------------------------------------------------------------
+
+SECONDS: Final = "s"
+DIMENSIONLESS: Final = "1"
+PREDICTION_UNIT: Final = "{prediction}"
+FEATURE_UNIT: Final = "{feature}"
+FEEDBACK_UNIT: Final = "{feedback}"
+ERROR_UNIT: Final = "{error}"
+VALUE_UNIT: Final = "{value}"
+
+# -- sketch / exponential histogram choices -------------------------------------------------------
+
+DEFAULT_SCALE: Final = 5  # relative accuracy (2**2**-5 - 1) / (2**2**-5 + 1) = 1.08%
+DEFAULT_MAX_BUCKETS: Final = 1024  # per sign; at scale 5 covers a 2**32 range before downscaling
+MIN_EXPORT_SCALE: Final = -4  # Datadog and Prometheus accept scales -4..8
+MAX_EXPORT_SCALE: Final = 8
+DEFAULT_MAX_SERIES: Final = 2000  # per metric, then the overflow series
+DEFAULT_MAX_LABELS: Final = 100  # distinct predicted labels per model, then OTHER_LABEL
+DEFAULT_MAX_EXTRA_ATTRIBUTES: Final = 8
+
+INSTRUMENTATION_SCOPE: Final = "modelotel"
+
+
+class MetricSpec:
+    """Name, instrument kind, unit and description of one exported metric."""
+
+    __slots__ = ("name", "kind", "unit", "description")
+
+    def __init__(self, name: str, kind: str, unit: str, description: str) -> None:
+        self.name = name
+        self.kind = kind  # "histogram" (exponential) or "counter" (monotonic sum)
+        self.unit = unit
+        self.description = description
+
+    def __repr__(self) -> str:
+        return f"MetricSpec({self.name!r}, {self.kind!r}, {self.unit!r})"
+
+
+METRICS: Final = {
+    spec.name: spec
+    for spec in (
+        MetricSpec(INFERENCE_DURATION, "histogram", SECONDS, "Duration of one model inference call."),
+        MetricSpec(
+            INFERENCE_TIME_TO_FIRST_ITEM,
+            "histogram",
+            SECONDS,
+            "Time from call to first item for streaming (generator) models.",
+        ),
+        MetricSpec(
+            PREDICTION_CONFIDENCE_METRIC,
+            "histogram",
+            DIMENSIONLESS,
+            "Confidence of each prediction (max class probability unless configured).",
+        ),
+        MetricSpec(OOD_SCORE_METRIC, "histogram", DIMENSIONLESS, "Out-of-distribution score per prediction."),
+        MetricSpec(OOD_OUTLIERS, "counter", PREDICTION_UNIT, "Predictions whose OOD score exceeded the threshold."),
+        MetricSpec(PREDICTIONS, "counter", PREDICTION_UNIT, "Predictions made, by predicted label."),
+        MetricSpec(FEATURES_MISSING_METRIC, "counter", FEATURE_UNIT, "Missing (None or NaN) input features."),
+        MetricSpec(FEEDBACK, "counter", FEEDBACK_UNIT, "Ground-truth feedback received, by correctness."),
+        MetricSpec(
+            FEEDBACK_CONFIDENCE,
+            "histogram",
+            DIMENSIONLESS,
+            "Confidence of predictions that received feedback, by correctness (calibration).",
+        ),
+        MetricSpec(INTERNAL_ERRORS, "counter", ERROR_UNIT, "Errors inside modelotel, by kind (never raised)."),
+        MetricSpec(DROPPED, "counter", VALUE_UNIT, "Values modelotel dropped, by reason."),
+    )
+}

@@ -1,0 +1,831 @@
+"""``@instrument_model``: the per-inference hot path for sync, async, generator and async-generator callables.
+
+Two rules shape every line here:
+
+* The model's own exception propagates unchanged (same object; we only re-raise it), and the value
+  returned is the very object the model returned.
+* Anything that fails inside modelotel is caught, counted in ``modelotel.internal.errors`` and
+  logged once per kind; it never reaches the caller.
+
+Cost: the untraced path is two ``perf_counter_ns`` reads, list appends and the extraction of
+confidence/label (see benchmarks/RESULTS.md). Prediction ids cost nothing until someone asks for
+one: ``current_prediction_id()`` walks up the stack to the innermost instrumented call's frame and
+registers an id for it, which that call collects when it finishes.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter_ns
+from typing import Any
+
+import numpy as np
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from . import config
+from . import conventions as conv
+from .extract import extract
+from .feedback import PENDING, new_prediction_id
+from .privacy import count_missing, raw_features
+from .recorder import SELF, ModelBuffers
+from .runtime import OFF, STATE, autostart
+from .tracing import record_exception
+
+_MISSING = object()
+_ndarray = np.ndarray
+_F64 = np.dtype(np.float64)
+_F32 = np.dtype(np.float32)
+
+# id(frame of an instrumented call) -> prediction id, filled only by current_prediction_id().
+_FRAME_PIDS: dict[int, str] = {}
+_WRAPPER_CODES: set[Any] = set()
+_getframe = sys._getframe
+
+
+def current_prediction_id() -> str | None:
+    """The id of the innermost instrumented call running in this thread or task, else None.
+
+    Pass it to whoever will later know the truth, and call ``record_feedback(id, ...)`` then.
+    """
+    try:
+        frame = _getframe(1)
+        while frame is not None:
+            if frame.f_code in _WRAPPER_CODES:
+                key = id(frame)
+                pid = _FRAME_PIDS.get(key)
+                if pid is None:
+                    pid = _FRAME_PIDS[key] = new_prediction_id()
+                return pid
+            frame = frame.f_back
+    except Exception as exc:  # pragma: no cover - frame access cannot normally fail
+        SELF.error("prediction_id", exc)
+    return None
+
+
+def _take_pid(frame: Any) -> str | None:
+    return _FRAME_PIDS.pop(id(frame), None)
+
+
+class _Instrumented:
+    """Per-decorator settings and the buffers its calls append to."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        version: str,
+        role: str,
+        attributes: Mapping[str, Any],
+        confidence: Callable[[Any], Any] | None,
+        label: Callable[[Any], Any] | None,
+        class_names: Sequence[Any] | None,
+        softmax: bool,
+        extract_outputs: bool,
+        ood: Any,
+        ood_threshold: float | None,
+        features: Any,
+        count_missing: bool,
+        hash_features: bool,
+        raw: Sequence[str],
+        feature_names: Sequence[str] | None,
+        traces: str | None,
+        max_labels: int,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.span_name = f"predict {name}"
+        base = {conv.MODEL_NAME: name, conv.MODEL_VERSION: version, conv.DEPLOYMENT_ROLE: role, **attributes}
+        if ood_threshold is None and ood is not None:
+            threshold = getattr(ood, "threshold", None)
+            ood_threshold = float(threshold) if isinstance(threshold, (int, float)) else None
+        self.buffers = ModelBuffers(base, ood_threshold=ood_threshold, max_labels=max_labels)
+        STATE.recorder.register(self.buffers)
+        self.span_attributes = dict(base)
+        self.confidence_fn = confidence
+        self.label_fn = label
+        self.class_names = list(class_names) if class_names is not None else None
+        self.softmax = softmax
+        self.extract_outputs = extract_outputs
+        self.ood = ood
+        self.ood_batch = hasattr(ood, "score")
+        self.ood_on_outputs = getattr(ood, "input", "features") == "outputs"
+        self.count_missing = count_missing
+        self.hash_features = hash_features
+        self.raw = tuple(raw)
+        self.feature_names = list(feature_names) if feature_names is not None else None
+        self.traces = traces
+        self.features_at = _feature_locator(fn, features)
+        self.buffers.class_names = self.class_names
+        self.buffers.softmax = softmax
+        # Small float probability vectors are copied (tolist) and checked on the export thread.
+        self.defer_outputs = extract_outputs and confidence is None and label is None
+        self.feature_work = self.features_at is not None and (count_missing or ood is not None)
+
+    # -- recording -------------------------------------------------------------------------
+    def error(self, exc: BaseException, dt: int) -> None:
+        try:
+            self.buffers.errors.append((type(exc).__name__, dt))
+        except Exception as inner:  # pragma: no cover
+            SELF.error("record_error", inner)
+
+    def record(self, result: Any, args: tuple, kwargs: dict, dt: int) -> None:
+        """Record one finished, untraced call with no prediction id: the hot path. Never raises.
+
+        Only cheap copies happen here: small float vectors (outputs and features) are kept as
+        ``tobytes()`` and the export thread does the probability checks, max/argmax and NaN counts
+        for all of them at once (ModelBuffers.fold).
+        """
+        b = self.buffers
+        b.durations.append(dt)
+        try:
+            if self.defer_outputs and type(result) is _ndarray and result.ndim == 1 and 1 < result.size <= 64:
+                dtype = result.dtype
+                if dtype is _F64:
+                    b.raw_outputs.append(result.tobytes())
+                elif dtype is _F32:
+                    b.raw_outputs32.append(result.tobytes())
+                else:
+                    self._outputs_now(result)
+            else:
+                self._outputs_now(result)
+            if not self.feature_work:
+                return
+            feats = self.features_at(args, kwargs)
+            if feats is _MISSING:
+                return
+            if self.count_missing:
+                if type(feats) is _ndarray and feats.ndim == 1 and feats.size <= 64:
+                    dtype = feats.dtype
+                    if dtype is _F64:
+                        b.raw_features.append(feats.tobytes())
+                    elif dtype is _F32:
+                        b.raw_features32.append(feats.tobytes())
+                    elif dtype.kind in "fcO":
+                        missing = count_missing(feats)
+                        if missing:
+                            b.missing.append(missing)
+                else:
+                    missing = count_missing(feats)
+                    if missing:
+                        b.missing.append(missing)
+            if self.ood is not None:
+                if self.ood_batch or self.ood_on_outputs:
+                    scores = self._ood_scores(feats, result)
+                    if scores:
+                        b.ood.extend(scores)
+                else:
+                    try:
+                        score = self.ood(feats)
+                    except Exception as exc:
+                        SELF.error("ood_score", exc)
+                    else:
+                        if isinstance(score, float):
+                            b.ood.append(score)
+                        elif score is not None:
+                            scores = _floats(score)
+                            if scores:
+                                b.ood.extend(scores)
+        except Exception as exc:
+            SELF.error("record", exc)
+
+    def _outputs_now(self, result: Any) -> tuple[Any, Any]:
+        """Confidences and labels of one output, appended to the buffers; (confidences, labels)."""
+        b = self.buffers
+        confs: Any = None
+        labels: Any = None
+        if self.extract_outputs:
+            ex = extract(result, softmax=self.softmax)
+            if ex is not None:
+                confs = ex.confidences
+                labels = ex.labels
+        if self.confidence_fn is not None:
+            try:
+                confs = _floats(self.confidence_fn(result))
+            except Exception as exc:
+                confs = None
+                SELF.error("confidence_callable", exc)
+        if self.label_fn is not None:
+            try:
+                labels = _listify(self.label_fn(result))
+            except Exception as exc:
+                SELF.error("label_callable", exc)
+        if labels and self.class_names is not None:
+            labels = [_class_name(self.class_names, lab) for lab in labels]
+        if confs:
+            b.confidences.extend(confs)
+        if labels:
+            b.labels.extend(labels)
+        elif confs and len(confs) > 1:
+            b.labels.extend([None] * len(confs))
+        else:
+            b.labels.append(None)
+        return confs, labels
+
+    def success(
+        self, result: Any, args: tuple, kwargs: dict, dt: int, pid: str | None, span: Any = None, owned: bool = False
+    ) -> None:
+        """Record one call that has a prediction id or a span: everything computed now. Never raises."""
+        b = self.buffers
+        b.durations.append(dt)
+        try:
+            confs, labels = self._outputs_now(result)
+            feats = _MISSING
+            missing = 0
+            if self.features_at is not None and (self.count_missing or self.ood is not None or span is not None):
+                feats = self.features_at(args, kwargs)
+                if feats is not _MISSING and self.count_missing:
+                    missing = count_missing(feats) or 0
+                    if missing:
+                        b.missing.append(missing)
+            scores = None
+            if self.ood is not None:
+                scores = self._ood_scores(feats, result)
+                if scores:
+                    b.ood.extend(scores)
+            if pid is not None:
+                PENDING.put(pid, b, confs, labels)
+            if span is not None:
+                self._annotate(span, owned, pid, feats, confs, labels, scores, missing)
+        except Exception as exc:
+            SELF.error("record", exc)
+
+    def _ood_scores(self, feats: Any, result: Any) -> list[float] | None:
+        try:
+            source = result if self.ood_on_outputs else feats
+            if source is _MISSING:
+                return None
+            if self.ood_batch:
+                import numpy as np
+
+                x = np.asarray(source, dtype=np.float64)
+                if x.ndim == 1:
+                    x = x[None, :]
+                return _floats(self.ood.score(x))
+            return _floats(self.ood(source))
+        except Exception as exc:
+            SELF.error("ood_score", exc)
+            return None
+
+    def _annotate(
+        self, span: Any, owned: bool, pid: str | None, feats: Any, confs: Any, labels: Any, scores: Any, missing: int
+    ) -> None:
+        if not span.is_recording():
+            return
+        if owned:  # our own span was started with the model attributes and the id
+            attrs: dict[str, Any] = {}
+        else:
+            attrs = dict(self.span_attributes)
+            if pid is not None:
+                attrs[conv.PREDICTION_ID] = pid
+        if feats is not _MISSING:
+            if self.hash_features:
+                digest = STATE.hasher.hash(feats)
+                if digest is not None:
+                    attrs[conv.FEATURES_HASH] = digest
+            if self.raw:
+                for key, value in raw_features(feats, self.raw, self.feature_names).items():
+                    attrs[conv.FEATURE_PREFIX + key] = value
+        if missing:
+            attrs[conv.FEATURES_MISSING] = missing
+        n = len(confs) if confs else (len(labels) if labels else 1)
+        if n > 1:
+            attrs[conv.BATCH_SIZE] = n
+        else:
+            if confs:
+                attrs[conv.PREDICTION_CONFIDENCE] = confs[0]
+            if labels and labels[0] is not None:
+                attrs[conv.PREDICTION_LABEL] = str(labels[0])
+            if scores:
+                attrs[conv.OOD_SCORE] = scores[0]
+                threshold = self.buffers.ood_threshold
+                if threshold is not None:
+                    attrs[conv.OOD_IS_OUTLIER] = scores[0] > threshold
+        span.set_attributes(attrs)
+
+    # -- tracing -----------------------------------------------------------------------------
+    def tracing(self) -> bool:
+        """Whether a call starting now is traced (span or enrich) under this model's and the process's mode."""
+        return STATE.started and (self.traces or STATE.trace_mode) != OFF
+
+    def open_span(self) -> tuple[Any, Any, str]:
+        """(span or None, context token or None, prediction id) for a traced call."""
+        pid = new_prediction_id()
+        mode = self.traces or STATE.trace_mode
+        tracer = STATE.tracer
+        try:
+            if mode == "span" and tracer is not None:
+                attrs = {**self.span_attributes, conv.PREDICTION_ID: pid}
+                span = tracer.start_span(self.span_name, kind=trace.SpanKind.INTERNAL, attributes=attrs)
+                token = otel_context.attach(trace.set_span_in_context(span))
+                return span, token, pid
+            if mode == "enrich":
+                span = trace.get_current_span()
+                return (span if span.is_recording() else None), None, pid
+        except Exception as exc:
+            SELF.error("span_start", exc)
+        return None, None, pid
+
+    @staticmethod
+    def close_span(span: Any, token: Any, exc: BaseException | None, owned: bool = True) -> None:
+        try:
+            if token is not None:
+                otel_context.detach(token)
+            if span is not None:
+                if exc is not None and span.is_recording():
+                    record_exception(span, exc)
+                if owned and token is not None:
+                    span.end()
+        except Exception as inner:
+            SELF.error("span_end", inner)
+
+
+def _floats(value: Any) -> list[float] | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    tolist = getattr(value, "tolist", None)
+    if tolist is not None:
+        value = tolist()
+        if not isinstance(value, list):
+            return [float(value)]
+    return [float(v) for v in value]
+
+
+def _listify(value: Any) -> list[Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    tolist = getattr(value, "tolist", None)
+    if tolist is not None:
+        value = tolist()
+        return value if isinstance(value, list) else [value]
+    return [value]
+
+
+def _class_name(names: list[Any], label: Any) -> Any:
+    if type(label) is int and 0 <= label < len(names):
+        return names[label]
+    return label
+
+
+def _feature_locator(fn: Callable[..., Any], features: Any) -> Callable[[tuple, dict], Any] | None:
+    """Where the features are: an index, a parameter name, a callable(args, kwargs), or False for nowhere.
+
+    The default is the first positional argument, skipping ``self``/``cls`` of methods.
+    """
+    if features is False:
+        return None
+    if callable(features):
+        user = features
+
+        def by_callable(args: tuple, kwargs: dict) -> Any:
+            try:
+                return user(*args, **kwargs)
+            except Exception as exc:
+                SELF.error("features_callable", exc)
+                return _MISSING
+
+        return by_callable
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if features is None:
+        index = 1 if positional and positional[0].name in ("self", "cls") else 0
+        pname = positional[index].name if len(positional) > index else None
+    elif isinstance(features, int):
+        index = features
+        pname = positional[index].name if len(positional) > index else None
+    elif isinstance(features, str):
+        pname = features
+        names = [p.name for p in positional]
+        index = names.index(features) if features in names else -1
+    else:
+        raise config.ConfigError(f"features={features!r}: use an index, a parameter name, a callable or False")
+
+    def locate(args: tuple, kwargs: dict) -> Any:
+        if 0 <= index < len(args):
+            return args[index]
+        if pname is not None:
+            return kwargs.get(pname, _MISSING)
+        return _MISSING
+
+    return locate
+
+
+def _check_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not attributes:
+        return {}
+    if len(attributes) > conv.DEFAULT_MAX_EXTRA_ATTRIBUTES:
+        raise config.ConfigError(
+            f"attributes: at most {conv.DEFAULT_MAX_EXTRA_ATTRIBUTES} static attributes, got {len(attributes)}"
+        )
+    out = {}
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not isinstance(value, (str, bool, int, float)):
+            raise config.ConfigError(f"attributes[{key!r}]={value!r}: keys are str, values str/bool/int/float")
+        out[key] = value
+    return out
+
+
+def instrument_model(
+    name: str | Callable[..., Any] | None = None,
+    version: str | None = None,
+    *,
+    deployment_role: str | None = None,
+    confidence: Callable[[Any], Any] | None = None,
+    label: Callable[[Any], Any] | None = None,
+    labels: Sequence[Any] | None = None,
+    softmax: bool = False,
+    extract_outputs: bool = True,
+    ood: Any = None,
+    ood_threshold: float | None = None,
+    features: Any = None,
+    count_missing: bool = True,
+    hash_features: bool = True,
+    raw_features: Sequence[str] = (),
+    feature_names: Sequence[str] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    traces: bool | str | None = None,
+    max_labels: int = conv.DEFAULT_MAX_LABELS,
+) -> Any:
+    """Instrument a predict function: duration, outcome, confidence, OOD score, label, missing features.
+
+    ``name``/``version`` become ``ml.model.name``/``ml.model.version``. ``confidence``/``label`` are
+    callables on the output (default: extracted automatically); ``labels`` maps class indices to
+    names; ``softmax`` treats outputs as logits. ``ood`` is a callable on the features or a scorer
+    with ``score(X)`` (and ``threshold``). ``features`` says where the features are (index, name,
+    callable(*args, **kwargs) or False; default the first positional argument). ``raw_features``
+    allow-lists feature names whose raw values may go on spans (``feature_names`` names columns of
+    array inputs). ``attributes`` are static extra metric attributes (at most 8). ``traces``
+    overrides the process setting for this model: "span", "enrich" or "off".
+
+    Bad options raise ``modelotel.ConfigError`` at decoration time, never during a call.
+    """
+    if callable(name) and not isinstance(name, str):
+        return instrument_model()(name)
+
+    role = config.check_role(deployment_role) if deployment_role else config.default_role()
+    extra = _check_attributes(attributes)
+    trace_mode = config.trace_mode_of(traces) if traces is not None else None
+    if ood is not None and not (callable(ood) or hasattr(ood, "score")):
+        raise config.ConfigError(f"ood={ood!r}: pass a callable or a scorer with score(X)")
+    for opt_name, opt in (("confidence", confidence), ("label", label)):
+        if opt is not None and not callable(opt):
+            raise config.ConfigError(f"{opt_name}={opt!r} must be a callable on the model output")
+
+    def decorate(fn: Any) -> Any:
+        rewrap = None
+        if isinstance(fn, (staticmethod, classmethod)):
+            rewrap, fn = type(fn), fn.__func__
+        if not callable(fn):
+            raise config.ConfigError(f"instrument_model needs a callable, got {type(fn).__name__}")
+        model_name = name if isinstance(name, str) else getattr(fn, "__qualname__", type(fn).__name__)
+        inst = _Instrumented(
+            fn,
+            name=model_name,
+            version=str(version) if version is not None else conv.UNKNOWN_VERSION,
+            role=role,
+            attributes=extra,
+            confidence=confidence,
+            label=label,
+            class_names=labels,
+            softmax=softmax,
+            extract_outputs=extract_outputs and (confidence is None or label is None),
+            ood=ood,
+            ood_threshold=ood_threshold,
+            features=features,
+            count_missing=count_missing,
+            hash_features=hash_features,
+            raw=raw_features,
+            feature_names=feature_names,
+            traces=trace_mode,
+            max_labels=max_labels,
+        )
+        if inspect.isasyncgenfunction(fn):
+            wrapper = _async_gen_wrapper(inst)
+        elif inspect.isgeneratorfunction(fn):
+            wrapper = _gen_wrapper(inst)
+        elif inspect.iscoroutinefunction(fn):
+            wrapper = _async_wrapper(inst)
+        else:
+            wrapper = _sync_wrapper(inst)
+        if inspect.isfunction(fn) or inspect.ismethod(fn):
+            wrapper = functools.wraps(fn)(wrapper)
+        else:  # a callable object: keep a pointer to it and its call signature
+            wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
+            wrapper.__name__ = getattr(fn, "__name__", type(fn).__name__)  # type: ignore[attr-defined]
+            wrapper.__doc__ = getattr(fn, "__doc__", None)
+        wrapper.__modelotel__ = inst  # type: ignore[attr-defined]
+        return rewrap(wrapper) if rewrap is not None else wrapper
+
+    return decorate
+
+
+# -- the four call shapes -------------------------------------------------------------------------
+
+
+def _sync_wrapper(inst: _Instrumented) -> Callable[..., Any]:
+    fn = inst.fn
+    success = inst.success
+    record = inst.record
+    error = inst.error
+    pids = _FRAME_PIDS
+    follow = inst.traces is None  # the process-wide trace mode applies
+    untraced = inst.traces == OFF
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not (STATE.fast if follow else (untraced and STATE.started)):
+            return traced(args, kwargs)
+        t0 = perf_counter_ns()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            error(exc, perf_counter_ns() - t0)
+            if pids:
+                pids.pop(id(_getframe()), None)
+            raise
+        dt = perf_counter_ns() - t0
+        if pids:
+            pid = pids.pop(id(_getframe()), None)
+            if pid is not None:
+                success(result, args, kwargs, dt, pid)
+                return result
+        record(result, args, kwargs, dt)
+        return result
+
+    def traced(args: tuple, kwargs: dict) -> Any:
+        if not STATE.started:
+            autostart()
+            if not STATE.started:  # shut down: serve without recording
+                return fn(*args, **kwargs)
+        if not inst.tracing():
+            return wrapper(*args, **kwargs)
+        span, token, pid = inst.open_span()
+        key = id(_getframe())
+        pids[key] = pid
+        t0 = perf_counter_ns()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            error(exc, perf_counter_ns() - t0)
+            pids.pop(key, None)
+            inst.close_span(span, token, exc)
+            raise
+        dt = perf_counter_ns() - t0
+        pid = pids.pop(key, pid)
+        success(result, args, kwargs, dt, pid, span, token is not None)
+        inst.close_span(span, token, None)
+        return result
+
+    _WRAPPER_CODES.add(wrapper.__code__)
+    _WRAPPER_CODES.add(traced.__code__)
+    return wrapper
+
+
+def _async_wrapper(inst: _Instrumented) -> Callable[..., Any]:
+    fn = inst.fn
+    success = inst.success
+    error = inst.error
+    pids = _FRAME_PIDS
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not STATE.started:
+            autostart()
+        span = token = pid = None
+        traced = inst.tracing()
+        key = id(_getframe())
+        if traced:
+            span, token, pid = inst.open_span()
+            pids[key] = pid
+        t0 = perf_counter_ns()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            error(exc, perf_counter_ns() - t0)
+            if pids:
+                pids.pop(key, None)
+            if traced:
+                inst.close_span(span, token, exc)
+            raise
+        dt = perf_counter_ns() - t0
+        pid = pids.pop(key, pid) if pids else pid
+        success(result, args, kwargs, dt, pid, span, token is not None)
+        if traced:
+            inst.close_span(span, token, None)
+        return result
+
+    _WRAPPER_CODES.add(wrapper.__code__)
+    return wrapper
+
+
+class _Stream:
+    """Bookkeeping for one streaming call: time to first item, item count, the single final record."""
+
+    __slots__ = ("inst", "t0", "first", "items", "done", "span", "token", "pid", "key")
+
+    def __init__(self, inst: _Instrumented, key: int) -> None:
+        self.inst = inst
+        self.key = key
+        self.items = 0
+        self.first = 0
+        self.done = False
+        self.span = self.token = self.pid = None
+        if not STATE.started:
+            autostart()
+        if inst.tracing():
+            self.span, self.token, self.pid = inst.open_span()
+            _FRAME_PIDS[key] = self.pid
+            self._suspend()
+        self.t0 = perf_counter_ns()
+
+    # A span of a generator is current only while the generator body runs.
+    def _resume(self) -> None:
+        if self.span is not None and self.token is None:
+            try:
+                self.token = otel_context.attach(trace.set_span_in_context(self.span))
+            except Exception as exc:
+                SELF.error("span_resume", exc)
+
+    def _suspend(self) -> None:
+        if self.token is not None:
+            try:
+                otel_context.detach(self.token)
+            except Exception as exc:
+                SELF.error("span_suspend", exc)
+            self.token = None
+
+    def item(self) -> None:
+        if not self.items:
+            self.first = perf_counter_ns() - self.t0
+        self.items += 1
+
+    def finish(self, exc: BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        dt = perf_counter_ns() - self.t0
+        inst = self.inst
+        pid = _FRAME_PIDS.pop(self.key, self.pid) if _FRAME_PIDS else self.pid
+        try:
+            b = inst.buffers
+            if self.items:
+                b.first_item.append(self.first)
+            if exc is not None:
+                inst.error(exc, dt)
+            else:
+                b.durations.append(dt)
+                b.labels.append(None)
+                if pid is not None:
+                    PENDING.put(pid, b, None, None)
+            span = self.span
+            if span is not None:
+                if span.is_recording():
+                    attrs = {**inst.span_attributes, conv.STREAM_ITEMS: self.items}
+                    if pid is not None:
+                        attrs[conv.PREDICTION_ID] = pid
+                    span.set_attributes(attrs)
+                if exc is not None and span.is_recording():
+                    record_exception(span, exc)
+                span.end()
+        except Exception as inner:
+            SELF.error("stream_finish", inner)
+
+
+def _gen_wrapper(inst: _Instrumented) -> Callable[..., Any]:
+    fn = inst.fn
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        stream = _Stream(inst, id(_getframe()))
+        try:
+            stream._resume()
+            try:
+                gen = fn(*args, **kwargs)
+                item = next(gen)
+            finally:
+                stream._suspend()
+        except StopIteration as stop:
+            stream.finish(None)
+            return stop.value
+        except BaseException as exc:
+            stream.finish(exc)
+            raise
+        # PEP 380's expansion of ``yield from``, with the item count and the span made current per resume.
+        while True:
+            stream.item()
+            try:
+                sent = yield item
+            except GeneratorExit:
+                try:
+                    stream._resume()
+                    try:
+                        gen.close()
+                    finally:
+                        stream._suspend()
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+                stream.finish(None)
+                raise
+            except BaseException as thrown:
+                try:
+                    stream._resume()
+                    try:
+                        item = gen.throw(thrown)
+                    finally:
+                        stream._suspend()
+                except StopIteration as stop:
+                    stream.finish(None)
+                    return stop.value
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+            else:
+                try:
+                    stream._resume()
+                    try:
+                        item = next(gen) if sent is None else gen.send(sent)
+                    finally:
+                        stream._suspend()
+                except StopIteration as stop:
+                    stream.finish(None)
+                    return stop.value
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+
+    _WRAPPER_CODES.add(wrapper.__code__)
+    return wrapper
+
+
+def _async_gen_wrapper(inst: _Instrumented) -> Callable[..., Any]:
+    fn = inst.fn
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        stream = _Stream(inst, id(_getframe()))
+        try:
+            stream._resume()
+            try:
+                agen = fn(*args, **kwargs)
+                item = await agen.__anext__()
+            finally:
+                stream._suspend()
+        except StopAsyncIteration:
+            stream.finish(None)
+            return
+        except BaseException as exc:
+            stream.finish(exc)
+            raise
+        while True:
+            stream.item()
+            try:
+                sent = yield item
+            except GeneratorExit:
+                try:
+                    stream._resume()
+                    try:
+                        await agen.aclose()
+                    finally:
+                        stream._suspend()
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+                stream.finish(None)
+                raise
+            except BaseException as thrown:
+                try:
+                    stream._resume()
+                    try:
+                        item = await agen.athrow(thrown)
+                    finally:
+                        stream._suspend()
+                except StopAsyncIteration:
+                    stream.finish(None)
+                    return
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+            else:
+                try:
+                    stream._resume()
+                    try:
+                        item = await (agen.__anext__() if sent is None else agen.asend(sent))
+                    finally:
+                        stream._suspend()
+                except StopAsyncIteration:
+                    stream.finish(None)
+                    return
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+
+    _WRAPPER_CODES.add(wrapper.__code__)
+    return wrapper
