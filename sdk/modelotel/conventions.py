@@ -24,6 +24,7 @@ PREDICTION_CONFIDENCE: Final = "ml.prediction.confidence"
 FEATURES_HASH: Final = "ml.features.hash"
 FEATURES_MISSING: Final = "ml.features.missing"
 FEATURE_NAME: Final = "ml.feature.name"
+FEATURE_CATEGORY: Final = "ml.feature.category"
 FEATURE_PREFIX: Final = "ml.feature."  # span attributes of allow-listed raw features
 BATCH_SIZE: Final = "ml.batch.size"
 OOD_SCORE: Final = "ml.ood.score"
@@ -50,6 +51,9 @@ PREDICTIONS: Final = "ml.predictions"
 FEATURES_MISSING_METRIC: Final = "ml.features.missing"
 FEEDBACK: Final = "ml.feedback"
 FEEDBACK_CONFIDENCE: Final = "ml.feedback.confidence"
+FEATURE_VALUE: Final = "ml.feature.value"
+FEATURE_CATEGORY_METRIC: Final = "ml.feature.category"
+EXTRACT_MISSES: Final = "modelotel.extract.misses"
 INTERNAL_ERRORS: Final = "modelotel.internal.errors"
 DROPPED: Final = "modelotel.dropped"
 
@@ -71,6 +75,7 @@ MIN_EXPORT_SCALE: Final = -4  # Datadog and Prometheus accept scales -4..8
 MAX_EXPORT_SCALE: Final = 8
 DEFAULT_MAX_SERIES: Final = 2000  # per metric, then the overflow series
 DEFAULT_MAX_LABELS: Final = 100  # distinct predicted labels per model, then OTHER_LABEL
+DEFAULT_MAX_CATEGORIES: Final = 50  # distinct values per categorical feature, then OTHER_LABEL
 DEFAULT_MAX_EXTRA_ATTRIBUTES: Final = 8
 
 INSTRUMENTATION_SCOPE: Final = "modelotel"
@@ -117,6 +122,21 @@ METRICS: Final = {
             "histogram",
             DIMENSIONLESS,
             "Confidence of predictions that received feedback, by correctness (calibration).",
+        ),
+        MetricSpec(
+            FEATURE_VALUE,
+            "histogram",
+            DIMENSIONLESS,
+            "Distribution of an allow-listed numeric feature (bucket counts only; min/max coarsened to buckets).",
+        ),
+        MetricSpec(
+            FEATURE_CATEGORY_METRIC, "counter", VALUE_UNIT, "Values of an allow-listed categorical feature, bounded."
+        ),
+        MetricSpec(
+            EXTRACT_MISSES,
+            "counter",
+            PREDICTION_UNIT,
+            "Outputs whose shape gave no confidence (not counting plain numbers, which are regression outputs).",
         ),
         MetricSpec(INTERNAL_ERRORS, "counter", ERROR_UNIT, "Errors inside modelotel, by kind (never raised)."),
         MetricSpec(DROPPED, "counter", VALUE_UNIT, "Values modelotel dropped, by reason."),

@@ -28,6 +28,7 @@ from opentelemetry import trace
 
 from . import config
 from . import conventions as conv
+from .distributions import FeatureDistributions
 from .extract import extract
 from .feedback import PENDING, new_prediction_id
 from .privacy import count_missing, raw_features
@@ -39,6 +40,7 @@ _MISSING = object()
 _ndarray = np.ndarray
 _F64 = np.dtype(np.float64)
 _F32 = np.dtype(np.float32)
+_NUMBERS = (int, float, np.number)  # regression outputs: no confidence by design, not a miss
 
 # id(frame of an instrumented call) -> prediction id, filled only by current_prediction_id().
 _FRAME_PIDS: dict[int, str] = {}
@@ -95,6 +97,8 @@ class _Instrumented:
         feature_names: Sequence[str] | None,
         traces: str | None,
         max_labels: int,
+        numeric_features: Sequence[str] = (),
+        categorical_features: Sequence[str] = (),
     ) -> None:
         self.fn = fn
         self.name = name
@@ -124,7 +128,16 @@ class _Instrumented:
         self.buffers.softmax = softmax
         # Small float probability vectors are copied (tolist) and checked on the export thread.
         self.defer_outputs = extract_outputs and confidence is None and label is None
-        self.feature_work = self.features_at is not None and (count_missing or ood is not None)
+        self.buffers.count_missing = count_missing
+        self.distributions = None
+        if numeric_features or categorical_features:
+            self.distributions = FeatureDistributions(numeric_features, categorical_features, feature_names)
+            self.buffers.distributions = self.distributions
+        # small float feature vectors are kept as bytes for the export thread (NaN counts, columns)
+        self.defer_features = count_missing or self.distributions is not None
+        self.feature_work = self.features_at is not None and (
+            count_missing or ood is not None or self.distributions is not None
+        )
 
     # -- recording -------------------------------------------------------------------------
     def error(self, exc: BaseException, dt: int) -> None:
@@ -158,21 +171,22 @@ class _Instrumented:
             feats = self.features_at(args, kwargs)
             if feats is _MISSING:
                 return
-            if self.count_missing:
-                if type(feats) is _ndarray and feats.ndim == 1 and feats.size <= 64:
-                    dtype = feats.dtype
-                    if dtype is _F64:
-                        b.raw_features.append(feats.tobytes())
-                    elif dtype is _F32:
-                        b.raw_features32.append(feats.tobytes())
-                    elif dtype.kind in "fcO":
-                        missing = count_missing(feats)
-                        if missing:
-                            b.missing.append(missing)
-                else:
+            deferred = False
+            if self.defer_features and type(feats) is _ndarray and feats.ndim == 1 and feats.size <= 64:
+                dtype = feats.dtype
+                if dtype is _F64:
+                    b.raw_features.append(feats.tobytes())
+                    deferred = True
+                elif dtype is _F32:
+                    b.raw_features32.append(feats.tobytes())
+                    deferred = True
+            if not deferred:
+                if self.count_missing:
                     missing = count_missing(feats)
                     if missing:
                         b.missing.append(missing)
+                if self.distributions is not None:
+                    self.distributions.record(feats)
             if self.ood is not None:
                 if self.ood_batch or self.ood_on_outputs:
                     scores = self._ood_scores(feats, result)
@@ -203,6 +217,8 @@ class _Instrumented:
             if ex is not None:
                 confs = ex.confidences
                 labels = ex.labels
+            elif self.confidence_fn is None and not isinstance(result, _NUMBERS):
+                b.misses.append(1)
         if self.confidence_fn is not None:
             try:
                 confs = _floats(self.confidence_fn(result))
@@ -236,12 +252,14 @@ class _Instrumented:
             confs, labels = self._outputs_now(result)
             feats = _MISSING
             missing = 0
-            if self.features_at is not None and (self.count_missing or self.ood is not None or span is not None):
+            if self.features_at is not None and (self.feature_work or span is not None):
                 feats = self.features_at(args, kwargs)
                 if feats is not _MISSING and self.count_missing:
                     missing = count_missing(feats) or 0
                     if missing:
                         b.missing.append(missing)
+                if feats is not _MISSING and self.distributions is not None:
+                    self.distributions.record(feats)
             scores = None
             if self.ood is not None:
                 scores = self._ood_scores(feats, result)
@@ -456,6 +474,8 @@ def instrument_model(
     attributes: Mapping[str, Any] | None = None,
     traces: bool | str | None = None,
     max_labels: int = conv.DEFAULT_MAX_LABELS,
+    numeric_features: Sequence[str] = (),
+    categorical_features: Sequence[str] = (),
 ) -> Any:
     """Instrument a predict function: duration, outcome, confidence, OOD score, label, missing features.
 
@@ -466,7 +486,9 @@ def instrument_model(
     callable(*args, **kwargs) or False; default the first positional argument). ``raw_features``
     allow-lists feature names whose raw values may go on spans (``feature_names`` names columns of
     array inputs). ``attributes`` are static extra metric attributes (at most 8). ``traces``
-    overrides the process setting for this model: "span", "enrich" or "off".
+    overrides the process setting for this model: "span", "enrich" or "off". ``numeric_features`` and
+    ``categorical_features`` allow-list features whose distributions are exported for drift
+    (sketches and bounded counts, never raw values; arrays need ``feature_names``).
 
     Bad options raise ``modelotel.ConfigError`` at decoration time, never during a call.
     """
@@ -509,6 +531,8 @@ def instrument_model(
             feature_names=feature_names,
             traces=trace_mode,
             max_labels=max_labels,
+            numeric_features=numeric_features,
+            categorical_features=categorical_features,
         )
         if inspect.isasyncgenfunction(fn):
             wrapper = _async_gen_wrapper(inst)

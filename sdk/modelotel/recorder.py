@@ -12,6 +12,7 @@ per-series sketches and counters and builds one ``MetricsData`` in the chosen te
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -142,6 +143,9 @@ class ModelBuffers:
         "raw_features32",
         "class_names",
         "softmax",
+        "misses",
+        "count_missing",
+        "distributions",
         "max_labels",
         "_seen_labels",
     )
@@ -173,6 +177,9 @@ class ModelBuffers:
         self.raw_features32: list[bytes] = []
         self.class_names: list[Any] | None = None
         self.softmax = False
+        self.misses: list[int] = []  # outputs whose shape gave no confidence
+        self.count_missing = True
+        self.distributions: Any = None  # distributions.FeatureDistributions when features are allow-listed
         self.max_labels = max_labels
         self._seen_labels: set[str] = set()
 
@@ -190,8 +197,11 @@ class ModelBuffers:
             "raw_features",
             "raw_outputs32",
             "raw_features32",
+            "misses",
         ):
             getattr(self, name).clear()
+        if self.distributions is not None:
+            self.distributions.clear()
 
     def bounded_label(self, label: Any) -> str:
         text = label if type(label) is str else str(label)
@@ -237,6 +247,7 @@ class ModelBuffers:
                     label_counts[names[i] if names is not None and i < len(names) else i] += n
                 if rejected:
                     label_counts[None] += rejected
+                    self.misses.append(rejected)
         confidences = np.concatenate(conf_parts) if len(conf_parts) > 1 else conf_parts[0]
         if confidences.size:
             rec.observe(conv.PREDICTION_CONFIDENCE_METRIC, self.key, attrs, confidences)
@@ -254,9 +265,18 @@ class ModelBuffers:
                 rec.add(conv.PREDICTIONS, attr_key(lab_attrs), lab_attrs, count)
         missing = drain(self.missing)
         missing_total = int(sum(missing))
+        dists = self.distributions
         for chunks, dtype in ((drain(self.raw_features), np.float64), (drain(self.raw_features32), np.float32)):
-            if chunks:
-                missing_total += int(np.count_nonzero(np.isnan(np.frombuffer(b"".join(chunks), dtype=dtype))))
+            for rows in _stack_by_length(chunks, dtype):
+                if self.count_missing:
+                    missing_total += int(np.count_nonzero(np.isnan(rows)))
+                if dists is not None:
+                    dists.fold_rows(rows)
+        if dists is not None:
+            dists.fold(rec, attrs)
+        misses = drain(self.misses)
+        if misses:
+            rec.add(conv.EXTRACT_MISSES, self.key, attrs, int(sum(misses)))
         if missing_total:
             rec.add(conv.FEATURES_MISSING_METRIC, self.key, attrs, missing_total)
         feedback = drain(self.feedback)
@@ -287,6 +307,33 @@ def _stack_by_length(chunks: list[bytes], dtype: type) -> list[np.ndarray]:
             by_len[len(chunk)].append(chunk)
         groups = list(by_len.values())
     return [np.frombuffer(b"".join(g), dtype=dtype).reshape(len(g), len(g[0]) // width) for g in groups]
+
+
+# Metrics whose exact min/max would reveal one raw input value: exported with bucket edges instead.
+COARSE_EXTREMES = frozenset({conv.FEATURE_VALUE})
+
+
+def _coarse_extremes(point: Any) -> Any:
+    """min/max replaced by the outer edges of the occupied buckets (they still bound every value)."""
+    if not point.count:
+        return point
+    base = 2.0 ** (2.0**-point.scale)
+    lows, highs = [], []
+    pos, neg = point.positive, point.negative
+    if any(neg.bucket_counts):
+        first = next(i for i, c in enumerate(neg.bucket_counts) if c)
+        last = max(i for i, c in enumerate(neg.bucket_counts) if c)
+        lows.append(-(base ** (neg.offset + last + 1)))
+        highs.append(-(base ** (neg.offset + first)))
+    if point.zero_count:
+        lows.append(0.0)
+        highs.append(0.0)
+    if any(pos.bucket_counts):
+        first = next(i for i, c in enumerate(pos.bucket_counts) if c)
+        last = max(i for i, c in enumerate(pos.bucket_counts) if c)
+        lows.append(base ** (pos.offset + first))
+        highs.append(base ** (pos.offset + last + 1))
+    return dataclasses.replace(point, min=min(lows), max=max(highs))
 
 
 class _HistSeries:
@@ -436,6 +483,8 @@ class Recorder:
                 for s in table.values()
                 if s.sketch.count or not self.delta
             ]
+            if name in COARSE_EXTREMES:
+                points = [_coarse_extremes(p) for p in points]
             if points:
                 spec = conv.METRICS.get(name)
                 out.append(
