@@ -25,7 +25,9 @@ test: install lint
 	$(PY) -m pytest -q
 
 bench: install
+	@command -v wrk >/dev/null || (apt-get install -y -qq wrk || echo "wrk not installed: the load test will be skipped")
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/middleware.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
