@@ -54,6 +54,8 @@ FEEDBACK_CONFIDENCE: Final = "ml.feedback.confidence"
 FEATURE_VALUE: Final = "ml.feature.value"
 FEATURE_CATEGORY_METRIC: Final = "ml.feature.category"
 EXTRACT_MISSES: Final = "modelotel.extract.misses"
+HTTP_SERVER_DURATION: Final = "http.server.request.duration"  # OTel stable HTTP semantic conventions
+RPC_SERVER_DURATION: Final = "rpc.server.call.duration"  # OTel RPC semantic conventions
 INTERNAL_ERRORS: Final = "modelotel.internal.errors"
 DROPPED: Final = "modelotel.dropped"
 
@@ -138,6 +140,8 @@ METRICS: Final = {
             PREDICTION_UNIT,
             "Outputs whose shape gave no confidence (not counting plain numbers, which are regression outputs).",
         ),
+        MetricSpec(HTTP_SERVER_DURATION, "histogram", SECONDS, "Duration of HTTP server requests."),
+        MetricSpec(RPC_SERVER_DURATION, "histogram", SECONDS, "Duration of RPC server calls."),
         MetricSpec(INTERNAL_ERRORS, "counter", ERROR_UNIT, "Errors inside modelotel, by kind (never raised)."),
         MetricSpec(DROPPED, "counter", VALUE_UNIT, "Values modelotel dropped, by reason."),
     )

@@ -9,6 +9,7 @@ TracerProvider that ``modelotel.configure`` chose (the application's if it has o
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from time import perf_counter_ns
 from typing import Any
@@ -24,8 +25,8 @@ from ..recorder import SELF, ModelBuffers, Recorder, attr_key, drain
 from ..runtime import OFF, STATE, autostart
 from ..tracing import record_exception
 
-HTTP_SERVER_DURATION = "http.server.request.duration"
-RPC_SERVER_DURATION = "rpc.server.call.duration"
+HTTP_SERVER_DURATION = conv.HTTP_SERVER_DURATION
+RPC_SERVER_DURATION = conv.RPC_SERVER_DURATION
 
 # Stable HTTP semantic-convention attributes (semconv 1.26+), RPC ones as of semconv 1.37+.
 HTTP_METHOD = "http.request.method"
@@ -41,6 +42,8 @@ USER_AGENT = "user_agent.original"
 RPC_SYSTEM = "rpc.system.name"
 RPC_METHOD = "rpc.method"
 RPC_STATUS = "rpc.response.status_code"
+
+_CLAIM = threading.Lock()  # finish() may race between a stream's thread and a cancellation callback
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"})
 
@@ -164,8 +167,10 @@ class ServerTelemetry:
         deployment_role: str | None = None,
         traces: bool | str | None = None,
         metric_attributes: tuple[str, ...] = (),
+        route_attribute: str | None = HTTP_ROUTE,
     ) -> None:
         self.metric = metric
+        self.route_attribute = route_attribute  # None: the route only selects a per-route model
         self.exclude = ExcludeList(excluded_urls, framework)
         self.models = RouteModels(models, deployment_role)
         self.traces = config.trace_mode_of(traces) if traces is not None else None
@@ -206,11 +211,13 @@ class ServerTelemetry:
         if route is None:
             return
         req.route = route
-        req.attrs[HTTP_ROUTE] = route
+        if self.route_attribute is None:
+            return
+        req.attrs[self.route_attribute] = route
         span = req.span
         if span is not None:
             try:
-                span.set_attribute(HTTP_ROUTE, route)
+                span.set_attribute(self.route_attribute, route)
                 if span_name:
                     span.update_name(span_name)
             except Exception as exc:
@@ -233,11 +240,17 @@ class ServerTelemetry:
         error_type: str | None = None,
         exception: BaseException | None = None,
         span_error: bool = False,
+        detach: bool = True,
     ) -> None:
-        """End the request once: duration metric, per-route model metric, span status and end."""
-        if req.done:
-            return
-        req.done = True
+        """End the request once: duration metric, per-route model metric, span status and end.
+
+        Safe to call from several threads (a stream and a cancellation callback): one wins.
+        ``detach=False`` when ending from a thread other than the one the context was attached in.
+        """
+        with _CLAIM:
+            if req.done:
+                return
+            req.done = True
         dt = perf_counter_ns() - req.t0
         try:
             if status_attrs:
@@ -259,7 +272,8 @@ class ServerTelemetry:
                 self.models.record(req.route, dt, error_type)
         except Exception as exc:
             SELF.error("server_metric", exc)
-        self.detach(req)
+        if detach:
+            self.detach(req)  # detach=False: req.token stays for its owner's detach(req)
         span = req.span
         if span is not None:
             try:
@@ -269,8 +283,8 @@ class ServerTelemetry:
                     record_exception(span, exception)
                 elif span_error:
                     span.set_status(Status(StatusCode.ERROR))
-                    if error_type is not None:
-                        span.set_attribute(conv.ERROR_TYPE, error_type)
+                if error_type is not None:
+                    span.set_attribute(conv.ERROR_TYPE, error_type)
                 span.end()
             except Exception as exc:
                 SELF.error("server_span_end", exc)
