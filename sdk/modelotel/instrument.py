@@ -31,6 +31,7 @@ from . import conventions as conv
 from .distributions import FeatureDistributions
 from .extract import extract
 from .feedback import PENDING, new_prediction_id
+from .ood import OODScorer
 from .privacy import count_missing, raw_features
 from .recorder import SELF, ModelBuffers
 from .runtime import OFF, STATE, autostart
@@ -104,10 +105,9 @@ class _Instrumented:
         self.name = name
         self.span_name = f"predict {name}"
         base = {conv.MODEL_NAME: name, conv.MODEL_VERSION: version, conv.DEPLOYMENT_ROLE: role, **attributes}
-        if ood_threshold is None and ood is not None:
-            threshold = getattr(ood, "threshold", None)
-            ood_threshold = float(threshold) if isinstance(threshold, (int, float)) else None
         self.buffers = ModelBuffers(base, ood_threshold=ood_threshold, max_labels=max_labels)
+        if ood is not None and hasattr(ood, "score"):
+            self.buffers.ood_scorer = ood  # its threshold is read at each export, so it may be set later
         STATE.recorder.register(self.buffers)
         self.span_attributes = dict(base)
         self.confidence_fn = confidence
@@ -133,8 +133,14 @@ class _Instrumented:
         if numeric_features or categorical_features:
             self.distributions = FeatureDistributions(numeric_features, categorical_features, feature_names)
             self.buffers.distributions = self.distributions
-        # small float feature vectors are kept as bytes for the export thread (NaN counts, columns)
-        self.defer_features = count_missing or self.distributions is not None
+        # modelotel.ood scorers are pure and vectorised: score deferred rows on the export thread
+        own_scorer = isinstance(ood, OODScorer)
+        self.ood_deferred_on = getattr(ood, "input", "features") if own_scorer else None
+        if self.ood_deferred_on == "outputs" and not self.defer_outputs:
+            self.ood_deferred_on = None
+        self.buffers.ood_on_rows = self.ood_deferred_on
+        # small float feature vectors are kept as bytes for the export thread (NaN counts, columns, OOD)
+        self.defer_features = count_missing or self.distributions is not None or self.ood_deferred_on == "features"
         self.feature_work = self.features_at is not None and (
             count_missing or ood is not None or self.distributions is not None
         )
@@ -150,60 +156,65 @@ class _Instrumented:
         """Record one finished, untraced call with no prediction id: the hot path. Never raises.
 
         Only cheap copies happen here: small float vectors (outputs and features) are kept as
-        ``tobytes()`` and the export thread does the probability checks, max/argmax and NaN counts
-        for all of them at once (ModelBuffers.fold).
+        ``tobytes()`` and the export thread does the probability checks, max/argmax, NaN counts,
+        feature columns and modelotel.ood scores for all of them at once (ModelBuffers.fold).
         """
         b = self.buffers
         b.durations.append(dt)
         try:
+            out_deferred = False
             if self.defer_outputs and type(result) is _ndarray and result.ndim == 1 and 1 < result.size <= 64:
                 dtype = result.dtype
                 if dtype is _F64:
                     b.raw_outputs.append(result.tobytes())
+                    out_deferred = True
                 elif dtype is _F32:
                     b.raw_outputs32.append(result.tobytes())
-                else:
-                    self._outputs_now(result)
-            else:
+                    out_deferred = True
+            if not out_deferred:
                 self._outputs_now(result)
             if not self.feature_work:
                 return
             feats = self.features_at(args, kwargs)
-            if feats is _MISSING:
+            feats_deferred = False
+            if feats is not _MISSING:
+                if self.defer_features and type(feats) is _ndarray and feats.ndim == 1 and feats.size <= 64:
+                    dtype = feats.dtype
+                    if dtype is _F64:
+                        b.raw_features.append(feats.tobytes())
+                        feats_deferred = True
+                    elif dtype is _F32:
+                        b.raw_features32.append(feats.tobytes())
+                        feats_deferred = True
+                if not feats_deferred:
+                    if self.count_missing:
+                        missing = count_missing(feats)
+                        if missing:
+                            b.missing.append(missing)
+                    if self.distributions is not None:
+                        self.distributions.record(feats)
+            ood = self.ood
+            if ood is None:
                 return
-            deferred = False
-            if self.defer_features and type(feats) is _ndarray and feats.ndim == 1 and feats.size <= 64:
-                dtype = feats.dtype
-                if dtype is _F64:
-                    b.raw_features.append(feats.tobytes())
-                    deferred = True
-                elif dtype is _F32:
-                    b.raw_features32.append(feats.tobytes())
-                    deferred = True
-            if not deferred:
-                if self.count_missing:
-                    missing = count_missing(feats)
-                    if missing:
-                        b.missing.append(missing)
-                if self.distributions is not None:
-                    self.distributions.record(feats)
-            if self.ood is not None:
-                if self.ood_batch or self.ood_on_outputs:
-                    scores = self._ood_scores(feats, result)
-                    if scores:
-                        b.ood.extend(scores)
+            deferred_on = self.ood_deferred_on
+            if (deferred_on == "features" and feats_deferred) or (deferred_on == "outputs" and out_deferred):
+                return  # scored in bulk on the export thread
+            if self.ood_batch or self.ood_on_outputs:
+                scores = self._ood_scores(feats, result)
+                if scores:
+                    b.ood.extend(scores)
+            elif feats is not _MISSING:
+                try:
+                    score = ood(feats)
+                except Exception as exc:
+                    SELF.error("ood_score", exc)
                 else:
-                    try:
-                        score = self.ood(feats)
-                    except Exception as exc:
-                        SELF.error("ood_score", exc)
-                    else:
-                        if isinstance(score, float):
-                            b.ood.append(score)
-                        elif score is not None:
-                            scores = _floats(score)
-                            if scores:
-                                b.ood.extend(scores)
+                    if isinstance(score, float):
+                        b.ood.append(score)
+                    elif score is not None:
+                        scores = _floats(score)
+                        if scores:
+                            b.ood.extend(scores)
         except Exception as exc:
             SELF.error("record", exc)
 
