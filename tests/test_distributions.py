@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import total_count
 
 import modelotel
 from modelotel import conventions as conv
 from modelotel.sketch import LogSketch
+
+from conftest import total_count
 
 
 def _by_feature(points, name):
