@@ -35,7 +35,7 @@ from .ood import OODScorer
 from .privacy import count_missing, raw_features
 from .recorder import SELF, ModelBuffers
 from .runtime import OFF, STATE, autostart
-from .tracing import record_exception
+from .tracing import record_exception, start_span
 
 _MISSING = object()
 _ndarray = np.ndarray
@@ -124,6 +124,7 @@ class _Instrumented:
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.traces = traces
         self.features_at = _feature_locator(fn, features)
+        self.feature_index = getattr(self.features_at, "index", -1)
         self.buffers.class_names = self.class_names
         self.buffers.softmax = softmax
         # Small float probability vectors are copied (tolist) and checked on the export thread.
@@ -175,7 +176,8 @@ class _Instrumented:
                 self._outputs_now(result)
             if not self.feature_work:
                 return
-            feats = self.features_at(args, kwargs)
+            index = self.feature_index
+            feats = args[index] if 0 <= index < len(args) else self.features_at(args, kwargs)
             feats_deferred = False
             if feats is not _MISSING:
                 if self.defer_features and type(feats) is _ndarray and feats.ndim == 1 and feats.size <= 64:
@@ -349,7 +351,7 @@ class _Instrumented:
         try:
             if mode == "span" and tracer is not None:
                 attrs = {**self.span_attributes, conv.PREDICTION_ID: pid}
-                span = tracer.start_span(self.span_name, kind=trace.SpanKind.INTERNAL, attributes=attrs)
+                span = start_span(tracer, self.span_name, None, trace.SpanKind.INTERNAL, attrs)
                 token = otel_context.attach(trace.set_span_in_context(span))
                 return span, token, pid
             if mode == "enrich":
@@ -447,6 +449,7 @@ def _feature_locator(fn: Callable[..., Any], features: Any) -> Callable[[tuple, 
             return kwargs.get(pname, _MISSING)
         return _MISSING
 
+    locate.index = index  # type: ignore[attr-defined]  # the hot path reads args[index] directly
     return locate
 
 

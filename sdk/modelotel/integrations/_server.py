@@ -23,7 +23,7 @@ from .. import config
 from .. import conventions as conv
 from ..recorder import SELF, ModelBuffers, Recorder, attr_key, drain
 from ..runtime import OFF, STATE, autostart
-from ..tracing import record_exception
+from ..tracing import record_exception, start_span
 
 HTTP_SERVER_DURATION = conv.HTTP_SERVER_DURATION
 RPC_SERVER_DURATION = conv.RPC_SERVER_DURATION
@@ -199,7 +199,7 @@ class ServerTelemetry:
                 parent = propagate.extract(carrier, getter=getter) if getter is not None else propagate.extract(carrier)
                 tracer = STATE.tracer
                 if mode == "span" and tracer is not None:
-                    req.span = tracer.start_span(span_name, context=parent, kind=kind, attributes=req.attrs)
+                    req.span = start_span(tracer, span_name, parent, kind, req.attrs)
                     req.token = otel_context.attach(trace.set_span_in_context(req.span, parent))
                 else:  # enrich/no tracer: still join the caller's trace for anything started below
                     req.token = otel_context.attach(parent)
