@@ -56,7 +56,8 @@ def new_prediction_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-def _as_list(value: Any) -> list[Any] | None:
+def as_list(value: Any) -> list[Any] | None:
+    """One value or a sequence/array of them as a list (None stays None; a failing tolist() gives None)."""
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
@@ -85,10 +86,10 @@ def record_feedback(prediction_id: str, *, label: Any = None, correct: bool | Se
             return False
         buffers, confidences, predicted = entry
         if correct is not None:
-            verdicts = _as_list(correct) or []
+            verdicts = as_list(correct) or []
             verdicts = [bool(v) for v in verdicts]
         elif label is not None and predicted:
-            truths = _as_list(label) or []
+            truths = as_list(label) or []
             if len(truths) == 1 and len(predicted) > 1:
                 truths = truths * len(predicted)
             verdicts = [_same_label(t, p) for t, p in zip(truths, predicted, strict=False)]

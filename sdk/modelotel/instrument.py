@@ -30,7 +30,7 @@ from . import config
 from . import conventions as conv
 from .distributions import FeatureDistributions
 from .extract import extract
-from .feedback import PENDING, new_prediction_id
+from .feedback import PENDING, as_list, new_prediction_id
 from .ood import OODScorer
 from .privacy import count_missing, raw_features
 from .recorder import SELF, ModelBuffers
@@ -240,7 +240,7 @@ class _Instrumented:
                 SELF.error("confidence_callable", exc)
         if self.label_fn is not None:
             try:
-                labels = _listify(self.label_fn(result))
+                labels = as_list(self.label_fn(result))
             except Exception as exc:
                 SELF.error("label_callable", exc)
         if labels and self.class_names is not None:
@@ -386,18 +386,6 @@ def _floats(value: Any) -> list[float] | None:
         if not isinstance(value, list):
             return [float(value)]
     return [float(v) for v in value]
-
-
-def _listify(value: Any) -> list[Any] | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    tolist = getattr(value, "tolist", None)
-    if tolist is not None:
-        value = tolist()
-        return value if isinstance(value, list) else [value]
-    return [value]
 
 
 def _class_name(names: list[Any], label: Any) -> Any:

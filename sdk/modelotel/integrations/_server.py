@@ -43,6 +43,10 @@ RPC_SYSTEM = "rpc.system.name"
 RPC_METHOD = "rpc.method"
 RPC_STATUS = "rpc.response.status_code"
 
+# A client that goes away before the response is complete (ASGI and WSGI alike).
+CLIENT_DISCONNECT_EVENT = "http.client_disconnect"  # span event
+DISCONNECT_ERROR = "ClientDisconnect"  # error.type when no exception says more
+
 _CLAIM = threading.Lock()  # finish() may race between a stream's thread and a cancellation callback
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"})

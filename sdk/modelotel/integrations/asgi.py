@@ -25,6 +25,8 @@ from ..privacy import scrub
 from ..recorder import SELF
 from ..runtime import STATE, autostart, force_flush
 from ._server import (
+    CLIENT_DISCONNECT_EVENT,
+    DISCONNECT_ERROR,
     HTTP_METHOD,
     HTTP_ROUTE,
     HTTP_SERVER_DURATION,
@@ -48,8 +50,6 @@ HTTP_METHOD_ORIGINAL = "http.request.method_original"
 
 # A client that went away before the response was complete: a span event, plus error.type (the
 # exception class when one surfaced, else this value) because the response was cut short.
-CLIENT_DISCONNECT_EVENT = "http.client_disconnect"
-DISCONNECT_ERROR = "ClientDisconnect"
 
 _FASTAPI_TELEMETRY_KEY = "fastapi.telemetry"
 _SHUTDOWN_FLUSH_TIMEOUT_S = 10.0

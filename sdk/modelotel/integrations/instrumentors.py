@@ -27,6 +27,26 @@ def _unwrap(owner: Any, name: str) -> None:
         setattr(owner, name, attr.__wrapped__)
 
 
+def _options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """instrument() kwargs minus the providers the OTel loader passes (modelotel uses the global ones)."""
+    return {k: v for k, v in kwargs.items() if k not in ("tracer_provider", "meter_provider")}
+
+
+def _instrument_after_init(instrument_app: Any, kind: str, kwargs: dict[str, Any]) -> Any:
+    """A wrapt wrapper for an app class's ``__init__`` that instruments each new app; never raises."""
+    options = _options(kwargs)
+
+    def after_init(wrapped: Any, instance: Any, args: tuple, kw: dict) -> Any:
+        result = wrapped(*args, **kw)
+        try:
+            instrument_app(instance, **options)
+        except Exception as exc:
+            SELF.error(kind, exc)
+        return result
+
+    return after_init
+
+
 class FastAPIInstrumentor(BaseInstrumentor):
     """Adds modelotel's ASGI middleware to every FastAPI (and Starlette) app created after instrument()."""
 
@@ -39,18 +59,7 @@ class FastAPIInstrumentor(BaseInstrumentor):
 
         from . import fastapi as ours
 
-        options = dict(kwargs)
-        options.pop("tracer_provider", None)
-        options.pop("meter_provider", None)
-
-        def after_init(wrapped: Any, instance: Any, args: tuple, kw: dict) -> Any:
-            result = wrapped(*args, **kw)
-            try:
-                ours.instrument_app(instance, **options)
-            except Exception as exc:
-                SELF.error("auto_instrument_fastapi", exc)
-            return result
-
+        after_init = _instrument_after_init(ours.instrument_app, "auto_instrument_fastapi", kwargs)
         wrapt.wrap_function_wrapper(fastapi.FastAPI, "__init__", after_init)
         wrapt.wrap_function_wrapper(starlette.applications.Starlette, "__init__", after_init)
 
@@ -73,18 +82,7 @@ class FlaskInstrumentor(BaseInstrumentor):
 
         from . import flask as ours
 
-        options = dict(kwargs)
-        options.pop("tracer_provider", None)
-        options.pop("meter_provider", None)
-
-        def after_init(wrapped: Any, instance: Any, args: tuple, kw: dict) -> Any:
-            result = wrapped(*args, **kw)
-            try:
-                ours.instrument_app(instance, **options)
-            except Exception as exc:
-                SELF.error("auto_instrument_flask", exc)
-            return result
-
+        after_init = _instrument_after_init(ours.instrument_app, "auto_instrument_flask", kwargs)
         wrapt.wrap_function_wrapper(flask.Flask, "__init__", after_init)
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -117,8 +115,7 @@ class GrpcServerInstrumentor(BaseInstrumentor):
 
         from . import grpc as ours
 
-        options = {k: v for k, v in kwargs.items() if k not in ("tracer_provider", "meter_provider")}
-        wrapt.wrap_function_wrapper(grpc, "server", _with_interceptor(ours.server_interceptor, options))
+        wrapt.wrap_function_wrapper(grpc, "server", _with_interceptor(ours.server_interceptor, _options(kwargs)))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         import grpc
@@ -137,8 +134,9 @@ class GrpcAioServerInstrumentor(BaseInstrumentor):
 
         from . import grpc as ours
 
-        options = {k: v for k, v in kwargs.items() if k not in ("tracer_provider", "meter_provider")}
-        wrapt.wrap_function_wrapper(grpc.aio, "server", _with_interceptor(ours.aio_server_interceptor, options))
+        wrapt.wrap_function_wrapper(
+            grpc.aio, "server", _with_interceptor(ours.aio_server_interceptor, _options(kwargs))
+        )
 
     def _uninstrument(self, **kwargs: Any) -> None:
         import grpc.aio

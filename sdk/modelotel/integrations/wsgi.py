@@ -27,6 +27,8 @@ from ..privacy import scrub
 from ..recorder import SELF
 from ..runtime import STATE, autostart
 from ._server import (
+    CLIENT_DISCONNECT_EVENT,
+    DISCONNECT_ERROR,
     HTTP_METHOD,
     HTTP_ROUTE,
     HTTP_SERVER_DURATION,
@@ -51,10 +53,8 @@ __all__ = [
 ROUTE_KEY = "modelotel.route"  # default environ key of the route template
 REQUEST_KEY = "modelotel.request"  # the in-flight Request, for framework hooks that learn the route early
 EXCEPTION_KEY = "modelotel.exception"  # an exception the framework handled into a 5xx response
-# The server closed the body before its end (WSGI hides why; it is nearly always the client leaving).
-# Same values as the ASGI middleware's.
-CLIENT_DISCONNECT_EVENT = "http.client_disconnect"
-DISCONNECT_ERROR = "ClientDisconnect"
+# CLIENT_DISCONNECT_EVENT / DISCONNECT_ERROR: the server closed the body before its end (WSGI hides
+# why; it is nearly always the client leaving).
 
 _METRIC_ATTRIBUTES = (HTTP_METHOD, HTTP_ROUTE, HTTP_STATUS, URL_SCHEME, PROTOCOL_VERSION)
 
