@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean collector
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check sdk tests benchmarks examples
 
+# The collector distribution built from collector_config/manifest-core.yaml, cached under
+# $HOME/.cache/modelotel/ by the manifest's hash (Go's module and build caches make rebuilds fast).
+collector:
+	@bash collector_config/build.sh | tail -n 1
+
 test: install lint
-	$(PY) -m pytest -q
+	MODELOTEL_OTELCOL="$$(bash collector_config/build.sh | tail -n 1)" $(PY) -m pytest -q
 
 bench: install
 	@command -v wrk >/dev/null || (apt-get install -y -qq wrk || echo "wrk not installed: the load test will be skipped")
