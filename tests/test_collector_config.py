@@ -6,6 +6,7 @@ import os
 import subprocess
 
 import pytest
+
 from collector_support import CONFIGS, otelcol
 
 AGENT_PROFILES = {
