@@ -20,9 +20,13 @@ def machine_line() -> str:
                     break
     except OSError:
         pass
+    try:
+        load = f", 1-min load average {os.getloadavg()[0]:.1f} at the end (a shared machine)"
+    except OSError:
+        load = ""
     return (
         f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]} ({platform.python_implementation()}), "
-        f"{platform.system()} {platform.machine()}, {time.strftime('%Y-%m-%d')}"
+        f"{platform.system()} {platform.machine()}, {time.strftime('%Y-%m-%d')}{load}"
     )
 
 
