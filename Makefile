@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint bench clean collector
+.PHONY: install demo test lint bench clean collector test-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,13 @@ lint: install
 collector:
 	@bash collector_config/build.sh | tail -n 1
 
-test: install lint
+# External servers the end-to-end tests run for real (Debian packages; CI runs as root).
+test-deps:
+	@command -v prometheus >/dev/null || { \
+	  echo "installing Debian's prometheus (end-to-end tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: install lint test-deps
 	MODELOTEL_OTELCOL="$$(bash collector_config/build.sh | tail -n 1)" $(PY) -m pytest -q
 
 bench: install
