@@ -33,7 +33,9 @@ test-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 test: install lint test-deps
-	MODELOTEL_OTELCOL="$$(bash collector_config/build.sh | tail -n 1)" $(PY) -m pytest -q
+	MODELOTEL_OTELCOL="$$(bash collector_config/build.sh | tail -n 1)" \
+	MODELOTEL_JAEGER="$$(bash collector_config/build_jaeger.sh | tail -n 1)" \
+	$(PY) -m pytest -q
 
 bench: install
 	@command -v wrk >/dev/null || (apt-get install -y -qq wrk || echo "wrk not installed: the load test will be skipped")
