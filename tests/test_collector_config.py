@@ -32,6 +32,16 @@ def test_agent_config_validates(profile):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"MODELOTEL_TRACES_EXPORTERS": "[file]", "MODELOTEL_LOGS_EXPORTERS": "[debug]"}],
+    ids=["default", "file-and-debug"],
+)
+def test_grafana_config_validates(env):
+    result = validate(CONFIGS / "grafana.yaml", env)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_bad_exporter_name_is_rejected():
     """validate really checks: an exporter the pipeline names but nobody defines fails."""
     result = validate(CONFIGS / "agent.yaml", {"MODELOTEL_EXPORTERS": "[jaeger]"})
