@@ -125,15 +125,13 @@ class ModelBuffers:
     ``ml.predictions`` counter is exact for batches too.
     """
 
-    __slots__ = (
-        "attributes",
-        "key",
+    # The lists the hot path appends to; clear() empties them (a forked child starts from nothing).
+    BUFFERS = (
         "durations",
         "errors",
         "first_item",
         "confidences",
         "ood",
-        "ood_threshold",
         "labels",
         "missing",
         "feedback",
@@ -141,9 +139,15 @@ class ModelBuffers:
         "raw_features",
         "raw_outputs32",
         "raw_features32",
+        "misses",
+    )
+    __slots__ = (
+        *BUFFERS,
+        "attributes",
+        "key",
+        "ood_threshold",
         "class_names",
         "softmax",
-        "misses",
         "count_missing",
         "distributions",
         "ood_scorer",
@@ -190,21 +194,7 @@ class ModelBuffers:
         self._seen_labels: set[str] = set()
 
     def clear(self) -> None:
-        for name in (
-            "durations",
-            "errors",
-            "first_item",
-            "confidences",
-            "ood",
-            "labels",
-            "missing",
-            "feedback",
-            "raw_outputs",
-            "raw_features",
-            "raw_outputs32",
-            "raw_features32",
-            "misses",
-        ):
+        for name in self.BUFFERS:
             getattr(self, name).clear()
         if self.distributions is not None:
             self.distributions.clear()
