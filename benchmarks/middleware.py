@@ -386,7 +386,7 @@ def main() -> None:
     modelotel.shutdown()
 
     lines = [
-        f"Machine: {machine_line()}. {args.rounds} interleaved rounds of {args.requests} requests per variant "
+        f"Machine: {machine_line()}. {args.rounds} interleaved rounds of {args.requests} requests per variant; "
         "median of the per-round means. Spans sampled (AlwaysOn) for every traced "
         "variant and the official ones, batch span processor, discarding exporters.",
         "",
