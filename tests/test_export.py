@@ -307,3 +307,31 @@ def test_background_thread_exports_on_its_interval():
     finally:
         modelotel.shutdown()
     assert total_count(points, **{conv.MODEL_NAME: "periodic"}) == 1
+
+
+def test_a_burst_of_traced_calls_loses_no_span(tmp_path):
+    """modelotel's own TracerProvider queues bursts (the SDK's default 2,048-span queue drops them)."""
+    path = tmp_path / "burst.jsonl"
+    script = textwrap.dedent(
+        f"""
+        import modelotel
+        modelotel.configure(exporter="file", path={str(path)!r}, traces=True, export_interval=3600)
+        predict = modelotel.instrument_model(name="burst")(lambda x: [0.5, 0.5])
+        for i in range(5000):
+            predict([float(i)])
+        modelotel.shutdown()
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MODELOTEL_"))}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "dropping" not in proc.stderr.lower()
+    spans = 0
+    with open(path) as fh:
+        for line in fh:
+            for rs in json.loads(line).get("resourceSpans", []):
+                for ss in rs["scopeSpans"]:
+                    spans += sum(1 for s in ss["spans"] if s["name"] == "predict burst")
+    assert spans == 5000

@@ -42,6 +42,7 @@ class Settings:
     hash_key: str | None = None
     deployment_role: str = "primary"
     disabled: bool = False
+    span_queue_size: int = 16384  # our BatchSpanProcessor's queue (the SDK default of 2048 drops bursts)
     resource_attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -188,7 +189,10 @@ def resolve(
     role = deployment_role or _env(env, "MODELOTEL_DEPLOYMENT_ROLE") or "primary"
     check_role(role, "MODELOTEL_DEPLOYMENT_ROLE" if deployment_role is None else "deployment_role")
 
+    span_queue = int(_env_number(env, "OTEL_BSP_MAX_QUEUE_SIZE", 16384, lo=1, hi=10_000_000))
+
     return Settings(
+        span_queue_size=span_queue,
         service_name=service_name,
         exporter=exporter,
         path=file_path,

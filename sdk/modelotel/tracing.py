@@ -56,7 +56,10 @@ def make_tracer_provider(settings: Settings, resource: Any) -> Any | None:
     else:
         return None
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    batch = min(512, settings.span_queue_size)
+    provider.add_span_processor(
+        BatchSpanProcessor(span_exporter, max_queue_size=settings.span_queue_size, max_export_batch_size=batch)
+    )
     return provider
 
 
