@@ -38,7 +38,6 @@ __all__ = [
     "Extraction",
     "extract",
     "extract_rows",
-    "is_small_float_vector",
     "softmax",
     "energy",
     "SUM_TOLERANCE",
@@ -570,14 +569,6 @@ def _as_float_array(x: object) -> np.ndarray | None:
 
 
 # -- deferred, vectorised extraction (the export thread) ------------------------------------------
-
-
-def is_small_float_vector(output: object) -> bool:
-    """The shape the hot path defers: a 1-D float64/float32 array of 2..SMALL elements."""
-    if type(output) is not _ndarray:
-        return False
-    dt = output.dtype
-    return (dt is _F64 or dt is _F32) and output.ndim == 1 and 1 < output.size <= SMALL
 
 
 def extract_rows(a: np.ndarray, softmax: bool = False) -> tuple[np.ndarray, np.ndarray, int]:

@@ -69,10 +69,6 @@ def current_prediction_id() -> str | None:
     return None
 
 
-def _take_pid(frame: Any) -> str | None:
-    return _FRAME_PIDS.pop(id(frame), None)
-
-
 class _Instrumented:
     """Per-decorator settings and the buffers its calls append to."""
 

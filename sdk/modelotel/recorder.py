@@ -501,15 +501,7 @@ class Recorder:
             if name in COARSE_EXTREMES:
                 points = [_coarse_extremes(p) for p in points]
             if points:
-                spec = conv.METRICS.get(name)
-                out.append(
-                    Metric(
-                        name=name,
-                        description=spec.description if spec else "",
-                        unit=spec.unit if spec else "",
-                        data=ExponentialHistogram(data_points=points, aggregation_temporality=temporality),
-                    )
-                )
+                out.append(_metric(name, ExponentialHistogram(data_points=points, aggregation_temporality=temporality)))
         for name, table in self._sums.items():
             points = [
                 NumberDataPoint(
@@ -519,14 +511,8 @@ class Recorder:
                 if s.value or not self.delta
             ]
             if points:
-                spec = conv.METRICS.get(name)
                 out.append(
-                    Metric(
-                        name=name,
-                        description=spec.description if spec else "",
-                        unit=spec.unit if spec else "",
-                        data=Sum(data_points=points, aggregation_temporality=temporality, is_monotonic=True),
-                    )
+                    _metric(name, Sum(data_points=points, aggregation_temporality=temporality, is_monotonic=True))
                 )
         return out
 
@@ -547,6 +533,12 @@ class Recorder:
             if clear is not None:
                 clear()
         self._window_start_ns = time.time_ns()
+
+
+def _metric(name: str, data: Any) -> Metric:
+    """A Metric with the name, unit and description conventions.py gives it."""
+    spec = conv.METRICS.get(name)
+    return Metric(name=name, description=spec.description if spec else "", unit=spec.unit if spec else "", data=data)
 
 
 def _version() -> str:

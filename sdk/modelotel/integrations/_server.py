@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from time import perf_counter_ns
 from typing import Any
 
@@ -292,12 +292,3 @@ class ServerTelemetry:
                 span.end()
             except Exception as exc:
                 SELF.error("server_span_end", exc)
-
-
-def safe_call(fn: Callable[..., Any], *args: Any, kind: str = "integration") -> Any:
-    """Run a piece of our own bookkeeping; count and swallow any failure."""
-    try:
-        return fn(*args)
-    except Exception as exc:
-        SELF.error(kind, exc)
-        return None

@@ -126,8 +126,7 @@ def _end(
     stream abandoned by the server, a done-callback); the call's context is private to the call and
     discarded with it, so leaving it as it is is harmless, while detaching there would fail.
     """
-    if drop_token:
-        req.token = None
+    detach = not drop_token
     exception = None
     try:
         if cancelled or (check_active and not context.is_active()):
@@ -136,12 +135,12 @@ def _end(
             code = context.code()
             if code is None or code is _OK:
                 if exc is None:
-                    tel.finish(req, status_attrs=_OK_ATTRS)
+                    tel.finish(req, status_attrs=_OK_ATTRS, detach=detach)
                     return
                 if not _is_abort(exc):  # an uncaught exception: grpc answers UNKNOWN
                     error_type = type(exc).__name__
                     status_attrs = {RPC_STATUS: "UNKNOWN", conv.ERROR_TYPE: error_type}
-                    tel.finish(req, status_attrs=status_attrs, error_type=error_type, exception=exc)
+                    tel.finish(req, status_attrs=status_attrs, error_type=error_type, exception=exc, detach=detach)
                     return
                 code = _UNKNOWN
             elif exc is not None and code in _SERVER_ERRORS and not _is_abort(exc):
@@ -150,7 +149,14 @@ def _end(
     except Exception as inner:
         SELF.error("grpc_status", inner)
         status_attrs, error_type, span_error = _OUTCOMES[_UNKNOWN]
-    tel.finish(req, status_attrs=status_attrs, error_type=error_type, exception=exception, span_error=span_error)
+    tel.finish(
+        req,
+        status_attrs=status_attrs,
+        error_type=error_type,
+        exception=exception,
+        span_error=span_error,
+        detach=detach,
+    )
 
 
 def _end_once(once: list, context: Any, exc: BaseException | None = None, **kwargs: Any) -> None:
