@@ -29,6 +29,7 @@ from modelotel.integrations.asgi import CLIENT_DISCONNECT_EVENT, ModelotelMiddle
 from modelotel.integrations.fastapi import instrument_app, is_instrumented, uninstrument_app
 from modelotel.otlp_json import read_json_lines
 
+from collector_support import stop_process
 from conftest import MemoryMetricExporter, total_count
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -605,12 +606,7 @@ def test_two_uvicorn_workers_export_distinct_instances(tmp_path):
     finally:
         # The parent SIGTERMs its workers; each flushes when its lifespan shutdown completes (uvicorn
         # then re-raises SIGTERM with the default handler, so atexit alone would lose the last data).
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGINT, timeout=20)
     counts = _request_counts(str(out))
     assert len(counts) == 2, (counts, proc.returncode)
     assert sum(counts.values()) == sent, (counts, sent)

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from collector_support import stop_process
 from otlp_receiver import OTLPReceiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,11 +83,7 @@ def test_opentelemetry_instrument_loads_modelotel(framework):
             # a WSGI span ends when the server closes the response, just after the client has it
             time.sleep(0.5)
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, signal.SIGINT)
         assert receiver.wait_for(lambda r: r.trace_requests and r.metrics_requests, timeout=20), proc.stderr.read()
 
         spans = [

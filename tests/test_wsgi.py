@@ -30,6 +30,7 @@ from modelotel.integrations.flask import instrument_app, uninstrument_app
 from modelotel.integrations.wsgi import ModelotelWSGIMiddleware
 
 from apps.wsgi_app import AppError, create_app
+from collector_support import stop_process
 from conftest import MemoryMetricExporter, total_count
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -575,12 +576,7 @@ def test_gunicorn_two_workers_export_their_own_counts(tmp_path, preload):
                     pids.add(r.json()["pid"])
                     sent += 1
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGTERM)
     assert proc.returncode == 0, log.read_text()
     totals, routes = _file_totals(path)
     assert len(totals) == 2, (totals, log.read_text())
