@@ -1,0 +1,937 @@
+"""SLO spec files -> ``model.SLO``: file reading, the native format, and the checks ``openslo`` shares.
+
+A file holds one or more YAML documents. Each is either native (a mapping with a top-level ``slos:`` list) or
+OpenSLO (``apiVersion: openslo/v1`` or ``openslo/v1alpha``, one object per document or a list of objects). The
+OpenSLO objects of all files form one namespace, so ``indicatorRef``, ``alertPolicyRef`` and ``conditionRef`` may
+point into another file. docs/slo-spec.md documents both formats and how every field maps.
+
+Errors
+    Each SLO (a native ``slos[i]`` entry, an OpenSLO document) is checked up to its first problem; the problems of
+    all SLOs and files are gathered into one ``SpecError`` (the first, with the rest in ``others``). Problems name
+    the file, the field path and, when known, the line.
+Notes
+    What loads but deserves a word (ignored OpenSLO kinds and fields, alert tiers that can never fire) is a
+    ``SpecNote``. ``load_specs`` returns them; ``load_slos`` logs them as warnings.
+
+Attribute filters
+    Filter values are compared as text (as ``ledger.matches`` does): strings as written, booleans as ``true`` /
+    ``false``, integers in decimal. Float values are refused because YAML reads ``1.10`` as ``1.1``; quote them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import logging
+import math
+import re
+import zoneinfo
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import conventions as conv
+from .durations import CALENDAR_UNIT_SECONDS, DurationError, parse_duration_exact
+from .model import DEFAULT_ALERT_TIERS, SLI, SLO, AlertTier, Selector, Window
+
+__all__ = [
+    "SLI_KINDS",
+    "SpecError",
+    "SpecNote",
+    "SpecSet",
+    "load_slos",
+    "load_specs",
+]
+
+log = logging.getLogger(__name__)
+
+SLI_KINDS = ("latency", "error_ratio", "ood_rate", "low_confidence_rate", "accuracy", "ratio")
+DEFAULT_WINDOW = 28 * 86400.0  # 4 whole weeks: every weekday counts equally
+DEFAULT_TIMESLICE = 300.0
+SERVER_METRICS = (conv.HTTP_SERVER_DURATION, conv.RPC_SERVER_DURATION)  # no ml.model.* attributes on these
+
+
+# -- errors and notes ------------------------------------------------------------------------------
+
+
+def _headline(file: str, field_path: str, message: str, line: int | None, column: int | None) -> str:
+    text = ": ".join(part for part in (file, field_path, message) if part)
+    if line is not None:
+        text += f" (line {line}" + (f", column {column})" if column is not None else ")")
+    return text
+
+
+class SpecError(ValueError):
+    """A spec problem: ``str()`` is ``"file: field.path: message (line N)"``, one line per problem."""
+
+    def __init__(
+        self,
+        file: str,
+        field_path: str,
+        message: str,
+        line: int | None = None,
+        column: int | None = None,
+        others: Sequence[SpecError] = (),
+    ) -> None:
+        self.file = file
+        self.field_path = field_path
+        self.message = message
+        self.line = line
+        self.column = column
+        self.others = list(others)
+        super().__init__(str(self))
+
+    def headline(self) -> str:
+        return _headline(self.file, self.field_path, self.message, self.line, self.column)
+
+    def __str__(self) -> str:
+        return "\n".join([self.headline(), *(other.headline() for other in self.others)])
+
+
+@dataclass(frozen=True)
+class SpecNote:
+    """Something that loaded but deserves a word, e.g. an ignored OpenSLO kind."""
+
+    file: str
+    field_path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return _headline(self.file, self.field_path, self.message, self.line, None)
+
+
+@dataclass(frozen=True)
+class Where:
+    """A position in a spec file: file, an optional document label, a field path and the line."""
+
+    file: str
+    prefix: str = ""  # "document 2 (SLO search-slo)"; "" for a single native document
+    path: str = ""  # "slos[0].threshold", "spec.objectives[1].target"
+    line: int | None = None
+
+    @property
+    def field_path(self) -> str:
+        return ": ".join(part for part in (self.prefix, self.path) if part)
+
+    def key(self, key: object, line: int | None = None) -> Where:
+        path = f"{self.path}.{key}" if self.path else str(key)
+        return Where(self.file, self.prefix, path, line if line is not None else self.line)
+
+    def index(self, index: int, line: int | None = None) -> Where:
+        return Where(self.file, self.prefix, f"{self.path}[{index}]", line if line is not None else self.line)
+
+    def error(self, message: str) -> SpecError:
+        return SpecError(self.file, self.field_path, message, self.line)
+
+    def note(self, message: str) -> SpecNote:
+        return SpecNote(self.file, self.field_path, message, self.line)
+
+    def source(self) -> str:
+        return f"{self.file}: {self.field_path}"
+
+
+# -- YAML with lines ---------------------------------------------------------------------------------
+
+
+class _Map(dict):
+    """A YAML mapping that remembers its line and the line of each key."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class _Seq(list):
+    """A YAML list that remembers its line and the line of each item."""
+
+    line: int = 0
+    item_lines: list[int]
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when built with it: ~5x faster
+    """SafeLoader whose mappings and lists carry line numbers, and which refuses duplicate keys."""
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[_Map]:
+    data = _Map()
+    data.line = node.start_mark.line + 1
+    data.key_lines = {}
+    yield data
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool, dt.date)) and key is not None:
+            raise yaml.constructor.ConstructorError(None, None, "a key must be plain text", key_node.start_mark)
+        if key in data.key_lines:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {data.key_lines[key]})", key_node.start_mark
+            )
+        data.key_lines[key] = key_node.start_mark.line + 1
+    data.update(loader.construct_mapping(node))
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> Iterator[_Seq]:
+    data = _Seq()
+    data.line = node.start_mark.line + 1
+    data.item_lines = [item.start_mark.line + 1 for item in node.value]
+    yield data
+    data.extend(loader.construct_sequence(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+def line_of(value: Any) -> int | None:
+    return getattr(value, "line", None) or None
+
+
+def _read_documents(path: str) -> list[Any]:
+    """The YAML documents of a file (``None`` for empty ones)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(path, "", "no such file") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, "", f"not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})") from None
+    except OSError as exc:
+        raise SpecError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        documents = list(yaml.load_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "unreadable"
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        raise SpecError(path, "", f"invalid YAML: {problem}", line, column) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(path, "", f"invalid YAML: {exc}") from None
+    if all(doc is None for doc in documents):
+        raise SpecError(path, "", "empty file: expected a top-level 'slos:' list or OpenSLO documents")
+    return documents
+
+
+# -- checked access to mappings ------------------------------------------------------------------
+
+
+def describe(value: Any) -> str:
+    """A value as an error message quotes it."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or ``""``."""
+    options = list(options)
+    lowered = {o.lower(): o for o in options}
+    if str(word).lower() in lowered:
+        return f" (did you mean '{lowered[str(word).lower()]}'?)"
+    close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_REQUIRED: Any = object()  # default of the Fields getters: the field must be there
+
+
+class Fields:
+    """A YAML mapping checked against the fields a spec object allows; getters check types and ranges.
+
+    A field whose value is null counts as absent. Getters raise "missing" for an absent field unless given a
+    ``default``; test ``key in fields`` first for fields that are optional without one.
+    """
+
+    def __init__(
+        self, value: Any, where: Where, allowed: Iterable[str], required: Iterable[str] = (), what: str = "a mapping"
+    ) -> None:
+        if not isinstance(value, dict):
+            raise where.error(f"expected {what}, got {describe(value)}")
+        self.value = value
+        self.where = where
+        self.allowed = tuple(allowed)
+        for key in value:
+            if key not in self.allowed:
+                listed = ", ".join(self.allowed)
+                raise self.at(key).error(f"unknown field{did_you_mean(key, self.allowed)}; allowed here: {listed}")
+        for key in required:
+            self.require(key)
+
+    def __contains__(self, key: str) -> bool:
+        return self.value.get(key) is not None
+
+    def at(self, key: object) -> Where:
+        lines = getattr(self.value, "key_lines", {})
+        return self.where.key(key, lines.get(key, line_of(self.value)))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.value.get(key)
+        return default if value is None else value
+
+    def require(self, key: str, why: str = "") -> Any:
+        if key not in self:
+            raise self.at(key).error("missing" + (f": {why}" if why else " (required)"))
+        return self.value[key]
+
+    def present(self, *keys: str) -> list[str]:
+        return [key for key in keys if key in self]
+
+    def _absent(self, key: str, default: Any) -> Any:
+        return self.require(key) if default is _REQUIRED else default
+
+    def text(self, key: str, default: Any = _REQUIRED) -> str:
+        value = self.get(key)
+        if value is None:
+            return self._absent(key, default)
+        if not isinstance(value, str) or not value.strip():
+            raise self.at(key).error(f"expected text, got {describe(value)}")
+        return value
+
+    def number(self, key: str, default: Any = _REQUIRED) -> float:
+        value = self.get(key)
+        return self._absent(key, default) if value is None else number(value, self.at(key))
+
+    def integer(self, key: str, default: Any = _REQUIRED, minimum: int = 0) -> int:
+        value = self.get(key)
+        if value is None:
+            return self._absent(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.at(key).error(f"expected a whole number >= {minimum}, got {describe(value)}")
+        return value
+
+    def boolean(self, key: str, default: Any = _REQUIRED) -> bool:
+        value = self.get(key)
+        if value is None:
+            return self._absent(key, default)
+        if not isinstance(value, bool):
+            raise self.at(key).error(f"expected true or false, got {describe(value)}")
+        return value
+
+    def choice(self, key: str, options: Sequence[str], default: Any = _REQUIRED) -> str:
+        value = self.get(key)
+        if value is None:
+            return self._absent(key, default)
+        if value not in options:
+            hint = did_you_mean(value, options) if isinstance(value, str) else ""
+            raise self.at(key).error(f"expected one of {', '.join(options)}, got {describe(value)}{hint}")
+        return value
+
+    def duration(self, key: str, default: Any = _REQUIRED, positive: bool = True) -> float:
+        value = self.get(key)
+        return self._absent(key, default) if value is None else duration(value, self.at(key), positive)
+
+    def sub(self, key: str, allowed: Iterable[str], required: Iterable[str] = (), why: str = "") -> Fields:
+        """The mapping under ``key``, which must be there."""
+        return Fields(self.require(key, why), self.at(key), allowed, required)
+
+    def fields(self, key: str, allowed: Iterable[str], required: Iterable[str] = ()) -> Fields | None:
+        """The mapping under ``key``, or None when it is absent."""
+        return self.sub(key, allowed, required) if key in self else None
+
+    def items(self, key: str) -> list[tuple[Any, Where]]:
+        value = self.get(key)
+        return [] if value is None else sequence(value, self.at(key))
+
+    def entries(self, key: str | None = None) -> list[tuple[str, Any, Where]]:
+        """``(name, value, where)`` of a mapping with free-form keys (attributes, labels, alert tiers): the one under
+        ``key``, or this one."""
+        if key is not None:
+            value = self.get(key)
+            return [] if value is None else Fields(value, self.at(key), list(value)).entries()
+        out = []
+        for name, value in self.value.items():
+            if not isinstance(name, str):
+                raise self.at(name).error(f"expected a text key, got {describe(name)}")
+            out.append((name, value, self.at(name)))
+        return out
+
+
+def sequence(value: Any, where: Where) -> list[tuple[Any, Where]]:
+    if not isinstance(value, list):
+        raise where.error(f"expected a list, got {describe(value)}")
+    lines = getattr(value, "item_lines", [])
+    return [(item, where.index(i, lines[i] if i < len(lines) else None)) for i, item in enumerate(value)]
+
+
+def number(value: Any, where: Where) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise where.error(f"expected a number, got {describe(value)}")
+    return float(value)
+
+
+def duration(value: Any, where: Where, positive: bool = True) -> float:
+    """Seconds of a Go-style or ISO 8601 duration text (``durations.parse_duration``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise where.error(f"expected a duration like '250ms', got {value} (a number alone has no unit)")
+    try:
+        exact = parse_duration_exact(value)
+        seconds = float(exact)
+    except DurationError as exc:
+        raise where.error(str(exc)) from None
+    except OverflowError:
+        raise where.error(f"{value!r} is too long") from None
+    if positive and seconds <= 0:
+        raise where.error(f"expected a duration above zero, got {describe(value)}")
+    return seconds
+
+
+def fraction(value: Any, where: Where, *, allow_one: bool = False, what: str = "objective") -> float:
+    """A fraction in (0, 1) (or (0, 1] when ``allow_one``), written as ``0.99`` or ``'99%'``; read exactly."""
+    upper = "1]" if allow_one else "1)"
+    expected = f"expected a fraction in (0, {upper} like 0.99 or a percentage like '99.9%', got {describe(value)}"
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*", value)
+        if match is None:
+            raise where.error(expected)
+        exact = Fraction(match.group(1)) / 100
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        exact = Fraction(value)
+    else:
+        raise where.error(expected)
+    if exact == 1 and not allow_one:
+        raise where.error(f"{what} must be below 1: 100% leaves no error budget")
+    if exact <= 0 or exact > 1:
+        if isinstance(value, (int, float)) and 50 <= value < 100:  # a percentage without its '%'
+            raise where.error(f"{expected} (for a percentage write '{value}%')")
+        raise where.error(expected)
+    return float(exact)
+
+
+def attribute_value(value: Any, where: Where) -> str:
+    """A filter value as the text it is compared as (the module docstring; the rule of ``ledger.matches``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        raise where.error(f"float value {value!r}: quote it as it appears in the data (YAML reads 1.10 as 1.1)")
+    raise where.error(f"expected text, a whole number or true/false, got {describe(value)}")
+
+
+def zone(name: Any, where: Where) -> str:
+    """An IANA time zone name, checked against the system's time zone database."""
+    if not isinstance(name, str):
+        raise where.error(f"expected an IANA time zone name like 'UTC' or 'Europe/Paris', got {describe(name)}")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise where.error(f"unknown time zone {name!r} (expected an IANA name like 'Europe/Paris')") from None
+    return name
+
+
+def local_time(value: Any, timezone: str, where: Where) -> float:
+    """UTC epoch seconds of a date or date-time written in ``timezone`` (an explicit offset wins)."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise where.error(f"expected a date like 2026-01-05 or 2026-01-05 12:00:00, got {value!r}") from None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if not isinstance(value, dt.datetime):
+        raise where.error(f"expected a date like 2026-01-05 or 2026-01-05 12:00:00, got {describe(value)}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
+    return value.timestamp()
+
+
+def calendar_window(unit: str, count: int, start: float | None, timezone: str) -> Window:
+    """A calendar window; ``duration`` is nominal (month 30 d, quarter 90 d, year 365 d)."""
+    return Window(
+        duration=float(CALENDAR_UNIT_SECONDS[unit] * count),
+        rolling=False,
+        unit=unit,  # type: ignore[arg-type]
+        count=count,
+        calendar_start=start,
+        timezone=timezone,
+    )
+
+
+# -- selectors ------------------------------------------------------------------------------------
+
+OPS = {"le": "le", "lt": "lt", "ge": "ge", "gt": "gt", "lte": "le", "gte": "ge"}
+UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def metric_unit(metric: str) -> str | None:
+    """The unit of a metric modelotel defines, or None for metrics it does not know."""
+    spec = conv.METRICS.get(metric)
+    return spec.unit if spec is not None else None
+
+
+def merge_match(selector: Selector, pairs: Sequence[tuple[str, str]], where: Where) -> Selector:
+    """``selector`` with ``pairs`` added to its match; the same key with another value is an error."""
+    match = dict(pairs)
+    for key, value in selector.match:
+        if key in match and match[key] != value:
+            raise where.error(f"attribute {key} is filtered both as {match[key]!r} and as {value!r}")
+        match[key] = value
+    return dataclasses.replace(selector, match=tuple(match.items()))
+
+
+def model_filters(f: Fields, metrics: Sequence[str], attributes_field: str) -> tuple[tuple[str, str], ...]:
+    """``model``/``version``/``role``/``attributes_field`` of ``f`` as match pairs, with the model rules.
+
+    ``model`` is required when a metric is an ``ml.*`` one (all of them are per model) and refused on the server
+    metrics, which carry no ``ml.model.*`` attributes.
+    """
+    server = [m for m in metrics if m in SERVER_METRICS]
+    given = f.present("model", "version", "role")
+    if server and given:
+        raise f.at(given[0]).error(
+            f"{server[0]} has no ml.model.* attributes; filter it with {attributes_field}: (e.g. http.route)"
+        )
+    pairs: dict[str, str] = {}
+    ml = [m for m in metrics if m.startswith("ml.")]
+    if "model" in f:
+        pairs[conv.MODEL_NAME] = attribute_value(f.get("model"), f.at("model"))
+    elif ml:
+        raise f.at("model").error(f"missing: {ml[0]} is recorded per model, name it (ml.model.name)")
+    if "version" in f:
+        pairs[conv.MODEL_VERSION] = attribute_value(f.get("version"), f.at("version"))
+    if "role" in f:
+        pairs[conv.DEPLOYMENT_ROLE] = f.choice("role", conv.DEPLOYMENT_ROLES)
+    for key, value, where in f.entries(attributes_field):
+        if key in pairs:
+            raise where.error(f"{key} is already set by the model/version/role fields")
+        pairs[key] = attribute_value(value, where)
+    return tuple(pairs.items())
+
+
+def _keys(f: Fields, key: str) -> tuple[str, ...]:
+    out = []
+    for item, where in f.items(key):
+        if not isinstance(item, str) or not item:
+            raise where.error(f"expected an attribute key, got {describe(item)}")
+        out.append(item)
+    return tuple(out)
+
+
+SELECTOR_FIELDS = ("metric", "match", "present", "absent", "threshold", "op")
+MODEL_FIELDS = ("model", "version", "role")
+
+
+def parse_selector(
+    value: Any, where: Where, *, with_model: bool, with_threshold: bool, with_unit: bool
+) -> tuple[Selector, float]:
+    """A selector spec -> ``(Selector, seconds per written unit)``.
+
+    Fields: ``metric`` (required), ``match`` (attribute equality filters), ``present``/``absent`` (attribute keys),
+    with ``with_threshold`` also ``threshold``/``op`` (count histogram values on the good side), with ``with_model``
+    also ``model``/``version``/``role``, with ``with_unit`` also ``unit`` (the unit numbers are written in, for
+    metrics in seconds). A threshold on a metric in seconds is a duration text, or with ``unit`` a number in it.
+    """
+    allowed = ["metric", "match", "present", "absent"]
+    allowed += ["threshold", "op"] if with_threshold else []
+    allowed += list(MODEL_FIELDS) if with_model else []
+    allowed += ["unit"] if with_unit else []
+    f = Fields(value, where, allowed, required=("metric",))
+    metric = f.text("metric")
+    unit = metric_unit(metric)
+    scale = 1.0
+    if "unit" in f:
+        if unit not in (None, conv.SECONDS):
+            raise f.at("unit").error(f"{metric} is in {unit!r}, not a duration; values are written in that unit")
+        scale = UNIT_SECONDS[f.choice("unit", tuple(UNIT_SECONDS))]
+    pairs = model_filters(f, [metric], "match") if with_model else _plain_match(f)
+    threshold: float | None = None
+    if "threshold" in f:
+        kind = conv.METRICS[metric].kind if metric in conv.METRICS else None
+        if kind == "counter":
+            raise f.at("threshold").error(f"{metric} is a counter; a threshold needs a histogram")
+        raw = f.get("threshold")
+        if isinstance(raw, str) and unit in (None, conv.SECONDS):
+            threshold = duration(raw, f.at("threshold"), positive=False)
+        elif unit == conv.SECONDS and "unit" not in f:
+            hint = " or a number with unit: (e.g. unit: ms)" if with_unit else ""
+            raise f.at("threshold").error(f"expected a duration like '250ms'{hint}, got {describe(raw)}")
+        else:
+            threshold = number(raw, f.at("threshold")) * scale
+    elif "op" in f:
+        raise f.at("op").error("op needs a threshold")
+    op = OPS[f.choice("op", tuple(OPS), "le")]
+    selector = Selector(
+        metric=metric,
+        match=pairs,
+        absent=_keys(f, "absent"),
+        present=_keys(f, "present"),
+        threshold=threshold,
+        op=op,
+    )
+    clash = set(selector.absent) & (set(selector.present) | {k for k, _ in pairs})
+    if clash:
+        raise f.at("absent").error(f"{sorted(clash)[0]} cannot be both required and absent")
+    return selector, scale
+
+
+def _plain_match(f: Fields) -> tuple[tuple[str, str], ...]:
+    return tuple((key, attribute_value(value, where)) for key, value, where in f.entries("match"))
+
+
+# -- checks shared by both formats ------------------------------------------------------------------
+
+
+def check_slo(slo: SLO, where: Where, notes: list[SpecNote]) -> SLO:
+    """Notes on what loads but cannot work as meant: tiers that never fire, slices as long as the window."""
+    budget = 1.0 - slo.objective
+    for tier in slo.alert_tiers:
+        if tier.burn_rate * budget > 1.0:
+            notes.append(
+                where.note(
+                    f"alert tier {tier.name} can never fire: burn rate {tier.burn_rate:g} needs a bad fraction of "
+                    f"{tier.burn_rate * budget:.3g} > 1 at objective {slo.objective:g}"
+                )
+            )
+    if slo.timeslice_window is not None and slo.timeslice_window >= slo.window.duration:
+        notes.append(where.note("the time slice is as long as the whole window: the SLO has a single slice"))
+    return slo
+
+
+# -- the native format -----------------------------------------------------------------------------
+
+NATIVE_FIELDS = (
+    "name",
+    "description",
+    "labels",
+    "model",
+    "version",
+    "role",
+    "attributes",
+    "metric",
+    "sli",
+    "threshold",
+    "percentile",
+    "objective",
+    "window",
+    "budgeting",
+    "timeslice",
+    "alerts",
+    "min_events",
+    "ratio",
+)
+_KIND_FIELDS = {  # fields that only some SLI kinds use
+    "latency": {"threshold", "percentile", "metric"},
+    "error_ratio": {"metric"},
+    "ood_rate": {"threshold"},
+    "low_confidence_rate": {"threshold"},
+    "accuracy": set(),
+    "ratio": {"ratio"},
+}
+_WINDOW_UNITS = ("hour", "day", "week", "month", "quarter", "year")
+_TIER_FIELDS = ("severity", "burn_rate", "long_window", "short_window")
+_CALENDAR_FIELDS = ("calendar", "count", "start", "timezone")
+
+
+def _off(value: Any) -> bool:
+    return value is False or (isinstance(value, str) and value.lower() in ("off", "none", "disabled"))
+
+
+def _on(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("on", "default"))
+
+
+def percentile(value: Any, where: Where) -> float:
+    """``p95`` -> 0.95, ``p99.9`` -> 0.999, ``0.95`` -> 0.95, ``'95%'`` -> 0.95 (read exactly)."""
+    if isinstance(value, str) and re.fullmatch(r"p(\d+(?:\.\d+)?)", value.strip()):
+        exact = Fraction(value.strip()[1:]) / 100
+    elif isinstance(value, str) and value.strip().endswith("%"):
+        return fraction(value, where, what="percentile")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+        exact = Fraction(value)
+    else:
+        raise where.error(f"expected a percentile like 'p95', 'p99.9' or 0.95, got {describe(value)}")
+    if not 0 < exact < 1:
+        raise where.error(f"a percentile must be strictly between p0 and p100, got {describe(value)}")
+    return float(exact)
+
+
+def _native_window(value: Any, where: Where) -> Window:
+    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return Window(duration=duration(value, where))
+    what = "a duration like '28d' or a mapping like {calendar: month}"
+    f = Fields(value, where, _CALENDAR_FIELDS, ("calendar",), what)
+    unit = f.choice("calendar", _WINDOW_UNITS)
+    count = f.integer("count", 1, minimum=1)
+    timezone = zone(f.get("timezone", "UTC"), f.at("timezone"))
+    start = local_time(f.get("start"), timezone, f.at("start")) if "start" in f else None
+    return calendar_window(unit, count, start, timezone)
+
+
+def _native_alerts(value: Any, where: Where) -> tuple[AlertTier, ...]:
+    if _off(value):
+        return ()
+    if _on(value):
+        return DEFAULT_ALERT_TIERS
+    if not isinstance(value, dict):
+        raise where.error(f"expected off or a mapping of alert tier names to off or overrides, got {describe(value)}")
+    tiers = {tier.name: tier for tier in DEFAULT_ALERT_TIERS}
+    for name, override, at in Fields(value, where, list(value)).entries():
+        base = tiers.get(name)
+        if _off(override) or _on(override):
+            if base is None:
+                raise at.error(f"unknown alert tier{did_you_mean(name, tiers)}; built-in tiers: {', '.join(tiers)}")
+            if _off(override):
+                del tiers[name]
+            continue
+        spec = Fields(override, at, _TIER_FIELDS, what="off or a mapping of tier fields")
+        if base is None:
+            missing = [key for key in _TIER_FIELDS if key not in spec]
+            if missing:
+                raise at.error(
+                    f"unknown alert tier{did_you_mean(name, tiers)}; a new tier needs {', '.join(_TIER_FIELDS)} "
+                    f"(missing {', '.join(missing)})"
+                )
+            base = AlertTier(name, "ticket", 1.0, 1.0, 1.0)
+        tier = AlertTier(
+            name=name,
+            severity=spec.choice("severity", ("page", "ticket"), base.severity),  # type: ignore[arg-type]
+            burn_rate=spec.number("burn_rate", base.burn_rate),
+            long_window=spec.duration("long_window", base.long_window),
+            short_window=spec.duration("short_window", base.short_window),
+        )
+        if tier.burn_rate <= 0:
+            raise spec.at("burn_rate").error(f"expected a burn rate above 0, got {tier.burn_rate:g}")
+        if tier.short_window > tier.long_window:
+            raise at.error(
+                f"short_window ({tier.short_window:g}s) must not be longer than long_window ({tier.long_window:g}s)"
+            )
+        tiers[name] = tier
+    return tuple(tiers.values())
+
+
+def _native_sli(f: Fields, kind: str) -> SLI:
+    """The selectors of one native SLI kind, before the model/attribute filters are added."""
+    if kind in ("latency", "error_ratio"):
+        metric = f.text("metric", conv.INFERENCE_DURATION)
+        unit = metric_unit(metric)
+        if kind == "latency" and unit not in (None, conv.SECONDS):
+            raise f.at("metric").error(
+                f"{metric} is not a duration (unit {unit!r}); latency needs a histogram in seconds such as "
+                f"{conv.INFERENCE_DURATION}, {conv.HTTP_SERVER_DURATION} or {conv.RPC_SERVER_DURATION}"
+            )
+        if kind == "error_ratio" and metric in conv.METRICS and conv.METRICS[metric].kind != "histogram":
+            raise f.at("metric").error(f"{metric} is a counter; error_ratio counts calls of a duration histogram")
+        total = Selector(metric)
+        if kind == "error_ratio":
+            return SLI("error_ratio", total=total, bad=dataclasses.replace(total, present=(conv.ERROR_TYPE,)))
+        f.require("threshold", "latency needs one, e.g. threshold: 250ms")
+        threshold = f.duration("threshold")
+        good = dataclasses.replace(total, threshold=threshold, op="le")
+        if "percentile" in f:
+            p = percentile(f.get("percentile"), f.at("percentile"))
+            return SLI("percentile", total=total, good=good, threshold=threshold, percentile=p)
+        return SLI("latency", total=total, good=good, threshold=threshold)
+    if kind == "ood_rate":
+        total = Selector(conv.OOD_SCORE_METRIC)
+        if "threshold" not in f:
+            return SLI("ood_rate", total=total, bad=Selector(conv.OOD_OUTLIERS))
+        score = f.number("threshold")
+        return SLI("ood_rate", total=total, good=dataclasses.replace(total, threshold=score, op="le"), threshold=score)
+    if kind == "low_confidence_rate":
+        f.require("threshold", "the lowest acceptable confidence, e.g. threshold: 0.6")
+        confidence = f.number("threshold")
+        if not 0 <= confidence <= 1:
+            raise f.at("threshold").error(f"a confidence threshold is in [0, 1], got {confidence:g}")
+        total = Selector(conv.PREDICTION_CONFIDENCE_METRIC)
+        good = dataclasses.replace(total, threshold=confidence, op="ge")
+        return SLI("low_confidence_rate", total=total, good=good, threshold=confidence)
+    if kind == "accuracy":
+        good = Selector(conv.FEEDBACK, match=((conv.FEEDBACK_CORRECT, "true"),))
+        return SLI("accuracy", total=Selector(conv.FEEDBACK), good=good)
+    ratio = f.sub("ratio", ("good", "bad", "total"), ("total",), "e.g. {good: {metric: ...}, total: {metric: ...}}")
+    numerators = ratio.present("good", "bad")
+    if len(numerators) != 1:
+        raise ratio.where.error("needs exactly one of good or bad, and total")
+    selectors = {
+        key: parse_selector(ratio.get(key), ratio.at(key), with_model=False, with_threshold=True, with_unit=False)[0]
+        for key in (numerators[0], "total")
+    }
+    return SLI("ratio", total=selectors["total"], **{numerators[0]: selectors[numerators[0]]})
+
+
+def _native_slo(entry: Any, where: Where) -> SLO:
+    f = Fields(entry, where, NATIVE_FIELDS, required=("name", "sli", "objective"))
+    name = f.text("name")
+    if f.get("sli") in ("percentile", "p95", "p99"):
+        raise f.at("sli").error("use sli: latency with percentile: p95")
+    kind = f.choice("sli", SLI_KINDS)
+    for key in ("threshold", "percentile", "metric", "ratio"):
+        if key in f and key not in _KIND_FIELDS[kind]:
+            raise f.at(key).error(f"not used by sli {kind}")
+    sli = _native_sli(f, kind)
+    selectors = {key: getattr(sli, key) for key in ("total", "good", "bad") if getattr(sli, key) is not None}
+    pairs = model_filters(f, [s.metric for s in selectors.values()], "attributes")
+    sli = dataclasses.replace(sli, **{key: merge_match(s, pairs, where) for key, s in selectors.items()})
+    objective = fraction(f.require("objective"), f.at("objective"))
+    window = _native_window(f.get("window", "28d"), f.at("window"))
+
+    default = "timeslices" if sli.percentile is not None else "occurrences"
+    budgeting = f.choice("budgeting", ("occurrences", "timeslices", "ratio_timeslices"), default)
+    slices = f.fields("timeslice", ("window", "target"))
+    timeslice_window = timeslice_target = None
+    if sli.percentile is not None and budgeting != "timeslices":
+        raise f.at("budgeting").error("a percentile is judged per time slice: use budgeting: timeslices")
+    if budgeting == "occurrences":
+        if slices is not None:
+            raise f.at("timeslice").error("only used with budgeting: timeslices or ratio_timeslices")
+    else:
+        slices = slices or Fields({}, f.at("timeslice"), ("window", "target"))
+        timeslice_window = slices.duration("window", DEFAULT_TIMESLICE)
+        if budgeting == "timeslices" and sli.percentile is None:
+            target = slices.require("target", "a slice is good when its SLI reaches this, e.g. target: 0.95")
+            timeslice_target = fraction(target, slices.at("target"), allow_one=True, what="target")
+        elif "target" in slices:
+            if sli.percentile is not None:
+                raise slices.at("target").error("not used: a slice is good when its percentile is within the threshold")
+            raise slices.at("target").error("not used: ratio_timeslices averages the slice ratios")
+
+    labels = {key: attribute_value(value, at) for key, value, at in f.entries("labels")}
+    return SLO(
+        name=name,
+        sli=sli,
+        objective=objective,
+        window=window,
+        budgeting=budgeting,  # type: ignore[arg-type]
+        timeslice_target=timeslice_target,
+        timeslice_window=timeslice_window,
+        alert_tiers=_native_alerts(f.value["alerts"], f.at("alerts")) if "alerts" in f.value else DEFAULT_ALERT_TIERS,
+        min_events=f.integer("min_events", 100),
+        description=f.text("description", ""),
+        source=where.source(),
+        labels=labels,
+    )
+
+
+def _native_document(doc: Any, where: Where, notes: list[SpecNote], errors: list[SpecError]) -> list[SLO]:
+    # top-level x-* keys are free, a place for YAML anchors (as docker-compose does)
+    free = [key for key in doc if isinstance(key, str) and key.startswith("x-")]
+    top = Fields(doc, where, ("slos", *free), ("slos",))
+    entries = top.items("slos")
+    if not entries:
+        raise top.at("slos").error("empty: expected a list of SLOs")
+    slos = []
+    for entry, at in entries:
+        try:
+            slos.append(check_slo(_native_slo(entry, at), at, notes))
+        except SpecError as exc:
+            errors.append(exc)
+    return slos
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpecSet:
+    """What a set of spec files defines: the SLOs in file order, and notes worth showing the user."""
+
+    slos: tuple[SLO, ...]
+    notes: tuple[SpecNote, ...]
+
+
+def _expand(paths: Sequence[str], errors: list[SpecError]) -> list[str]:
+    """Files of ``paths``; a directory stands for its ``*.yaml``/``*.yml`` files, recursively, sorted."""
+    files = []
+    for path in paths:
+        path = str(path)
+        if Path(path).is_dir():
+            found = sorted(str(p) for p in Path(path).rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                errors.append(SpecError(path, "", "directory has no .yaml or .yml files"))
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def _split_documents(path: str, documents: list[Any], errors: list[SpecError]) -> list[tuple[str, Any, Where]]:
+    """``("native" | "openslo", body, where)`` per non-empty document; OpenSLO lists give one per object."""
+    out = []
+    for number_, doc in enumerate(documents, 1):
+        if doc is None:
+            continue
+        label = f"document {number_}"
+        where = Where(path, label if len(documents) > 1 else "", "", line_of(doc))
+        if isinstance(doc, dict) and "apiVersion" in doc:
+            out.append(("openslo", doc, Where(path, label, "", line_of(doc))))
+        elif isinstance(doc, list) and doc and isinstance(doc[0], dict) and "apiVersion" in doc[0]:
+            for index, (item, at) in enumerate(sequence(doc, Where(path, label, "", line_of(doc)))):
+                out.append(("openslo", item, Where(path, f"{label}, item {index + 1}", "", at.line)))
+        elif isinstance(doc, dict) and "slos" in doc:
+            out.append(("native", doc, where))
+        else:
+            keys = [k for k in doc if isinstance(k, str)] if isinstance(doc, dict) else []
+            hint = next((h for h in (did_you_mean(k, ("slos", "apiVersion")) for k in keys) if h), "")
+            errors.append(
+                where.error(
+                    "not an SLO spec: expected a top-level 'slos:' list (native format) or 'apiVersion: openslo/v1' "
+                    f"(OpenSLO), got {describe(doc)}" + (f" with keys {', '.join(keys)}{hint}" if keys else "")
+                )
+            )
+    return out
+
+
+def load_specs(paths: Sequence[str]) -> SpecSet:
+    """Read every SLO of the native and OpenSLO spec files (or directories of them) in ``paths``.
+
+    Raises ``SpecError`` listing every problem found (the first per SLO), or when no SLO is defined at all.
+    """
+    from . import openslo  # openslo builds on this module's helpers, so it is imported when first needed
+
+    notes: list[SpecNote] = []
+    errors: list[SpecError] = []
+    slos: list[SLO] = []
+    objects: list[tuple[Any, Where]] = []
+    for path in _expand(paths, errors):
+        try:
+            documents = _read_documents(path)
+        except SpecError as exc:
+            errors.append(exc)
+            continue
+        for fmt, body, where in _split_documents(path, documents, errors):
+            if fmt == "openslo":
+                objects.append((body, where))
+                continue
+            try:
+                slos += _native_document(body, where, notes, errors)
+            except SpecError as exc:
+                errors.append(exc)
+    slos += openslo.translate(objects, notes, errors)
+
+    seen: dict[str, SLO] = {}
+    for slo in slos:
+        if slo.name in seen:
+            file, _, rest = slo.source.partition(": ")
+            errors.append(SpecError(file, rest, f"SLO name {slo.name!r} is already used by {seen[slo.name].source}"))
+        seen.setdefault(slo.name, slo)
+    if errors:
+        raise SpecError(
+            errors[0].file, errors[0].field_path, errors[0].message, errors[0].line, errors[0].column, errors[1:]
+        )
+    if not slos:
+        raise SpecError(", ".join(map(str, paths)) or "(no files)", "", "no SLOs defined")
+    return SpecSet(tuple(slos), tuple(notes))
+
+
+def load_slos(paths: list[str]) -> list[SLO]:
+    """The SLOs of the spec files in ``paths`` (see ``load_specs``); notes are logged as warnings."""
+    specs = load_specs(paths)
+    for note in specs.notes:
+        log.warning("%s", note)
+    return list(specs.slos)
