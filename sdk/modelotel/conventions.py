@@ -32,6 +32,11 @@ OOD_IS_OUTLIER: Final = "ml.ood.is_outlier"
 STREAM_ITEMS: Final = "ml.stream.items"
 FEEDBACK_CORRECT: Final = "ml.feedback.correct"
 FEEDBACK_LABEL: Final = "ml.feedback.label"
+# Fairness (opt-in, on ml.feedback only): a group the caller names at feedback time, never a raw feature, and
+# whether the predicted and the true label are the configured positive class (selection rate, TPR, FPR).
+FAIRNESS_GROUP: Final = "ml.fairness.group"
+PREDICTION_POSITIVE: Final = "ml.prediction.positive"
+FEEDBACK_POSITIVE: Final = "ml.feedback.positive"
 OVERFLOW: Final = "otel.metric.overflow"  # OTel SDK's attribute for the cardinality-overflow series
 INTERNAL_ERROR_KIND: Final = "modelotel.error.kind"
 DROP_REASON: Final = "modelotel.drop.reason"
@@ -78,6 +83,8 @@ MAX_EXPORT_SCALE: Final = 8
 DEFAULT_MAX_SERIES: Final = 2000  # per metric, then the overflow series
 DEFAULT_MAX_LABELS: Final = 100  # distinct predicted labels per model, then OTHER_LABEL
 DEFAULT_MAX_CATEGORIES: Final = 50  # distinct values per categorical feature, then OTHER_LABEL
+DEFAULT_MAX_GROUPS: Final = 20  # distinct ml.fairness.group values per model, then OTHER_LABEL
+MAX_GROUP_LENGTH: Final = 64  # longer group values become OTHER_LABEL (a group is a category, not an id)
 DEFAULT_MAX_EXTRA_ATTRIBUTES: Final = 8
 
 INSTRUMENTATION_SCOPE: Final = "modelotel"
@@ -118,7 +125,12 @@ METRICS: Final = {
         MetricSpec(OOD_OUTLIERS, "counter", PREDICTION_UNIT, "Predictions whose OOD score exceeded the threshold."),
         MetricSpec(PREDICTIONS, "counter", PREDICTION_UNIT, "Predictions made, by predicted label."),
         MetricSpec(FEATURES_MISSING_METRIC, "counter", FEATURE_UNIT, "Missing (None or NaN) input features."),
-        MetricSpec(FEEDBACK, "counter", FEEDBACK_UNIT, "Ground-truth feedback received, by correctness."),
+        MetricSpec(
+            FEEDBACK,
+            "counter",
+            FEEDBACK_UNIT,
+            "Ground-truth feedback received, by correctness (and opt-in fairness group and positive-class flags).",
+        ),
         MetricSpec(
             FEEDBACK_CONFIDENCE,
             "histogram",

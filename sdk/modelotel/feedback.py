@@ -4,6 +4,11 @@ A prediction id exists only when someone asks for it (``current_prediction_id()`
 never need feedback pay nothing. The id is remembered, with the prediction's confidences and
 labels, in a bounded first-in-first-out table; ``record_feedback`` looks it up and records
 correctness and the confidence it had (for calibration) under the model's own series.
+
+Fairness is opt-in: ``group=`` names the group an item belongs to (the caller's own category, such as
+a region or an age band, never read from the features), bounded per model like predicted labels. With
+a positive class (``positive_label=``) and a true ``label=`` each item also records whether the
+predicted and the true label are that class, which is what selection rate, TPR and FPR need.
 """
 
 from __future__ import annotations
@@ -72,12 +77,24 @@ def as_list(value: Any) -> list[Any] | None:
     return [value]
 
 
-def record_feedback(prediction_id: str, *, label: Any = None, correct: bool | Sequence[bool] | None = None) -> bool:
+def record_feedback(
+    prediction_id: str,
+    *,
+    label: Any = None,
+    correct: bool | Sequence[bool] | None = None,
+    group: Any = None,
+    positive_label: Any = None,
+) -> bool:
     """Record ground truth for a prediction made in this process; True when it was matched.
 
     Give ``label`` (the true label; correctness is label == predicted label) or ``correct``
     directly. For batch predictions pass one value per item. Unknown or evicted ids are counted
     in ``modelotel.dropped{modelotel.drop.reason="feedback_unmatched"}``. Never raises.
+
+    Fairness (opt-in): ``group`` (one value, or one per item) becomes ``ml.fairness.group`` on
+    ``ml.feedback`` (20 distinct values per model, at most 64 characters, then ``__other__``). With
+    ``label`` given and a positive class (``positive_label`` here, or the model's), each item also
+    gets ``ml.prediction.positive`` and ``ml.feedback.positive``.
     """
     try:
         entry = PENDING.pop(str(prediction_id))
@@ -96,17 +113,42 @@ def record_feedback(prediction_id: str, *, label: Any = None, correct: bool | Se
         else:
             SELF.drop("feedback_unusable", 1, "feedback needs correct= or a label for a labelled prediction")
             return False
+        n = len(verdicts)
         confs = list(confidences) if confidences else []
-        if len(confs) != len(verdicts):
+        if len(confs) != n:
             # Items whose confidence was not finite have none; without a one-to-one match the
             # pairing would be a guess, so calibration gets nothing from this feedback.
-            confs = [None] * len(verdicts)
-        for ok, conf in zip(verdicts, confs, strict=True):
-            buffers.feedback.append((ok, conf))
+            confs = [None] * n
+        groups = _groups(group, n)
+        positive = positive_label if positive_label is not None else buffers.positive_label
+        flags: list[tuple[bool | None, bool | None]] = [(None, None)] * n
+        if positive is not None and correct is None and label is not None:
+            truths = as_list(label) or []
+            if len(truths) == 1:
+                truths = truths * n
+            flags = [
+                (_same_label(p, positive), _same_label(t, positive)) if p is not None else (None, None)
+                for t, p in zip(truths, predicted, strict=False)
+            ]
+        for ok, conf, grp, (pred_pos, true_pos) in zip(verdicts, confs, groups, flags, strict=True):
+            buffers.feedback.append((ok, conf, grp, pred_pos, true_pos))
         return True
     except Exception as exc:
         SELF.error("feedback", exc)
         return False
+
+
+def _groups(group: Any, n: int) -> list[str | None]:
+    """One group (or None) per item: a single value applies to every item of a batch."""
+    if group is None:
+        return [None] * n
+    values = as_list(group) or []
+    if len(values) == 1:
+        values = values * n
+    if len(values) != n:
+        SELF.drop("feedback_group_unusable", n, f"{len(values)} groups for {n} judged items; recorded without groups")
+        return [None] * n
+    return [None if v is None else str(v) for v in values]
 
 
 def _same_label(truth: Any, predicted: Any) -> bool:

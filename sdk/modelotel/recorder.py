@@ -154,6 +154,9 @@ class ModelBuffers:
         "ood_on_rows",
         "max_labels",
         "_seen_labels",
+        "positive_label",
+        "max_groups",
+        "_seen_groups",
     )
 
     def __init__(
@@ -173,7 +176,9 @@ class ModelBuffers:
         self.ood_threshold = ood_threshold
         self.labels: list[Any] = []
         self.missing: list[int] = []  # per call, only calls with at least one missing feature
-        self.feedback: list[tuple[bool, float | None]] = []
+        # (correct, judged confidence, fairness group, predicted is positive, truth is positive); the last
+        # three are None unless the caller gave a group / a positive class and a true label
+        self.feedback: list[tuple[bool, float | None, str | None, bool | None, bool | None]] = []
         # Deferred work: the hot path keeps small float64/float32 vectors as tobytes() copies (bytes
         # are not tracked by the garbage collector, unlike lists) and the export thread does the
         # probability checks, max/argmax and NaN counts for all of them at once with numpy.
@@ -192,6 +197,9 @@ class ModelBuffers:
         self.ood_on_rows: str | None = None  # "features" or "outputs": which deferred rows to score
         self.max_labels = max_labels
         self._seen_labels: set[str] = set()
+        self.positive_label: Any = None  # the positive class for fairness rates; record_feedback may override
+        self.max_groups = conv.DEFAULT_MAX_GROUPS
+        self._seen_groups: set[str] = set()
 
     def clear(self) -> None:
         for name in self.BUFFERS:
@@ -206,6 +214,16 @@ class ModelBuffers:
         if len(self._seen_labels) < self.max_labels:
             self._seen_labels.add(text)
             return text
+        return conv.OTHER_LABEL
+
+    def bounded_group(self, group: str) -> str:
+        """The group itself for the first ``max_groups`` distinct values (each at most MAX_GROUP_LENGTH
+        characters), OTHER_LABEL after; called on the export thread only, like bounded_label."""
+        if group in self._seen_groups:
+            return group
+        if len(group) <= conv.MAX_GROUP_LENGTH and len(self._seen_groups) < self.max_groups:
+            self._seen_groups.add(group)
+            return group
         return conv.OTHER_LABEL
 
     def fold(self, rec: Recorder) -> None:
@@ -276,16 +294,33 @@ class ModelBuffers:
             rec.add(conv.FEATURES_MISSING_METRIC, self.key, attrs, missing_total)
         feedback = drain(self.feedback)
         if feedback:
-            for correct in (True, False):
-                confs = [c for ok, c in feedback if ok is correct]
-                if not confs:
-                    continue
-                fb_attrs = {**attrs, conv.FEEDBACK_CORRECT: correct}
-                fb_key = attr_key(fb_attrs)
-                rec.add(conv.FEEDBACK, fb_key, fb_attrs, len(confs))
-                known = [c for c in confs if c is not None]
-                if known:
-                    rec.observe(conv.FEEDBACK_CONFIDENCE, fb_key, fb_attrs, np.asarray(known, dtype=np.float64))
+            self._fold_feedback(rec, feedback)
+
+    def _fold_feedback(self, rec: Recorder, feedback: list) -> None:
+        """``ml.feedback`` by correctness, plus group and positive-class flags when given; the judged
+        confidences in ``ml.feedback.confidence`` by correctness only (calibration needs no more, and a
+        histogram per group would multiply the series)."""
+        attrs = self.attributes
+        counts: Counter[tuple] = Counter()
+        confs: dict[bool, list[float]] = {True: [], False: []}
+        for ok, conf, group, predicted_positive, truly_positive in feedback:
+            counts[(ok, group, predicted_positive, truly_positive)] += 1
+            if conf is not None:
+                confs[ok].append(conf)
+        for (ok, group, predicted_positive, truly_positive), n in counts.items():
+            fb_attrs = {**attrs, conv.FEEDBACK_CORRECT: ok}
+            if group is not None:
+                fb_attrs[conv.FAIRNESS_GROUP] = self.bounded_group(group)
+            if predicted_positive is not None and truly_positive is not None:
+                fb_attrs[conv.PREDICTION_POSITIVE] = predicted_positive
+                fb_attrs[conv.FEEDBACK_POSITIVE] = truly_positive
+            rec.add(conv.FEEDBACK, attr_key(fb_attrs), fb_attrs, n)
+        for ok, values in confs.items():
+            if values:
+                conf_attrs = {**attrs, conv.FEEDBACK_CORRECT: ok}
+                rec.observe(
+                    conv.FEEDBACK_CONFIDENCE, attr_key(conf_attrs), conf_attrs, np.asarray(values, dtype=np.float64)
+                )
 
     def _score_rows(self, rows: np.ndarray) -> None:
         try:
