@@ -236,3 +236,9 @@ def excluded_urls(environ: Mapping[str, str] | None = None, framework: str | Non
         raw = _env(env, f"OTEL_PYTHON_{framework.upper()}_EXCLUDED_URLS")
     raw = raw or _env(env, "OTEL_PYTHON_EXCLUDED_URLS") or ""
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def debug_tracebacks(environ: Mapping[str, str] | None = None) -> bool:
+    """``MODELOTEL_DEBUG``: the CLI shows internal tracebacks instead of one-line errors."""
+    env = os.environ if environ is None else environ
+    return _truthy(_env(env, "MODELOTEL_DEBUG"))

@@ -1,0 +1,283 @@
+"""From a ledger to a verdict: the SLI over the SLO window, the error budget, burn rates and alerts.
+
+Everything is event-weighted: an SLI over any window is ``sum(good) / sum(total)`` over that window's bins, never
+an average of shorter-window ratios (sloth #241). With ``b = 1 - objective``:
+
+* Occurrences: SLI = good / total. Budget total = ``b * total`` bad events; consumed = ``total - good``;
+  remaining ratio = ``1 - consumed / budget_total`` (negative once overspent).
+* Timeslices: the window is cut into slices of ``timeslice_window`` ending at the evaluation time; a slice with
+  events is good when its own SLI ``>= timeslice_target`` (for ``percentile`` SLIs: when the slice's quantile
+  meets the threshold). SLI = good slices / slices with events; the budget is counted in slices.
+* RatioTimeslices: SLI = mean of the per-slice SLIs (OpenSLO's definition; each slice weighs the same).
+* Burn rate over a window ``w`` = ``(1 - SLI_w) / b`` with ``SLI_w`` the event-weighted SLI over the last ``w``
+  (slice-weighted for ``percentile`` SLIs). A burn rate of 1 spends exactly the budget over the SLO window.
+* An alert tier fires when the burn rates over both its long and short window are ``>= burn_rate`` and the long
+  window holds at least ``min_events`` events (low traffic: a tier without enough data never fires and says so).
+* Time to exhaustion = ``remaining_ratio * window / burn`` with ``burn`` over the first tier's long window
+  (the whole SLO window when there are no tiers); none when nothing burns.
+* Status: ``inconclusive`` below ``min_events`` events in the window; otherwise ``fail`` when the SLI is below
+  the objective, else ``pass``. The SLI's bounds (from partially counted histogram buckets) are reported beside.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from .ledger import Bin, Ledger
+from .model import SLO, Window
+
+UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+
+
+def format_duration(seconds: float) -> str:
+    """``300 -> '5m'``, ``86400 -> '1d'``: the largest unit that divides exactly."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _add_months(dt: datetime, months: int) -> datetime:
+    y, m = divmod(dt.month - 1 + months, 12)
+    year, month = dt.year + y, m + 1
+    return dt.replace(year=year, month=month, day=min(dt.day, calendar.monthrange(year, month)[1]))
+
+
+def _step(dt: datetime, unit: str, n: int) -> datetime:
+    if unit == "month":
+        return _add_months(dt, n)
+    if unit == "quarter":
+        return _add_months(dt, 3 * n)
+    if unit == "year":
+        return _add_months(dt, 12 * n)
+    return dt + timedelta(seconds=UNIT_SECONDS[unit] * n)
+
+
+def window_bounds(window: Window, at: float) -> tuple[float, float]:
+    """``(start, end)`` in epoch seconds of the window evaluated at ``at``.
+
+    Rolling: ``(at - duration, at]``. Calendar: from the start of the current period (natural boundaries of the
+    unit in the window's time zone, weeks on Monday, or ``calendar_start`` stepped by ``count`` units) to ``at``.
+    """
+    if window.rolling or window.unit is None:
+        return at - window.duration, at
+    tz = ZoneInfo(window.timezone)
+    now = datetime.fromtimestamp(at, tz)
+    if window.calendar_start is not None:
+        anchor = datetime.fromtimestamp(window.calendar_start, tz)
+    else:
+        anchor = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        if window.unit in ("second", "minute", "hour"):
+            anchor = datetime.fromtimestamp(at - at % UNIT_SECONDS[window.unit], tz)
+        elif window.unit == "week":
+            anchor -= timedelta(days=anchor.weekday())
+        elif window.unit == "month":
+            anchor = anchor.replace(day=1)
+        elif window.unit == "quarter":
+            anchor = anchor.replace(day=1, month=3 * ((anchor.month - 1) // 3) + 1)
+        elif window.unit == "year":
+            anchor = anchor.replace(day=1, month=1)
+    start = anchor
+    if start > now:  # a start in the future: walk back
+        while start > now:
+            start = _step(start, window.unit, -window.count)
+    else:
+        while True:
+            nxt = _step(start, window.unit, window.count)
+            if nxt > now:
+                break
+            start = nxt
+    return start.timestamp(), at
+
+
+@dataclass
+class AlertState:
+    name: str
+    severity: str
+    burn_rate: float
+    long_window: float
+    short_window: float
+    long_burn: float | None
+    short_burn: float | None
+    long_events: float
+    firing: bool
+    enough_data: bool
+
+
+@dataclass
+class SLOResult:
+    slo: SLO
+    status: str  # pass | fail | inconclusive
+    reason: str
+    at: float
+    window_start: float
+    events: float
+    good: float
+    good_lower: float
+    good_upper: float
+    sli: float | None
+    sli_lower: float | None
+    sli_upper: float | None
+    budget_unit: str  # "events" or "slices"
+    budget_total: float
+    budget_consumed: float
+    budget_remaining_ratio: float | None
+    burn_rates: dict[str, float | None] = field(default_factory=dict)
+    alerts: list[AlertState] = field(default_factory=list)
+    time_to_exhaustion: float | None = None
+    relative_accuracy: float | None = None
+    slices_good: int | None = None
+    slices_total: int | None = None
+
+
+def error_allowance(objective: float) -> float:
+    """``1 - objective``, rounded to 12 decimals so that 0.95 gives the double nearest 0.05 (not 0.05000000000000004).
+
+    Objectives are written as decimals; without this a burn rate of exactly 2 would read 1.9999999999999982.
+    """
+    return round(1.0 - objective, 12)
+
+
+def _at_least(value: float | None, threshold: float) -> bool:
+    """``value >= threshold`` up to float rounding (relative 1e-9)."""
+    return value is not None and value >= threshold * (1.0 - 1e-9)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+def _slice_good(slo: SLO, b: Bin) -> tuple[bool, bool, bool]:
+    """(estimate, lower, upper) of whether one slice is good."""
+    if slo.sli.kind == "percentile":
+        if b.sketch is None or not b.sketch.count:
+            return False, False, False
+        q = b.sketch.quantile(slo.sli.percentile or 0.5)
+        t = slo.sli.threshold if slo.sli.threshold is not None else math.inf
+        a = b.sketch.relative_accuracy
+        return q <= t, q * (1 + a) <= t, q * (1 - a) <= t
+    target = slo.timeslice_target if slo.timeslice_target is not None else slo.objective
+    if b.total <= 0:
+        return False, False, False
+    return b.good / b.total >= target, b.good_lower / b.total >= target, b.good_upper / b.total >= target
+
+
+def _burn(slo: SLO, ledger: Ledger, at: float, w: float) -> tuple[float | None, float]:
+    """Burn rate over the last ``w`` seconds and the number of events in it."""
+    allowed = error_allowance(slo.objective)
+    if slo.sli.kind == "percentile":
+        width = slo.timeslice_window or ledger.resolution
+        slices = ledger.slices(at - w, at, min(width, w))
+        marks = [_slice_good(slo, b)[0] for _, b in slices]
+        events = sum(b.total for _, b in slices)
+        return (_ratio(marks.count(False), len(marks)) or 0.0) / allowed if marks else None, events
+    b = ledger.window(at - w, at)
+    bad = _ratio(b.total - b.good, b.total)
+    return (None if bad is None else max(0.0, bad) / allowed), b.total
+
+
+def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
+    slo = ledger.slo
+    start, end = window_bounds(slo.window, at)
+    whole = ledger.window(start, end)
+    allowed = error_allowance(slo.objective)
+    sliced = slo.sli.kind == "percentile" or slo.budgeting != "occurrences"
+    slices_good = slices_total = None
+    if sliced:
+        width = slo.timeslice_window or ledger.resolution
+        slices = ledger.slices(start, end, width)
+        marks = [_slice_good(slo, b) for _, b in slices]
+        slices_total = len(marks)
+        slices_good = sum(m[0] for m in marks)
+        if slo.budgeting == "ratio_timeslices" and slo.sli.kind != "percentile":
+            ratios = [(b.good / b.total, b.good_lower / b.total, b.good_upper / b.total) for _, b in slices]
+            n = len(ratios)
+            sli = sum(r[0] for r in ratios) / n if n else None
+            sli_lower = sum(r[1] for r in ratios) / n if n else None
+            sli_upper = sum(r[2] for r in ratios) / n if n else None
+        else:
+            sli = _ratio(slices_good, slices_total)
+            sli_lower = _ratio(sum(m[1] for m in marks), slices_total)
+            sli_upper = _ratio(sum(m[2] for m in marks), slices_total)
+        budget_unit = "slices"
+        budget_total = allowed * slices_total
+        budget_consumed = (1.0 - sli) * slices_total if sli is not None else 0.0
+    else:
+        sli = _ratio(whole.good, whole.total)
+        sli_lower = _ratio(whole.good_lower, whole.total)
+        sli_upper = _ratio(whole.good_upper, whole.total)
+        budget_unit = "events"
+        budget_total = allowed * whole.total
+        budget_consumed = whole.total - whole.good
+    remaining = 1.0 - budget_consumed / budget_total if budget_total > 0 else None
+
+    windows = sorted({w for t in slo.alert_tiers for w in (t.long_window, t.short_window)})
+    burns: dict[float, tuple[float | None, float]] = {w: _burn(slo, ledger, at, w) for w in windows}
+    alerts = []
+    for tier in slo.alert_tiers:
+        long_burn, long_events = burns[tier.long_window]
+        short_burn, _ = burns[tier.short_window]
+        enough = long_events >= slo.min_events
+        firing = enough and _at_least(long_burn, tier.burn_rate) and _at_least(short_burn, tier.burn_rate)
+        alerts.append(
+            AlertState(
+                tier.name,
+                tier.severity,
+                tier.burn_rate,
+                tier.long_window,
+                tier.short_window,
+                long_burn,
+                short_burn,
+                long_events,
+                firing,
+                enough,
+            )
+        )
+    burn_rates = {format_duration(w): burns[w][0] for w in windows}
+    whole_burn = None if sli is None else max(0.0, 1.0 - sli) / allowed
+    if not sliced and whole.total > 0:
+        whole_burn = max(0.0, whole.total - whole.good) / whole.total / allowed
+    burn_rates[f"window ({format_duration(slo.window.duration)})"] = whole_burn
+
+    ref_burn = burns[slo.alert_tiers[0].long_window][0] if slo.alert_tiers else whole_burn
+    tte = None
+    if remaining is not None and ref_burn and ref_burn > 0:
+        tte = max(0.0, remaining) * slo.window.duration / ref_burn
+
+    if whole.total < slo.min_events:
+        status = "inconclusive"
+        reason = f"{whole.total:g} events in the window, fewer than min_events={slo.min_events}"
+    elif sli is None:
+        status, reason = "inconclusive", "no time slice with events in the window"
+    elif sli < slo.objective - 1e-12:  # tolerance for float sums of integer counts
+        status, reason = "fail", f"SLI {sli:.4%} below objective {slo.objective:.4%}"
+    else:
+        status, reason = "pass", f"SLI {sli:.4%} meets objective {slo.objective:.4%}"
+
+    return SLOResult(
+        slo=slo,
+        status=status,
+        reason=reason,
+        at=at,
+        window_start=start,
+        events=whole.total,
+        good=whole.good,
+        good_lower=whole.good_lower,
+        good_upper=whole.good_upper,
+        sli=sli,
+        sli_lower=sli_lower,
+        sli_upper=sli_upper,
+        budget_unit=budget_unit,
+        budget_total=budget_total,
+        budget_consumed=budget_consumed,
+        budget_remaining_ratio=remaining,
+        burn_rates=burn_rates,
+        alerts=alerts,
+        time_to_exhaustion=tte,
+        slices_good=slices_good,
+        slices_total=slices_total,
+    )

@@ -1,0 +1,221 @@
+"""Per-SLO event ledger: good and total events in time bins, accumulated from source deltas.
+
+A delta covering ``(start, end]`` is attributed to the bin holding its end time: bin ``k`` holds ends in
+``((k-1) r, k r]`` for the resolution ``r`` (seconds, epoch-aligned). Windows are unions of whole bins, so a
+window that starts and ends on multiples of ``r`` counts exactly the deltas ending inside it; otherwise its
+far edge is rounded outwards by less than ``r`` (see ``docs/evaluator.md``).
+
+Counting good events in a histogram (``Selector.threshold``)
+    Exponential buckets ``(b**i, b**(i+1)]``: every bucket wholly on the good side counts in ``lower`` and
+    ``upper``; the bucket containing the threshold only in ``upper`` (``LogSketch.count_at_or_below``).
+    ``v < t`` is ``v <= nextafter(t, -inf)`` exactly, and ``>``/``>=`` are the complements. The estimate
+    counts the partial bucket in proportion to the log-distance of the threshold across it (values spread
+    uniformly in ``log v``); it is off by at most that bucket's count. Equivalently the estimate is the exact
+    count at some threshold within relative error ``alpha = (b-1)/(b+1)`` of ``t`` only up to that bucket:
+    the reported bound ``[lower, upper]`` is what we guarantee.
+    Explicit buckets ``(bounds[i-1], bounds[i]]``: the same with linear interpolation inside the bucket.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+
+from ..sketch import LogSketch, bucket_bounds, bucket_index
+from .model import SLO, Selector
+from .points import AttrValue, Delta, ExplicitHistogram
+
+
+def _text(value: AttrValue) -> str:
+    """Attribute values compare as text; booleans as ``true``/``false`` (OTLP JSON's spelling)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def matches(selector: Selector, metric: str, attributes: dict[str, AttrValue]) -> bool:
+    if metric != selector.metric:
+        return False
+    for key, want in selector.match:
+        got = attributes.get(key)
+        if got is None or _text(got) != want:
+            return False
+    if any(key in attributes for key in selector.absent):
+        return False
+    return all(key in attributes for key in selector.present)
+
+
+def _sketch_at_or_below(sk: LogSketch, t: float) -> tuple[float, int, int]:
+    """``(estimate, lower, upper)`` of the number of values ``<= t`` in the sketch."""
+    lower, upper = sk.count_at_or_below(t)
+    if lower == upper or t <= 0.0:
+        return float(lower + upper) / 2.0 if t <= 0.0 else float(lower), lower, upper
+    i = bucket_index(t, sk.scale)
+    lo, hi = bucket_bounds(i, sk.scale)
+    frac = (math.log(t) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return lower + (upper - lower) * min(max(frac, 0.0), 1.0), lower, upper
+
+
+def _explicit_at_or_below(h: ExplicitHistogram, t: float) -> tuple[float, int, int]:
+    """Same for explicit buckets ``(bounds[i-1], bounds[i]]``; the outer buckets are unbounded."""
+    j = bisect_left(h.bounds, t)  # bucket j holds values in (bounds[j-1], bounds[j]] and contains t
+    lower = sum(h.counts[:j])
+    if j < len(h.bounds) and h.bounds[j] == t:
+        exact = lower + h.counts[j]
+        return float(exact), exact, exact
+    partial = h.counts[j] if j < len(h.counts) else 0
+    upper = lower + partial
+    if not partial:
+        return float(lower), lower, upper
+    if 0 < j < len(h.bounds):
+        lo, hi = h.bounds[j - 1], h.bounds[j]
+        frac = (t - lo) / (hi - lo)
+    else:
+        frac = 0.5  # an unbounded outer bucket: no shape to interpolate
+    return lower + partial * frac, lower, upper
+
+
+def count_good(selector: Selector, delta: Delta) -> tuple[float, float, float]:
+    """``(estimate, lower, upper)`` of the events of ``delta`` that ``selector`` counts."""
+    t = selector.threshold
+    if t is None:
+        return delta.value, delta.value, delta.value
+    if selector.op in ("lt", "ge"):
+        t = math.nextafter(t, -math.inf)  # v < t  <=>  v <= nextafter(t, -inf)
+    if delta.sketch is not None:
+        est, lo, hi = _sketch_at_or_below(delta.sketch, t)
+        total = delta.sketch.count
+    elif delta.explicit is not None:
+        est, lo, hi = _explicit_at_or_below(delta.explicit, t)
+        total = sum(delta.explicit.counts)
+    else:
+        raise ValueError(f"{delta.metric} is not a histogram; a threshold needs one")
+    if selector.op in ("ge", "gt"):
+        return total - est, total - hi, total - lo
+    return est, lo, hi
+
+
+@dataclass
+class Bin:
+    total: float = 0.0
+    good: float = 0.0  # estimate
+    good_lower: float = 0.0
+    good_upper: float = 0.0
+    sketch: LogSketch | None = None  # percentile SLIs: merged durations of this bin
+
+
+@dataclass
+class Ledger:
+    """Bins of one SLO. ``add`` is called for every delta of the SLO's metrics; it keeps what matches."""
+
+    slo: SLO
+    resolution: float  # seconds
+    bins: dict[int, Bin] = field(default_factory=dict)
+    unmatched: int = 0
+    errors: int = 0  # deltas that matched but could not be counted (e.g. a threshold on a counter)
+    first_error: str = ""
+    min_scale: int | None = None  # smallest exponential-histogram scale counted (sets the accuracy bound)
+    explicit: bool = False  # explicit-bucket histograms were counted
+    _cache: dict[tuple[int, str], tuple[bool, bool, bool]] = field(default_factory=dict)
+    _prefix: tuple[list[int], list[tuple[float, float, float, float]]] | None = None
+
+    def _roles(self, delta: Delta) -> tuple[bool, bool, bool]:
+        """Whether the delta counts for (total, good, bad); cached per source series."""
+        key = (delta.series, delta.metric)
+        if delta.series and key in self._cache:
+            return self._cache[key]
+        sli = self.slo.sli
+        roles = (
+            matches(sli.total, delta.metric, delta.attributes),
+            sli.good is not None and matches(sli.good, delta.metric, delta.attributes),
+            sli.bad is not None and matches(sli.bad, delta.metric, delta.attributes),
+        )
+        if delta.series:
+            self._cache[key] = roles
+        return roles
+
+    def add(self, delta: Delta) -> None:
+        self._prefix = None
+        is_total, is_good, is_bad = self._roles(delta)
+        if not (is_total or is_good or is_bad):
+            self.unmatched += 1
+            return
+        k = math.ceil(delta.end_ns / (self.resolution * 1e9))
+        b = self.bins.get(k)
+        if b is None:
+            b = self.bins[k] = Bin()
+        sli = self.slo.sli
+        if delta.sketch is not None and (self.min_scale is None or delta.sketch.scale < self.min_scale):
+            self.min_scale = delta.sketch.scale
+        self.explicit = self.explicit or delta.explicit is not None
+        try:
+            if is_total:
+                b.total += delta.value
+                if sli.good is None:  # good = total - bad
+                    b.good += delta.value
+                    b.good_lower += delta.value
+                    b.good_upper += delta.value
+                if sli.kind == "percentile" and delta.sketch is not None:
+                    if b.sketch is None:
+                        b.sketch = LogSketch(delta.sketch.scale)
+                    b.sketch.merge(delta.sketch)
+            if is_good:
+                est, lo, hi = count_good(sli.good, delta)  # type: ignore[arg-type]
+                b.good += est
+                b.good_lower += lo
+                b.good_upper += hi
+            if is_bad:
+                # good = total - bad: bad's upper bound is good's lower bound
+                est, lo, hi = count_good(sli.bad, delta)  # type: ignore[arg-type]
+                b.good -= est
+                b.good_lower -= hi
+                b.good_upper -= lo
+        except ValueError as exc:
+            self.errors += 1
+            self.first_error = self.first_error or f"{delta.metric}: {exc}"
+
+    def window(self, start: float, end: float) -> Bin:
+        """Sum of the bins whose end time lies in ``(start, end]`` (seconds; rounded out to bins)."""
+        k0 = math.floor(start / self.resolution) + 1
+        k1 = math.ceil(end / self.resolution)
+        if self._prefix is None:  # prefix sums over the sorted bins: every window is two bisections
+            keys = sorted(self.bins)
+            sums = [(0.0, 0.0, 0.0, 0.0)]
+            t = g = lo = hi = 0.0
+            for k in keys:
+                b = self.bins[k]
+                t, g, lo, hi = t + b.total, g + b.good, lo + b.good_lower, hi + b.good_upper
+                sums.append((t, g, lo, hi))
+            self._prefix = (keys, sums)
+        keys, sums = self._prefix
+        i, j = bisect_left(keys, k0), bisect_right(keys, k1)
+        a, b = sums[i], sums[max(i, j)]
+        return Bin(b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3])
+
+    def slices(self, start: float, end: float, width: float) -> list[tuple[float, Bin]]:
+        """Time slices of ``width`` seconds ending at ``end``, back to ``start``: ``(slice_end, merged bin)``.
+
+        Only slices with events are returned (a slice without traffic is neither good nor bad).
+        """
+        n = max(1, round((end - start) / width))
+        out: dict[int, Bin] = {}
+        k0 = math.floor(start / self.resolution) + 1
+        k1 = math.ceil(end / self.resolution)
+        for k, b in self.bins.items():
+            if not k0 <= k <= k1:
+                continue
+            # slice j (0 = latest) covers (end - (j+1) width, end - j width]
+            j = min(n - 1, max(0, int((end - k * self.resolution) // width)))
+            s = out.get(j)
+            if s is None:
+                s = out[j] = Bin()
+            s.total += b.total
+            s.good += b.good
+            s.good_lower += b.good_lower
+            s.good_upper += b.good_upper
+            if b.sketch is not None:
+                if s.sketch is None:
+                    s.sketch = LogSketch(b.sketch.scale)
+                s.sketch.merge(b.sketch)
+        return [(end - j * width, out[j]) for j in sorted(out, reverse=True) if out[j].total > 0]

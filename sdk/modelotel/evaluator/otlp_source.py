@@ -1,0 +1,562 @@
+"""OTLP JSON lines -> Deltas: the collector's ``file`` exporter output and modelotel's embedded file exporter.
+
+Format (otlp_json.py): one ``ExportMetricsServiceRequest`` per line, lowerCamelCase keys, 64-bit integers as
+strings, doubles as numbers or the strings ``"NaN"``/``"Infinity"``; the collector also writes ``{}`` for an
+empty request. The same file may hold traces and logs (the gateway's file route): those lines are *foreign*.
+
+Streaming. The file is read line by line (plain, gzip, or zstd when the ``zstandard`` package is importable;
+detected by magic bytes, not by name); memory is the current line plus one latest point per cumulative series
+(cumulative.py), flat in the file size.
+
+Per data point, of metrics in ``metrics`` only (others are counted in ``skipped_metrics`` and not decoded):
+
+* series = resource attributes + scope name/version + metric name + point attributes; ``Delta.attributes``
+  merges resource and point attributes into one flat dict, point wins (shared by all deltas of a series:
+  read-only). AnyValue -> str/bool/int/float; arrays and kvlists -> compact JSON strings; bytes -> base64 text.
+* ``sum`` -> ``value`` = the increment; ``histogram`` -> ``explicit`` (ExplicitHistogram) and ``value`` = its
+  count; ``exponentialHistogram`` -> ``sketch`` (LogSketch at the point's scale, or the smaller scale of two
+  cumulative points) and ``value`` = its count. DELTA points (aggregationTemporality 1) are yielded as they are;
+  CUMULATIVE ones (2) go through cumulative.CumulativeTracker (resets, unknown starts, scale changes).
+  ``gauge``/``summary`` points, an unspecified temporality and inconsistent counts are ``bad_points``.
+* A delta is yielded when it counted something (value > 0) and its end lies in ``[start_ns, end_ns]`` (when
+  given); cumulative state is tracked for every point regardless.
+* Zero buckets with a ``zeroThreshold`` > 0 are counted as zeros (LogSketch's zero threshold is 0).
+
+Never raises on content: corrupt lines (not JSON, not UTF-8, a truncated last line or compressed stream),
+foreign lines and bad points are counted in the ReadReport, with the first problems by line number. A file
+that cannot be read at all raises ``SourceError``. ``report.bytes_read`` counts bytes of the file itself
+(compressed, when it is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import itertools
+import json
+import os
+import time
+import zlib
+from collections.abc import Callable, Collection, Iterator
+from typing import Any
+
+import numpy as np
+
+from .cumulative import BASELINE, INCREMENT, RESET, STALE, CumulativeTracker, ExplicitCounts, ExpoCounts
+from .points import AttrValue, Delta, ReadReport, SourceError
+
+try:  # orjson: 3-4x faster parsing; the stdlib is the fallback
+    from orjson import JSONDecodeError as _JSONError
+    from orjson import dumps as _dumps
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - exercised only without orjson
+    _JSONError = ValueError  # type: ignore[misc,assignment]
+    _loads = json.loads
+
+    def _dumps(obj: Any) -> bytes:  # type: ignore[misc]
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
+__all__ = ["Progress", "read_otlp_file", "series_ids"]
+
+Progress = Callable[[int, int], None]
+PROGRESS_INTERVAL_S = 0.25
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_BUFFER = 1 << 20
+_FOREIGN_HEADS = (b'{"resourceSpans"', b'{"resourceLogs"', b'{"resourceProfiles"')
+_DELTA, _CUMULATIVE = 1, 2
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+series_ids = itertools.count(1)
+"""Process-wide series ids: deltas of different reads never share one (the engine caches by it)."""
+
+
+def read_otlp_file(
+    path: str | os.PathLike[str],
+    metrics: Collection[str] | None,
+    *,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[Iterator[Delta], ReadReport]:
+    """Open ``path`` now (``SourceError`` if it cannot be read) and return the lazy deltas and the report they
+    fill in as they are consumed. ``metrics`` None means every metric."""
+    name = os.fspath(path)
+    raw, lines, total = _open(name)
+    report = ReadReport(source=name)
+    decoder = _Decoder(None if metrics is None else frozenset(metrics), start_ns, end_ns, report)
+    return _deltas(name, raw, lines, total, decoder, progress), report
+
+
+# -- opening ---------------------------------------------------------------------------------------------------
+
+
+def _open(path: str) -> tuple[io.BufferedReader, Any, int]:
+    """(raw file, binary line stream, file size); SourceError with one clear message if unreadable."""
+    try:
+        raw = open(path, "rb", buffering=_BUFFER)  # noqa: SIM115 - closed by _deltas
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SourceError(f"{path}: is a directory, not an OTLP JSON lines file") from None
+    except PermissionError:
+        raise SourceError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    try:
+        total = os.fstat(raw.fileno()).st_size
+        head = raw.peek(4)[:4]
+        if head.startswith(GZIP_MAGIC):
+            import gzip
+
+            lines: Any = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif head.startswith(ZSTD_MAGIC):
+            try:
+                import zstandard
+            except ImportError:
+                raise SourceError(
+                    f"{path}: zstd-compressed; install the 'zstandard' package to read it (or decompress it)"
+                ) from None
+            lines = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw), _BUFFER)
+        else:
+            lines = raw
+        sample = lines.peek(4096)[:4096]
+    except SourceError:
+        raw.close()
+        raise
+    except (OSError, EOFError, zlib.error) as exc:
+        raw.close()
+        raise SourceError(f"{path}: cannot read ({exc})") from None
+    except Exception as exc:  # zstandard.ZstdError and other decompressor errors
+        raw.close()
+        raise SourceError(f"{path}: cannot decompress ({exc})") from None
+    if b"\x00" in sample:
+        raw.close()
+        raise SourceError(f"{path}: not a text file (binary data); expected OTLP JSON lines (plain, .gz or .zst)")
+    return raw, lines, total
+
+
+def _deltas(
+    path: str, raw: io.BufferedReader, lines: Any, total: int, decoder: _Decoder, progress: Progress | None
+) -> Iterator[Delta]:
+    report = decoder.report
+    number = 0
+    next_progress = time.monotonic() + PROGRESS_INTERVAL_S
+    try:
+        it = iter(lines)
+        while True:
+            try:
+                line = next(it)
+            except StopIteration:
+                break
+            except Exception as exc:  # truncated or corrupt compressed stream: what came before still counts
+                report.corrupt_lines += 1
+                report.problem(number + 1, f"compressed data unreadable from here on ({exc})")
+                break
+            number += 1
+            if progress is not None:
+                now = time.monotonic()
+                if now >= next_progress:
+                    next_progress = now + PROGRESS_INTERVAL_S
+                    report.bytes_read = raw.tell()
+                    progress(report.bytes_read, total)
+            deltas = decoder.line(number, line)
+            if deltas:
+                yield from deltas
+    finally:
+        report.bytes_read = _tell(raw, total)
+        report.series = decoder.series_count
+        raw.close()
+    if progress is not None:
+        progress(report.bytes_read, total)
+
+
+def _tell(raw: io.BufferedReader, total: int) -> int:
+    try:
+        return raw.tell()
+    except (OSError, ValueError):
+        return total
+
+
+# -- decoding --------------------------------------------------------------------------------------------------
+
+
+class _Decoder:
+    """Turns one line into its deltas; holds the series table and the cumulative state."""
+
+    def __init__(self, metrics: frozenset[str] | None, start_ns: int | None, end_ns: int | None, report: ReadReport):
+        self.metrics = metrics
+        self.start_ns = -1 if start_ns is None else start_ns
+        self.end_ns = 1 << 64 if end_ns is None else end_ns
+        self.report = report
+        self.tracker = CumulativeTracker()
+        self._resources: dict[bytes, dict[str, AttrValue]] = {}
+        # (resource attributes, scope name, scope version, metric) -> point attributes JSON -> (id, attributes)
+        self._streams: dict[tuple, dict[bytes, tuple[int, dict[str, AttrValue]]]] = {}
+        self.series_count = 0
+        self._pieces: list[bytes] = []  # this line's bucketCounts texts (see _stash_buckets)
+        self._arrays: list[tuple[np.ndarray, int] | None] | None = None  # ... decoded on first use
+
+    def line(self, number: int, line: bytes) -> list[Delta]:
+        out: list[Delta] = []
+        report = self.report
+        if len(line) < 8 and not line.strip():
+            return out
+        report.lines += 1
+        if line.startswith(_FOREIGN_HEADS) and line.rstrip().endswith(b"}"):
+            report.foreign_lines += 1  # traces/logs of the file route: not decoded at all
+            return out
+        try:
+            text, self._pieces = _stash_buckets(line)
+            self._arrays = None
+            obj = _loads(text)
+        except (_JSONError, ValueError):
+            report.corrupt_lines += 1
+            report.problem(number, "not JSON" if line.endswith(b"\n") else "not JSON (truncated last line)")
+            return out
+        rms = obj.get("resourceMetrics") if isinstance(obj, dict) else None
+        if not isinstance(rms, list):
+            if obj != {}:  # the collector writes {} for an empty request
+                report.foreign_lines += 1
+                report.problem(number, f"not OTLP metrics ({_describe(obj)})")
+            return out
+        for i, rm in enumerate(rms):
+            try:
+                self._resource_metrics(number, rm, out)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                report.bad_points += 1
+                report.problem(number, f"resourceMetrics[{i}]: {_why(exc)}")
+        report.deltas += len(out)
+        return out
+
+    def _resource_metrics(self, number: int, rm: dict, out: list[Delta]) -> None:
+        report = self.report
+        wanted = self.metrics
+        rattrs = (rm.get("resource") or {}).get("attributes") or ()
+        rkey = _dumps(rattrs) if rattrs else b""
+        resource = self._resources.get(rkey)
+        if resource is None:
+            resource = self._resources[rkey] = _attributes(rattrs)
+            instance = resource.get("service.instance.id")
+            if instance is not None:
+                report.instances.add(str(instance))
+        for sm in rm.get("scopeMetrics") or ():
+            scope = sm.get("scope") or {}
+            sname, sversion = scope.get("name", ""), scope.get("version", "")
+            for metric in sm.get("metrics") or ():
+                name = metric.get("name")
+                if wanted is not None and name not in wanted:
+                    report.skipped_metrics += _point_count(metric)
+                    continue
+                for kind in _KINDS:
+                    data = metric.get(kind)
+                    if data is not None:
+                        break
+                else:
+                    report.bad_points += 1
+                    report.problem(number, f"metric {name!r}: no data (not a sum, gauge or histogram)")
+                    continue
+                points = data.get("dataPoints") or ()
+                report.points += len(points)
+                if kind in ("gauge", "summary"):
+                    report.bad_points += len(points)
+                    report.problem(number, f"metric {name!r}: a {kind} has no increments (need a sum or histogram)")
+                    continue
+                temporality = data.get("aggregationTemporality")
+                if temporality not in (_DELTA, _CUMULATIVE):
+                    report.bad_points += len(points)
+                    report.problem(number, f"metric {name!r}: aggregationTemporality {temporality!r} (need 1 or 2)")
+                    continue
+                key = (rkey, sname, sversion, name)
+                streams = self._streams.get(key)
+                if streams is None:
+                    streams = self._streams[key] = {}
+                cumulative = temporality == _CUMULATIVE
+                if kind == "sum":
+                    self._sums(number, name, resource, streams, points, cumulative, data.get("isMonotonic"), out)
+                else:
+                    self._histograms(number, name, resource, streams, points, cumulative, kind, out)
+
+    def _new_series(self, streams: dict, akey: bytes, resource: dict, pattrs: Any) -> tuple[int, dict[str, AttrValue]]:
+        series = streams[akey] = (next(series_ids), {**resource, **_attributes(pattrs or ())})
+        self.series_count += 1
+        return series
+
+    def _sums(self, number, name, resource, streams, points, cumulative, monotonic, out: list[Delta]) -> None:
+        track = self.tracker.counter
+        lo, hi = self.start_ns, self.end_ns
+        monotonic = bool(monotonic)
+        for j, p in enumerate(points):
+            try:
+                pattrs = p.get("attributes")
+                akey = _dumps(pattrs) if pattrs else b""
+                series = streams.get(akey) or self._new_series(streams, akey, resource, pattrs)
+                end = int(p["timeUnixNano"])
+                start = int(p.get("startTimeUnixNano") or 0)
+                if p.get("flags", 0) & 1:  # FLAG_NO_RECORDED_VALUE: a staleness marker, no value
+                    continue
+                value = p.get("asInt")
+                value = int(value) if value is not None else float(p.get("asDouble", 0.0))
+                if value - value != 0:
+                    raise ValueError(f"non-finite value {value}")
+                if cumulative:
+                    outcome, start, value = track(series[0], start, end, value, monotonic=monotonic)
+                    if outcome != INCREMENT and self._outcome(number, name, j, outcome):
+                        continue
+                if value and lo <= end <= hi:
+                    out.append(_delta(name, series[1], start or end, end, value, None, None, series[0]))
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+                self.report.bad_points += 1
+                self.report.problem(number, f"metric {name!r} point {j}: {_why(exc)}")
+
+    def _histograms(self, number, name, resource, streams, points, cumulative, kind, out: list[Delta]) -> None:
+        exponential = kind == "exponentialHistogram"
+        tracker = self.tracker
+        track = tracker.exponential if exponential else tracker.explicit
+        decode = self._exponential if exponential else self._explicit
+        lo, hi = self.start_ns, self.end_ns
+        for j, p in enumerate(points):
+            try:
+                pattrs = p.get("attributes")
+                akey = _dumps(pattrs) if pattrs else b""
+                sid, attrs = streams.get(akey) or self._new_series(streams, akey, resource, pattrs)
+                end = int(p["timeUnixNano"])
+                start = int(p.get("startTimeUnixNano") or 0)
+                if p.get("flags", 0) & 1:
+                    continue
+                if cumulative and tracker.idle(sid, start, end, int(p.get("count") or 0)):
+                    continue  # nothing new since the last point: its buckets are not even decoded
+                counts = decode(p)
+                fresh = True  # whether the counts' arrays are ours alone (the tracker keeps totals)
+                if cumulative:
+                    outcome, start, counts = track(sid, start, end, counts)
+                    if outcome != INCREMENT:
+                        if self._outcome(number, name, j, outcome):
+                            continue
+                        fresh = False
+                if counts is None or not counts.count or not lo <= end <= hi:
+                    continue
+                if exponential:
+                    delta = _delta(name, attrs, start or end, end, counts.count, counts.sketch(not fresh), None, sid)
+                else:
+                    delta = _delta(name, attrs, start or end, end, counts.count, None, counts.histogram(), sid)
+                out.append(delta)
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+                self.report.bad_points += 1
+                self.report.problem(number, f"metric {name!r} point {j}: {_why(exc)}")
+
+    def _exponential(self, p: dict) -> ExpoCounts:
+        pos = p.get("positive") or {}
+        neg = p.get("negative") or {}
+        pos_counts, pos_total = self._buckets(pos.get("bucketCounts"))
+        neg_counts, neg_total = self._buckets(neg.get("bucketCounts"))
+        counts = ExpoCounts(
+            int(p.get("scale") or 0),
+            int(p.get("count") or 0),
+            int(p.get("zeroCount") or 0),
+            int(pos.get("offset") or 0),
+            pos_counts,
+            int(neg.get("offset") or 0),
+            neg_counts,
+            float(p.get("sum") or 0.0),
+            _finite(p.get("min")),
+            _finite(p.get("max")),
+        )
+        why = counts.consistent(pos_total, neg_total)
+        if why:
+            raise ValueError(why)
+        return counts
+
+    def _explicit(self, p: dict) -> ExplicitCounts:
+        counts = ExplicitCounts(
+            tuple(float(b) for b in p.get("explicitBounds") or ()),
+            self._buckets(p.get("bucketCounts"))[0],
+            int(p.get("count") or 0),
+            float(p.get("sum") or 0.0),
+        )
+        why = counts.consistent()
+        if why:
+            raise ValueError(why)
+        return counts
+
+    def _buckets(self, counts: Any) -> tuple[np.ndarray, int]:
+        """A point's bucket counts and their total. ``counts`` is an index into this line's stashed arrays or,
+        if the line was not stashed (e.g. pretty-printed), a JSON list of strings or numbers."""
+        if counts is None:
+            return _EMPTY, 0
+        if type(counts) is int:
+            if self._arrays is None:
+                self._arrays = _decode_pieces(self._pieces)
+            decoded = self._arrays[counts]
+            if decoded is None:
+                raise ValueError(f"bucketCounts not all non-negative integers: [{_clip(self._pieces[counts])}]")
+            return decoded
+        array = np.array([int(c) for c in counts], dtype=np.int64)
+        if len(array) and array.min() < 0:
+            raise ValueError("negative bucket count")
+        return array, int(array.sum())
+
+    def _outcome(self, number: int, name: str, j: int, outcome: int) -> bool:
+        """Count what the tracker did with a point; True when it was stale (nothing to yield)."""
+        if outcome == RESET:
+            self.report.resets += 1
+        elif outcome == BASELINE:
+            self.report.first_cumulative += 1
+        elif outcome == STALE:
+            self.report.bad_points += 1
+            self.report.problem(number, f"metric {name!r} point {j}: not after the previous point of its series")
+            return True
+        return False
+
+
+def _delta_maker() -> Callable[..., Delta]:
+    """``Delta(...)``, built the cheap way when possible: a frozen dataclass's ``__init__`` sets every field with
+    ``object.__setattr__`` and costs ~40% of a counter point. Filling ``__dict__`` directly gives the same
+    (still frozen) object; a slotted Delta has no ``__dict__`` and gets its own constructor."""
+    fields = tuple(f.name for f in dataclasses.fields(Delta))
+    if fields != _DELTA_FIELDS or "__slots__" in vars(Delta):
+        return Delta
+    new = object.__new__
+
+    def make(metric, attributes, start_ns, end_ns, value, sketch, explicit, series) -> Delta:
+        d = new(Delta)
+        d.__dict__.update(
+            metric=metric,
+            attributes=attributes,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            value=value,
+            sketch=sketch,
+            explicit=explicit,
+            series=series,
+        )
+        return d
+
+    return make
+
+
+_DELTA_FIELDS = ("metric", "attributes", "start_ns", "end_ns", "value", "sketch", "explicit", "series")
+_delta = _delta_maker()
+_KINDS = ("exponentialHistogram", "sum", "histogram", "gauge", "summary")
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+_BUCKETS_KEY = b'"bucketCounts":['
+
+
+def _stash_buckets(line: bytes) -> tuple[bytes, list[bytes]]:
+    """Take every ``"bucketCounts":[...]`` array out of the line before JSON parsing, leaving its index.
+
+    Bucket counts are most of the bytes and, as JSON strings, would cost one Python object each; decoding all of
+    a line's arrays with one ``np.fromstring`` is several times cheaper. The key with its quotes can only be a
+    key: inside a JSON string every ``"`` is escaped. A malformed array fails here (no ``]``) or when decoded.
+    """
+    parts = line.split(_BUCKETS_KEY)
+    if len(parts) == 1:
+        return line, []
+    out = [parts[0]]
+    pieces = []
+    for k, part in enumerate(parts[1:]):
+        end = part.index(b"]")
+        pieces.append(part[:end])
+        out.append(b'"bucketCounts":%d' % k)
+        out.append(part[end + 1 :])
+    return b"".join(out), pieces
+
+
+def _decode_pieces(pieces: list[bytes]) -> list[tuple[np.ndarray, int] | None]:
+    """Each stashed array's text (``"1","0",...`` or ``1,0,...``) as (int64 counts, their total); None for one
+    that is not all non-negative integers. One ``fromstring`` and one ``cumsum`` for the whole line."""
+    lengths = [piece.count(b",") + 1 if piece else 0 for piece in pieces]
+    try:
+        joined = b",".join(piece for piece in pieces if piece).replace(b'"', b"")
+        values = np.fromstring(joined, dtype=np.int64, sep=",")
+        if len(values) != sum(lengths) or (len(values) and values[values.argmin()] < 0):
+            raise ValueError("some array is malformed")
+    except ValueError:  # find which, one by one
+        return [_decode_piece(piece, n) for piece, n in zip(pieces, lengths)]
+    ends = np.cumsum(lengths)
+    running = np.concatenate(([0], np.cumsum(values)))
+    totals = (running[ends] - running[ends - lengths]).tolist()
+    out: list[tuple[np.ndarray, int] | None] = []
+    at = 0
+    for end, total in zip(ends.tolist(), totals):
+        # a copy: a series' state must not pin the whole line's array
+        out.append((values[at:end].copy(), total) if end > at else (_EMPTY, 0))
+        at = end
+    return out
+
+
+def _decode_piece(piece: bytes, n: int) -> tuple[np.ndarray, int] | None:
+    try:
+        values = np.fromstring(piece.replace(b'"', b""), dtype=np.int64, sep=",")
+    except ValueError:
+        return None
+    if len(values) != n or (n and values.min() < 0):
+        return None
+    return values, int(values.sum())
+
+
+def _clip(text: bytes, limit: int = 60) -> str:
+    s = text.decode("utf-8", "replace")
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+def _finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    v = float(x)
+    return v if v - v == 0.0 else None  # NaN and +-inf (inf - inf is NaN)
+
+
+def _point_count(metric: dict) -> int:
+    for kind in ("exponentialHistogram", "sum", "histogram", "gauge", "summary"):
+        data = metric.get(kind)
+        if data is not None:
+            return len(data.get("dataPoints") or ())
+    return 0
+
+
+def _attributes(kvs: Any) -> dict[str, AttrValue]:
+    return {kv["key"]: _any_value(kv.get("value") or {}) for kv in kvs}
+
+
+def _any_value(v: dict) -> AttrValue:
+    """OTLP AnyValue -> a flat Python value; arrays and kvlists -> compact JSON (they have no flat form)."""
+    if "stringValue" in v:
+        return v["stringValue"]
+    if "intValue" in v:
+        return int(v["intValue"])
+    if "boolValue" in v:
+        return bool(v["boolValue"])
+    if "doubleValue" in v:
+        return float(v["doubleValue"])
+    if "arrayValue" in v or "kvlistValue" in v:
+        return json.dumps(_plain(v), separators=(",", ":"), ensure_ascii=False)
+    if "bytesValue" in v:
+        return str(v["bytesValue"])
+    return ""
+
+
+def _plain(v: dict) -> Any:
+    if "arrayValue" in v:
+        return [_plain(x) for x in (v["arrayValue"] or {}).get("values") or ()]
+    if "kvlistValue" in v:
+        return {kv["key"]: _plain(kv.get("value") or {}) for kv in (v["kvlistValue"] or {}).get("values") or ()}
+    value = _any_value(v)
+    return value if value == value else str(value)  # NaN has no JSON form
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, dict):
+        keys = ", ".join(list(obj)[:3])
+        return f"an object with keys {keys}" if keys else "an empty object"
+    return f"a JSON {type(obj).__name__}"

@@ -1,0 +1,175 @@
+"""Rendering results: the JSON document (a stable contract for CI gates) and the terminal table."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from .budget import SLOResult, format_duration
+from .engine import Evaluation
+from .points import ReadReport
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _num(x: float | None, digits: int = 6) -> float | None:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return round(float(x), digits)
+
+
+def result_json(r: SLOResult) -> dict[str, Any]:
+    slo = r.slo
+    out: dict[str, Any] = {
+        "name": slo.name,
+        "status": r.status,
+        "reason": r.reason,
+        "sli": _num(r.sli),
+        "sli_kind": slo.sli.kind,
+        "objective": slo.objective,
+        "events": _num(r.events, 3),
+        "good": _num(r.good, 3),
+        "window": {
+            "start": _iso(r.window_start),
+            "end": _iso(r.at),
+            "duration": format_duration(slo.window.duration),
+            "rolling": slo.window.rolling,
+        },
+        "budgeting": slo.budgeting,
+        "error_budget": {
+            "unit": r.budget_unit,
+            "total": _num(r.budget_total, 3),
+            "consumed": _num(r.budget_consumed, 3),
+            "remaining": _num(r.budget_remaining_ratio),
+        },
+        "burn_rates": {k: _num(v) for k, v in r.burn_rates.items()},
+        "alerts": [
+            {
+                "name": a.name,
+                "severity": a.severity,
+                "burn_rate_threshold": a.burn_rate,
+                "long_window": format_duration(a.long_window),
+                "short_window": format_duration(a.short_window),
+                "long_burn": _num(a.long_burn),
+                "short_burn": _num(a.short_burn),
+            }
+            for a in r.alerts
+            if a.firing
+        ],
+        "alerts_without_enough_data": [a.name for a in r.alerts if not a.enough_data],
+        "time_to_exhaustion_seconds": _num(r.time_to_exhaustion, 1),
+        "accuracy": {
+            "sli_lower": _num(r.sli_lower),
+            "sli_upper": _num(r.sli_upper),
+            "relative_accuracy": _num(r.relative_accuracy),
+        },
+        "source": slo.source,
+    }
+    if slo.sli.threshold is not None:
+        out["threshold"] = slo.sli.threshold
+    if slo.sli.percentile is not None:
+        out["percentile"] = slo.sli.percentile
+    if r.slices_total is not None:
+        out["timeslices"] = {"good": r.slices_good, "total": r.slices_total}
+    return out
+
+
+def report_json(r: ReadReport) -> dict[str, Any]:
+    return {
+        "source": r.source,
+        "bytes": r.bytes_read,
+        "lines": r.lines,
+        "points": r.points,
+        "deltas": r.deltas,
+        "corrupt_lines": r.corrupt_lines,
+        "foreign_lines": r.foreign_lines,
+        "bad_points": r.bad_points,
+        "resets": r.resets,
+        "instances": len(r.instances),
+        "problems": [{"line": p.line, "reason": p.reason} for p in r.problems],
+    }
+
+
+def to_json(ev: Evaluation) -> str:
+    doc = {
+        "at": _iso(ev.at),
+        "slos": [result_json(r) for r in ev.results],
+        "inputs": [report_json(r) for r in ev.reports],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def _pct(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x * 100:.{digits}f}%"
+
+
+def _burn(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def _human_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s / size:.1f}{unit}"
+    return f"{s:.0f}s"
+
+
+def to_table(ev: Evaluation) -> str:
+    headers = ["SLO", "status", "SLI", "objective", "events", "budget left", "burn (short..long)", "alerts"]
+    rows = []
+    for r in ev.results:
+        burns = [v for k, v in r.burn_rates.items() if not k.startswith("window")]
+        burn_text = " ".join(_burn(v) for v in burns[:2] + burns[-1:]) if burns else "-"
+        firing = ",".join(a.name for a in r.alerts if a.firing) or "-"
+        sli = _pct(r.sli)
+        if r.sli_lower is not None and r.sli_upper is not None and r.sli_upper - r.sli_lower > 5e-6:
+            sli += f" [{_pct(r.sli_lower)}, {_pct(r.sli_upper)}]"
+        rows.append(
+            [
+                r.slo.name,
+                r.status.upper(),
+                sli,
+                _pct(r.slo.objective),
+                f"{r.events:,.0f}",
+                _pct(r.budget_remaining_ratio, 1),
+                burn_text,
+                firing,
+            ]
+        )
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.append("")
+    lines.append(f"evaluated at {_iso(ev.at)}")
+    for r in ev.results:
+        remaining = r.budget_remaining_ratio
+        if r.status != "inconclusive" and remaining is not None and remaining <= 0:
+            lines.append(f"  {r.slo.name}: error budget exhausted ({-remaining:.0%} overspent)")
+        elif (
+            r.time_to_exhaustion is not None
+            and r.status != "inconclusive"
+            and r.time_to_exhaustion < r.slo.window.duration
+        ):
+            lines.append(
+                f"  {r.slo.name}: budget exhausted in {_human_seconds(r.time_to_exhaustion)} at the current burn"
+            )
+        if r.status == "inconclusive":
+            lines.append(f"  {r.slo.name}: {r.reason}")
+    for rep in ev.reports:
+        issues = rep.corrupt_lines + rep.foreign_lines + rep.bad_points
+        if issues:
+            lines.append(
+                f"input {rep.source}: {rep.corrupt_lines} corrupt lines, {rep.foreign_lines} foreign lines, "
+                f"{rep.bad_points} unusable points"
+                + (f" (first at line {rep.problems[0].line}: {rep.problems[0].reason})" if rep.problems else "")
+            )
+    return "\n".join(lines)
