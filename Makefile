@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo goes through the real collector when `make collector` (or `make test`) has built it already;
+# otherwise it uses the embedded file exporter (building the collector takes minutes on a fresh machine).
+BUILT_COLLECTOR = $(shell p="$${MODELOTEL_CACHE_DIR:-$$HOME/.cache/modelotel}/otelcol-$$(sha256sum collector_config/manifest-core.yaml | cut -c1-16)/otelcol-modelotel"; test -x "$$p" && echo "$$p")
+
 demo: install
-	$(PY) examples/quickstart.py
+	MODELOTEL_OTELCOL="$${MODELOTEL_OTELCOL:-$(BUILT_COLLECTOR)}" $(PY) examples/demo.py
 
 lint: install
 	$(VENV)/bin/ruff check sdk tests benchmarks examples
@@ -26,11 +30,15 @@ lint: install
 collector:
 	@bash collector_config/build.sh | tail -n 1
 
-# External servers the end-to-end tests run for real (Debian packages; CI runs as root).
+# External programs the end-to-end tests run for real: Prometheus/promtool and headless Chromium (Debian
+# packages; CI runs as root).
 test-deps:
-	@command -v prometheus >/dev/null || { \
-	  echo "installing Debian's prometheus (end-to-end tests)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@missing=""; command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the end-to-end tests:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 test: install lint test-deps
 	MODELOTEL_OTELCOL="$$(bash collector_config/build.sh | tail -n 1)" \

@@ -1,19 +1,583 @@
-"""The ``modelotel`` command (the evaluator's subcommands land here)."""
+"""The ``modelotel`` command: ``evaluate``, ``gate``, ``drift``, ``report`` (and more, see ``--help``).
+
+Exit codes of ``gate`` (and the verdict commands): 0 pass, 1 fail, 2 inconclusive, 3 unusable spec or
+arguments, 4 unusable input, 5 internal error. ``evaluate`` and ``report`` exit 0 whatever the verdict.
+Errors print one line, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
 
-from . import __version__
+from . import __version__, config
+
+EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_SPEC, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5
+PROGRESS_MIN_BYTES = 32 * 1024 * 1024
+
+
+class UsageError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def parse_time(text: str) -> float:
+    """``now``, epoch seconds, or ISO 8601 (``2026-11-22T10:00:00Z``; naive times are UTC)."""
+    if text == "now":
+        return time.time()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at: expected 'now', epoch seconds or an ISO 8601 time, got {text!r}", EXIT_SPEC) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+class Progress:
+    """Progress on stderr for large inputs: a live line on a terminal, a line every 5 s otherwise."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.last_line = 0.0
+        self.shown = False
+
+    def __call__(self, source: str, done: int, total: int) -> None:
+        if total < PROGRESS_MIN_BYTES:
+            return
+        now = time.monotonic()
+        if not self.tty and now - self.last_line < 5.0 and done < total:
+            return
+        self.last_line = now
+        rate = done / max(now - self.started, 1e-6) / 1e6
+        text = f"reading {source}: {done / total:.0%} ({done / 1e6:,.0f} of {total / 1e6:,.0f} MB, {rate:.0f} MB/s)"
+        if self.tty:
+            self.stream.write("\r" + text + "\x1b[K")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _load_slos(paths: Sequence[str]):
+    from .evaluator import spec
+
+    try:
+        specs = spec.load_specs(list(paths))
+    except spec.SpecError as exc:
+        raise UsageError(str(exc), EXIT_SPEC) from None
+    for note in specs.notes:
+        print(f"note: {note}", file=sys.stderr)
+    slos = list(specs.slos)
+    if not slos:
+        raise UsageError(f"{', '.join(paths)}: no SLOs defined", EXIT_SPEC)
+    return slos
+
+
+def _read(slos, data: Sequence[str], at: float | None, sinks=()):
+    from .evaluator import engine, sources
+
+    progress = Progress()
+    try:
+        return engine.evaluate(slos, data, at=at, progress=progress, sinks=sinks)
+    except sources.SourceError as exc:
+        raise UsageError(str(exc), EXIT_INPUT) from None
+    except engine.NoData as exc:
+        raise UsageError(str(exc), EXIT_INPUT) from None
+    finally:
+        progress.close()
+
+
+def _evaluate(args: argparse.Namespace, sinks=()):
+    slos = _load_slos(args.slo)
+    return _read(slos, args.data, parse_time(args.at) if args.at else None, sinks)
+
+
+def _print(args: argparse.Namespace, evaluation) -> None:
+    from .evaluator import output
+
+    print(output.to_json(evaluation) if args.format == "json" else output.to_table(evaluation))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _print(args, _evaluate(args))
+    return EXIT_PASS
+
+
+def gate_code(statuses: Sequence[str], inconclusive_as: str | None) -> int:
+    """Fail beats inconclusive beats pass; ``inconclusive_as`` maps inconclusive first."""
+    mapped = [inconclusive_as if s == "inconclusive" and inconclusive_as else s for s in statuses]
+    if "fail" in mapped:
+        return EXIT_FAIL
+    if "inconclusive" in mapped:
+        return EXIT_INCONCLUSIVE
+    return EXIT_PASS
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    evaluation = _evaluate(args)
+    _print(args, evaluation)
+    code = gate_code([r.status for r in evaluation.results], args.inconclusive_as)
+    verdict = {EXIT_PASS: "PASS", EXIT_FAIL: "FAIL", EXIT_INCONCLUSIVE: "INCONCLUSIVE"}[code]
+    print(f"gate: {verdict} (exit {code})", file=sys.stderr)
+    return code
+
+
+def parse_range(text: str | None, span: tuple[float, float], default: tuple[float, float]) -> tuple[float, float]:
+    """``FROM..TO`` (times as for ``--at``), ``first:DURATION`` or ``last:DURATION`` of the data; None: default."""
+    from .evaluator.durations import parse_duration
+
+    if not text:
+        return default
+    if text.startswith(("first:", "last:")):
+        kind, _, dur = text.partition(":")
+        try:
+            seconds = parse_duration(dur)
+        except ValueError as exc:
+            raise UsageError(f"{text!r}: {exc}", EXIT_SPEC) from None
+        return (span[0], span[0] + seconds) if kind == "first" else (span[1] - seconds, span[1])
+    a, sep, b = text.partition("..")
+    if not sep:
+        raise UsageError(f"expected FROM..TO, first:DURATION or last:DURATION, got {text!r}", EXIT_SPEC)
+    return parse_time(a), parse_time(b)
+
+
+def _drift_setup(args: argparse.Namespace, slos=(), extra=()):
+    """Read the inputs once with the signal timelines; pick the reference and current ranges."""
+    from .evaluator.signals import Signals
+
+    match = {"ml.model.name": args.model} if getattr(args, "model", None) else None
+    signals = Signals.create(args.resolution, match)
+    evaluation = _read(slos, args.data, parse_time(args.at) if args.at else None, [*signals.timelines(), *extra])
+    reference_signals = None
+    if args.reference_data:
+        reference_signals = Signals.create(args.resolution, match)
+        _read((), args.reference_data, None, reference_signals.timelines())
+    span = signals.span()
+    if span is None:
+        raise UsageError("no model signals (confidence, OOD score, features, labels) in the input", EXIT_INPUT)
+    ref_span = reference_signals.span() if reference_signals else span
+    if ref_span is None:
+        raise UsageError("no model signals in the reference input", EXIT_INPUT)
+    third = (span[1] - span[0]) / 3
+    reference = parse_range(args.reference, ref_span, ref_span if reference_signals else (span[0], span[0] + third))
+    current = parse_range(args.current, span, (span[1] - third, span[1]))
+    _check_ranges(reference, current, reference_signals is None)
+    return evaluation, signals, reference_signals, reference, current
+
+
+def _drift_json(rows, reference, current, data_driven: bool) -> str:
+    import json
+
+    from .evaluator.output import _iso
+    from .evaluator.signals import drifted_by
+
+    out = []
+    for r in rows:
+        d = r.result
+        out.append(
+            {
+                "model": r.model,
+                "signal": r.signal,
+                "reference_count": r.reference_count,
+                "current_count": r.current_count,
+                "psi": round(d.psi.value, 6),
+                "psi_tier": d.psi.tier,
+                "ks": None if d.ks is None else round(d.ks.statistic, 6),
+                "js": round(d.js, 6),
+                "hellinger": round(d.hellinger, 6),
+                "thresholds": {k: round(v, 6) for k, v in d.fixed.items()},
+                "data_driven_thresholds": {k: round(t.value, 6) for k, t in d.data_driven.items()},
+                "drifted": {k: drifted_by(d, k, data_driven) for k in d.values()},
+            }
+        )
+    doc = {"reference": [_iso(t) for t in reference], "current": [_iso(t) for t in current], "signals": out}
+    return json.dumps(doc, indent=2)
+
+
+def _drift_table(rows, data_driven: bool) -> str:
+    from .evaluator.signals import drifted_by
+
+    lines = [
+        f"{'model':<12} {'signal':<22} {'ref n':>8} {'cur n':>8} {'PSI':>7} {'KS':>7} {'JS':>7} {'Hell.':>7}  drifted"
+    ]
+    for r in rows:
+        d = r.result
+        ks = "-" if d.ks is None else f"{d.ks.statistic:.3f}"
+        drifted = ",".join(k for k in d.values() if drifted_by(d, k, data_driven)) or "-"
+        lines.append(
+            f"{r.model:<12} {r.signal:<22} {r.reference_count:>8,.0f} {r.current_count:>8,.0f} {d.psi.value:>7.3f} "
+            f"{ks:>7} {d.js:>7.3f} {d.hellinger:>7.3f}  {drifted}"
+        )
+    return "\n".join(lines)
+
+
+def _check_ranges(reference: tuple[float, float], current: tuple[float, float], same_input: bool) -> None:
+    if same_input and reference[0] < current[1] and current[0] < reference[1] and reference != current:
+        print("note: the reference and current ranges overlap; drift is understated", file=sys.stderr)
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from .evaluator.signals import drift_rows, drifted_by
+
+
+    _, signals, ref_signals, reference, current = _drift_setup(args)
+    rows = drift_rows(signals, reference, current, reference_signals=ref_signals, min_count=args.min_count)
+    print(
+        _drift_json(rows, reference, current, args.data_driven)
+        if args.format == "json"
+        else _drift_table(rows, args.data_driven)
+    )
+    if not rows:
+        print("drift: INCONCLUSIVE (no signal with enough data on both sides)", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    drifted = [r for r in rows if any(drifted_by(r.result, m, args.data_driven) for m in args.fail_on)]
+    print(f"drift: {len(drifted)} of {len(rows)} signals drifted", file=sys.stderr)
+    return EXIT_FAIL if drifted else EXIT_PASS
+
+
+def _reliability(signals, start: float, end: float):
+    from .evaluator.calibration import calibration
+
+    tl = signals.feedback_confidence
+    diagrams = []
+    for model in sorted({g[0] for g in tl.groups()}):
+        correct = tl.merged((model, "true"), start, end)
+        incorrect = tl.merged((model, "false"), start, end)
+        if correct is None and incorrect is None:
+            continue
+        cal = calibration(correct, incorrect)
+        if not cal.count:
+            continue
+        bins = [(b.mean_confidence, b.accuracy, b.count) for b in cal.bins if b.count]
+        caption = (
+            f"ECE {cal.ece:.3f} \u00b1 {cal.ece_bound + cal.binning_bound:.3f}, Brier {cal.brier:.3f}, n={cal.count}"
+        )
+        diagrams.append((model, bins, caption))
+    return diagrams
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluator import report
+    from .evaluator.signals import FeedbackCounts, drift_rows
+
+    slos = _load_slos(args.slo)
+    feedback = FeedbackCounts()
+    evaluation, signals, ref_signals, reference, current = _drift_setup(args, slos, (feedback,))
+    rows = drift_rows(signals, reference, current, reference_signals=ref_signals)
+    span = signals.span() or (evaluation.at - 3600, evaluation.at)
+    html = report.render(
+        evaluation,
+        signals,
+        drift=rows,
+        reference=reference,
+        current=current,
+        reliability=_reliability(signals, span[0], evaluation.at),
+        fairness=[(m, f) for m in sorted(feedback.counts) if (f := feedback.fairness(m)).groups],
+    )
+    out = Path(args.output)
+    try:
+        out.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--output {out}: {exc.strerror or exc}", EXIT_INPUT) from None
+    print(f"wrote {out} ({len(html.encode()) / 1024:.0f} kB)")
+    return EXIT_PASS
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluator.arms import ArmCollector, parse_filter
+    from .evaluator.compare import Tolerances, compare
+
+    try:
+        base_match, cand_match = parse_filter(args.baseline), parse_filter(args.candidate)
+    except ValueError as exc:
+        raise UsageError(str(exc), EXIT_SPEC) from None
+    if args.model:
+        base_match.setdefault("ml.model.name", args.model)
+        cand_match.setdefault("ml.model.name", args.model)
+    start = parse_time(args.since) if args.since else None
+    end = parse_time(args.until) if args.until else None
+    baseline, candidate = ArmCollector(base_match, start, end), ArmCollector(cand_match, start, end)
+    _read((), args.data, None, (baseline, candidate))
+    tol = Tolerances(
+        latency_relative=args.latency_tolerance,
+        error_ratio=args.error_tolerance,
+        accuracy=args.accuracy_tolerance,
+        min_calls=args.min_calls,
+        alpha=args.alpha,
+    )
+    result = compare(baseline.arm(), candidate.arm(), tol)
+    if args.format == "json":
+        doc = {
+            "verdict": result.verdict,
+            "reasons": list(result.reasons),
+            "baseline": {"filter": base_match, "calls": baseline.arm().total_calls},
+            "candidate": {"filter": cand_match, "calls": candidate.arm().total_calls},
+            "checks": [
+                {
+                    "name": c.name,
+                    "status": c.status,
+                    "gating": c.gating,
+                    "estimate": c.estimate,
+                    "low": c.low,
+                    "high": c.high,
+                    "allowance": c.allowance,
+                    "detail": c.detail,
+                }
+                for c in result.checks
+            ],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"baseline  {args.baseline}: {baseline.arm().total_calls:,} calls")
+        print(f"candidate {args.candidate}: {candidate.arm().total_calls:,} calls")
+        for c in result.checks:
+            gate = "gating" if c.gating else "info"
+            print(f"  {c.status:<9} {c.name:<22} ({gate}) {c.detail}")
+        print(f"verdict: {result.verdict.upper()}" + (f" ({'; '.join(result.reasons)})" if result.reasons else ""))
+    code = {"promote": EXIT_PASS, "rollback": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}[result.verdict]
+    if code == EXIT_INCONCLUSIVE and args.inconclusive_as:
+        code = EXIT_PASS if args.inconclusive_as == "pass" else EXIT_FAIL
+    return code
+
+
+def _rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def cmd_fairness(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from .evaluator.signals import FeedbackCounts
+
+    counts = FeedbackCounts(
+        parse_time(args.since) if args.since else None, parse_time(args.until) if args.until else None, args.model
+    )
+    _read((), args.data, None, (counts,))
+    models = sorted(counts.counts)
+    if not models:
+        raise UsageError("no ml.feedback data in the input (record_feedback with group= enables fairness)", EXIT_INPUT)
+    docs, worst = [], 0.0
+    for model in models:
+        f = counts.fairness(model)
+        if not f.groups:
+            continue
+        worst = max(worst, f.demographic_parity_difference, f.equalized_odds_difference)
+        docs.append((model, f))
+    if args.format == "json":
+
+        def num(x: float | None) -> float | None:
+            return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 6)
+
+        out = [
+            {
+                "model": model,
+                "groups": [
+                    {
+                        "group": g.group,
+                        "feedback": g.counts.feedback,
+                        "accuracy": num(g.accuracy),
+                        "selection_rate": num(g.selection_rate),
+                        "tpr": num(g.tpr),
+                        "fpr": num(g.fpr),
+                    }
+                    for g in f.groups
+                ],
+                "demographic_parity_difference": num(f.demographic_parity_difference),
+                "demographic_parity_ratio": num(f.demographic_parity_ratio),
+                "equalized_odds_difference": num(f.equalized_odds_difference),
+                "equalized_odds_ratio": num(f.equalized_odds_ratio),
+                "ungrouped_feedback": f.ungrouped,
+                "method": "fairlearn between_groups, worst_case",
+            }
+            for model, f in docs
+        ]
+        print(json.dumps({"models": out}, indent=2))
+    else:
+        for model, f in docs:
+            print(f"model {model}")
+            print(f"  {'group':<16} {'feedback':>9} {'accuracy':>9} {'sel.rate':>9} {'TPR':>7} {'FPR':>7}")
+            for g in f.groups:
+                print(
+                    f"  {g.group:<16} {g.counts.feedback:>9,.0f} {_rate(g.accuracy):>9} {_rate(g.selection_rate):>9} "
+                    f"{_rate(g.tpr):>7} {_rate(g.fpr):>7}"
+                )
+            print(
+                f"  demographic parity difference {f.demographic_parity_difference:.3f} "
+                f"(ratio {f.demographic_parity_ratio:.3f}); equalized odds difference "
+                f"{f.equalized_odds_difference:.3f} (fairlearn between_groups, worst case)"
+            )
+    if not docs:
+        print("fairness: INCONCLUSIVE (feedback carries no ml.fairness.group)", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    if args.max_difference is not None:
+        return EXIT_FAIL if worst > args.max_difference else EXIT_PASS
+    return EXIT_PASS
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from .evaluator.rules import RulesError, rules_yaml
+
+    try:
+        print(rules_yaml(_load_slos(args.slo)), end="")
+    except RulesError as exc:
+        raise UsageError(str(exc), EXIT_SPEC) from None
+    return EXIT_PASS
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .evaluator.dashboard import dashboard_json
+
+    slos = _load_slos(args.slo) if args.slo else None
+    print(dashboard_json(slos, args.datasource))
+    return EXIT_PASS
+
+
+def _add_drift_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--reference", metavar="RANGE", help="FROM..TO, first:DURATION or last:DURATION (default: first third)"
+    )
+    p.add_argument("--current", metavar="RANGE", help="as --reference (default: last third of the data)")
+    p.add_argument("--reference-data", nargs="+", metavar="FILE_OR_URL", help="take the reference from other input")
+    p.add_argument("--model", help="only this ml.model.name")
+    p.add_argument(
+        "--data-driven",
+        action="store_true",
+        help="also flag drift beyond mean + 3 sigma of the statistic over reference chunks",
+    )
+    # 1 s bins; timelines coarsen by themselves on long inputs (timeline.max_bins)
+    p.add_argument("--resolution", type=float, default=1.0, help=argparse.SUPPRESS)
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slo", action="append", required=True, metavar="FILE", help="SLO spec (native or OpenSLO)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="FILE_OR_URL",
+        help="OTLP JSON lines (plain or .gz) or a Prometheus HTTP API base URL",
+    )
+    p.add_argument("--at", help="evaluation time: now, epoch seconds or ISO 8601 (default: end of the data)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelotel", description="OpenTelemetry for ML model serving.")
+    parser.add_argument("--version", action="version", version=f"modelotel {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("evaluate", help="SLO compliance, error budgets and burn rates from exported telemetry")
+    _add_inputs(p)
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("gate", help="like evaluate; exit 0 pass, 1 fail, 2 inconclusive, >=3 unusable input")
+    _add_inputs(p)
+    p.add_argument("--inconclusive-as", choices=("pass", "fail"), help="treat inconclusive SLOs as pass or fail")
+    p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("drift", help="drift of confidence, OOD score, labels and features: reference vs current")
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE_OR_URL")
+    p.add_argument("--at", help=argparse.SUPPRESS)
+    _add_drift_options(p)
+    p.add_argument("--min-count", type=int, default=30, help="values needed on each side (default 30)")
+    p.add_argument(
+        "--fail-on",
+        nargs="+",
+        default=["psi"],
+        choices=("psi", "ks", "js", "hellinger"),
+        help="statistics whose drift exits 1 (default: psi)",
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("compare", help="canary/shadow vs baseline: promote (exit 0), rollback (1) or inconclusive (2)")
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE_OR_URL")
+    p.add_argument("--baseline", required=True, metavar="FILTER", help="e.g. version=1 or role=primary")
+    p.add_argument("--candidate", required=True, metavar="FILTER", help="e.g. version=2 or role=canary")
+    p.add_argument("--model", help="ml.model.name for both sides")
+    p.add_argument("--since", help="only data after this time (as --at)")
+    p.add_argument("--until", help="only data up to this time")
+    p.add_argument("--latency-tolerance", type=float, default=0.10, help="relative quantile increase allowed")
+    p.add_argument("--error-tolerance", type=float, default=0.005, help="absolute error-ratio increase allowed")
+    p.add_argument("--accuracy-tolerance", type=float, default=0.02, help="absolute accuracy drop allowed")
+    p.add_argument("--min-calls", type=int, default=500, help="calls per side for a verdict")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--inconclusive-as", choices=("pass", "fail"))
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("fairness", help="per-group accuracy, selection rate, TPR, FPR and disparities from feedback")
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE_OR_URL")
+    p.add_argument("--model", help="only this ml.model.name")
+    p.add_argument("--since", help="only data after this time (as --at)")
+    p.add_argument("--until", help="only data up to this time")
+    p.add_argument(
+        "--max-difference", type=float, help="exit 1 when demographic parity or equalized odds difference exceeds this"
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_fairness)
+
+    p = sub.add_parser("rules", help="Prometheus recording and multi-window burn-rate alerting rules (stdout)")
+    p.add_argument("--slo", action="append", required=True, metavar="FILE")
+    p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("dashboard", help="a Grafana dashboard (JSON on stdout) for our metrics and SLOs")
+    p.add_argument("--slo", action="append", metavar="FILE", help="add budget and burn-rate panels per SLO")
+    p.add_argument("--datasource", default="Prometheus", help="Prometheus datasource name (default Prometheus)")
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("report", help="a self-contained HTML report: SLOs, budgets, burn rates, latency, drift")
+    _add_inputs(p)
+    _add_drift_options(p)
+    p.add_argument("--output", "-o", default="report.html")
+    p.set_defaults(func=cmd_report)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="modelotel", description="OpenTelemetry for ML model serving.")
-    parser.add_argument("--version", action="version", version=f"modelotel {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"modelotel {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print(f"modelotel {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # never a traceback for users; MODELOTEL_DEBUG=1 shows it
+        if config.debug_tracebacks():
+            raise
+        print(
+            f"modelotel {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(set MODELOTEL_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover
