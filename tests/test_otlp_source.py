@@ -98,7 +98,10 @@ def sum_point(value: int, attrs: list, start: int, end: int) -> dict:
 def request(resource: list, metrics: list) -> str:
     doc = {
         "resourceMetrics": [
-            {"resource": {"attributes": resource}, "scopeMetrics": [{"scope": {"name": "modelotel"}, "metrics": metrics}]}
+            {
+                "resource": {"attributes": resource},
+                "scopeMetrics": [{"scope": {"name": "modelotel"}, "metrics": metrics}],
+            }
         ]
     }
     return json.dumps(doc, separators=(",", ":"))
@@ -156,21 +159,43 @@ def encode(instances: list[Instance], cumulative_form: bool) -> tuple[list[str],
             expected["values"][(iid, k)].extend(values)
             for lab in labs:
                 expected["labels"][(iid, lab, k)] += 1
-            for i, c in enumerate(np.bincount(np.searchsorted(inst.bounds, values, side="left"),
-                                              minlength=len(inst.bounds) + 1).tolist() if values else []):
-                expected["explicit"][(iid, i)] += c  # fmt: skip
+            for i, c in enumerate(
+                np.bincount(np.searchsorted(inst.bounds, values, side="left"), minlength=len(inst.bounds) + 1).tolist()
+                if values
+                else []
+            ):
+                expected["explicit"][(iid, i)] += c
             model = [_attr("ml.model.name", "m")]
             metrics = [
-                {"name": HIST, "unit": "s", "exponentialHistogram": {
-                    "dataPoints": [expo_point(sk, model, start, end)], "aggregationTemporality": temporality}},
-                {"name": EXPLICIT, "unit": "1", "histogram": {
-                    "dataPoints": [explicit_point(explicit.copy(), explicit_sum, inst.bounds, model, start, end)],
-                    "aggregationTemporality": temporality}},
-                {"name": COUNTER, "unit": "{prediction}", "sum": {
-                    "dataPoints": [sum_point(v, [*model, _attr("ml.prediction.label", lab)], start, end)
-                                   for lab, v in sorted(labels.items())],
-                    "aggregationTemporality": temporality, "isMonotonic": True}},
-            ]  # fmt: skip
+                {
+                    "name": HIST,
+                    "unit": "s",
+                    "exponentialHistogram": {
+                        "dataPoints": [expo_point(sk, model, start, end)],
+                        "aggregationTemporality": temporality,
+                    },
+                },
+                {
+                    "name": EXPLICIT,
+                    "unit": "1",
+                    "histogram": {
+                        "dataPoints": [explicit_point(explicit.copy(), explicit_sum, inst.bounds, model, start, end)],
+                        "aggregationTemporality": temporality,
+                    },
+                },
+                {
+                    "name": COUNTER,
+                    "unit": "{prediction}",
+                    "sum": {
+                        "dataPoints": [
+                            sum_point(v, [*model, _attr("ml.prediction.label", lab)], start, end)
+                            for lab, v in sorted(labels.items())
+                        ],
+                        "aggregationTemporality": temporality,
+                        "isMonotonic": True,
+                    },
+                },
+            ]
             if cumulative_form:
                 for series in [(iid, HIST), (iid, EXPLICIT)] + [(iid, COUNTER, lab) for lab in labels]:
                     expected["resets"] += last_start.get(series, start) != start
@@ -423,8 +448,14 @@ def test_delta_sketch_does_not_share_state_with_the_tracker(tmp_path):
 
 def test_corrupt_foreign_and_bad_points_are_counted_with_line_numbers(tmp_path):
     good = lines_for([[sum_point(3, [], T0, T0 + INTERVAL)]])[0]
-    bad_count = {"attributes": [], "startTimeUnixNano": str(T0), "timeUnixNano": str(T0 + INTERVAL), "count": "5",
-                 "scale": 3, "positive": {"offset": 1, "bucketCounts": ["1", "2"]}}  # fmt: skip
+    bad_count = {
+        "attributes": [],
+        "startTimeUnixNano": str(T0),
+        "timeUnixNano": str(T0 + INTERVAL),
+        "count": "5",
+        "scale": 3,
+        "positive": {"offset": 1, "bucketCounts": ["1", "2"]},
+    }
     lines = [
         good,  # 1
         "",  # 2: blank, not counted
@@ -437,8 +468,18 @@ def test_corrupt_foreign_and_bad_points_are_counted_with_line_numbers(tmp_path):
         lines_for([[bad_count]], "exponentialHistogram", HIST)[0],  # 9: count 5 != 3
         lines_for([[sum_point(1, [], T0, T0 + INTERVAL)]], temporality=0)[0],  # 10: no temporality
         request([], [{"name": COUNTER, "gauge": {"dataPoints": [{"asInt": "1", "timeUnixNano": "5"}]}}]),  # 11
-        request([], [{"name": HIST, "exponentialHistogram": {"aggregationTemporality": 1, "dataPoints": [
-            {"timeUnixNano": "7", "count": "1", "positive": {"bucketCounts": ["x"]}}]}}]),  # 12  # fmt: skip
+        request(
+            [],
+            [
+                {
+                    "name": HIST,
+                    "exponentialHistogram": {
+                        "aggregationTemporality": 1,
+                        "dataPoints": [{"timeUnixNano": "7", "count": "1", "positive": {"bucketCounts": ["x"]}}],
+                    },
+                }
+            ],
+        ),  # 12
         request([], [{"name": COUNTER, "sum": {"aggregationTemporality": 1, "dataPoints": [{"asInt": "2"}]}}]),  # 13
         good[: len(good) // 2],  # 14: truncated last line (no newline)
     ]
@@ -539,8 +580,15 @@ def test_attributes_merge_resource_and_point_and_flatten_any_values(tmp_path):
         {"key": "raw", "value": {"bytesValue": "AAE="}},
         {"key": "empty", "value": {}},
     ]
-    line = request(resource, [{"name": COUNTER, "sum": {"aggregationTemporality": 1, "dataPoints": [
-        sum_point(2, point_attrs, T0, T0 + INTERVAL)]}}])  # fmt: skip
+    line = request(
+        resource,
+        [
+            {
+                "name": COUNTER,
+                "sum": {"aggregationTemporality": 1, "dataPoints": [sum_point(2, point_attrs, T0, T0 + INTERVAL)]},
+            }
+        ],
+    )
     (delta,), report = read(write(tmp_path / "m.jsonl", [line]))
     assert delta.attributes == {
         "service.instance.id": "i-9",
@@ -587,9 +635,18 @@ def test_fast_constructors_build_the_same_objects():
     counts = cumulative.ExpoCounts(4, 3, 1, 10, np.array([1, 0, 1]), 0, np.zeros(0, dtype=np.int64), 2.5)
     sk = counts.sketch()
     assert set(vars(sk)) == set(vars(LogSketch(4)))
-    assert same_buckets(sk, LogSketch.from_otlp_point(
-        {"scale": 4, "count": "3", "zeroCount": "1", "sum": 2.5, "positive": {"offset": 10, "bucketCounts": [1, 0, 1]}}
-    ))  # fmt: skip
+    assert same_buckets(
+        sk,
+        LogSketch.from_otlp_point(
+            {
+                "scale": 4,
+                "count": "3",
+                "zeroCount": "1",
+                "sum": 2.5,
+                "positive": {"offset": 10, "bucketCounts": [1, 0, 1]},
+            }
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- real producers

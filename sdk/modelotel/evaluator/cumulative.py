@@ -184,7 +184,7 @@ class ExplicitCounts:
         total = int(self.counts.sum()) if len(self.counts) else 0
         if total != self.count:
             return f"count {self.count} != sum of bucket counts {total}"
-        if any(not a < b for a, b in zip(self.bounds, self.bounds[1:])):
+        if any(not a < b for a, b in zip(self.bounds, self.bounds[1:], strict=False)):
             return "explicit bounds not strictly increasing"
         return None
 

@@ -10,11 +10,11 @@ A location is
 * a file path: OTLP JSON lines (otlp_source.py), plain, gzip or zstd (detected by content, not by name; zstd
   needs the optional ``zstandard`` package, which modelotel does not depend on).
 
-``metrics`` names the metrics wanted (None: all); everything else is skipped cheaply. Deltas ending outside
-``[start_ns, end_ns]`` are not yielded. ``progress(done, total)`` is called at most about every 0.25 s
-(bytes of a file, or queries of a server). A location that cannot be read at all raises ``SourceError`` (before
-the first delta, or while iterating for a server that goes away); problems inside the data never raise, they
-are counted in the report.
+``metrics`` names the metrics wanted (None: all, for files); everything else is skipped cheaply. Deltas ending outside
+``[start_ns, end_ns]`` are not yielded. ``progress(done, total)`` is called at most about every 0.25 s and once
+at the end (bytes of a file, compressed if it is; queries made to a server). A location that cannot be read at
+all raises ``SourceError`` (before the first delta, or while iterating for a server that goes away); problems
+inside the data never raise, they are counted in the report.
 """
 
 from __future__ import annotations
