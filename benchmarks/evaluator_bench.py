@@ -205,7 +205,31 @@ def read_predictions(path: str) -> dict:
     return {"deltas": n, "points": report.points, "skipped": report.skipped_metrics}
 
 
-CONSUMERS: dict[str, Callable[[str], dict]] = {"reader": read_all, "reader-counters-only": read_predictions}
+def evaluate_slos(path: str) -> dict:
+    """The whole ``modelotel evaluate`` pipeline: 4 SLOs per model (latency at 250 ms, error ratio, low-confidence
+    rate, accuracy), every default alert tier, one pass over the file."""
+    from modelotel.evaluator import engine, spec
+
+    doc = "slos:\n" + "".join(
+        f"  - {{name: {m}-latency, model: {m}, sli: latency, threshold: 250ms, objective: 0.99, window: 28d}}\n"
+        f"  - {{name: {m}-errors, model: {m}, sli: error_ratio, objective: 0.999, window: 28d}}\n"
+        f"  - {{name: {m}-confidence, model: {m}, sli: low_confidence_rate, threshold: 0.5, objective: 0.9,"
+        f" window: 28d}}\n"
+        f"  - {{name: {m}-accuracy, model: {m}, sli: accuracy, objective: 0.8, window: 28d}}\n"
+        for m in MODELS
+    )
+    spec_path = Path(path).with_suffix(".slo.yaml")
+    spec_path.write_text(doc)
+    slos = spec.load_slos([str(spec_path)])
+    ev = engine.evaluate(slos, [path])
+    return {"slos": len(ev.results), "events": int(sum(r.events for r in ev.results))}
+
+
+CONSUMERS: dict[str, Callable[[str], dict]] = {
+    "reader": read_all,
+    "reader-counters-only": read_predictions,
+    "evaluate": evaluate_slos,
+}
 
 
 def child(path: str, consumer: str) -> None:
@@ -285,13 +309,14 @@ def main() -> None:
 
 def write(rows: list, instances: int, repeats: int) -> None:
     table = [
-        "| consumer | file | lines | best wall s | MB/s | peak RSS MiB | RSS after imports MiB | deltas | all wall s |",
+        "| consumer | file | lines | best wall s | MB/s | peak RSS MiB | RSS after imports MiB "
+        "| deltas (events) | all wall s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for consumer, _label, stats, r, mbs in rows:
         table.append(
             f"| {consumer} | {stats['bytes'] / 1e6:,.0f} MB | {stats['lines']:,} | {r['seconds']:.2f} | {mbs:.1f} | "
-            f"{r['peak_kb'] / 1024:.0f} | {r['baseline_kb'] / 1024:.0f} | {r['deltas']:,} | "
+            f"{r['peak_kb'] / 1024:.0f} | {r['baseline_kb'] / 1024:.0f} | {r.get('deltas', r.get('events', 0)):,} | "
             f"{', '.join(f'{x:.2f}' for x in r['all_seconds'])} |"
         )
     full = next(r for r in rows if r[0] == "reader" and r[1] == "full")
@@ -312,6 +337,16 @@ def write(rows: list, instances: int, repeats: int) -> None:
             f"- Asking only for the counter (`ml.predictions`): {counters[4]:.0f} MB/s; the histograms are skipped "
             "before their buckets are decoded."
         )
+    evaluate = [r for r in rows if r[0] == "evaluate"]
+    if evaluate:
+        full_e = next(r for r in evaluate if r[1] == "full")
+        quarter_e = next((r for r in evaluate if r[1] == "quarter"), full_e)
+        notes.append(
+            f"- `modelotel evaluate` end to end ({full_e[3]['slos']} SLOs, all four default alert tiers, one pass): "
+            f"**{full_e[4]:.0f} MB/s**, peak RSS {full_e[3]['peak_kb'] / 1024:.0f} MiB on "
+            f"{full_e[2]['bytes'] / 1e6:,.0f} MB and {quarter_e[3]['peak_kb'] / 1024:.0f} MiB on "
+            f"{quarter_e[2]['bytes'] / 1e6:,.0f} MB (ledgers hold one bin per minute of data per SLO)."
+        )
     body = (
         f"Machine: {machine_line()}.\n"
         f"Cumulative OTLP JSON lines as the collector's file exporter writes them: {instances} processes exporting "
@@ -322,9 +357,7 @@ def write(rows: list, instances: int, repeats: int) -> None:
         "MB/s = file size / best wall time (all times in the last column); peak RSS (getrusage, highest of the runs) "
         "vs the process after its imports.\n\n" + "\n".join(table) + "\n\n" + "\n".join(notes)
     )
-    write_section(
-        HERE / "RESULTS.md", "evaluator", "Evaluator source throughput (`benchmarks/evaluator_bench.py`)", body
-    )
+    write_section(HERE / "RESULTS.md", "evaluator", "Evaluator throughput (`benchmarks/evaluator_bench.py`)", body)
 
 
 if __name__ == "__main__":

@@ -97,13 +97,19 @@ def evaluate(
         if progress is not None:
             on_progress = (lambda loc: lambda done, total: progress(loc, done, total))(location)
         deltas, report = sources.read(location, set(by_metric), start_ns=start_ns, end_ns=end_ns, progress=on_progress)
+        routes: dict[int, list] = {}  # per source series: the ledgers and sinks it matches (series ids are unique)
         for delta in deltas:
             if end_ns is not None and delta.end_ns > end_ns:
                 continue
             if delta.end_ns > latest:
                 latest = delta.end_ns
-            for led in by_metric.get(delta.metric, ()):
-                led.add(delta)
+            targets = routes.get(delta.series) if delta.series else None
+            if targets is None:
+                targets = [t for t in by_metric.get(delta.metric, ()) if not isinstance(t, Ledger) or t.wants(delta)]
+                if delta.series:
+                    routes[delta.series] = targets
+            for target in targets:
+                target.add(delta)
         reports.append(report)
     if at is None:
         if not latest:

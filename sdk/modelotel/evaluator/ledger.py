@@ -3,7 +3,9 @@
 A delta covering ``(start, end]`` is attributed to the bin holding its end time: bin ``k`` holds ends in
 ``((k-1) r, k r]`` for the resolution ``r`` (seconds, epoch-aligned). Windows are unions of whole bins, so a
 window that starts and ends on multiples of ``r`` counts exactly the deltas ending inside it; otherwise its
-far edge is rounded outwards by less than ``r`` (see ``docs/evaluator.md``).
+far edge is rounded outwards by less than ``r`` (see ``docs/evaluator.md``). A long delta (the first point of
+a cumulative series whose process started before the data begins) also lands at its end: whether its events
+are old or all recent cannot be told from the point (docs/evaluator.md).
 
 Counting good events in a histogram (``Selector.threshold``)
     Exponential buckets ``(b**i, b**(i+1)]``: every bucket wholly on the good side counts in ``lower`` and
@@ -135,45 +137,50 @@ class Ledger:
             self._cache[key] = roles
         return roles
 
+    def wants(self, delta: Delta) -> bool:
+        """Whether ``delta``'s series counts for this SLO at all (the engine routes by series with it)."""
+        return any(self._roles(delta))
+
     def add(self, delta: Delta) -> None:
         self._prefix = None
         is_total, is_good, is_bad = self._roles(delta)
         if not (is_total or is_good or is_bad):
             self.unmatched += 1
             return
+        sli = self.slo.sli
+        sk = delta.sketch
+        if sk is not None and (self.min_scale is None or sk.scale < self.min_scale):
+            self.min_scale = sk.scale
+        if delta.explicit is not None:
+            self.explicit = True
+        total = good = lower = upper = 0.0
+        try:
+            if is_total:
+                total = delta.value
+                if sli.good is None:  # good = total - bad
+                    good = lower = upper = total
+            if is_good:
+                est, lo, hi = count_good(sli.good, delta)  # type: ignore[arg-type]
+                good, lower, upper = good + est, lower + lo, upper + hi
+            if is_bad:  # good = total - bad: bad's upper bound is good's lower bound
+                est, lo, hi = count_good(sli.bad, delta)  # type: ignore[arg-type]
+                good, lower, upper = good - est, lower - hi, upper - lo
+        except ValueError as exc:
+            self.errors += 1
+            self.first_error = self.first_error or f"{delta.metric}: {exc}"
+            return
         k = math.ceil(delta.end_ns / (self.resolution * 1e9))
         b = self.bins.get(k)
         if b is None:
             b = self.bins[k] = Bin()
-        sli = self.slo.sli
-        if delta.sketch is not None and (self.min_scale is None or delta.sketch.scale < self.min_scale):
-            self.min_scale = delta.sketch.scale
-        self.explicit = self.explicit or delta.explicit is not None
-        try:
-            if is_total:
-                b.total += delta.value
-                if sli.good is None:  # good = total - bad
-                    b.good += delta.value
-                    b.good_lower += delta.value
-                    b.good_upper += delta.value
-                if sli.kind == "percentile" and delta.sketch is not None:
-                    if b.sketch is None:
-                        b.sketch = LogSketch(delta.sketch.scale)
-                    b.sketch.merge(delta.sketch)
-            if is_good:
-                est, lo, hi = count_good(sli.good, delta)  # type: ignore[arg-type]
-                b.good += est
-                b.good_lower += lo
-                b.good_upper += hi
-            if is_bad:
-                # good = total - bad: bad's upper bound is good's lower bound
-                est, lo, hi = count_good(sli.bad, delta)  # type: ignore[arg-type]
-                b.good -= est
-                b.good_lower -= hi
-                b.good_upper -= lo
-        except ValueError as exc:
-            self.errors += 1
-            self.first_error = self.first_error or f"{delta.metric}: {exc}"
+        b.total += total
+        b.good += good
+        b.good_lower += lower
+        b.good_upper += upper
+        if is_total and sli.kind == "percentile" and sk is not None:
+            if b.sketch is None:
+                b.sketch = LogSketch(sk.scale)
+            b.sketch.merge(sk)
 
     def window(self, start: float, end: float) -> Bin:
         """Sum of the bins whose end time lies in ``(start, end]`` (seconds; rounded out to bins)."""

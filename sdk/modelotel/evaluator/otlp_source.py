@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from .cumulative import BASELINE, INCREMENT, RESET, STALE, CumulativeTracker, ExplicitCounts, ExpoCounts
+from .cumulative import BASELINE, FIRST, INCREMENT, RESET, STALE, CumulativeTracker, ExplicitCounts, ExpoCounts
 from .points import AttrValue, Delta, ReadReport, SourceError
 
 try:  # orjson: the whole reader runs ~1.9x faster than with the stdlib json, its fallback
@@ -198,6 +198,12 @@ class _Decoder:
         self._resources: dict[bytes, dict[str, AttrValue]] = {}
         # (resource attributes, scope name, scope version, metric) -> point attributes JSON -> (id, attributes)
         self._streams: dict[tuple, dict[bytes, tuple[int, dict[str, AttrValue]]]] = {}
+        # Per resource (one process): the newest point time of its earlier exports. The first point of a
+        # cumulative series seen after that accrued since then, not since its start time: a series that appears
+        # mid-stream (a first error) is new, while one already running when the file began keeps its start.
+        self._exported: dict[bytes, int] = {}
+        self._floor = 0
+        self._latest = 0
         self.series_count = 0
         self._pieces: list[bytes] = []  # this line's bucketCounts texts (see _stash_buckets)
         self._arrays: list[tuple[np.ndarray, int] | None] | None = None  # ... decoded on first use
@@ -245,6 +251,7 @@ class _Decoder:
             instance = resource.get("service.instance.id")
             if instance is not None:
                 report.instances.add(str(instance))
+        self._floor = self._latest = self._exported.get(rkey, 0)
         for sm in rm.get("scopeMetrics") or ():
             scope = sm.get("scope") or {}
             sname, sversion = scope.get("name", ""), scope.get("version", "")
@@ -281,6 +288,7 @@ class _Decoder:
                     self._sums(number, name, resource, streams, points, cumulative, data.get("isMonotonic"), out)
                 else:
                     self._histograms(number, name, resource, streams, points, cumulative, kind, out)
+        self._exported[rkey] = self._latest
 
     def _new_series(self, streams: dict, akey: bytes, resource: dict, pattrs: Any) -> tuple[int, dict[str, AttrValue]]:
         series = streams[akey] = (next(series_ids), {**resource, **_attributes(pattrs or ())})
@@ -304,10 +312,15 @@ class _Decoder:
                 value = int(value) if value is not None else float(p.get("asDouble", 0.0))
                 if value - value != 0:
                     raise ValueError(f"non-finite value {value}")
+                if end > self._latest:
+                    self._latest = end
                 if cumulative:
                     outcome, start, value = track(series[0], start, end, value, monotonic=monotonic)
-                    if outcome != INCREMENT and self._outcome(number, name, j, outcome):
-                        continue
+                    if outcome != INCREMENT:
+                        if self._outcome(number, name, j, outcome):
+                            continue
+                        if outcome == FIRST and start < self._floor:
+                            start = self._floor
                 if value and lo <= end <= hi:
                     out.append(_delta(name, series[1], start or end, end, value, None, None, series[0]))
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
@@ -329,6 +342,8 @@ class _Decoder:
                 start = int(p.get("startTimeUnixNano") or 0)
                 if p.get("flags", 0) & 1:
                     continue
+                if end > self._latest:
+                    self._latest = end
                 if cumulative and tracker.idle(sid, start, end, int(p.get("count") or 0)):
                     continue  # nothing new since the last point: its buckets are not even decoded
                 counts = decode(p)
@@ -339,6 +354,8 @@ class _Decoder:
                         if self._outcome(number, name, j, outcome):
                             continue
                         fresh = False
+                        if outcome == FIRST and start < self._floor:
+                            start = self._floor
                 if counts is None or not counts.count or not lo <= end <= hi:
                     continue
                 if exponential:
