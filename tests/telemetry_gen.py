@@ -79,13 +79,17 @@ def export_lines(
     scales: dict[str, int] | None = None,
     restarts: dict[str, Sequence[float]] | None = None,
     downscale_every: int = 0,
+    metric: str = DURATION,
+    attributes: dict[str, str] | None = None,
 ) -> list[str]:
     """One JSON line per instance per export interval up to ``end`` (seconds, a multiple of ``interval``).
 
     ``restarts[instance]`` are export times after which the instance restarted (cumulative state and start time
     reset). With ``downscale_every = n`` a cumulative series lowers its scale by one every n exports (the SDK does
-    that when a series' range grows), down to -4.
+    that when a series' range grows), down to -4. ``metric``/``attributes`` name another duration histogram and
+    its attributes (default: ``ml.inference.duration`` with ``ml.model.name = model``).
     """
+    base = [_attr(k, v) for k, v in (attributes or {"ml.model.name": model}).items()]
     scales = scales or {}
     restarts = restarts or {}
     by_instance: dict[str, list[Event]] = {}
@@ -123,7 +127,7 @@ def export_lines(
             end_ns = int((EPOCH + t1) * NS)
             hist_points = []
             for (error,), s in sorted(state.items()):
-                attrs = [_attr("ml.model.name", model)]
+                attrs = list(base)
                 if error:
                     attrs.append(_attr("error.type", "ValueError"))
                 hist_points.append(_hist_point(s.sketch, attrs, start_ns, end_ns))
@@ -136,7 +140,7 @@ def export_lines(
             if hist_points:
                 metrics.append(
                     {
-                        "name": DURATION,
+                        "name": metric,
                         "unit": "s",
                         "exponentialHistogram": {"dataPoints": hist_points, "aggregationTemporality": temporality},
                     }

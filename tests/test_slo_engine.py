@@ -12,6 +12,7 @@ the evaluation time is one too (see ``ledger`` for what happens otherwise).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,6 +218,8 @@ def test_calendar_windows():
     week = Window(7 * 86400.0, rolling=False, unit="week")
     assert window_bounds(month, at)[0] == 1793491200.0  # 2026-11-01T00:00Z
     assert window_bounds(week, at)[0] == 1794787200.0  # Monday 2026-11-16T00:00Z
+    # exactly at a boundary the period ending there is evaluated (periods are (start, end], like bins)
+    assert window_bounds(month, 1793491200.0)[0] == 1790812800.0  # at 11-01T00:00Z: October
     q = Window(90 * 86400.0, rolling=False, unit="quarter")
     assert window_bounds(q, at)[0] == 1790812800.0  # 2026-10-01T00:00Z
     # two-week periods anchored on a start date
@@ -250,3 +253,35 @@ def test_idle_slices_are_neither_good_nor_bad(tmp_path, budgeting):
     # slices end at 900, 600, 300: (600, 900] is idle; (300, 600] holds minutes 5-6 of traffic; (0, 300] the rest
     assert r.slices_total == 2
     assert r.events == 360
+
+
+def test_openslo_examples_evaluate(tmp_path):
+    """The OpenSLO specification's budgeting-method examples (metricSource pointed at our metrics) evaluate."""
+    from modelotel.evaluator.spec import load_specs
+
+    rng = np.random.default_rng(3)
+    events = [
+        Event("a", float(t), float(d), bool(e))
+        for t, d, e in zip(rng.uniform(0, 3600, 4000), rng.lognormal(-3, 1, 4000), rng.random(4000) < 0.02, strict=True)
+    ]
+    files = []
+    for name, metric, attributes in [
+        ("search", "ml.inference.duration", {"ml.model.name": "search"}),
+        ("web", "ml.inference.duration", {"ml.model.name": "web"}),
+        ("http", "http.server.request.duration", {"http.route": "/"}),
+        ("rpc", "rpc.server.call.duration", {"rpc.method": "help.Dispatch/Call"}),
+    ]:
+        path = tmp_path / f"{name}.jsonl"
+        write_lines(path, export_lines(events, interval=60.0, end=3600.0, metric=metric, attributes=attributes))
+        files.append(str(path))
+    examples = Path(__file__).parent / "data" / "slo" / "openslo" / "examples"
+    specs = [str(p) for p in sorted(examples.rglob("*.yaml")) if "treat-low-traffic" not in str(p)]
+    specs.append(str(examples / "treat-low-traffic-as-equally-important" / "timeslices-slo.yaml"))
+    for spec_file in specs:  # one file at a time: two examples share an SLO name upstream
+        slos = list(load_specs([spec_file]).slos)
+        assert slos, spec_file
+        ev = engine.evaluate(slos, files, at=EPOCH + 3600.0)
+        for r in ev.results:
+            assert r.events > 0, (spec_file, r.slo.name)
+            assert r.status in ("pass", "fail", "inconclusive") and r.sli is not None, (spec_file, r.slo.name)
+            assert r.budget_unit == ("events" if r.slo.budgeting == "occurrences" else "slices")

@@ -81,14 +81,15 @@ def window_bounds(window: Window, at: float) -> tuple[float, float]:
             anchor = anchor.replace(day=1, month=3 * ((anchor.month - 1) // 3) + 1)
         elif window.unit == "year":
             anchor = anchor.replace(day=1, month=1)
+    # periods are (start, next]: like bins, an evaluation exactly at a boundary closes the period ending there
     start = anchor
-    if start > now:  # a start in the future: walk back
-        while start > now:
+    if start >= now:  # a start in the future: walk back
+        while start >= now:
             start = _step(start, window.unit, -window.count)
     else:
         while True:
             nxt = _step(start, window.unit, window.count)
-            if nxt > now:
+            if nxt >= now:
                 break
             start = nxt
     return start.timestamp(), at
