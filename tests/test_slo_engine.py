@@ -285,3 +285,43 @@ def test_openslo_examples_evaluate(tmp_path):
             assert r.events > 0, (spec_file, r.slo.name)
             assert r.status in ("pass", "fail", "inconclusive") and r.sli is not None, (spec_file, r.slo.name)
             assert r.budget_unit == ("events" if r.slo.budgeting == "occurrences" else "slices")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    durations=st.lists(st.floats(0.0005, 20.0), min_size=1, max_size=300),
+    threshold=st.one_of(st.sampled_from([0.005, 0.1, 2.5]), st.floats(0.001, 10.0)),
+)
+def test_explicit_bucket_histograms_from_other_instrumentation(tmp_path, durations, threshold):
+    """OTel's default explicit buckets (http.server.request.duration): the exact share of calls <= threshold lies
+    within the reported bounds, and equals the SLI when the threshold is a bucket bound."""
+    import json as _json
+
+    bounds = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
+    counts = np.bincount(np.searchsorted(bounds, durations, side="left"), minlength=len(bounds) + 1)
+    point = {
+        "attributes": [{"key": "http.route", "value": {"stringValue": "/predict"}}],
+        "startTimeUnixNano": str(int(EPOCH * 1e9)),
+        "timeUnixNano": str(int((EPOCH + 60) * 1e9)),
+        "count": str(len(durations)),
+        "sum": float(sum(durations)),
+        "bucketCounts": [str(int(c)) for c in counts],
+        "explicitBounds": bounds,
+    }
+    doc = {"resourceMetrics": [{"resource": {}, "scopeMetrics": [{"scope": {}, "metrics": [{
+        "name": "http.server.request.duration", "unit": "s",
+        "histogram": {"dataPoints": [point], "aggregationTemporality": 1}}]}]}]}  # fmt: skip
+    path = tmp_path / "explicit.jsonl"
+    path.write_text(_json.dumps(doc) + "\n")
+    total = Selector("http.server.request.duration", (("http.route", "/predict"),))
+    good = Selector("http.server.request.duration", (("http.route", "/predict"),), threshold=threshold)
+    slo = SLO("http", SLI("latency", total=total, good=good, threshold=threshold), 0.9, Window(600.0),
+              alert_tiers=(), min_events=1)  # fmt: skip
+    (r,) = engine.evaluate([slo], [str(path)], at=EPOCH + 60).results
+    n = len(durations)
+    exact = sum(d <= threshold for d in durations) / n
+    assert r.events == n
+    assert r.sli_lower - 1e-12 <= exact <= r.sli_upper + 1e-12
+    assert r.sli_lower <= r.sli <= r.sli_upper
+    if threshold in bounds:
+        assert r.sli == pytest.approx(exact, abs=1e-12) and r.sli_lower == r.sli_upper
