@@ -545,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasource", default="Prometheus", help="Prometheus datasource name (default Prometheus)")
     p.set_defaults(func=cmd_dashboard)
 
+    from .evaluator import serve as serve_command  # its receivers import lazily too
+
+    serve_command.add_parser(sub)
+
     p = sub.add_parser("report", help="a self-contained HTML report: SLOs, budgets, burn rates, latency, drift")
     _add_inputs(p)
     _add_drift_options(p)

@@ -1,0 +1,845 @@
+"""``modelotel serve``: the streaming SLO evaluator, an OTLP receiver that a collector exports to.
+
+    modelotel serve --slo slo.yaml [--host 127.0.0.1] [--grpc-port 4317] [--http-port 4318] [--metrics-port 9464]
+                    [--state DIR] [--evaluate-every 10s] [--otlp-endpoint URL]
+
+Data flows one way: receivers (OTLP/gRPC ``MetricsService/Export``; OTLP/HTTP ``POST /v1/metrics``, protobuf or
+JSON, optionally gzip) -> ``stream.StreamState`` (the file reader's decoder, one ledger per SLO) -> every
+``--evaluate-every``: ``budget.evaluate_slo`` at the current time -> outputs:
+
+* ``GET /metrics``: Prometheus text exposition of the latest evaluation (``modelotel_slo_*``) and of the
+  receiver itself (``modelotel_serve_*``);
+* OTLP gauges (``modelotel.slo.*``) to ``--otlp-endpoint`` through the OpenTelemetry SDK, when given;
+* ``GET /status[?at=TIME]``: the JSON document of ``modelotel evaluate --format json``, evaluated on request
+  (at ``TIME``: ``now``, epoch seconds or ISO 8601; default now);
+* ``GET /healthz``: ``ok``.
+
+State is snapshotted to ``--state DIR`` every ``--snapshot-every`` and on SIGTERM/SIGINT, and restored at
+start-up (stream.py describes the format and its guarantees). SIGTERM/SIGINT stop the receivers, export and
+snapshot a last time and exit 0. A bad request body is answered (HTTP 400, gRPC INVALID_ARGUMENT) and counted;
+it never stops the server. docs/serve.md is the user guide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from ..conventions import MODEL_NAME
+from .budget import SLOResult
+from .engine import Evaluation
+from .model import SLO
+from .stream import SNAPSHOT_NAME, Ingested, SnapshotError, StreamState, request_json
+
+__all__ = ["GAUGES", "Service", "add_parser", "cmd_serve", "exposition"]
+
+MAX_BODY = 64 * 1024 * 1024  # bytes of a request body, compressed or not (the collector's batches are far smaller)
+GRPC_WORKERS = 4
+EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STATUSES = ("pass", "fail", "inconclusive")
+INVALID_ARGUMENT = 3  # google.rpc.Code
+EXPORT_TIMEOUT_S = 5  # an OTLP export (with its retries) to --otlp-endpoint; bounds the wait at shutdown too
+
+
+def _say(message: str) -> None:
+    print(f"modelotel serve: {message}", file=sys.stderr, flush=True)
+
+
+# -- the command -----------------------------------------------------------------------------------------------
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``serve`` subcommand to the ``modelotel`` parser."""
+    p = subparsers.add_parser(
+        "serve", help="streaming SLO evaluator: an OTLP receiver with Prometheus /metrics, /status and OTLP output"
+    )
+    p.add_argument("--slo", action="append", required=True, metavar="FILE", help="SLO spec (native or OpenSLO)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
+    p.add_argument("--grpc-port", type=int, default=4317, metavar="PORT", help="OTLP/gRPC port (0: off)")
+    p.add_argument("--http-port", type=int, default=4318, metavar="PORT", help="OTLP/HTTP port (0: off)")
+    p.add_argument(
+        "--metrics-port", type=int, default=9464, metavar="PORT", help="/metrics, /status and /healthz (0: off)"
+    )
+    p.add_argument("--state", metavar="DIR", help="directory for the state snapshot (default: no persistence)")
+    p.add_argument("--evaluate-every", default="10s", metavar="DURATION", help="evaluation interval (default 10s)")
+    p.add_argument("--snapshot-every", default="60s", metavar="DURATION", help="snapshot interval (default 60s)")
+    p.add_argument(
+        "--series-ttl",
+        default="6h",
+        metavar="DURATION",
+        help="forget cumulative series silent this long (default 6h; must exceed any collector outage)",
+    )
+    p.add_argument("--otlp-endpoint", metavar="URL", help="also export the SLO status as OTLP gauges to this URL")
+    p.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"), default="grpc")
+    p.set_defaults(func=cmd_serve)
+
+
+@dataclass
+class Options:
+    host: str
+    grpc_port: int
+    http_port: int
+    metrics_port: int
+    state_dir: Path | None
+    evaluate_every: float
+    snapshot_every: float
+    series_ttl: float
+    otlp_endpoint: str | None
+    otlp_protocol: str
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..cli import EXIT_PASS
+
+    options = _options(args)
+    slos = _load_slos(args.slo)
+    state = StreamState(slos)
+    if options.state_dir is not None:
+        _restore(state, options.state_dir)
+    service = Service(state, options)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        _say(service.describe())
+        service.run(stop)
+    finally:
+        service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_PASS
+
+
+def _usage(message: str) -> Exception:
+    from ..cli import EXIT_SPEC, UsageError
+
+    return UsageError(message, EXIT_SPEC)
+
+
+def _options(args: argparse.Namespace) -> Options:
+    from .durations import DurationError, parse_duration
+
+    def seconds(flag: str, text: str, minimum: float) -> float:
+        try:
+            value = parse_duration(text)
+        except (DurationError, ValueError) as exc:
+            raise _usage(f"{flag}: {exc}") from None
+        if value < minimum:
+            raise _usage(f"{flag}: {text!r} is shorter than {minimum:g} s")
+        return value
+
+    for flag, port in (("--grpc-port", args.grpc_port), ("--http-port", args.http_port)):
+        if not 0 <= port <= 65535:
+            raise _usage(f"{flag}: {port} is not a port number (0 turns the receiver off)")
+    if not 0 <= args.metrics_port <= 65535:
+        raise _usage(f"--metrics-port: {args.metrics_port} is not a port number")
+    if not args.grpc_port and not args.http_port:
+        raise _usage("--grpc-port and --http-port are both 0: nothing would receive data")
+    if args.grpc_port and args.grpc_port in (args.http_port, args.metrics_port):
+        raise _usage(f"--grpc-port {args.grpc_port} is also used for HTTP")
+    if args.otlp_endpoint and not args.otlp_endpoint.startswith(("http://", "https://")):
+        raise _usage(f"--otlp-endpoint: expected an http:// or https:// URL, got {args.otlp_endpoint!r}")
+    state_dir = None
+    if args.state:
+        state_dir = Path(args.state)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _usage(f"--state {state_dir}: cannot create the directory ({exc.strerror or exc})") from None
+        probe = state_dir / f".{SNAPSHOT_NAME}.probe"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise _usage(f"--state {state_dir}: not writable ({exc.strerror or exc})") from None
+    return Options(
+        host=args.host,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        metrics_port=args.metrics_port,
+        state_dir=state_dir,
+        evaluate_every=seconds("--evaluate-every", args.evaluate_every, 0.1),
+        snapshot_every=seconds("--snapshot-every", args.snapshot_every, 1.0),
+        series_ttl=seconds("--series-ttl", args.series_ttl, 60.0),
+        otlp_endpoint=args.otlp_endpoint,
+        otlp_protocol=args.otlp_protocol,
+    )
+
+
+def _load_slos(paths: list[str]) -> list[SLO]:
+    from . import spec
+
+    try:
+        specs = spec.load_specs(paths)
+    except spec.SpecError as exc:
+        raise _usage(str(exc)) from None
+    for note in specs.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return list(specs.slos)
+
+
+def _restore(state: StreamState, directory: Path) -> None:
+    """Load the snapshot; an unusable one is reported in one line, moved aside and ignored."""
+    try:
+        notes = state.load_snapshot(directory)
+    except SnapshotError as exc:
+        path = directory / SNAPSHOT_NAME
+        aside = path.with_name(SNAPSHOT_NAME + ".unusable")
+        try:
+            path.replace(aside)
+            kept = f"; kept as {aside.name}"
+        except OSError:
+            kept = ""
+        _say(f"warning: ignoring the snapshot: {exc}{kept}; starting with empty state")
+        return
+    for note in notes:
+        _say(note)
+
+
+# -- the service -----------------------------------------------------------------------------------------------
+
+
+class Counters:
+    """Requests by protocol and outcome (``ok``, ``partial``, ``malformed``, ``error``), since start-up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, str], int] = {}
+        self.snapshot_failures = 0
+        self.last_snapshot: float | None = None
+
+    def count(self, protocol: str, outcome: str) -> None:
+        with self._lock:
+            key = (protocol, outcome)
+            self.requests[key] = self.requests.get(key, 0) + 1
+
+    def by_outcome(self) -> list[tuple[tuple[str, str], int]]:
+        with self._lock:  # handler threads may add a key meanwhile
+            return sorted(self.requests.items())
+
+
+class Closing(Exception):
+    """The service is stopping: the request is refused (retryable), not lost."""
+
+
+class Service:
+    """Receivers, the periodic evaluation and snapshot, and the outputs, around one ``StreamState``."""
+
+    def __init__(self, state: StreamState, options: Options) -> None:
+        self.state = state
+        self.options = options
+        self.counters = Counters()
+        self.latest: Evaluation | None = None
+        self._grpc: Any = None
+        self._http: list[ThreadingHTTPServer] = []
+        self._meters: Any = None
+        self._bound: list[str] = []
+        self._started = False
+        self._gate = threading.Condition()  # guards _closing and _inflight
+        self._closing = False
+        self._inflight = 0
+
+    # -- life cycle
+
+    def start(self) -> None:
+        o = self.options
+        routes: dict[int, list[str]] = {}  # one HTTP server per port; every one answers every route
+        if o.http_port:
+            routes.setdefault(o.http_port, []).append("OTLP/HTTP")
+        if o.metrics_port:
+            routes.setdefault(o.metrics_port, []).append("/metrics and /status")
+        port = o.grpc_port
+        try:
+            if port:
+                self._grpc = _grpc_server(self, o.host, port)
+                self._bound.append(f"OTLP/gRPC on {_address(o.host, port)}")
+            for port, what in routes.items():
+                self._http.append(_http_server(self, o.host, port))
+                self._bound.append(f"{' and '.join(what)} on {_address(o.host, port)}")
+        except OSError as exc:
+            self.stop()
+            raise _usage(f"cannot listen on {_address(o.host, port)}: {exc.strerror or exc}") from None
+        self.evaluate(time.time())
+        if o.otlp_endpoint:
+            self._meters = _meter_provider(self, o.otlp_endpoint, o.otlp_protocol, o.evaluate_every)
+        if self._grpc is not None:
+            self._grpc.start()
+        for server in self._http:
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+        self._started = True
+
+    def describe(self) -> str:
+        o = self.options
+        parts = [f"{len(self.state.slos)} SLOs", *self._bound]
+        parts.append(f"state in {o.state_dir}" if o.state_dir else "no --state: nothing survives a restart")
+        if o.otlp_endpoint:
+            parts.append(f"OTLP gauges to {o.otlp_endpoint}")
+        return "; ".join(parts)
+
+    def run(self, stop: threading.Event) -> None:
+        """Evaluate and snapshot on schedule until ``stop`` is set (by SIGTERM/SIGINT)."""
+        o = self.options
+        next_eval = time.monotonic() + o.evaluate_every
+        next_snapshot = time.monotonic() + o.snapshot_every
+        while not stop.wait(max(0.0, min(next_eval, next_snapshot) - time.monotonic())):
+            now = time.monotonic()
+            try:
+                if now >= next_eval:
+                    next_eval = now + o.evaluate_every
+                    self.evaluate(time.time())
+                if now >= next_snapshot:
+                    next_snapshot = now + o.snapshot_every
+                    self.state.compact(time.time(), o.series_ttl)
+                    self.snapshot()
+            except Exception as exc:  # a bug must not stop the receivers: one line, and carry on
+                _say(f"error: periodic evaluation failed: {type(exc).__name__}: {exc}")
+
+    def stop(self) -> None:
+        """Receivers first (no data after the last snapshot), then the last export and snapshot."""
+        with self._gate:  # from now on requests are refused with a retryable answer (503, UNAVAILABLE)
+            self._closing = True
+        if self._grpc is not None:
+            self._grpc.stop(grace=5).wait(10)
+            self._grpc = None
+        for server in self._http:
+            server.shutdown()
+            server.server_close()
+        self._http = []
+        with self._gate:  # requests already past the gate (a keep-alive connection) finish first
+            self._gate.wait_for(lambda: not self._inflight, timeout=10)
+        if self._meters is not None:
+            self.evaluate(time.time())
+            self._meters.shutdown(timeout_millis=EXPORT_TIMEOUT_S * 1000)  # collects and exports once more
+            self._meters = None
+        if self._started and self.snapshot() and self.options.state_dir is not None:
+            _say(f"stopped; state saved to {self.options.state_dir / SNAPSHOT_NAME}")
+        self._started = False  # stop() may run twice (a failed start, then cmd_serve's finally)
+
+    def evaluate(self, at: float) -> Evaluation:
+        self.state.prune(at)
+        evaluation = self.state.evaluate(at)
+        self.latest = evaluation
+        return evaluation
+
+    def snapshot(self) -> bool:
+        directory = self.options.state_dir
+        if directory is None:
+            return False
+        try:
+            self.state.write_snapshot(directory)
+        except OSError as exc:
+            self.counters.snapshot_failures += 1
+            _say(f"error: cannot write the snapshot to {directory}: {exc.strerror or exc}")
+            return False
+        self.counters.last_snapshot = time.time()
+        return True
+
+    # -- requests
+
+    def receive(self, line: bytes, protocol: str) -> Ingested:
+        """One export request (as an OTLP JSON line) into the state; counted by outcome. ``Closing`` once
+        ``stop`` began: what is acknowledged after the last snapshot would be lost."""
+        with self._gate:
+            if self._closing:
+                raise Closing
+            self._inflight += 1
+        try:
+            result = self.state.ingest(line)
+        except Exception as exc:  # a bug must not stop the server: one line, a 500 / INTERNAL answer
+            self.counters.count(protocol, "error")
+            _say(f"error: internal error on a {protocol} request: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            with self._gate:
+                self._inflight -= 1
+                self._gate.notify_all()
+        outcome = "malformed" if result.malformed else "partial" if result.rejected else "ok"
+        self.counters.count(protocol, outcome)
+        return result
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# -- OTLP/gRPC -------------------------------------------------------------------------------------------------
+
+
+def _grpc_server(service: Service, host: str, port: int) -> Any:
+    _check_port(host, port)  # gRPC's own bind failure is a C-core log line and a vaguer message
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # serve reports its own errors, in one line
+    import grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+
+    class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (the gRPC method name)
+            try:
+                result = service.receive(request_json(request), "grpc")
+            except Closing:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "modelotel serve is stopping; retry")
+            except Exception:
+                context.abort(grpc.StatusCode.INTERNAL, "internal error (see the modelotel serve log)")
+            if result.malformed:  # a parsed protobuf is always OTLP; kept for symmetry with HTTP
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.message)
+            response = metrics_service_pb2.ExportMetricsServiceResponse()
+            if result.rejected:
+                response.partial_success.rejected_data_points = result.rejected
+                response.partial_success.error_message = result.message
+            return response
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=GRPC_WORKERS, thread_name_prefix="otlp-grpc"),
+        options=[("grpc.max_receive_message_length", MAX_BODY), ("grpc.so_reuseport", 0)],
+    )
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(), server)
+    try:
+        bound = server.add_insecure_port(_address(host, port))
+    except RuntimeError as exc:  # newer grpcio raises instead of returning 0
+        raise OSError(str(exc)) from None
+    if not bound:
+        raise OSError("address in use or unavailable")
+    return server
+
+
+def _check_port(host: str, port: int) -> None:
+    """OSError (e.g. address in use) if ``host:port`` cannot be bound now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
+# -- OTLP/HTTP and the GET endpoints ---------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type, service: Service) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.service = service
+        super().__init__(address, handler)
+
+
+def _http_server(service: Service, host: str, port: int) -> ThreadingHTTPServer:
+    return _Server((host, port), _Handler, service)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "modelotel-serve"
+    protocol_version = "HTTP/1.1"  # keep-alive: the collector's exporter reuses connections
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
+        pass
+
+    # -- OTLP/HTTP
+
+    def do_POST(self) -> None:  # noqa: N802
+        path = urllib.parse.urlsplit(self.path).path
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self.close_connection = True
+            self._send(411, "text/plain", b"Content-Length required\n")
+            return
+        if int(length) > MAX_BODY:
+            self.close_connection = True  # the body is not read: the connection cannot be reused
+            self._send(413, "text/plain", f"body over {MAX_BODY} bytes\n".encode())
+            return
+        body = self.rfile.read(int(length))
+        if path != "/v1/metrics":
+            self._send(404, "text/plain", b"only /v1/metrics (OTLP metrics) is served here\n")
+            return
+        protocol = "http"
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        as_json = content_type == "application/json"
+        if content_type not in ("application/x-protobuf", "application/json"):
+            self.server.service.counters.count(protocol, "malformed")
+            self._send(415, "text/plain", f"unsupported Content-Type {content_type!r}\n".encode())
+            return
+        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        try:
+            if encoding == "gzip":
+                body = _gunzip(body, MAX_BODY)
+            elif encoding not in ("identity", ""):
+                self.server.service.counters.count(protocol, "malformed")
+                self._send(415, "text/plain", f"unsupported Content-Encoding {encoding!r}\n".encode())
+                return
+            if as_json:
+                if not body.strip():
+                    raise ValueError("empty body (an empty request is {})")
+                line = body if body.endswith(b"\n") else body + b"\n"  # one complete line for the decoder
+            else:
+                line = request_json(_parse_protobuf(body))
+        except ValueError as exc:
+            self.server.service.counters.count(protocol, "malformed")
+            self._status_error(400, as_json, str(exc))
+            return
+        try:
+            result = self.server.service.receive(line, protocol)
+        except Closing:
+            self.close_connection = True
+            self._send(503, "text/plain", b"modelotel serve is stopping; retry\n", {"Retry-After": "1"})
+            return
+        except Exception:
+            self._status_error(500, as_json, "internal error (see the modelotel serve log)")
+            return
+        if result.malformed:
+            self._status_error(400, as_json, result.message or "not OTLP metrics")
+            return
+        self._export_response(as_json, result)
+
+    def _export_response(self, as_json: bool, result: Ingested) -> None:
+        from google.protobuf import json_format
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
+        response = metrics_service_pb2.ExportMetricsServiceResponse()
+        if result.rejected:
+            response.partial_success.rejected_data_points = result.rejected
+            response.partial_success.error_message = result.message
+        if as_json:
+            self._send(200, "application/json", json_format.MessageToJson(response, indent=None).encode())
+        else:
+            self._send(200, "application/x-protobuf", response.SerializeToString())
+
+    def _status_error(self, code: int, as_json: bool, message: str) -> None:
+        """An OTLP error answer: a ``google.rpc.Status`` in the request's encoding."""
+        from google.rpc import status_pb2
+
+        status = status_pb2.Status(code=INVALID_ARGUMENT if code == 400 else 13, message=message)
+        if as_json:
+            self._send(code, "application/json", json.dumps({"code": status.code, "message": message}).encode())
+        else:
+            self._send(code, "application/x-protobuf", status.SerializeToString())
+
+    # -- GET endpoints
+
+    def do_GET(self) -> None:  # noqa: N802
+        url = urllib.parse.urlsplit(self.path)
+        service = self.server.service
+        if url.path == "/metrics":
+            self._send(200, EXPOSITION_TYPE, exposition(service).encode())
+        elif url.path == "/status":
+            self._status(service, urllib.parse.parse_qs(url.query))
+        elif url.path == "/healthz":
+            self._send(200, "text/plain", b"ok\n")
+        else:
+            self._send(404, "text/plain", b"GET /metrics, /status[?at=TIME] or /healthz; POST /v1/metrics\n")
+
+    def _status(self, service: Service, query: dict[str, list[str]]) -> None:
+        from ..cli import UsageError, parse_time
+        from .output import to_json
+
+        at = time.time()
+        if "at" in query:
+            try:
+                at = parse_time(query["at"][-1])
+            except UsageError as exc:
+                self._send(400, "application/json", json.dumps({"error": str(exc)}).encode())
+                return
+            if not math.isfinite(at):
+                self._send(400, "application/json", json.dumps({"error": "at: not a finite time"}).encode())
+                return
+        self._send(200, "application/json", to_json(service.state.evaluate(at)).encode())
+
+    def _send(self, code: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """Decompressed ``body``; ValueError for corrupt data or more than ``limit`` bytes (a zip bomb)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ValueError(f"gzip body unreadable ({exc})") from None
+    if len(out) > limit:
+        raise ValueError(f"gzip body inflates to over {limit} bytes")
+    if not d.eof:
+        raise ValueError("gzip body truncated")
+    return out
+
+
+def _parse_protobuf(body: bytes) -> Any:
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
+    try:
+        return metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
+    except DecodeError as exc:
+        raise ValueError(f"not an OTLP ExportMetricsServiceRequest protobuf ({exc})") from None
+
+
+# -- outputs: the SLO gauges -----------------------------------------------------------------------------------
+
+
+Labels = dict[str, str]
+Sample = tuple[Labels, float]
+
+
+def _labels(slo: SLO) -> Labels:
+    return {"slo": slo.name, "model": dict(slo.sli.total.match).get(MODEL_NAME, "")}
+
+
+def _status_samples(r: SLOResult) -> Iterable[Sample]:
+    return (({"status": s}, 1.0 if r.status == s else 0.0) for s in STATUSES)
+
+
+def _burn_samples(r: SLOResult) -> Iterable[Sample]:
+    for window, value in r.burn_rates.items():
+        if not window.startswith("window") and value is not None:
+            yield {"window": window}, value
+
+
+def _period_burn(r: SLOResult) -> Iterable[Sample]:
+    for window, value in r.burn_rates.items():
+        if window.startswith("window") and value is not None:
+            yield {}, value
+
+
+def _one(value: float | None) -> Iterable[Sample]:
+    return () if value is None else (({}, float(value)),)
+
+
+@dataclass(frozen=True)
+class Gauge:
+    """One SLO gauge family: Prometheus ``name``, OTLP ``otlp_name`` (+ ``unit``), and its samples per result."""
+
+    name: str
+    otlp_name: str
+    unit: str
+    help: str
+    samples: Callable[[SLOResult], Iterable[Sample]]
+
+
+GAUGES: tuple[Gauge, ...] = (
+    Gauge(
+        "modelotel_slo_sli", "modelotel.slo.sli", "", "SLI over the SLO window (good / events)", lambda r: _one(r.sli)
+    ),
+    Gauge(
+        "modelotel_slo_sli_lower",
+        "modelotel.slo.sli_lower",
+        "",
+        "lower bound of the SLI (histogram buckets split by the threshold counted bad)",
+        lambda r: _one(r.sli_lower),
+    ),
+    Gauge(
+        "modelotel_slo_sli_upper",
+        "modelotel.slo.sli_upper",
+        "",
+        "upper bound of the SLI (histogram buckets split by the threshold counted good)",
+        lambda r: _one(r.sli_upper),
+    ),
+    Gauge("modelotel_slo_objective", "modelotel.slo.objective", "", "SLO objective", lambda r: _one(r.slo.objective)),
+    Gauge("modelotel_slo_events", "modelotel.slo.events", "", "events in the SLO window", lambda r: _one(r.events)),
+    Gauge(
+        "modelotel_slo_good_events",
+        "modelotel.slo.good_events",
+        "",
+        "good events in the SLO window",
+        lambda r: _one(r.good),
+    ),
+    Gauge(
+        "modelotel_slo_error_budget_remaining",
+        "modelotel.slo.error_budget_remaining",
+        "",
+        "1 - consumed / budget (negative once overspent)",
+        lambda r: _one(r.budget_remaining_ratio),
+    ),
+    Gauge(
+        "modelotel_slo_error_budget_consumed",
+        "modelotel.slo.error_budget_consumed",
+        "",
+        "bad events (or bad time slices) in the SLO window",
+        lambda r: _one(r.budget_consumed),
+    ),
+    Gauge(
+        "modelotel_slo_error_budget",
+        "modelotel.slo.error_budget",
+        "",
+        "(1 - objective) x events (or time slices) in the SLO window",
+        lambda r: _one(r.budget_total),
+    ),
+    Gauge(
+        "modelotel_slo_burn_rate",
+        "modelotel.slo.burn_rate",
+        "",
+        "bad fraction over the window / (1 - objective), per alert window",
+        _burn_samples,
+    ),
+    Gauge(
+        "modelotel_slo_period_burn_rate",
+        "modelotel.slo.period_burn_rate",
+        "",
+        "burn rate over the whole SLO window",
+        _period_burn,
+    ),
+    Gauge(
+        "modelotel_slo_alert_firing",
+        "modelotel.slo.alert_firing",
+        "",
+        "1 when both windows of the alert tier burn at least its rate with min_events in the long window",
+        lambda r: (({"alert": a.name, "severity": a.severity}, float(a.firing)) for a in r.alerts),
+    ),
+    Gauge(
+        "modelotel_slo_alert_enough_data",
+        "modelotel.slo.alert_enough_data",
+        "",
+        "1 when the alert tier's long window holds at least min_events events",
+        lambda r: (({"alert": a.name, "severity": a.severity}, float(a.enough_data)) for a in r.alerts),
+    ),
+    Gauge(
+        "modelotel_slo_time_to_exhaustion_seconds",
+        "modelotel.slo.time_to_exhaustion",
+        "s",
+        "remaining budget x window / burn rate over the first tier's long window",
+        lambda r: _one(r.time_to_exhaustion),
+    ),
+    Gauge("modelotel_slo_status", "modelotel.slo.status", "", "1 for the SLO's current status", _status_samples),
+)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _line(name: str, labels: Labels, value: float) -> str:
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+    return f"{name}{{{inner}}} {_number(value)}" if inner else f"{name} {_number(value)}"
+
+
+def exposition(service: Service) -> str:
+    """The Prometheus text format (0.0.4) of the latest evaluation and of the receiver's own counters."""
+    out: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(_line(name, labels, value) for labels, value in samples)
+
+    evaluation = service.latest
+    results = evaluation.results if evaluation is not None else []
+    for g in GAUGES:
+        family(g.name, "gauge", g.help, ((_labels(r.slo) | labels, v) for r in results for labels, v in g.samples(r)))
+    if evaluation is not None:
+        family(
+            "modelotel_slo_evaluation_timestamp_seconds",
+            "gauge",
+            "time the SLOs above were evaluated at",
+            [({}, evaluation.at)],
+        )
+    state, counters = service.state, service.counters
+    report = state.report
+    family(
+        "modelotel_serve_requests_total",
+        "counter",
+        "export requests received since start-up, by protocol and outcome (ok, partial, malformed, error)",
+        (({"protocol": p, "outcome": o}, float(n)) for (p, o), n in counters.by_outcome()),
+    )
+    family("modelotel_serve_points_total", "counter", "data points of the SLO metrics received", [({}, report.points)])
+    family(
+        "modelotel_serve_rejected_points_total",
+        "counter",
+        "data points that could not be used (bad counts, gauges, unknown temporality, out of order)",
+        [({}, report.bad_points)],
+    )
+    family(
+        "modelotel_serve_skipped_points_total",
+        "counter",
+        "data points of metrics no SLO uses",
+        [({}, report.skipped_metrics)],
+    )
+    family("modelotel_serve_resets_total", "counter", "cumulative series restarts seen", [({}, report.resets)])
+    family("modelotel_serve_series", "gauge", "series with state (latest cumulative point)", [({}, state.series)])
+    family("modelotel_serve_bins", "gauge", "ledger time bins held, all SLOs", [({}, state.bins)])
+    family(
+        "modelotel_serve_snapshot_failures_total",
+        "counter",
+        "snapshots that could not be written",
+        [({}, counters.snapshot_failures)],
+    )
+    if counters.last_snapshot is not None:
+        family(
+            "modelotel_serve_snapshot_timestamp_seconds",
+            "gauge",
+            "time of the last snapshot written",
+            [({}, counters.last_snapshot)],
+        )
+    return "\n".join(out) + "\n"
+
+
+# -- outputs: OTLP gauges through the OpenTelemetry SDK --------------------------------------------------------
+
+
+def _meter_provider(service: Service, endpoint: str, protocol: str, every: float) -> Any:
+    """A MeterProvider whose observable gauges read the latest evaluation, exported every ``every`` seconds."""
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    from .. import __version__
+
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        exporter = OTLPMetricExporter(
+            endpoint=endpoint, insecure=endpoint.startswith("http://"), timeout=EXPORT_TIMEOUT_S
+        )
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPExporter
+
+        url = endpoint if endpoint.rstrip("/").endswith("/v1/metrics") else endpoint.rstrip("/") + "/v1/metrics"
+        exporter = HTTPExporter(endpoint=url, timeout=EXPORT_TIMEOUT_S)
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=every * 1000)
+    provider = MeterProvider(resource=Resource.create({"service.name": "modelotel-serve"}), metric_readers=[reader])
+    meter = provider.get_meter("modelotel.serve", __version__)
+
+    def observe(gauge: Gauge) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            evaluation = service.latest
+            if evaluation is None:
+                return []
+            return [
+                Observation(value, _labels(r.slo) | labels)
+                for r in evaluation.results
+                for labels, value in gauge.samples(r)
+            ]
+
+        return callback
+
+    for gauge in GAUGES:
+        meter.create_observable_gauge(gauge.otlp_name, [observe(gauge)], unit=gauge.unit, description=gauge.help)
+    return provider

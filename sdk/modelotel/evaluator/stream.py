@@ -1,0 +1,652 @@
+"""The streaming evaluator's state: OTLP export requests -> deltas -> one ledger per SLO, in bounded memory,
+snapshotted to disk and restored across restarts.
+
+Ingestion. Each ``ExportMetricsServiceRequest`` (gRPC, or OTLP/HTTP protobuf) is written as one OTLP JSON line
+(``request_json``: lowerCamelCase keys, enums as numbers, as the collector's file exporter writes) and fed to the
+same line decoder the file reader uses (otlp_source), so series identity, cumulative -> delta handling
+(cumulative.CumulativeTracker: resets, unknown starts, scale changes) and the bad-point rules are the file
+reader's. OTLP/HTTP JSON bodies are that line already. Every delta goes to the ledgers of the SLOs whose
+metrics it belongs to; evaluation is budget.evaluate_slo on those ledgers, exactly as ``modelotel evaluate``.
+
+Memory is bounded by
+* ledger bins: ``prune(now)`` drops bins that no window, alert window or time slice evaluated at ``now`` or
+  later can reach (engine.lookback), so a ledger holds at most ``lookback / resolution`` bins (28 d at 60 s:
+  40,320 bins of 5 floats; a percentile SLI adds one sketch per bin);
+* per-series state: the latest cumulative point of every series (its bucket arrays); ``compact(now, ttl)``
+  forgets series silent for ``ttl`` (their process is gone: a live SDK exports every interval).
+
+Snapshot (``write_snapshot`` / ``load_snapshot``): one file ``<dir>/modelotel-serve.snapshot`` =
+a header line ``{"format": "modelotel-serve-snapshot", "version": 1, "sha256": ..., "length": ...}`` + the
+gzip-compressed JSON state (ledger bins per SLO with a fingerprint of its SLI, the latest point of every
+cumulative series with its identity, the input counters). Written to a temporary file, fsynced, then renamed
+over the previous one: a crash leaves the old or the new snapshot, never half of one. Ledgers and series
+state are taken together under one lock, so after a restart the next cumulative point of a series yields
+exactly the increment since the snapshot (nothing counted twice, nothing lost, even after a crash: cumulative
+totals carry what arrived after the last snapshot). Delta-temporality data received after the last snapshot
+is lost on a crash (not on SIGTERM, which snapshots last).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..sketch import LogSketch, relative_accuracy
+from .budget import evaluate_slo
+from .cumulative import ExplicitCounts, ExpoCounts
+from .engine import Evaluation, lookback, resolution_for
+from .ledger import Bin, Ledger
+from .model import SLO
+from .otlp_source import _Decoder, series_ids
+from .points import ReadReport
+
+try:
+    from orjson import dumps as _dumps
+except ImportError:  # pragma: no cover - exercised only without orjson
+
+    def _dumps(obj: Any) -> bytes:  # type: ignore[misc]
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
+__all__ = [
+    "SNAPSHOT_FORMAT",
+    "SNAPSHOT_NAME",
+    "SNAPSHOT_VERSION",
+    "Ingested",
+    "SnapshotError",
+    "StreamState",
+    "request_json",
+]
+
+SNAPSHOT_FORMAT = "modelotel-serve-snapshot"
+SNAPSHOT_VERSION = 1
+SNAPSHOT_NAME = "modelotel-serve.snapshot"
+SOURCE = "otlp receiver"
+
+
+class SnapshotError(Exception):
+    """A snapshot that cannot be used (unreadable, corrupt, another format version), with one message."""
+
+
+# -- protobuf -> OTLP JSON line --------------------------------------------------------------------------------
+
+
+def request_json(request: Any) -> bytes:
+    """An ``ExportMetricsServiceRequest`` as one OTLP JSON line, with the fields the line decoder reads.
+
+    Integers stay numbers (the decoder accepts numbers and strings alike); non-finite doubles become ``null``
+    (orjson), which the decoder treats like absent ``sum``/``min``/``max`` and rejects as a sum value, as it
+    rejects ``"NaN"`` in a file. ``gauge`` and ``summary`` points are only counted (they carry no increments).
+    """
+    rms = []
+    for rm in request.resource_metrics:
+        sms = []
+        for sm in rm.scope_metrics:
+            metrics = []
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                metric: dict[str, Any] = {"name": m.name}
+                if kind == "sum":
+                    data = m.sum
+                    metric["sum"] = {
+                        "dataPoints": [_number_point(p) for p in data.data_points],
+                        "aggregationTemporality": data.aggregation_temporality,
+                        "isMonotonic": data.is_monotonic,
+                    }
+                elif kind == "exponential_histogram":
+                    data = m.exponential_histogram
+                    metric["exponentialHistogram"] = {
+                        "dataPoints": [_exponential_point(p) for p in data.data_points],
+                        "aggregationTemporality": data.aggregation_temporality,
+                    }
+                elif kind == "histogram":
+                    data = m.histogram
+                    metric["histogram"] = {
+                        "dataPoints": [_explicit_point(p) for p in data.data_points],
+                        "aggregationTemporality": data.aggregation_temporality,
+                    }
+                elif kind in ("gauge", "summary"):
+                    metric[kind] = {"dataPoints": [{}] * len(getattr(m, kind).data_points)}
+                metrics.append(metric)
+            scope = {"name": sm.scope.name, "version": sm.scope.version}
+            sms.append({"scope": scope, "metrics": metrics})
+        rms.append({"resource": {"attributes": _attributes(rm.resource.attributes)}, "scopeMetrics": sms})
+    return _dumps({"resourceMetrics": rms})
+
+
+def _attributes(kvs: Any) -> list[dict[str, Any]]:
+    return [{"key": kv.key, "value": _any_value(kv.value)} for kv in kvs]
+
+
+def _any_value(v: Any) -> dict[str, Any]:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return {"stringValue": v.string_value}
+    if kind == "int_value":
+        return {"intValue": v.int_value}
+    if kind == "bool_value":
+        return {"boolValue": v.bool_value}
+    if kind == "double_value":
+        return {"doubleValue": v.double_value}
+    if kind == "array_value":
+        return {"arrayValue": {"values": [_any_value(x) for x in v.array_value.values]}}
+    if kind == "kvlist_value":
+        return {"kvlistValue": {"values": _attributes(v.kvlist_value.values)}}
+    if kind == "bytes_value":
+        import base64
+
+        return {"bytesValue": base64.b64encode(v.bytes_value).decode()}
+    return {}
+
+
+def _common(p: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"timeUnixNano": p.time_unix_nano}
+    if p.attributes:
+        out["attributes"] = _attributes(p.attributes)
+    if p.start_time_unix_nano:
+        out["startTimeUnixNano"] = p.start_time_unix_nano
+    if p.flags:
+        out["flags"] = p.flags
+    return out
+
+
+def _number_point(p: Any) -> dict[str, Any]:
+    out = _common(p)
+    if p.WhichOneof("value") == "as_int":
+        out["asInt"] = p.as_int
+    else:
+        out["asDouble"] = p.as_double
+    return out
+
+
+def _exponential_point(p: Any) -> dict[str, Any]:
+    out = _common(p)
+    out.update(scale=p.scale, count=p.count, zeroCount=p.zero_count)
+    out["positive"] = {"offset": p.positive.offset, "bucketCounts": list(p.positive.bucket_counts)}
+    out["negative"] = {"offset": p.negative.offset, "bucketCounts": list(p.negative.bucket_counts)}
+    for name in ("sum", "min", "max"):
+        if p.HasField(name):
+            out[name] = getattr(p, name)
+    return out
+
+
+def _explicit_point(p: Any) -> dict[str, Any]:
+    out = _common(p)
+    out.update(count=p.count, bucketCounts=list(p.bucket_counts), explicitBounds=list(p.explicit_bounds))
+    if p.HasField("sum"):
+        out["sum"] = p.sum
+    return out
+
+
+# -- the state -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ingested:
+    """What one export request did: ``malformed`` (not JSON, not OTLP metrics: answer 400) or its points,
+    ``rejected`` ones (answer a partial success) and the first problem."""
+
+    malformed: bool
+    points: int
+    rejected: int
+    deltas: int
+    message: str = ""
+
+
+_COUNTERS = ("lines", "points", "skipped_metrics", "corrupt_lines", "foreign_lines", "bad_points", "resets")
+
+
+class StreamState:
+    """Ledgers of ``slos`` fed by export requests; thread-safe (one lock around every change and evaluation)."""
+
+    def __init__(self, slos: Sequence[SLO]) -> None:
+        self.slos = list(slos)
+        self.resolution = resolution_for(self.slos)
+        self.metrics = frozenset(m for slo in self.slos for m in slo.metrics())
+        self.ledgers = [Ledger(slo, self.resolution) for slo in self.slos]
+        self._by_metric: dict[str, list[int]] = {}  # metric -> indices of the ledgers that count it
+        for i, slo in enumerate(self.slos):
+            for metric in slo.metrics():
+                self._by_metric.setdefault(metric, []).append(i)
+        self.report = ReadReport(source=SOURCE)
+        self.requests = 0
+        self.latest_ns = 0  # end of the newest delta counted
+        self.lock = threading.Lock()
+        self._decoder = self._new_decoder()
+
+    def _new_decoder(self) -> _Decoder:
+        return _Decoder(self.metrics, None, None, ReadReport(source=SOURCE))
+
+    # -- ingestion
+
+    def ingest(self, line: bytes) -> Ingested:
+        """Decode one OTLP JSON export request and count its deltas in the ledgers."""
+        with self.lock:
+            self.requests += 1
+            number = self.requests
+            seen = ReadReport(source=SOURCE)  # this request's counts, merged into the running report below
+            self._decoder.report = seen
+            deltas = self._decoder.line(number, line)
+            for delta in deltas:
+                if delta.end_ns > self.latest_ns:
+                    self.latest_ns = delta.end_ns
+                for i in self._by_metric.get(delta.metric, ()):
+                    self.ledgers[i].add(delta)
+            self._merge(seen, len(deltas))
+        malformed = bool(seen.corrupt_lines or seen.foreign_lines)
+        message = seen.problems[0].reason if seen.problems else ""
+        return Ingested(malformed, seen.points, seen.bad_points, len(deltas), message)
+
+    def _merge(self, seen: ReadReport, deltas: int) -> None:
+        report = self.report
+        for name in _COUNTERS:
+            setattr(report, name, getattr(report, name) + getattr(seen, name))
+        report.deltas += deltas
+        report.first_cumulative += seen.first_cumulative
+        report.instances |= seen.instances
+        if seen.problems:  # a server keeps the latest problems (a file report keeps the first)
+            report.problems = (report.problems + seen.problems)[-ReadReport.MAX_PROBLEMS :]
+        report.series = self._decoder.series_count
+
+    # -- evaluation
+
+    def evaluate(self, at: float) -> Evaluation:
+        """Every SLO evaluated at ``at`` (epoch seconds), as ``engine.evaluate`` does over a file."""
+        with self.lock:
+            results = []
+            for ledger in self.ledgers:
+                result = evaluate_slo(ledger, at)
+                if ledger.min_scale is not None:
+                    result.relative_accuracy = relative_accuracy(ledger.min_scale)
+                results.append(result)
+            report = replace(self.report, problems=list(self.report.problems), instances=set(self.report.instances))
+            return Evaluation(at, results, [report], list(self.ledgers))
+
+    # -- bounded memory
+
+    def horizon(self, now: float) -> int:
+        """The lowest bin index any evaluation at ``now`` or later can use: windows start after ``lookback``
+        (which never decreases with time), and a window ``(start, end]`` sums bins from ``floor(start/r) + 1``."""
+        return math.floor(lookback(self.slos, now) / self.resolution) + 1
+
+    def prune(self, now: float) -> int:
+        """Drop bins no evaluation at ``now`` or later can reach; the number dropped."""
+        with self.lock:
+            low = self.horizon(now)
+            dropped = 0
+            for i, ledger in enumerate(self.ledgers):
+                old = [k for k in ledger.bins if k < low]
+                if old:
+                    kept = {k: b for k, b in ledger.bins.items() if k >= low}
+                    self.ledgers[i] = _rebuilt(ledger, kept)
+                    dropped += len(old)
+            return dropped
+
+    def compact(self, now: float, ttl: float) -> int:
+        """Forget series whose latest point is older than ``ttl`` seconds; the number forgotten.
+
+        A new decoder is seeded with the live series' latest points (their ids kept), which also empties the
+        caches keyed by series (decoder, ledgers)."""
+        with self.lock:
+            before = self._decoder.series_count
+            live = [s for s in _export_series(self._decoder) if s.time_ns >= (now - ttl) * 1e9]
+            self._decoder = self._new_decoder()
+            _import_series(self._decoder, live, keep_ids=True)
+            self.ledgers = [_rebuilt(ledger, ledger.bins) for ledger in self.ledgers]
+            self.report.instances = {
+                str(s.attributes["service.instance.id"]) for s in live if "service.instance.id" in s.attributes
+            }
+            self.report.series = self._decoder.series_count
+            return before - self._decoder.series_count
+
+    @property
+    def series(self) -> int:
+        return self._decoder.series_count
+
+    @property
+    def bins(self) -> int:
+        return sum(len(ledger.bins) for ledger in self.ledgers)
+
+    # -- snapshots
+
+    def snapshot(self) -> bytes:
+        """The whole state as snapshot file contents (header line + gzip JSON)."""
+        with self.lock:
+            state = {
+                "saved_at": time.time(),
+                "resolution": self.resolution,
+                "requests": self.requests,
+                "latest_ns": self.latest_ns,
+                "report": {name: getattr(self.report, name) for name in (*_COUNTERS, "deltas", "first_cumulative")},
+                "ledgers": [_ledger_state(ledger) for ledger in self.ledgers],
+                "series": [s.to_json() for s in _export_series(self._decoder)],
+            }
+        body = gzip.compress(json.dumps(state, separators=(",", ":")).encode(), compresslevel=1)
+        header = {
+            "format": SNAPSHOT_FORMAT,
+            "version": SNAPSHOT_VERSION,
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "length": len(body),
+        }
+        return json.dumps(header).encode() + b"\n" + body
+
+    def write_snapshot(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the snapshot atomically (temporary file, fsync, rename); OSError if the directory is unusable."""
+        data = self.snapshot()
+        target = Path(directory) / SNAPSHOT_NAME
+        tmp = target.with_name(f".{SNAPSHOT_NAME}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        try:  # the rename itself is durable only once the directory is synced
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        return target
+
+    def load_snapshot(self, directory: str | os.PathLike[str]) -> list[str]:
+        """Restore from ``<directory>/modelotel-serve.snapshot`` if there is one; notes for the user.
+
+        Raises ``SnapshotError`` (state unchanged) for a snapshot that cannot be used. An SLO whose SLI changed
+        since the snapshot, or a changed bin resolution, starts that history empty (a note says so).
+        """
+        path = Path(directory) / SNAPSHOT_NAME
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise SnapshotError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        state = _decode_snapshot(path, data)
+        try:
+            return self._restore(state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise SnapshotError(f"{path}: inconsistent contents ({type(exc).__name__}: {exc})") from None
+
+    def _restore(self, state: dict[str, Any]) -> list[str]:
+        notes = []
+        saved = {entry["slo"]: entry for entry in state["ledgers"]}
+        same_resolution = float(state["resolution"]) == self.resolution
+        if not same_resolution:
+            notes.append(
+                f"bin resolution changed ({state['resolution']:g} s -> {self.resolution:g} s): SLO history dropped"
+            )
+        ledgers = []
+        bins = 0
+        for ledger in self.ledgers:
+            entry = saved.get(ledger.slo.name)
+            if entry is None or not same_resolution:
+                ledgers.append(Ledger(ledger.slo, self.resolution))
+                continue
+            if entry["sli"] != _fingerprint(ledger.slo):
+                notes.append(f"SLO {ledger.slo.name!r}: its SLI changed since the snapshot; its history is dropped")
+                ledgers.append(Ledger(ledger.slo, self.resolution))
+                continue
+            restored = _ledger_from(ledger.slo, self.resolution, entry)
+            bins += len(restored.bins)
+            ledgers.append(restored)
+        series = [_SeriesState.from_json(s) for s in state["series"]]
+        series = [s for s in series if s.metric in self.metrics]
+        decoder = self._new_decoder()
+        _import_series(decoder, series, keep_ids=False)
+        # all parsed: only now replace the state
+        self.ledgers = ledgers
+        self._decoder = decoder
+        self.requests = int(state["requests"])
+        self.latest_ns = int(state["latest_ns"])
+        for name, value in state["report"].items():
+            if hasattr(self.report, name):
+                setattr(self.report, name, int(value))
+        self.report.series = decoder.series_count
+        saved_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(state["saved_at"])))
+        notes.insert(0, f"restored {bins} bins of {len(ledgers)} SLOs and {len(series)} series (saved {saved_at})")
+        return notes
+
+
+def _rebuilt(ledger: Ledger, bins: dict[int, Bin]) -> Ledger:
+    """The same ledger with these bins and empty caches (its prefix sums and per-series roles)."""
+    return Ledger(
+        ledger.slo,
+        ledger.resolution,
+        bins,
+        ledger.unmatched,
+        ledger.errors,
+        ledger.first_error,
+        ledger.min_scale,
+        ledger.explicit,
+    )
+
+
+def _fingerprint(slo: SLO) -> str:
+    """What the ledger's counts depend on: the SLI (selectors, thresholds) and the SLO kind."""
+    return hashlib.sha256(repr(slo.sli).encode()).hexdigest()[:16]
+
+
+def _ledger_state(ledger: Ledger) -> dict[str, Any]:
+    bins = []
+    sketches = {}
+    for k in sorted(ledger.bins):
+        b = ledger.bins[k]
+        bins.append([k, b.total, b.good, b.good_lower, b.good_upper])
+        if b.sketch is not None:
+            sketches[str(k)] = _sketch_json(b.sketch)
+    return {
+        "slo": ledger.slo.name,
+        "sli": _fingerprint(ledger.slo),
+        "bins": bins,
+        "sketches": sketches,
+        "unmatched": ledger.unmatched,
+        "errors": ledger.errors,
+        "first_error": ledger.first_error,
+        "min_scale": ledger.min_scale,
+        "explicit": ledger.explicit,
+    }
+
+
+def _ledger_from(slo: SLO, resolution: float, entry: dict[str, Any]) -> Ledger:
+    bins = {}
+    for k, total, good, lower, upper in entry["bins"]:
+        bins[int(k)] = Bin(float(total), float(good), float(lower), float(upper))
+    for k, sk in entry["sketches"].items():
+        bins[int(k)].sketch = _sketch_from(sk)
+    min_scale = entry["min_scale"]
+    return Ledger(
+        slo,
+        resolution,
+        bins,
+        int(entry["unmatched"]),
+        int(entry["errors"]),
+        str(entry["first_error"]),
+        None if min_scale is None else int(min_scale),
+        bool(entry["explicit"]),
+    )
+
+
+def _sketch_json(sk: LogSketch) -> dict[str, Any]:
+    out = {
+        "scale": sk.scale,
+        "count": sk.count,
+        "sum": sk.sum,
+        "zeroCount": sk.zero_count,
+        "maxBuckets": sk.max_buckets,
+        "positive": {"offset": sk.positive.offset, "bucketCounts": sk.positive.counts.tolist()},
+        "negative": {"offset": sk.negative.offset, "bucketCounts": sk.negative.counts.tolist()},
+    }
+    if sk.count:
+        out["min"], out["max"] = sk.min, sk.max
+    return out
+
+
+def _sketch_from(d: dict[str, Any]) -> LogSketch:
+    return LogSketch.from_otlp_point(d, max_buckets=int(d["maxBuckets"]))
+
+
+def _decode_snapshot(path: Path, data: bytes) -> dict[str, Any]:
+    head, newline, body = data.partition(b"\n")
+    try:
+        header = json.loads(head)
+    except ValueError:
+        header = None
+    if not newline or not isinstance(header, dict) or header.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"{path}: not a modelotel serve snapshot")
+    if header.get("version") != SNAPSHOT_VERSION:
+        raise SnapshotError(
+            f"{path}: snapshot format version {header.get('version')!r}; this modelotel reads version "
+            f"{SNAPSHOT_VERSION}"
+        )
+    if len(body) != header.get("length") or hashlib.sha256(body).hexdigest() != header.get("sha256"):
+        raise SnapshotError(f"{path}: corrupt (length or checksum does not match its header)")
+    try:
+        state = json.loads(gzip.decompress(body))
+    except (OSError, EOFError, ValueError) as exc:
+        raise SnapshotError(f"{path}: corrupt ({exc})") from None
+    if not isinstance(state, dict):
+        raise SnapshotError(f"{path}: corrupt (state is not an object)")
+    return state
+
+
+# -- series state: the decoder's series table + the cumulative tracker's latest points --------------------------
+#
+# The decoder keys a series by (resource attributes JSON, scope name, scope version, metric) and point attributes
+# JSON, and the tracker keeps its latest point by series id; neither has a public export, so this is the one
+# place that reads their tables. Restoring goes through the tracker's public methods (a first point on an empty
+# series is simply stored).
+
+
+@dataclass
+class _SeriesState:
+    resource: bytes  # the decoder's key: resource attributes as compact JSON
+    scope_name: str
+    scope_version: str
+    metric: str
+    point: bytes  # point attributes as compact JSON
+    attributes: dict  # merged resource + point attributes (the deltas' attributes)
+    sid: int
+    start_ns: int
+    time_ns: int
+    total: Any  # int | float | ExpoCounts | ExplicitCounts
+
+    def to_json(self) -> dict[str, Any]:
+        t = self.total
+        if isinstance(t, ExpoCounts):
+            total: Any = {
+                "expo": [t.scale, t.count, t.zero_count, t.pos_offset, t.pos.tolist(), t.neg_offset, t.neg.tolist()],
+                "sum": t.sum,
+                "min": t.min,
+                "max": t.max,
+            }
+        elif isinstance(t, ExplicitCounts):
+            total = {"explicit": [list(t.bounds), t.counts.tolist(), t.count], "sum": t.sum}
+        else:
+            total = t
+        return {
+            "resource": self.resource.decode(),
+            "scope": [self.scope_name, self.scope_version],
+            "metric": self.metric,
+            "point": self.point.decode(),
+            "attributes": self.attributes,
+            "start": self.start_ns,
+            "time": self.time_ns,
+            "total": total,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> _SeriesState:
+        raw = d["total"]
+        if isinstance(raw, dict) and "expo" in raw:
+            scale, count, zero, po, pos, no, neg = raw["expo"]
+            total: Any = ExpoCounts(
+                int(scale),
+                int(count),
+                int(zero),
+                int(po),
+                np.array(pos, dtype=np.int64),
+                int(no),
+                np.array(neg, dtype=np.int64),
+                float(raw["sum"]),
+                None if raw["min"] is None else float(raw["min"]),
+                None if raw["max"] is None else float(raw["max"]),
+            )
+            why = total.consistent()
+        elif isinstance(raw, dict) and "explicit" in raw:
+            bounds, counts, count = raw["explicit"]
+            total = ExplicitCounts(
+                tuple(float(b) for b in bounds), np.array(counts, dtype=np.int64), int(count), float(raw["sum"])
+            )
+            why = total.consistent()
+        elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            total, why = raw, None
+        else:
+            raise ValueError(f"unknown series total {str(raw)[:40]!r}")
+        if why:
+            raise ValueError(why)
+        attributes = d["attributes"]
+        if not isinstance(attributes, dict):
+            raise TypeError("series attributes are not an object")
+        name, version = d["scope"]
+        return cls(
+            str(d["resource"]).encode(),
+            str(name),
+            str(version),
+            str(d["metric"]),
+            str(d["point"]).encode(),
+            attributes,
+            0,
+            int(d["start"]),
+            int(d["time"]),
+            total,
+        )
+
+
+def _export_series(decoder: _Decoder) -> list[_SeriesState]:
+    """Every series with cumulative state (delta series need none)."""
+    last = decoder.tracker._last
+    out = []
+    for (rkey, sname, sversion, metric), streams in decoder._streams.items():
+        for akey, (sid, attributes) in streams.items():
+            point = last.get(sid)
+            if point is None:
+                continue
+            out.append(
+                _SeriesState(
+                    rkey, sname, sversion, metric, akey, attributes, sid, point.start_ns, point.time_ns, point.total
+                )
+            )
+    return out
+
+
+def _import_series(decoder: _Decoder, series: list[_SeriesState], keep_ids: bool) -> None:
+    """Register ``series`` in a fresh decoder and store each one's latest point in its tracker."""
+    tracker = decoder.tracker
+    for s in series:
+        sid = s.sid if keep_ids else next(series_ids)
+        streams = decoder._streams.setdefault((s.resource, s.scope_name, s.scope_version, s.metric), {})
+        streams[s.point] = (sid, s.attributes)
+        decoder.series_count += 1
+        if isinstance(s.total, ExpoCounts):
+            tracker.exponential(sid, s.start_ns, s.time_ns, s.total)
+        elif isinstance(s.total, ExplicitCounts):
+            tracker.explicit(sid, s.start_ns, s.time_ns, s.total)
+        else:
+            tracker.counter(sid, s.start_ns, s.time_ns, s.total)
