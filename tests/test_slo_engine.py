@@ -325,3 +325,86 @@ def test_explicit_bucket_histograms_from_other_instrumentation(tmp_path, duratio
     assert r.sli_lower <= r.sli <= r.sli_upper
     if threshold in bounds:
         assert r.sli == pytest.approx(exact, abs=1e-12) and r.sli_lower == r.sli_upper
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), shifts=st.lists(st.sampled_from([0.0, 0.0, 0.3, 1.0]), min_size=3, max_size=6))
+def test_drift_sli_slices_equal_the_statistic_on_raw_data(tmp_path, seed, shifts):
+    """sli: drift: a slice is good when PSI(reference, slice) <= threshold, PSI computed on sketches of the raw
+    values (exactly what drift.psi gives; drift.psi itself is checked against raw data in test_drift)."""
+    from modelotel.evaluator import drift
+    from modelotel.evaluator.spec import load_specs
+    from modelotel.sketch import LogSketch
+
+    rng = np.random.default_rng(seed)
+    width = 60.0
+    raw = [rng.lognormal(0.0 + (0.0 if i == 0 else s), 0.5, 300) for i, s in enumerate([0.0, *shifts])]
+    events = [
+        Event("a", i * width + 1.0 + j * 0.15, float(v)) for i, vals in enumerate(raw) for j, v in enumerate(vals)
+    ]
+    path = tmp_path / "f.jsonl"
+    attributes = {"ml.model.name": "fraud", "ml.feature.name": "a"}
+    write_lines(path, export_lines(events, interval=10.0, end=width * len(raw), metric="ml.feature.value",
+                                   attributes=attributes))  # fmt: skip
+    spec = tmp_path / "slo.yaml"
+    spec.write_text(
+        "slos:\n  - {name: d, model: fraud, sli: drift, signal: 'feature:a', threshold: 0.25, reference: 'first:1m',"
+        " objective: 0.5, window: 1h, timeslice: {window: 1m}, min_events: 1, alerts: off}\n"
+    )
+    (r,) = engine.evaluate(list(load_specs([str(spec)]).slos), [str(path)], at=EPOCH + width * len(raw)).results
+    reference = LogSketch(5)
+    reference.add_many(raw[0])
+    expected = []
+    for vals in raw:
+        sk = LogSketch(5)
+        sk.add_many(vals)
+        expected.append(drift.psi(reference, sk).value <= 0.25)
+    assert r.slices_total == len(raw)
+    assert r.slices_good == sum(expected)
+    assert r.sli == pytest.approx(sum(expected) / len(raw))
+
+
+def test_calibration_sli(tmp_path):
+    """sli: calibration: a slice is good when its ECE (from the feedback-confidence sketches) <= threshold."""
+    import json as _json
+
+    from modelotel.evaluator.calibration import calibration
+    from modelotel.evaluator.spec import load_specs
+    from modelotel.sketch import LogSketch
+
+    rng = np.random.default_rng(5)
+    lines, expected = [], []
+    for i, overconfident in enumerate([False, False, True, False, True]):
+        conf = rng.uniform(0.5, 1.0, 400)
+        correct = rng.random(400) < (conf - (0.3 if overconfident else 0.0))
+        sketches = {}
+        for flag in (True, False):
+            sk = LogSketch(5)
+            sk.add_many(conf[correct == flag])
+            sketches[flag] = sk
+        expected.append(calibration(sketches[True], sketches[False]).ece <= 0.08)
+        points = []
+        for flag, sk in sketches.items():
+            points.append({
+                "attributes": [{"key": "ml.model.name", "value": {"stringValue": "fraud"}},
+                               {"key": "ml.feedback.correct", "value": {"boolValue": flag}}],
+                "startTimeUnixNano": str(int((EPOCH + 60 * i) * 1e9)),
+                "timeUnixNano": str(int((EPOCH + 60 * (i + 1)) * 1e9)),
+                "count": str(sk.count), "sum": sk.sum, "scale": sk.scale, "zeroCount": "0",
+                "positive": {"offset": sk.positive.offset, "bucketCounts": [str(c) for c in sk.positive.counts]},
+                "min": sk.min, "max": sk.max,
+            })  # fmt: skip
+        metric = {"name": "ml.feedback.confidence", "unit": "1",
+                  "exponentialHistogram": {"dataPoints": points, "aggregationTemporality": 1}}  # fmt: skip
+        lines.append(_json.dumps({"resourceMetrics": [{"resource": {}, "scopeMetrics": [{"metrics": [metric]}]}]}))
+    path = tmp_path / "c.jsonl"
+    write_lines(path, lines)
+    spec = tmp_path / "slo.yaml"
+    spec.write_text(
+        "slos:\n  - {name: c, model: fraud, sli: calibration, threshold: 0.08, objective: 0.5, window: 1h,"
+        " timeslice: {window: 1m}, min_events: 1, alerts: off}\n"
+    )
+    (r,) = engine.evaluate(list(load_specs([str(spec)]).slos), [str(path)], at=EPOCH + 300).results
+    assert expected == [True, True, False, True, False]  # the scenario separates the slices clearly
+    assert (r.slices_good, r.slices_total) == (3, 5)
+    assert r.status == "pass" and r.sli == pytest.approx(0.6)

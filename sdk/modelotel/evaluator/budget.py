@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ..sketch import LogSketch
 from .ledger import Bin, Ledger
-from .model import SLO, Window
+from .model import SLICED_KINDS, SLO, Window
 
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 
@@ -152,28 +153,86 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 else None
 
 
-def _slice_good(slo: SLO, b: Bin) -> tuple[bool, bool, bool]:
+def _slice_good(slo: SLO, b: Bin, reference: LogSketch | None = None) -> tuple[bool, bool, bool]:
     """(estimate, lower, upper) of whether one slice is good."""
-    if slo.sli.kind == "percentile":
+    kind = slo.sli.kind
+    t = slo.sli.threshold if slo.sli.threshold is not None else math.inf
+    if kind == "percentile":
         if b.sketch is None or not b.sketch.count:
             return False, False, False
         q = b.sketch.quantile(slo.sli.percentile or 0.5)
-        t = slo.sli.threshold if slo.sli.threshold is not None else math.inf
         a = b.sketch.relative_accuracy
         return q <= t, q * (1 + a) <= t, q * (1 - a) <= t
+    if kind == "drift":
+        if b.sketch is None or not b.sketch.count or reference is None or not reference.count:
+            return False, False, False
+        value = drift_statistic(reference, b.sketch, slo.sli.statistic or "psi")
+        return value <= t, value <= t, value <= t
+    if kind == "calibration":
+        from .calibration import calibration
+
+        cal = calibration(b.sketch, b.sketch_bad)
+        if not cal.count:
+            return False, False, False
+        if slo.sli.statistic == "brier":
+            return cal.brier <= t, cal.brier_high <= t, cal.brier_low <= t
+        slack = cal.ece_bound + cal.binning_bound
+        return cal.ece <= t, cal.ece + slack <= t, cal.ece - slack <= t
     target = slo.timeslice_target if slo.timeslice_target is not None else slo.objective
     if b.total <= 0:
         return False, False, False
     return b.good / b.total >= target, b.good_lower / b.total >= target, b.good_upper / b.total >= target
 
 
+def drift_statistic(reference: LogSketch, current: LogSketch, statistic: str) -> float:
+    from . import drift
+
+    if statistic == "ks":
+        return drift.ks(reference, current).statistic
+    result = drift.psi(reference, current)
+    if statistic == "psi":
+        return result.value
+    js, hellinger = drift.binned_js_hellinger(result)
+    return js if statistic == "js" else hellinger
+
+
+def reference_range(slo: SLO, ledger: Ledger) -> tuple[float, float] | None:
+    """The drift reference: ``first:DURATION`` of the ledger's data, or ``FROM..TO`` (ISO 8601 or epoch s)."""
+    text = slo.sli.reference or ""
+    if text.startswith("first:"):
+        from .durations import parse_duration
+
+        if not ledger.bins:
+            return None
+        first = (min(ledger.bins) - 1) * ledger.resolution
+        return first, first + parse_duration(text[len("first:") :])
+    a, _, b = text.partition("..")
+    return _time(a), _time(b)
+
+
+def _time(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return (dt if dt.tzinfo else dt.replace(tzinfo=ZoneInfo("UTC"))).timestamp()
+
+
+def _reference(slo: SLO, ledger: Ledger) -> LogSketch | None:
+    if slo.sli.kind != "drift":
+        return None
+    span = reference_range(slo, ledger)
+    return None if span is None else ledger.merged_sketch(*span)
+
+
 def _burn(slo: SLO, ledger: Ledger, at: float, w: float) -> tuple[float | None, float]:
     """Burn rate over the last ``w`` seconds and the number of events in it."""
     allowed = error_allowance(slo.objective)
-    if slo.sli.kind == "percentile":
+    if slo.sli.kind in SLICED_KINDS:
         width = slo.timeslice_window or ledger.resolution
         slices = ledger.slices(at - w, at, min(width, w))
-        marks = [_slice_good(slo, b)[0] for _, b in slices]
+        reference = _reference(slo, ledger)
+        marks = [_slice_good(slo, b, reference)[0] for _, b in slices]
         events = sum(b.total for _, b in slices)
         return (_ratio(marks.count(False), len(marks)) or 0.0) / allowed if marks else None, events
     b = ledger.window(at - w, at)
@@ -186,15 +245,16 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
     start, end = window_bounds(slo.window, at)
     whole = ledger.window(start, end)
     allowed = error_allowance(slo.objective)
-    sliced = slo.sli.kind == "percentile" or slo.budgeting != "occurrences"
+    sliced = slo.sli.kind in SLICED_KINDS or slo.budgeting != "occurrences"
     slices_good = slices_total = None
     if sliced:
         width = slo.timeslice_window or ledger.resolution
         slices = ledger.slices(start, end, width)
-        marks = [_slice_good(slo, b) for _, b in slices]
+        reference = _reference(slo, ledger)
+        marks = [_slice_good(slo, b, reference) for _, b in slices]
         slices_total = len(marks)
         slices_good = sum(m[0] for m in marks)
-        if slo.budgeting == "ratio_timeslices" and slo.sli.kind != "percentile":
+        if slo.budgeting == "ratio_timeslices" and slo.sli.kind not in SLICED_KINDS:
             ratios = [(b.good / b.total, b.good_lower / b.total, b.good_upper / b.total) for _, b in slices]
             n = len(ratios)
             sli = sum(r[0] for r in ratios) / n if n else None

@@ -251,7 +251,8 @@ def dashboard(slos: Sequence[SLO] | None = None, datasource: str = "Prometheus")
     _model_panels(layout)
     if slos:
         for slo in slos:
-            _slo_panels(layout, slo)
+            if slo.sli.kind not in ("drift", "calibration"):  # no recording rules for them (rules.py)
+                _slo_panels(layout, slo)
     else:
         layout.row("SLOs")
         layout.add(

@@ -25,7 +25,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 from ..sketch import LogSketch, bucket_bounds, bucket_index
-from .model import SLO, Selector
+from .model import SLICED_KINDS, SLO, Selector
 from .points import AttrValue, Delta, ExplicitHistogram
 
 
@@ -104,7 +104,8 @@ class Bin:
     good: float = 0.0  # estimate
     good_lower: float = 0.0
     good_upper: float = 0.0
-    sketch: LogSketch | None = None  # percentile SLIs: merged durations of this bin
+    sketch: LogSketch | None = None  # sliced SLIs: merged values of this bin (calibration: the correct ones)
+    sketch_bad: LogSketch | None = None  # calibration: confidences of incorrect predictions
 
 
 @dataclass
@@ -177,10 +178,26 @@ class Ledger:
         b.good += good
         b.good_lower += lower
         b.good_upper += upper
-        if is_total and sli.kind == "percentile" and sk is not None:
-            if b.sketch is None:
-                b.sketch = LogSketch(sk.scale)
-            b.sketch.merge(sk)
+        if is_total and sli.kind in SLICED_KINDS and sk is not None:
+            if sli.kind == "calibration" and not is_good:
+                if b.sketch_bad is None:
+                    b.sketch_bad = LogSketch(sk.scale)
+                b.sketch_bad.merge(sk)
+            else:
+                if b.sketch is None:
+                    b.sketch = LogSketch(sk.scale)
+                b.sketch.merge(sk)
+
+    def merged_sketch(self, start: float, end: float) -> LogSketch | None:
+        """The merged sketch of the bins ending in ``(start, end]`` (drift references)."""
+        k0, k1 = math.floor(start / self.resolution) + 1, math.ceil(end / self.resolution)
+        out: LogSketch | None = None
+        for k, b in self.bins.items():
+            if k0 <= k <= k1 and b.sketch is not None:
+                if out is None:
+                    out = LogSketch(b.sketch.scale)
+                out.merge(b.sketch)
+        return out
 
     def window(self, start: float, end: float) -> Bin:
         """Sum of the bins whose end time lies in ``(start, end]`` (seconds; rounded out to bins)."""
@@ -225,4 +242,8 @@ class Ledger:
                 if s.sketch is None:
                     s.sketch = LogSketch(b.sketch.scale)
                 s.sketch.merge(b.sketch)
+            if b.sketch_bad is not None:
+                if s.sketch_bad is None:
+                    s.sketch_bad = LogSketch(b.sketch_bad.scale)
+                s.sketch_bad.merge(b.sketch_bad)
         return [(end - j * width, out[j]) for j in sorted(out, reverse=True) if out[j].total > 0]

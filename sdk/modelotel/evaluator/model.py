@@ -17,7 +17,10 @@ SLIKind = Literal[
     "low_confidence_rate",  # fraction of predictions with confidence >= threshold
     "accuracy",  # fraction of feedback with ml.feedback.correct = true
     "ratio",  # any two counters or histogram counts: good/total or bad/total
+    "drift",  # per time slice: a drift statistic of the signal against a reference range <= threshold
+    "calibration",  # per time slice: ECE (or Brier score) of the feedback confidences <= threshold
 ]
+SLICED_KINDS = ("percentile", "drift", "calibration")  # judged per time slice from merged sketches
 Budgeting = Literal["occurrences", "timeslices", "ratio_timeslices"]
 
 
@@ -47,6 +50,8 @@ class SLI:
     bad: Selector | None = None
     threshold: float | None = None  # latency seconds, OOD score or confidence; informative copy
     percentile: float | None = None  # for kind == "percentile": e.g. 0.95
+    statistic: str | None = None  # drift: psi | ks | js | hellinger; calibration: ece | brier
+    reference: str | None = None  # drift: "first:DURATION" of the data, or "FROM..TO" (ISO 8601 / epoch seconds)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import yaml
 
 from .. import conventions as conv
 from .durations import CALENDAR_UNIT_SECONDS, DurationError, parse_duration_exact
-from .model import DEFAULT_ALERT_TIERS, SLI, SLO, AlertTier, Selector, Window
+from .model import DEFAULT_ALERT_TIERS, SLI, SLICED_KINDS, SLO, AlertTier, Selector, Window
 
 __all__ = [
     "SLI_KINDS",
@@ -50,7 +50,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SLI_KINDS = ("latency", "error_ratio", "ood_rate", "low_confidence_rate", "accuracy", "ratio")
+SLI_KINDS = (
+    "latency",
+    "error_ratio",
+    "ood_rate",
+    "low_confidence_rate",
+    "accuracy",
+    "ratio",
+    "drift",
+    "calibration",
+)
+DRIFT_STATISTICS = ("psi", "ks", "js", "hellinger")
+CALIBRATION_STATISTICS = ("ece", "brier")
 DEFAULT_WINDOW = 28 * 86400.0  # 4 whole weeks: every weekday counts equally
 DEFAULT_TIMESLICE = 300.0
 SERVER_METRICS = (conv.HTTP_SERVER_DURATION, conv.RPC_SERVER_DURATION)  # no ml.model.* attributes on these
@@ -624,6 +635,9 @@ NATIVE_FIELDS = (
     "alerts",
     "min_events",
     "ratio",
+    "signal",
+    "statistic",
+    "reference",
 )
 _KIND_FIELDS = {  # fields that only some SLI kinds use
     "latency": {"threshold", "percentile", "metric"},
@@ -632,6 +646,8 @@ _KIND_FIELDS = {  # fields that only some SLI kinds use
     "low_confidence_rate": {"threshold"},
     "accuracy": set(),
     "ratio": {"ratio"},
+    "drift": {"threshold", "signal", "statistic", "reference"},
+    "calibration": {"threshold", "statistic"},
 }
 _WINDOW_UNITS = ("hour", "day", "week", "month", "quarter", "year")
 _TIER_FIELDS = ("severity", "burn_rate", "long_window", "short_window")
@@ -754,6 +770,33 @@ def _native_sli(f: Fields, kind: str) -> SLI:
     if kind == "accuracy":
         good = Selector(conv.FEEDBACK, match=((conv.FEEDBACK_CORRECT, "true"),))
         return SLI("accuracy", total=Selector(conv.FEEDBACK), good=good)
+    if kind == "drift":
+        signal = f.text("signal", "")
+        if signal == "confidence":
+            total = Selector(conv.PREDICTION_CONFIDENCE_METRIC)
+        elif signal == "ood_score":
+            total = Selector(conv.OOD_SCORE_METRIC)
+        elif signal.startswith("feature:") and len(signal) > len("feature:"):
+            total = Selector(conv.FEATURE_VALUE, match=((conv.FEATURE_NAME, signal[len("feature:") :]),))
+        else:
+            raise f.at("signal").error(
+                f"expected confidence, ood_score or feature:NAME (an allow-listed numeric feature), got {signal!r}"
+            )
+        statistic = f.choice("statistic", DRIFT_STATISTICS, "psi")
+        f.require("threshold", "the largest acceptable statistic, e.g. threshold: 0.25 (PSI's 'significant' tier)")
+        reference = f.text("reference", "")
+        if not (reference.startswith("first:") or ".." in reference):
+            raise f.at("reference").error(
+                f"expected first:DURATION (of the data) or FROM..TO (ISO 8601 or epoch seconds), got {reference!r}"
+            )
+        threshold = f.number("threshold")
+        return SLI("drift", total=total, threshold=threshold, statistic=statistic, reference=reference)
+    if kind == "calibration":
+        statistic = f.choice("statistic", CALIBRATION_STATISTICS, "ece")
+        f.require("threshold", "the largest acceptable ECE (or Brier score), e.g. threshold: 0.05")
+        total = Selector(conv.FEEDBACK_CONFIDENCE)
+        good = Selector(conv.FEEDBACK_CONFIDENCE, match=((conv.FEEDBACK_CORRECT, "true"),))
+        return SLI("calibration", total=total, good=good, threshold=f.number("threshold"), statistic=statistic)
     ratio = f.sub("ratio", ("good", "bad", "total"), ("total",), "e.g. {good: {metric: ...}, total: {metric: ...}}")
     numerators = ratio.present("good", "bad")
     if len(numerators) != 1:
@@ -771,7 +814,7 @@ def _native_slo(entry: Any, where: Where) -> SLO:
     if f.get("sli") in ("percentile", "p95", "p99"):
         raise f.at("sli").error("use sli: latency with percentile: p95")
     kind = f.choice("sli", SLI_KINDS)
-    for key in ("threshold", "percentile", "metric", "ratio"):
+    for key in ("threshold", "percentile", "metric", "ratio", "signal", "statistic", "reference"):
         if key in f and key not in _KIND_FIELDS[kind]:
             raise f.at(key).error(f"not used by sli {kind}")
     sli = _native_sli(f, kind)
@@ -781,24 +824,25 @@ def _native_slo(entry: Any, where: Where) -> SLO:
     objective = fraction(f.require("objective"), f.at("objective"))
     window = _native_window(f.get("window", "28d"), f.at("window"))
 
-    default = "timeslices" if sli.percentile is not None else "occurrences"
+    sliced = sli.kind in SLICED_KINDS  # judged per time slice from merged sketches
+    default = "timeslices" if sliced else "occurrences"
     budgeting = f.choice("budgeting", ("occurrences", "timeslices", "ratio_timeslices"), default)
     slices = f.fields("timeslice", ("window", "target"))
     timeslice_window = timeslice_target = None
-    if sli.percentile is not None and budgeting != "timeslices":
-        raise f.at("budgeting").error("a percentile is judged per time slice: use budgeting: timeslices")
+    if sliced and budgeting != "timeslices":
+        raise f.at("budgeting").error(f"sli {sli.kind} is judged per time slice: use budgeting: timeslices")
     if budgeting == "occurrences":
         if slices is not None:
             raise f.at("timeslice").error("only used with budgeting: timeslices or ratio_timeslices")
     else:
         slices = slices or Fields({}, f.at("timeslice"), ("window", "target"))
         timeslice_window = slices.duration("window", DEFAULT_TIMESLICE)
-        if budgeting == "timeslices" and sli.percentile is None:
+        if budgeting == "timeslices" and not sliced:
             target = slices.require("target", "a slice is good when its SLI reaches this, e.g. target: 0.95")
             timeslice_target = fraction(target, slices.at("target"), allow_one=True, what="target")
         elif "target" in slices:
-            if sli.percentile is not None:
-                raise slices.at("target").error("not used: a slice is good when its percentile is within the threshold")
+            if sliced:
+                raise slices.at("target").error(f"not used: a slice is good when its {sli.kind} meets the threshold")
             raise slices.at("target").error("not used: ratio_timeslices averages the slice ratios")
 
     labels = {key: attribute_value(value, at) for key, value, at in f.entries("labels")}
