@@ -6,6 +6,7 @@ parts) and skip with the reason on a developer machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,37 @@ def run_collector(config: Path | str, env: dict[str, str], log: Path, health_por
         proc.stop()
         raise AssertionError(f"collector did not become healthy:\n{proc.output()[-4000:]}") from None
     return proc
+
+
+@contextlib.contextmanager
+def run_prometheus(workdir: Path, config: Path | None = None) -> Iterator[tuple[str, Process]]:
+    """Debian's Prometheus on a free loopback port with the remote-write receiver and native histograms
+    (our collector's Grafana route needs both); yields ``(base_url, process)``."""
+    prom_bin = which("prometheus", "CI: apt-get install -y --no-install-recommends prometheus")
+    port = free_port()
+    args = [
+        prom_bin,
+        f"--config.file={config or CONFIGS / 'prometheus.yaml'}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-remote-write-receiver",
+        "--enable-feature=native-histograms",
+    ]
+    with Process(args, workdir / "prometheus.log", cwd=workdir) as prom:
+        try:
+            wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=60, proc=prom.proc)
+        except AssertionError:
+            raise AssertionError(f"prometheus did not start:\n{prom.output()[-4000:]}") from None
+        yield f"http://127.0.0.1:{port}", prom
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll ``predicate`` until it returns something truthy (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)

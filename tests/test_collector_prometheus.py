@@ -43,7 +43,7 @@ import pytest
 from modelotel.otlp_json import read_json_lines
 from modelotel.sketch import bucket_bounds, bucket_index
 
-from collector_support import CONFIGS, ROOT, Process, free_port, run_collector, wait_http, which
+from collector_support import CONFIGS, ROOT, Process, free_port, run_collector, run_prometheus, which
 
 pytestmark = pytest.mark.collector
 
@@ -73,8 +73,8 @@ APP = textwrap.dedent(
 
 
 class Prometheus:
-    def __init__(self, port: int, proc: Process) -> None:
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, url: str, proc: Process) -> None:
+        self.url = url
         self.proc = proc
 
     def get(self, path: str, **params: str) -> dict | list:
@@ -110,23 +110,10 @@ def stack(tmp_path_factory):
     # Native histograms over remote write arrived in 2.40.
     assert m and (int(m[1]), int(m[2])) >= (2, 40), f"Prometheus too old for native histograms: {version}"
     tmp = tmp_path_factory.mktemp("prom")
-    port = free_port()
-    args = [
-        prom_bin,
-        f"--config.file={CONFIGS / 'prometheus.yaml'}",
-        f"--storage.tsdb.path={tmp / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-remote-write-receiver",
-        "--enable-feature=native-histograms",
-    ]
-    with Process(args, tmp / "prometheus.log", cwd=tmp) as prom:
-        try:
-            wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=60, proc=prom.proc)
-        except AssertionError:
-            raise AssertionError(f"prometheus did not start:\n{prom.output()[-4000:]}") from None
+    with run_prometheus(tmp) as (prom_url, prom):
         grpc_port, metrics_port = free_port(), free_port()
         env = {
-            "MODELOTEL_PROM_REMOTE_WRITE_URL": f"http://127.0.0.1:{port}/api/v1/write",
+            "MODELOTEL_PROM_REMOTE_WRITE_URL": f"{prom_url}/api/v1/write",
             "MODELOTEL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}",
             "MODELOTEL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
             "MODELOTEL_COLLECTOR_METRICS_PORT": str(metrics_port),
@@ -137,7 +124,7 @@ def stack(tmp_path_factory):
         }
         with run_collector(CONFIGS / "grafana.yaml", env, tmp / "collector.log", free_port()) as collector:
             yield {
-                "prom": Prometheus(port, prom),
+                "prom": Prometheus(prom_url, prom),
                 "collector": collector,
                 "otlp": f"http://127.0.0.1:{grpc_port}",
                 "self_metrics": f"http://127.0.0.1:{metrics_port}/metrics",

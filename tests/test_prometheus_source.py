@@ -33,7 +33,7 @@ from modelotel.evaluator import prometheus_source, sources
 from modelotel.evaluator.points import SourceError
 from modelotel.sketch import LogSketch
 
-from collector_support import CONFIGS, Process, free_port, run_collector, wait_http, which
+from collector_support import CONFIGS, free_port, run_collector, run_prometheus
 
 pytestmark = pytest.mark.collector
 
@@ -44,25 +44,11 @@ DEADLINE_S = 30.0
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
     """Prometheus (remote-write receiver, native histograms) + our collector on grafana.yaml; yields the URLs."""
-    prom_bin = which("prometheus", "CI: apt-get install -y --no-install-recommends prometheus")
     tmp = tmp_path_factory.mktemp("prom-source")
-    port = free_port()
-    args = [
-        prom_bin,
-        f"--config.file={CONFIGS / 'prometheus.yaml'}",
-        f"--storage.tsdb.path={tmp / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-remote-write-receiver",
-        "--enable-feature=native-histograms",
-    ]
-    with Process(args, tmp / "prometheus.log", cwd=tmp) as prom:
-        try:
-            wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=60, proc=prom.proc)
-        except AssertionError:
-            raise AssertionError(f"prometheus did not start:\n{prom.output()[-4000:]}") from None
+    with run_prometheus(tmp) as (prom_url, prom):
         grpc_port = free_port()
         env = {
-            "MODELOTEL_PROM_REMOTE_WRITE_URL": f"http://127.0.0.1:{port}/api/v1/write",
+            "MODELOTEL_PROM_REMOTE_WRITE_URL": f"{prom_url}/api/v1/write",
             "MODELOTEL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}",
             "MODELOTEL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
             "MODELOTEL_COLLECTOR_METRICS_PORT": str(free_port()),
@@ -74,7 +60,7 @@ def prometheus(tmp_path_factory):
         }
         with run_collector(CONFIGS / "grafana.yaml", env, tmp / "collector.log", free_port()) as collector:
             yield {
-                "url": f"http://127.0.0.1:{port}",
+                "url": prom_url,
                 "otlp": f"127.0.0.1:{grpc_port}",
                 "collector": collector,
                 "file": tmp / "collector.jsonl",

@@ -63,7 +63,7 @@ from modelotel.evaluator.rules import (
 )
 from modelotel.sketch import LogSketch, scale_base
 
-from collector_support import CONFIGS, Process, free_port, run_collector, wait_http, which
+from collector_support import CONFIGS, Process, free_port, run_collector, run_prometheus, which
 
 NS = 1_000_000_000
 MINUTE = 60.0
@@ -763,23 +763,9 @@ class RuledPrometheus(Prometheus):
 def prometheus_server(tmp: Path) -> Iterator[RuledPrometheus]:
     """Prometheus 2.x with remote write and native histograms, no rules yet: recording rules write samples at
     the current time, after which the head refuses samples over an hour older (our history is loaded first)."""
-    prom_bin = which("prometheus", "CI: apt-get install -y --no-install-recommends prometheus")
     (tmp / "prometheus.yaml").write_text(yaml.safe_dump({"scrape_configs": []}))
-    port = free_port()
-    args = [
-        prom_bin,
-        f"--config.file={tmp / 'prometheus.yaml'}",
-        f"--storage.tsdb.path={tmp / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-remote-write-receiver",
-        "--enable-feature=native-histograms",
-    ]
-    with Process(args, tmp / "prometheus.log", cwd=tmp) as proc:
-        try:
-            wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=60, proc=proc.proc)
-        except AssertionError:
-            raise AssertionError(f"prometheus did not start:\n{proc.output()[-4000:]}") from None
-        yield RuledPrometheus(f"http://127.0.0.1:{port}", proc, tmp / "prometheus.yaml")
+    with run_prometheus(tmp, tmp / "prometheus.yaml") as (url, proc):
+        yield RuledPrometheus(url, proc, tmp / "prometheus.yaml")
 
 
 @contextmanager

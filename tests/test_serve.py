@@ -46,7 +46,7 @@ from modelotel.evaluator.output import result_json
 from modelotel.evaluator.points import ReadReport
 from modelotel.evaluator.stream import SNAPSHOT_NAME, SnapshotError, StreamState, request_json
 
-from collector_support import ROOT, Process, free_port, otelcol, run_collector, wait_http
+from collector_support import ROOT, Process, free_port, otelcol, run_collector, wait_for, wait_http
 from telemetry_gen import EPOCH, Event, export_lines, write_lines
 
 Request = metrics_service_pb2.ExportMetricsServiceRequest
@@ -138,17 +138,6 @@ def sample(samples: dict, name: str, **labels: str) -> float:
     found = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
     assert len(found) == 1, (name, labels, found)
     return found[0]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 class Serve:
