@@ -202,3 +202,12 @@ def test_unusable_input_one_clear_message(files, tmp_path, spec_text, data_kind,
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert needle in proc.stderr
+
+
+def test_usage_errors_exit_3_not_2(files):
+    """argparse's own exit 2 would read as "inconclusive" to a gate: a typo must not pass a pipeline."""
+    spec, data, _ = files
+    for args in (["gate", "--slo", str(spec)], ["gate", "--slo", str(spec), "--data", str(data), "--bogus"], ["nope"]):
+        proc = run(*args)
+        assert proc.returncode == 3, (args, proc.stderr)
+        assert "error:" in proc.stderr and "Traceback" not in proc.stderr

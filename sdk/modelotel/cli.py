@@ -301,6 +301,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _relative_time(text: str) -> float:
+    """As ``--at``, or ``last:DURATION`` (that long before now, e.g. ``last:15m``)."""
+    if text.startswith("last:"):
+        from .evaluator.durations import parse_duration
+
+        try:
+            return time.time() - parse_duration(text[len("last:") :])
+        except ValueError as exc:
+            raise UsageError(f"{text!r}: {exc}", EXIT_SPEC) from None
+    return parse_time(text)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     import json
 
@@ -314,8 +326,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.model:
         base_match.setdefault("ml.model.name", args.model)
         cand_match.setdefault("ml.model.name", args.model)
-    start = parse_time(args.since) if args.since else None
-    end = parse_time(args.until) if args.until else None
+    start = _relative_time(args.since) if args.since else None
+    end = _relative_time(args.until) if args.until else None
     baseline, candidate = ArmCollector(base_match, start, end), ArmCollector(cand_match, start, end)
     _read((), args.data, None, (baseline, candidate))
     tol = Tolerances(
@@ -482,10 +494,18 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which a gate would read as "inconclusive": exit 3 instead."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_SPEC, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelotel", description="OpenTelemetry for ML model serving.")
+    parser = _Parser(prog="modelotel", description="OpenTelemetry for ML model serving.")
     parser.add_argument("--version", action="version", version=f"modelotel {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser("evaluate", help="SLO compliance, error budgets and burn rates from exported telemetry")
     _add_inputs(p)
     p.set_defaults(func=cmd_evaluate)
@@ -514,8 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", required=True, metavar="FILTER", help="e.g. version=1 or role=primary")
     p.add_argument("--candidate", required=True, metavar="FILTER", help="e.g. version=2 or role=canary")
     p.add_argument("--model", help="ml.model.name for both sides")
-    p.add_argument("--since", help="only data after this time (as --at)")
-    p.add_argument("--until", help="only data up to this time")
+    p.add_argument("--since", help="only data after this time (as --at, or last:DURATION such as last:15m)")
+    p.add_argument("--until", help="only data up to this time (as --since)")
     p.add_argument("--latency-tolerance", type=float, default=0.10, help="relative quantile increase allowed")
     p.add_argument("--error-tolerance", type=float, default=0.005, help="absolute error-ratio increase allowed")
     p.add_argument("--accuracy-tolerance", type=float, default=0.02, help="absolute accuracy drop allowed")

@@ -290,6 +290,13 @@ class Comparison:
     ood_shift: KS | None
 
 
+def _ms(seconds: float, sign: str = "") -> str:
+    """Seconds as milliseconds with 4 significant digits (``0.0243 ms``, ``+12.5 ms``); infinite ends as is."""
+    if math.isinf(seconds):
+        return ("+" if seconds > 0 and sign else "-" if seconds < 0 else "") + "inf ms"
+    return f"{seconds * 1000:{sign}.4g} ms"
+
+
 def _judge(worse: float, low: float, high: float, allowance: float, significant: bool) -> Status:
     """fail: significantly worse beyond the allowance; pass: the worse end is within it; else undecided."""
     if significant and worse > allowance:
@@ -303,8 +310,8 @@ def _latency_check(d: QuantileDelta, tol: Tolerances) -> Check:
     allowance = tol.latency_relative * d.baseline + tol.latency_absolute
     status = _judge(d.delta, d.low, d.high, allowance, d.low > 0)
     detail = (
-        f"p{d.q * 100:g}: baseline {d.baseline:.6g} s, candidate {d.candidate:.6g} s, delta {d.delta:+.6g} s "
-        f"in [{d.low:+.6g}, {d.high:+.6g}] ({(1 - tol.alpha) * 100:g}%), allowed +{allowance:.6g} s"
+        f"p{d.q * 100:g}: baseline {_ms(d.baseline)}, candidate {_ms(d.candidate)}, delta {_ms(d.delta, '+')} "
+        f"in [{_ms(d.low, '+')}, {_ms(d.high, '+')}] ({(1 - tol.alpha) * 100:g}%), allowed +{_ms(allowance)}"
     )
     return Check(f"latency p{d.q * 100:g}", status, True, d.delta, d.low, d.high, allowance, detail)
 
