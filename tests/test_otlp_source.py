@@ -16,6 +16,9 @@ import gzip
 import json
 import math
 import os
+import shutil
+import subprocess
+import sys
 import types
 from collections import defaultdict
 from pathlib import Path
@@ -515,13 +518,30 @@ def test_unreadable_locations_raise_one_clear_error(tmp_path):
         sources.read(str(bad_gzip), {COUNTER})
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of their permissions")
 def test_unreadable_file_permission(tmp_path):
     path = tmp_path / "secret.jsonl"
     path.write_text("{}\n")
     path.chmod(0)
-    with pytest.raises(SourceError, match="permission denied"):
-        sources.read(str(path), {COUNTER})
+    if os.geteuid() != 0:
+        with pytest.raises(SourceError, match="permission denied"):
+            sources.read(str(path), {COUNTER})
+        return
+    # root reads anything: check in a child that runs without the capabilities that bypass file permissions
+    # (util-linux's setpriv drops them from the bounding set before exec)
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to test permissions as root"
+    probe = (
+        "import sys\nfrom modelotel.evaluator import sources\n"
+        "try:\n    sources.read(sys.argv[1], {'x'})\nexcept sources.SourceError as exc:\n    print(exc)\n"
+    )
+    proc = subprocess.run(
+        [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--", sys.executable, "-c", probe, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "permission denied" in proc.stdout, proc.stdout
 
 
 def test_gzip_and_truncated_gzip(tmp_path):
