@@ -8,10 +8,15 @@ One process, variants interleaved round-robin, medians over rounds:
 * gRPC unary over loopback: no interceptor, the official ``server_interceptor``, modelotel's.
 * A load test with ``wrk`` against uvicorn serving a 1 ms CPU-bound "model": requests/s bare vs ours.
 
-All instrumented variants share one SDK TracerProvider (AlwaysOn sampler, batch processor, a
-discarding exporter) and one SDK MeterProvider, so span costs are the same for both sides.
+Spans: every span is sampled (the SDK's default sampler, parentbased_always_on, with no parent).
+The official instrumentations get an SDK TracerProvider with a BatchSpanProcessor and a *discarding*
+exporter (their spans are never encoded) and an SDK MeterProvider. "ours traced" is modelotel as
+``modelotel.configure()`` sets it up: its own TracerProvider, spans queued and encoded to OTLP/JSON
+by the export thread, written to /dev/null -- the encoding runs in this process and is measured.
+"ours traced, app provider" is modelotel on the same SDK provider the official variants use (an
+application that set its own TracerProvider): its spans then go through the SDK's BatchSpanProcessor.
 
-    python benchmarks/middleware.py [--rounds 15] [--requests 300] [--no-load]
+    python benchmarks/middleware.py [--rounds 15] [--requests 300] [--no-load] [--otlp]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,10 +68,37 @@ def providers():
 
     tp = TracerProvider()
     tp.add_span_processor(BatchSpanProcessor(DiscardSpans(), max_queue_size=1 << 16))
-    trace.set_tracer_provider(tp)
+    assert trace.get_tracer_provider() is not tp  # the global one is modelotel's (configured first)
     mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(DiscardMetrics(), 60_000)])
     metrics.set_meter_provider(mp)
     return tp, mp
+
+
+def with_flush(once):
+    """Charge a round with exporting its own spans: modelotel's span queue is flushed (encoded, written) in it."""
+    from modelotel.runtime import STATE
+
+    def run(n, loop=None):
+        per_request = once(n, loop)
+        t0 = time.process_time_ns()
+        STATE.span_provider.force_flush()
+        return per_request + (time.process_time_ns() - t0) / n
+
+    return run
+
+
+def with_tracer(once, tracer):
+    """Run a variant with modelotel's spans going to ``tracer`` (the application's provider) instead."""
+    from modelotel.runtime import STATE
+
+    def run(*args):
+        saved, STATE.tracer = STATE.tracer, tracer
+        try:
+            return once(*args)
+        finally:
+            STATE.tracer = saved
+
+    return run
 
 
 # -- FastAPI -------------------------------------------------------------------------------------
@@ -116,9 +149,9 @@ def asgi_runner(app):
             await app(dict(scope), receive, send)
 
     def once(n, loop):
-        t0 = time.perf_counter_ns()
+        t0 = time.process_time_ns()
         loop.run_until_complete(run(n))
-        return (time.perf_counter_ns() - t0) / n
+        return (time.process_time_ns() - t0) / n
 
     return once, status
 
@@ -148,7 +181,7 @@ def wsgi_runner(app):
         status.append(s)
 
     def once(n, _loop=None):
-        t0 = time.perf_counter_ns()
+        t0 = time.process_time_ns()
         for _ in range(n):
             body = app(dict(base), start_response)
             for _chunk in body:
@@ -156,7 +189,7 @@ def wsgi_runner(app):
             close = getattr(body, "close", None)
             if close:
                 close()
-        return (time.perf_counter_ns() - t0) / n
+        return (time.process_time_ns() - t0) / n
 
     return once, status
 
@@ -183,15 +216,99 @@ def grpc_runner(interceptors):
     call = channel.unary_unary("/bench.Model/Predict")
     call(b"x", timeout=10)
 
+    def one_call() -> None:
+        call(b"payload", timeout=10)
+
+    return one_call, (server, channel)
+
+
+class _Metadatum(tuple):
+    """What grpc's ``invocation_metadata()`` holds: (key, value) pairs with .key and .value."""
+
+    key = property(lambda self: self[0])
+    value = property(lambda self: self[1])
+
+
+class StandInContext:
+    """The ServicerContext methods both interceptors call, answering as a live, successful call does."""
+
+    metadata = (_Metadatum(("user-agent", "grpc-python/bench")),)
+
+    def invocation_metadata(self):
+        return self.metadata
+
+    def peer(self):
+        return "ipv4:127.0.0.1:50000"
+
+    def is_active(self):
+        return True
+
+    def code(self):
+        return None
+
+    def details(self):
+        return None
+
+    def time_remaining(self):
+        return 9.0
+
+
+def grpc_direct_runner(interceptor):
+    """The server side alone: the intercepted unary behaviour called in-process, no network, no grpc threads."""
+    import grpc
+
+    def predict(request, context):
+        return request
+
+    handler = grpc.unary_unary_rpc_method_handler(predict)
+
+    class Details:
+        method = "/bench.Model/Predict"
+        invocation_metadata = StandInContext.metadata
+
+    behavior = (
+        predict if interceptor is None else interceptor.intercept_service(lambda _: handler, Details()).unary_unary
+    )
+    context = StandInContext()
+    assert behavior(b"x", context) == b"x"
+
     def once(n, _loop=None):
-        # Process CPU time (client, grpc's C threads and the servicer threads): the wall-clock latency
-        # of a loopback call is dominated by thread hand-offs and too noisy to resolve ~10 us.
         t0 = time.process_time_ns()
         for _ in range(n):
-            call(b"payload", timeout=10)
+            behavior(b"payload", context)
         return (time.process_time_ns() - t0) / n
 
-    return once, (server, channel)
+    return once
+
+
+def interleave_calls(variants: dict, rounds: int, calls: int) -> dict[str, float]:
+    """Like ``interleave``, but variants alternate call by call within a round.
+
+    A loopback gRPC call spends ~400 us of CPU in several threads (client, grpc's pollers, the
+    servicer's pool), and that varies far more from moment to moment than the ~10 us being measured;
+    alternating every call gives all variants the same moments. The measure is the process CPU time
+    per call (all threads), the statistic the median over rounds of the per-round means. A variant's
+    ``flush`` (the span export of ours traced) runs after each round and is charged to that round.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for call, _ in variants.values():
+        for _ in range(20):
+            call()
+    clock = time.process_time_ns
+    for _ in range(rounds):
+        totals = dict.fromkeys(variants, 0)
+        for _ in range(calls):
+            for name, (call, _) in variants.items():
+                t0 = clock()
+                call()
+                totals[name] += clock() - t0
+        for name, (_, flush) in variants.items():
+            if flush is not None:
+                t0 = clock()
+                flush()
+                totals[name] += clock() - t0
+            samples[name].append(totals[name] / calls)
+    return {name: float(np.median(v)) for name, v in samples.items()}
 
 
 def interleave(variants: dict, rounds: int, requests: int, loop) -> dict[str, float]:
@@ -263,9 +380,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wrk_rps(variant: str, seconds: int, env: dict) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_run(variant: str, seconds: int, env: dict) -> tuple[float, float]:
+    """(requests/s, server CPU microseconds per request) of one wrk run against a fresh server."""
     port = free_port()
-    script = HERE / "_load_app.py"
+    script = HERE / f"_load_app_{os.getpid()}.py"
     script.write_text(LOAD_APP)
     proc = subprocess.Popen([sys.executable, str(script), variant, str(port)], env=env)
     try:
@@ -277,13 +402,18 @@ def wrk_rps(variant: str, seconds: int, env: dict) -> float:
             except OSError:
                 time.sleep(0.1)
         subprocess.run(["wrk", "-t1", "-c8", "-d2s", f"http://127.0.0.1:{port}/predict/1"], capture_output=True)
+        cpu0 = cpu_seconds(proc.pid)
         out = subprocess.run(
             ["wrk", "-t1", "-c8", f"-d{seconds}s", f"http://127.0.0.1:{port}/predict/1"],
             capture_output=True,
             text=True,
         ).stdout
-        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        return float(match.group(1)) if match else float("nan")
+        cpu = cpu_seconds(proc.pid) - cpu0
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        total = re.search(r"(\d+) requests in", out)
+        if rps is None or total is None:
+            return float("nan"), float("nan")
+        return float(rps.group(1)), cpu * 1e6 / int(total.group(1))
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -293,76 +423,296 @@ def wrk_rps(variant: str, seconds: int, env: dict) -> float:
         script.unlink(missing_ok=True)
 
 
-def load_test(repeats: int, seconds: int) -> list[str]:
+COLLECTOR_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{port}
+exporters:
+  file:
+    path: {path}
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [file]}}
+    metrics: {{receivers: [otlp], exporters: [file]}}
+"""
+
+
+def collector_binary() -> str | None:
+    path = os.environ.get("MODELOTEL_OTELCOL")
+    if not path:
+        build = HERE.parent / "collector_config" / "build.sh"
+        out = subprocess.run(["bash", str(build)], capture_output=True, text=True)
+        path = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
+    return path if path and os.access(path, os.X_OK) else None
+
+
+def start_collector(workdir: Path) -> tuple[subprocess.Popen, int]:
+    """The modelotel collector receiving OTLP/gRPC on loopback and writing everything to a file."""
+    binary = collector_binary()
+    if binary is None:
+        raise RuntimeError("--otlp needs the collector: set MODELOTEL_OTELCOL or run `make collector`")
+    port = free_port()
+    config = workdir / "collector.yaml"
+    config.write_text(COLLECTOR_CONFIG.format(port=port, path=workdir / "collector-out.jsonl"))
+    proc = subprocess.Popen([binary, "--config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the collector did not start")
+
+
+def load_test(repeats: int, seconds: int, otlp: bool = False) -> list[str]:
     if shutil.which("wrk") is None:
         return ["Load test skipped: `wrk` is not installed (`apt-get install wrk`; `make bench` does it)."]
     env = dict(os.environ, OTEL_METRIC_EXPORT_INTERVAL="5000", MODELOTEL_TRACES="off")
     env["MODELOTEL_EXPORT_FILE"] = os.devnull
-    traced_env = dict(env, MODELOTEL_TRACES="span")
-    results: dict[str, list[float]] = {"bare": [], "ours, metrics only": [], "ours, traced": []}
-    for _ in range(repeats):
-        results["bare"].append(wrk_rps("bare", seconds, env))
-        results["ours, metrics only"].append(wrk_rps("ours", seconds, env))
-        results["ours, traced"].append(wrk_rps("ours", seconds, traced_env))
+    variants = {
+        "bare": ("bare", env),
+        "ours, metrics only": ("ours", env),
+        "ours, traced": ("ours", dict(env, MODELOTEL_TRACES="span")),
+    }
+    collector = None
+    workdir = Path(tempfile.mkdtemp(prefix="modelotel-load-"))
+    try:
+        if otlp:
+            collector, port = start_collector(workdir)
+            otlp_env = dict(env, MODELOTEL_TRACES="span", OTEL_EXPORTER_OTLP_INSECURE="true")
+            del otlp_env["MODELOTEL_EXPORT_FILE"]  # then the OTLP endpoint selects the OTLP exporters
+            otlp_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+            variants["ours, traced, OTLP/gRPC to a collector"] = ("ours", otlp_env)
+        results: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(repeats):
+            for name, (app, variant_env) in variants.items():
+                rps, us = wrk_run(app, seconds, variant_env)
+                results[name].append(rps)
+                cpu[name].append(us)
+    finally:
+        if collector is not None:
+            collector.terminate()
+            collector.wait(20)
+        shutil.rmtree(workdir, ignore_errors=True)
     med = {k: float(np.median(v)) for k, v in results.items()}
+    cpu_med = {k: float(np.median(v)) for k, v in cpu.items()}
     lines = [
         f"**Load test**: wrk (1 thread, 8 connections, {seconds} s x {repeats} runs per variant, interleaved) "
-        "against uvicorn (1 worker) serving FastAPI with a 1 ms CPU-bound model, file export to /dev/null, "
-        "traced = every request sampled (server span + model span).",
+        "against uvicorn (1 worker) serving FastAPI with a 1 ms CPU-bound model; traced = every request sampled "
+        "(server span + model span). Export: the OTLP-JSON file exporter writing to /dev/null"
+        + (", or OTLP/gRPC to the modelotel collector on loopback (another process, same 2 cores)" if otlp else "")
+        + f"; 1-min load average {os.getloadavg()[0]:.1f} at the end.",
         "",
-        "| variant | median requests/s | runs | loss vs bare |",
-        "|---|---:|---|---:|",
+        "| variant | median requests/s | runs | loss vs bare | server CPU us/request | added CPU |",
+        "|---|---:|---|---:|---:|---:|",
     ]
     for name, value in med.items():
         loss = "" if name == "bare" else f"{(1 - value / med['bare']) * 100:.1f}%"
+        added = "" if name == "bare" else f"{(cpu_med[name] / cpu_med['bare'] - 1) * 100:.1f}%"
         runs = ", ".join(f"{v:,.0f}" for v in results[name])
-        lines.append(f"| {name} | {value:,.0f} | {runs} | {loss} |")
+        lines.append(f"| {name} | {value:,.0f} | {runs} | {loss} | {cpu_med[name]:,.0f} | {added} |")
+    lines += [
+        "",
+        "Server CPU per request (all threads of the uvicorn process, export thread included, from /proc) is the "
+        "steadier measure on a shared machine: for a CPU-bound single-process server, added CPU per request is "
+        "the throughput it loses.",
+    ]
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--no-load", action="store_true")
-    parser.add_argument("--load-repeats", type=int, default=3)
-    parser.add_argument("--load-seconds", type=int, default=8)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+def breakdown(requests: int, loop) -> list[str]:
+    """Where a traced request's cost goes, in one process: the load test's app, requests alternated.
 
+    Variants of the same FastAPI app with the 1 ms model run request by request in turn (so load on
+    the machine hits them alike); each request's main-thread CPU is measured (``thread_time``), and
+    the medians are compared with the bare app's. Spans are exported by flushing the queue every 100
+    rounds on the main thread, its CPU shared out per span; the metric export thread's CPU is shared
+    out over the instrumented requests.
+    """
+    import threading
+
+    from fastapi import FastAPI
+
+    import modelotel
+    from modelotel.integrations.fastapi import instrument_app
+    from modelotel.runtime import STATE
+
+    def burn(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    # name: (server span, model span, features hash on the model span)
+    kinds = {
+        "bare": None,
+        "metrics only": (False, False, True),
+        "server span only": (True, False, True),
+        "model span only": (False, True, True),
+        "traced": (True, True, True),
+        "traced, no features hash": (True, True, False),
+    }
+
+    def make_app(name, kind):
+        app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+
+        def model(x):
+            return [0.2, 0.8]
+
+        if kind is not None:
+            _, model_span, hashing = kind
+            model = modelotel.instrument_model(
+                name=f"load {name}", version="1", traces=None if model_span else "off", hash_features=hashing
+            )(model)
+
+        @app.get("/predict/{item}")
+        async def predict(item: int):
+            burn(0.001)
+            return {"p": model([item])}
+
+        if kind is not None:
+            instrument_app(app, traces=None if kind[0] else "off")
+        return app
+
+    apps = {name: make_app(name, kind) for name, kind in kinds.items()}
+    spans_per_request = {name: (kind[0] + kind[1]) if kind else 0 for name, kind in kinds.items()}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/predict/1",
+        "raw_path": b"/predict/1",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"user-agent", b"wrk")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    times: dict[str, list[int]] = {name: [] for name in apps}
+    clock = time.thread_time_ns
+    flush_ns = 0
+    export_thread = next((t for t in threading.enumerate() if t.name == "modelotel-export"), None)
+
+    def export_cpu() -> float:
+        if export_thread is None or not export_thread.is_alive():
+            return 0.0
+        return time.clock_gettime(time.pthread_getcpuclockid(export_thread.ident))
+
+    async def run(n, record):
+        nonlocal flush_ns
+        for i in range(n):
+            for name, app in apps.items():
+                t0 = clock()
+                await app(dict(scope), receive, send)
+                if record:
+                    times[name].append(clock() - t0)
+            if i % 100 == 99:
+                t0 = clock()
+                STATE.span_provider.force_flush()
+                if record:
+                    flush_ns += clock() - t0
+
+    loop.run_until_complete(run(200, False))
+    cpu0 = export_cpu()
+    loop.run_until_complete(run(requests, True))
+    metric_export_us = (export_cpu() - cpu0) * 1e6 / (requests * (len(apps) - 1))
+    span_export_us = flush_ns / 1000 / (requests * sum(spans_per_request.values()))
+    base = float(np.median(times["bare"]))
+    lines = [
+        f"**Where a traced request's time goes** (one process, the load test's FastAPI app with its 1 ms model, "
+        f"the variants alternating request by request, {requests:,} requests each; main-thread CPU per request, "
+        "median, minus the bare app's; span export and metric export as measured on their own and shared out). "
+        f"Bare: {base / 1000:,.0f} us per request.",
+        "",
+        "| variant | request path | span export | metric export | total | of the bare request |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in apps:
+        if name == "bare":
+            continue
+        path = (float(np.median(times[name])) - base) / 1000
+        spans = span_export_us * spans_per_request[name]
+        total = path + spans + metric_export_us
+        lines.append(
+            f"| {name} | {path:,.1f} us | {spans:,.1f} us | {metric_export_us:,.1f} us | {total:,.1f} us "
+            f"| {100 * total / (base / 1000):.1f}% |"
+        )
+    lines += [
+        "",
+        f"A span costs {span_export_us:,.1f} us to export (encoded to OTLP/JSON and written), once the request is "
+        "done. The model span is the instrumented call's traced path (`@instrument_model`: prediction id, "
+        "confidence and label, keyed features hash, the pending-feedback table), which untraced calls defer to the "
+        "export thread. The absolute values run higher than the load test's (here every request starts right after "
+        "the model's 1 ms loop, with cold caches, and the server does little else): read the table for the shares.",
+        "",
+    ]
+    return lines
+
+
+def micro(args: argparse.Namespace) -> list[str]:
     os.environ["MODELOTEL_EXPORT_FILE"] = os.devnull
-    tp, mp = providers()
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor as OfficialFastAPI
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor as OfficialFlask
-    from opentelemetry.instrumentation.grpc import server_interceptor as official_grpc_interceptor
-
     import modelotel
     from modelotel.integrations import fastapi as ours_fastapi
     from modelotel.integrations import flask as ours_flask
     from modelotel.integrations import grpc as ours_grpc
+    from modelotel.runtime import STATE
 
-    modelotel.configure(service_name="bench", exporter="none", export_interval=60, traces="span")
+    # First, so that modelotel builds (and installs globally) its own TracerProvider, as in production.
+    modelotel.configure(service_name="bench", exporter="file", path=os.devnull, export_interval=60, traces="span")
+    tp, mp = providers()
+    app_tracer = tp.get_tracer("modelotel", modelotel.__version__)
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor as OfficialFastAPI
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor as OfficialFlask
+    from opentelemetry.instrumentation.grpc import server_interceptor as official_grpc_interceptor
+
     loop = asyncio.new_event_loop()
+    names = ("bare", "official", "ours traced", "ours traced, app provider", "ours metrics-only")
 
-    apps = {name: make_fastapi() for name in ("bare", "official", "ours traced", "ours metrics-only")}
+    apps = {name: make_fastapi() for name in names}
     OfficialFastAPI.instrument_app(apps["official"], tracer_provider=tp, meter_provider=mp)
     ours_fastapi.instrument_app(apps["ours traced"])
+    ours_fastapi.instrument_app(apps["ours traced, app provider"])
     ours_fastapi.instrument_app(apps["ours metrics-only"], traces="off")
     fastapi_variants = {}
     for name, app in apps.items():
         once, status = asgi_runner(app)
+        if name.endswith("app provider"):
+            once = with_tracer(once, app_tracer)
+        elif name == "ours traced":
+            once = with_flush(once)
         once(1, loop)
         assert status[-1] == 200, (name, status)
         fastapi_variants[f"FastAPI {name}"] = once
     fastapi = interleave(fastapi_variants, args.rounds, args.requests, loop)
 
-    fapps = {name: make_flask() for name in ("bare", "official", "ours traced", "ours metrics-only")}
+    fapps = {name: make_flask() for name in names}
     OfficialFlask.instrument_app(fapps["official"], tracer_provider=tp, meter_provider=mp)
     ours_flask.instrument_app(fapps["ours traced"])
+    ours_flask.instrument_app(fapps["ours traced, app provider"])
     ours_flask.instrument_app(fapps["ours metrics-only"], traces="off")
     flask_variants = {}
     for name, app in fapps.items():
         once, status = wsgi_runner(app)
+        if name.endswith("app provider"):
+            once = with_tracer(once, app_tracer)
+        elif name == "ours traced":
+            once = with_flush(once)
         once(1)
         assert status[-1].startswith("200"), (name, status)
         flask_variants[f"Flask {name}"] = once
@@ -374,39 +724,91 @@ def main() -> None:
         ("bare", []),
         ("official", [official_grpc_interceptor(tracer_provider=tp)]),
         ("ours traced", [ours_grpc.server_interceptor()]),
+        ("ours traced, app provider", [ours_grpc.server_interceptor()]),
         ("ours metrics-only", [ours_grpc.server_interceptor(traces="off")]),
     ):
-        once, handles = grpc_runner(interceptors)
+        one_call, handles = grpc_runner(interceptors)
+        flush = None
+        if name.endswith("app provider"):
+            one_call = with_tracer(one_call, app_tracer)
+        elif name == "ours traced":
+            flush = STATE.span_provider.force_flush
         grpc_servers.append(handles)
-        grpc_variants[f"gRPC unary {name}"] = once
-    grpc = interleave(grpc_variants, args.rounds, max(100, args.requests), None)
+        grpc_variants[f"gRPC unary {name}"] = (one_call, flush)
+    grpc = interleave_calls(grpc_variants, args.grpc_rounds, args.grpc_calls)
     for server, channel in grpc_servers:
         channel.close()
         server.stop(None)
+    direct_variants = {}
+    for name, interceptor in (
+        ("bare", None),
+        ("official", official_grpc_interceptor(tracer_provider=tp)),
+        ("ours traced", ours_grpc.server_interceptor()),
+        ("ours traced, app provider", ours_grpc.server_interceptor()),
+        ("ours metrics-only", ours_grpc.server_interceptor(traces="off")),
+    ):
+        once = grpc_direct_runner(interceptor)
+        if name.endswith("app provider"):
+            once = with_tracer(once, app_tracer)
+        elif name == "ours traced":
+            once = with_flush(once)
+        direct_variants[f"gRPC server side {name}"] = once
+    grpc_direct = interleave(direct_variants, args.rounds, args.requests, None)
+    breakdown_lines = breakdown(args.breakdown_requests, loop) if args.breakdown_requests else []
     modelotel.shutdown()
 
     lines = [
         f"Machine: {machine_line()}. {args.rounds} interleaved rounds of {args.requests} requests per variant; "
-        "median of the per-round means. Spans sampled (AlwaysOn) for every traced "
-        "variant and the official ones, batch span processor, discarding exporters.",
+        "median of the per-round means. Every span sampled. Official: SDK TracerProvider, BatchSpanProcessor, "
+        "discarding exporter. Ours traced: modelotel's own provider, spans encoded to OTLP/JSON by its export "
+        "thread (in this process) and written to /dev/null. Ours traced, app provider: modelotel's spans through "
+        "the official variants' SDK provider (an application that set its own).",
         "",
     ]
     lines += table("FastAPI (ASGI, no sockets)", fastapi, "FastAPI bare", "FastAPI official", "FastAPI ours traced")
     lines += table("Flask (WSGI, no sockets)", flask, "Flask bare", "Flask official", "Flask ours traced")
     lines += table(
-        "gRPC unary (loopback; CPU time of the whole process per call, client included)",
+        f"gRPC unary (loopback; CPU time of the whole process per call, client included; variants alternate "
+        f"call by call, {args.grpc_rounds} rounds of {args.grpc_calls} calls, median of the round means)",
         grpc,
         "gRPC unary bare",
         "gRPC unary official",
         "gRPC unary ours traced",
     )
+    lines += table(
+        "gRPC unary, the server side alone (the intercepted behaviour called in-process with a stand-in "
+        "context: no network, no grpc threads)",
+        grpc_direct,
+        "gRPC server side bare",
+        "gRPC server side official",
+        "gRPC server side ours traced",
+    )
     lines.append("The official gRPC interceptor emits no metrics; modelotel's also records `rpc.server.call.duration`.")
     lines.append("")
+    lines += breakdown_lines
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--grpc-rounds", type=int, default=100)
+    parser.add_argument("--breakdown-requests", type=int, default=3000, help="0 skips the cost breakdown")
+    parser.add_argument("--grpc-calls", type=int, default=30, help="calls per variant per gRPC round")
+    parser.add_argument("--no-load", action="store_true")
+    parser.add_argument("--no-micro", action="store_true", help="the load test only (implies --no-write)")
+    parser.add_argument("--load-repeats", type=int, default=3)
+    parser.add_argument("--load-seconds", type=int, default=8)
+    parser.add_argument("--otlp", action="store_true", help="also load-test OTLP/gRPC span export to a collector")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    lines = [] if args.no_micro else micro(args)
     if not args.no_load:
-        lines += load_test(args.load_repeats, args.load_seconds)
+        lines += load_test(args.load_repeats, args.load_seconds, args.otlp)
     text = "\n".join(lines)
     print(text)
-    if not args.no_write:
+    if not (args.no_write or args.no_micro):
         write_section(HERE / "RESULTS.md", "middleware", "Middleware overhead (`benchmarks/middleware.py`)", text)
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from flask import Response, stream_with_context
+from flask import Response, got_request_exception, stream_with_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from werkzeug.serving import make_server
@@ -168,6 +168,38 @@ def test_unhandled_exception_is_a_500_with_its_class_and_flask_sees_the_same_obj
     (event,) = [e for e in span.events if e.name == "exception"]
     assert event.attributes["exception.type"].endswith("AppError")
     points = http_points(telemetry)
+    assert total_count(points, **{ROUTE: "/fail", STATUS: 500, conv.ERROR_TYPE: "AppError"}) == 1
+
+
+def test_route_known_when_a_hook_answers_early_or_the_exception_propagates(telemetry, spans):
+    # The route is read when the response starts (Flask's request is still in the environ then), or
+    # by the got_request_exception receiver when an exception leaves Flask before any response.
+    app = instrumented()
+
+    @app.before_request
+    def gate():
+        if requests_flag["deny"]:
+            return "denied by hook", 401
+        return None
+
+    requests_flag = {"deny": True}
+    with serving(app) as url:
+        assert requests.get(f"{url}/items/7").status_code == 401
+        wait_server_spans(spans, 1)
+    (denied,) = server_spans(spans)
+    assert denied.name == "GET /items/<int:item_id>" and denied.attributes[ROUTE] == "/items/<int:item_id>"
+    assert denied.attributes[STATUS] == 401
+
+    spans.clear()
+    requests_flag["deny"] = False
+    app.config["PROPAGATE_EXCEPTIONS"] = True  # Flask re-raises instead of answering 500 itself
+    with serving(app) as url:
+        assert requests.get(f"{url}/fail").status_code == 500  # werkzeug answers for the crashed app
+        (failed,) = wait_server_spans(spans, 1)
+    assert failed.name == "GET /fail" and failed.attributes[ROUTE] == "/fail"
+    assert failed.attributes[STATUS] == 500 and failed.attributes[conv.ERROR_TYPE] == "AppError"
+    points = http_points(telemetry)
+    assert total_count(points, **{ROUTE: "/items/<int:item_id>", STATUS: 401}) == 1
     assert total_count(points, **{ROUTE: "/fail", STATUS: 500, conv.ERROR_TYPE: "AppError"}) == 1
 
 
@@ -477,17 +509,18 @@ def test_responses_are_unchanged_by_instrumentation(telemetry, spans):
 def test_instrument_is_idempotent_and_uninstrument_restores(telemetry, spans):
     app = create_app()
     original = app.wsgi_app
-    hooks_before = len(app.before_request_funcs.get(None, []))
+    receivers_before = list(got_request_exception.receivers_for(app))
     assert instrumented(app) is app and instrumented(app) is app
     middleware = app.wsgi_app
     assert isinstance(middleware, ModelotelWSGIMiddleware) and middleware.wsgi_app == original
-    assert len(app.before_request_funcs[None]) == hooks_before + 1
+    hook = app.extensions["modelotel"].on_exception  # receives only this app's unhandled exceptions
+    assert list(got_request_exception.receivers_for(app)) == [*receivers_before, hook]
     with serving(app) as url:
         assert requests.get(f"{url}/items/1").status_code == 200
         wait_server_spans(spans, 1)
         uninstrument_app(app)
         assert app.wsgi_app == original
-        assert len(app.before_request_funcs[None]) == hooks_before
+        assert list(got_request_exception.receivers_for(app)) == receivers_before
         assert requests.get(f"{url}/items/2").json() == {"item": 2}
         time.sleep(0.05)
     assert len(server_spans(spans)) == 1

@@ -42,7 +42,9 @@ class Settings:
     hash_key: str | None = None
     deployment_role: str = "primary"
     disabled: bool = False
-    span_queue_size: int = 16384  # our BatchSpanProcessor's queue (the SDK default of 2048 drops bursts)
+    span_queue_size: int = 16384  # our span queue (the SDK's default of 2048 drops bursts)
+    span_batch_size: int = 512  # OTEL_BSP_MAX_EXPORT_BATCH_SIZE
+    span_schedule_delay_s: float = 5.0  # OTEL_BSP_SCHEDULE_DELAY (milliseconds in the environment)
     resource_attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -190,9 +192,13 @@ def resolve(
     check_role(role, "MODELOTEL_DEPLOYMENT_ROLE" if deployment_role is None else "deployment_role")
 
     span_queue = int(_env_number(env, "OTEL_BSP_MAX_QUEUE_SIZE", 16384, lo=1, hi=10_000_000))
+    span_batch = int(_env_number(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, lo=1, hi=10_000_000))
+    span_delay_ms = _env_number(env, "OTEL_BSP_SCHEDULE_DELAY", 5000, lo=0, hi=86_400_000)
 
     return Settings(
         span_queue_size=span_queue,
+        span_batch_size=span_batch,
+        span_schedule_delay_s=span_delay_ms / 1000,
         service_name=service_name,
         exporter=exporter,
         path=file_path,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,11 @@ class PendingPredictions:
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
-        self._table: dict[str, tuple[ModelBuffers, Sequence[float] | None, Sequence[Any] | None]] = {}
+        # OrderedDict: evicting the oldest is O(1); a plain dict's next(iter()) scans the holes left by earlier
+        # deletions, which made every traced prediction slower once the table was full
+        self._table: OrderedDict[str, tuple[ModelBuffers, Sequence[float] | None, Sequence[Any] | None]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
         self.evicted = 0
 
@@ -37,7 +42,7 @@ class PendingPredictions:
             table = self._table
             table[pid] = (buffers, confidences, labels)
             while len(table) > self.capacity:
-                del table[next(iter(table))]
+                table.popitem(last=False)
                 self.evicted += 1
 
     def pop(self, pid: str) -> tuple[ModelBuffers, Any, Any] | None:

@@ -35,7 +35,7 @@ from .ood import OODScorer
 from .privacy import count_missing, raw_features
 from .recorder import SELF, ModelBuffers
 from .runtime import OFF, STATE, autostart
-from .tracing import record_exception, start_span
+from .tracing import attach_context, current_context_with, record_exception, start_span
 
 _MISSING = object()
 _ndarray = np.ndarray
@@ -348,7 +348,7 @@ class _Instrumented:
             if mode == "span" and tracer is not None:
                 attrs = {**self.span_attributes, conv.PREDICTION_ID: pid}
                 span = start_span(tracer, self.span_name, None, trace.SpanKind.INTERNAL, attrs)
-                token = otel_context.attach(trace.set_span_in_context(span))
+                token = attach_context(current_context_with(span))
                 return span, token, pid
             if mode == "enrich":
                 span = trace.get_current_span()

@@ -66,11 +66,16 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import Aggregation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+
+from .tracing import UNSET_STATUS
 
 __all__ = [
     "OTLPJsonFileMetricExporter",
     "OTLPJsonFileSpanExporter",
     "json_line_to_proto",
+    "light_spans_to_json_line",
+    "light_spans_to_json_parts",
     "message_to_json",
     "metrics_to_json_line",
     "read_json_lines",
@@ -256,6 +261,294 @@ def spans_to_json_line(spans: Sequence[ReadableSpan]) -> str:
     return message_to_json(encode_spans(spans))
 
 
+# --------------------------------------------------------------------------- modelotel's spans, fast
+#
+# ``light_spans_to_json_line`` writes modelotel's LightSpans (tracing.py) straight to the same bytes
+# that ``spans_to_json_line`` produces for the equivalent ReadableSpans, without building protobuf
+# messages: the resource/scope framing is made once per tracer by the generic serialiser above, and
+# each span is one f-string. Attribute values repeat (methods, routes, status codes, model names),
+# so their encodings are cached per key until a key shows more than _KV_CACHE_PER_KEY distinct values.
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_KV_CACHE_PER_KEY = 256
+_KV_CACHE_MAX = 16_384
+_STR_KV: dict[tuple[str, str], str] = {}  # (key, string value) -> '{"key":..,"value":{"stringValue":..}}'
+_STR_KV_GET = _STR_KV.get
+_TYPED_KV: dict[tuple[str, type, Any], str] = {}  # (key, int or bool, value) -> its KeyValue JSON, or ""
+_KEY_HEADS: dict[str, str] = {}  # key -> '{"key":"..","value":'
+_KV_SEEN: dict[str, int] = {}  # key -> string values cached
+_KV_UNCACHED: set[str] = set()
+_encode_basestring = json.encoder.encode_basestring  # C; escapes like pdata except \b and \f
+
+
+def _quote_fast(s: str) -> str:
+    q = _encode_basestring(s)
+    # json writes \b and \f where pdata writes \u0008 and \u000c (a literal backslash followed by
+    # b or f also matches here; _quote is exact either way).
+    return _quote(s) if ("\\b" in q or "\\f" in q) else q
+
+
+class _Unencodable(Exception):
+    """A value the SDK's OTLP encoder would refuse (and drop, with a log line)."""
+
+
+def _any_value_json(v: Any) -> str:
+    """``message_to_json`` of the SDK's ``_encode_value(v)``."""
+    if v is None:
+        return "{}"
+    if v is True:
+        return '{"boolValue":true}'
+    if v is False:
+        return '{"boolValue":false}'
+    if isinstance(v, str):
+        if not v.isascii() and not _is_utf8(v):
+            raise _Unencodable("not valid UTF-8")
+        return '{"stringValue":' + _quote_fast(v) + "}"
+    if isinstance(v, int):
+        if not _INT64_MIN <= v <= _INT64_MAX:
+            raise _Unencodable(f"integer {v} is outside int64")
+        return '{"intValue":"' + str(int(v)) + '"}'
+    if isinstance(v, float):
+        return '{"doubleValue":' + _format_double(v) + "}"
+    if isinstance(v, bytes):
+        return '{"bytesValue":' + _format_bytes(v) + "}" if v else '{"bytesValue":""}'
+    if isinstance(v, Sequence):
+        if not v:
+            return '{"arrayValue":{}}'
+        return '{"arrayValue":{"values":[' + ",".join(map(_any_value_json, v)) + "]}}"
+    if isinstance(v, Mapping):
+        if not v:
+            return '{"kvlistValue":{}}'
+        return '{"kvlistValue":{"values":[' + ",".join(_kv_json(str(k), x) for k, x in v.items()) + "]}}"
+    raise _Unencodable(f"invalid type {type(v).__name__}")
+
+
+def _kv_json(key: str, value: Any) -> str:
+    head = '{"key":' + _quote_fast(key) + ',"value":' if key else '{"value":'
+    return head + _any_value_json(value) + "}"
+
+
+def _kv_json_or_empty(key: str, value: Any) -> str:
+    try:
+        return _kv_json(key, value)
+    except _Unencodable as exc:
+        _logger.warning("Failed to encode key %s: %s", key, exc)
+        return ""
+
+
+def _double_json(v: float) -> str:
+    """``_format_double``, with a shortcut where ``repr`` already gives Go's digits (1e-4 <= |v| < 1e16)."""
+    if 1e-4 <= abs(v) < 1e16:
+        r = repr(v)  # fixed notation here, shortest round-trip digits, no trailing zeros but ".0"
+        return r[:-2] if r.endswith(".0") else r
+    return _format_double(v)
+
+
+def _is_utf8(text: str) -> bool:
+    """False for strings with lone surrogates, which protobuf (so the SDK's encoder) refuses."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _kv_miss(key: str, value: Any) -> str:
+    """One KeyValue's JSON (``""`` if unencodable), remembering string values of low-cardinality keys."""
+    t = type(value)
+    if t is str:
+        if not value.isascii() and not _is_utf8(value):
+            _logger.warning("Failed to encode key %s: not valid UTF-8", key)  # as the SDK: dropped
+            return ""
+        head = _KEY_HEADS.get(key)
+        if head is None:
+            head = '{"key":' + _quote_fast(key) + ',"value":' if key else '{"value":'
+            if len(_KEY_HEADS) < _KV_CACHE_MAX:
+                _KEY_HEADS[key] = head
+        encoded = head + '{"stringValue":' + _quote_fast(value) + "}}"
+        if key not in _KV_UNCACHED:
+            seen = _KV_SEEN.get(key, 0)
+            if seen >= _KV_CACHE_PER_KEY or len(_STR_KV) >= _KV_CACHE_MAX:
+                _KV_UNCACHED.add(key)  # a high-cardinality key (ids, paths), or a full cache: stop caching it
+            else:
+                _KV_SEEN[key] = seen + 1
+                _STR_KV[(key, value)] = encoded
+        return encoded
+    if t is int or t is bool:
+        typed_key = (key, t, value)  # with the type: True == 1
+        encoded = _TYPED_KV.get(typed_key)
+        if encoded is None:
+            encoded = _kv_json_or_empty(key, value)
+            if len(_TYPED_KV) < _KV_CACHE_MAX:
+                _TYPED_KV[typed_key] = encoded
+        return encoded
+    if t is float:
+        head = _KEY_HEADS.get(key) or ('{"key":' + _quote_fast(key) + ',"value":' if key else '{"value":')
+        return head + '{"doubleValue":' + _double_json(value) + "}}"
+    return _kv_json_or_empty(key, value)
+
+
+def _attributes_json(attributes: Mapping[str, Any]) -> str:
+    """The inside of a KeyValue list; values the SDK could not encode are left out (and logged), as it does.
+
+    Each (key, value) item is looked up as it is in ``_STR_KV``; only string values are stored there,
+    so an int, bool or float never meets another type's encoding (True == 1 == 1.0).
+    """
+    out = []
+    try:
+        for item in attributes.items():
+            encoded = _STR_KV_GET(item)
+            if encoded is None:
+                encoded = _kv_miss(*item)
+                if not encoded:
+                    continue
+            out.append(encoded)
+    except TypeError:  # an unhashable value (a list): no lookups at all
+        out = [e for e in (_kv_miss(k, v) for k, v in attributes.items()) if e]
+    return ",".join(out)
+
+
+# OTLP numbers INTERNAL as 1, the API as 0; keyed by identity (Enum.__hash__ is Python code).
+_PROTO_KIND = {id(kind): kind.value + 1 for kind in SpanKind}
+_UNSET_CODE = StatusCode.UNSET
+_ERROR_CODE = StatusCode.ERROR
+
+
+_QUOTED_NAMES: dict[str, str] = {}  # span name -> ',"name":"..."' (names are few: method + route, model)
+
+
+def _status_json(status: Any) -> str:
+    code = status.status_code
+    message = status.description
+    code_json = "" if code is _UNSET_CODE else (',"code":2' if code is _ERROR_CODE else ',"code":1')
+    if message:
+        return '{"message":' + _quote_fast(message) + code_json + "}"
+    return "{" + code_json[1:] + "}"
+
+
+def _light_span_json(s: Any, end: str = "}") -> str:
+    """``message_to_json`` of the SDK's ``_encode_span`` for the ReadableSpan of LightSpan ``s``.
+
+    ``end`` closes the object: ``"},"`` puts the list separator in the same string (one allocation less).
+    """
+    ts = s.trace_state
+    parent_id = s.parent_id
+    name = s.name
+    quoted = _QUOTED_NAMES.get(name)
+    if quoted is None:
+        quoted = (',"name":' + _quote_fast(name)) if name else ""
+        if len(_QUOTED_NAMES) < 4096:
+            _QUOTED_NAMES[name] = quoted
+    attrs = s.attributes
+    status = s.status
+    return "".join(
+        (
+            '{"traceId":"',
+            s.trace_id.to_bytes(16, "big").hex(),
+            '","spanId":"',
+            s.span_id.to_bytes(8, "big").hex(),
+            '"',
+            (',"traceState":' + _quote_fast(",".join(f"{k}={v}" for k, v in ts.items()))) if ts else "",
+            (
+                ',"parentSpanId":"'
+                + parent_id.to_bytes(8, "big").hex()
+                + ('","flags":768' if s.parent_remote else '","flags":256')
+            )
+            if parent_id
+            else ',"flags":256',
+            quoted,
+            f',"kind":{_PROTO_KIND[id(s.kind)]},"startTimeUnixNano":"{s.start_time}","endTimeUnixNano":"{s.end_time}"',
+            (',"attributes":[' + _attributes_json(attrs) + "]") if attrs else "",
+            _events_json(s.events) if s.events else "",
+            ',"status":{}' if status is UNSET_STATUS else ',"status":' + _status_json(status),
+            end,
+        )
+    )
+
+
+def _events_json(events: Sequence[tuple[str, Mapping[str, Any], int]]) -> str:
+    out = []
+    for name, attrs, time_ns in events:
+        encoded = _attributes_json(attrs) if attrs else ""
+        out.append(
+            f'{{"timeUnixNano":"{time_ns}"'
+            + ((',"name":' + _quote_fast(name)) if name else "")
+            + ((',"attributes":[' + encoded + "]}") if encoded else "}")
+        )
+    return ',"events":[' + ",".join(out) + "]"
+
+
+_MARK = "modelotel-framing-\x01"
+
+
+def _framing(resource: Any, scope: Any) -> tuple[str, str, str, str]:
+    """(resource head, scope head, scope tail, resource tail) around the spans of one resource/scope."""
+    placeholder = ReadableSpan(
+        name=_MARK, context=SpanContext(1, 1, False), resource=resource, instrumentation_scope=scope
+    )
+    rs = encode_spans([placeholder]).resource_spans[0]
+    ss = rs.scope_spans[0]
+    rs_json, ss_json, span_json = message_to_json(rs), message_to_json(ss), message_to_json(ss.spans[0])
+    scope_head, scope_tail = ss_json.split(span_json)
+    resource_head, resource_tail = rs_json.split(ss_json)
+    return resource_head, scope_head, scope_tail, resource_tail
+
+
+_FRAMINGS: dict[int, tuple[Any, Any, tuple[str, str, str, str]]] = {}
+
+
+def light_spans_to_json_parts(spans: Sequence[Any]) -> list[bytes]:
+    """One collector-style OTLP/JSON line for LightSpans, as UTF-8 pieces to write one after the other.
+
+    Joined, they are the bytes ``spans_to_json_line`` gives for the same spans as ReadableSpans
+    (grouped by resource, then instrumentation scope, in first-seen order). Pieces, not one string:
+    a batch is some 300 kB, and every fresh allocation of that size costs page faults (``mmap``),
+    which measured more than the encoding itself. A name that is not valid UTF-8 is written with
+    ``?`` in place of its lone surrogates (the SDK's encoder would fail the whole batch).
+    """
+    # resource -> scope -> span pieces; keyed by identity (Resource.__hash__ serialises the resource).
+    groups: dict[int, dict[int, tuple[tuple[bytes, bytes, bytes, bytes], list[bytes]]]] = {}
+    last_tracer: Any = None
+    group: Any = None
+    for s in spans:
+        tracer = s.tracer
+        if tracer is not last_tracer:
+            last_tracer = tracer
+            entry = _FRAMINGS.get(id(tracer))
+            if entry is None or entry[0] is not tracer:
+                scope = tracer._instrumentation_scope
+                framing = tuple(p.encode("utf-8", "replace") for p in _framing(tracer.resource, scope))
+                entry = (tracer, scope, framing)
+                if len(_FRAMINGS) > 64:
+                    _FRAMINGS.clear()
+                _FRAMINGS[id(tracer)] = entry
+            scopes = groups.get(id(tracer.resource))
+            if scopes is None:
+                scopes = groups[id(tracer.resource)] = {}
+            group = scopes.get(id(entry[1]))
+            if group is None:
+                group = scopes[id(entry[1])] = (entry[2], [])
+            group = group[1]
+        group.append(_light_span_json(s, "},").encode("utf-8", "replace"))
+    out = [b'{"resourceSpans":[']
+    for i, scopes in enumerate(groups.values()):
+        for j, ((r_head, s_head, s_tail, _), encoded) in enumerate(scopes.values()):
+            if j == 0:
+                out.append(b"," + r_head if i else r_head)
+            out.append(b"," + s_head if j else s_head)
+            encoded[-1] = encoded[-1][:-1]  # each span carries its separator, the last one none
+            out += encoded
+            out.append(s_tail)
+        out.append(next(iter(scopes.values()))[0][3])  # the resource's tail
+    out.append(b"]}")
+    return out
+
+
+def light_spans_to_json_line(spans: Sequence[Any]) -> str:
+    """``light_spans_to_json_parts`` as one string (without the trailing newline)."""
+    return b"".join(light_spans_to_json_parts(spans)).decode("utf-8")
+
+
 def _hex_ids_to_base64(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {
@@ -313,6 +606,9 @@ def read_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[st
 # --------------------------------------------------------------------------- exporters
 
 
+_IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 1024
+
+
 class _LineAppender:
     """Appends whole lines to one file, safely across threads and (forked) processes.
 
@@ -361,6 +657,32 @@ class _LineAppender:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 while data:  # os.write may be partial; the lock keeps the line contiguous
                     data = data[os.write(fd, data) :]
+            finally:
+                os.close(fd)  # also releases the lock
+        except OSError as exc:
+            self._warn_once(f"writing to {self.path!r} failed: {exc}", error=True)
+            return False
+        return True
+
+    def append_parts(self, parts: list[bytes]) -> bool:
+        """``append`` of the line ``b"".join(parts)``, written with writev: no big joined copy is made."""
+        if not self.accepting():
+            return False
+        parts.append(b"\n")
+        try:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                start = 0
+                while start < len(parts):  # at most IOV_MAX buffers per call; writes may be partial
+                    chunk = parts[start : start + _IOV_MAX]
+                    written = os.writev(fd, chunk)
+                    for buf in chunk:
+                        if written < len(buf):
+                            parts[start] = buf[written:]
+                            break
+                        written -= len(buf)
+                        start += 1
             finally:
                 os.close(fd)  # also releases the lock
         except OSError as exc:
@@ -441,6 +763,20 @@ class OTLPJsonFileSpanExporter(SpanExporter):
         if not request.resource_spans:
             return SpanExportResult.SUCCESS
         ok = self._appender.append(message_to_json(request))
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def export_light(self, spans: Sequence[Any]) -> SpanExportResult:
+        """Export modelotel's LightSpans (span_export.SpanQueue calls this): same line, far less work."""
+        if not spans:
+            return SpanExportResult.SUCCESS
+        if not self._appender.accepting():
+            return SpanExportResult.FAILURE
+        try:
+            parts = light_spans_to_json_parts(spans)
+        except Exception:
+            _logger.exception("%s: could not encode spans", type(self).__name__)
+            return SpanExportResult.FAILURE
+        ok = self._appender.append_parts(parts)
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

@@ -1,26 +1,42 @@
-"""Spans: choosing a TracerProvider, and recording exceptions without leaking PII.
+"""Spans: choosing a TracerProvider, modelotel's cheap span, and recording exceptions without leaking PII.
 
-When the application already set an SDK TracerProvider we use it (its sampler, processors and
-exporters); otherwise, when traces are on, we build one that exports where the metrics go and
-install it globally so the application's own spans join the same pipeline.
+When the application already set an SDK TracerProvider we use it (its sampler, id generator,
+resource and span processors); otherwise, when traces are on, we build one that exports where the
+metrics go and install it globally so the application's own spans join the same pipeline. That
+provider's only span processor is a ``SpanQueue`` (span_export.py): a span of ours that ends there is
+one list append, and everything else (encoding, writing) happens on the queue's thread.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 import traceback
+from collections.abc import Callable
+from random import getrandbits
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from .config import Settings
 from .privacy import scrub
+from .span_export import SpanQueue, make_span_exporter
 
 _log = logging.getLogger("modelotel")
 
 MAX_STACKTRACE_CHARS = 16_384
+MAX_ATTRIBUTES = 128  # the SDK's default OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, for attributes others set on our spans
+MAX_EVENTS = 128
+
+# The context key under which the API keeps the current span (``trace.set_span_in_context`` uses it).
+SPAN_KEY = next(iter(trace.set_span_in_context(NonRecordingSpan(trace.INVALID_SPAN_CONTEXT), Context())))
+UNSET_STATUS = Status(StatusCode.UNSET)  # every LightSpan starts with this object (encoders test identity)
+_SAMPLED = int(TraceFlags.SAMPLED)
+_RANDOM = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
 
 
 def app_tracer_provider() -> Any | None:
@@ -36,31 +52,51 @@ def app_tracer_provider() -> Any | None:
 def make_tracer_provider(settings: Settings, resource: Any) -> Any | None:
     """Our own SDK TracerProvider exporting like the metrics, or None when there is nowhere to send spans."""
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    kind = settings.exporter
-    if kind == "file":
-        from .otlp_json import OTLPJsonFileSpanExporter
-
-        span_exporter: Any = OTLPJsonFileSpanExporter(settings.path)
-    elif kind == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        span_exporter = ConsoleSpanExporter()
-    elif kind == "otlp" or not isinstance(kind, str):
-        if settings.otlp_protocol == "http/protobuf":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        else:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        span_exporter = OTLPSpanExporter()
-    else:
+    exporter = make_span_exporter(settings)
+    if exporter is None:
         return None
     provider = TracerProvider(resource=resource)
-    batch = min(512, settings.span_queue_size)
     provider.add_span_processor(
-        BatchSpanProcessor(span_exporter, max_queue_size=settings.span_queue_size, max_export_batch_size=batch)
+        SpanQueue(
+            exporter,
+            max_queue_size=settings.span_queue_size,
+            max_export_batch_size=settings.span_batch_size,
+            schedule_delay_s=settings.span_schedule_delay_s,
+        )
     )
     return provider
+
+
+def _context_var() -> Any:
+    """The ContextVar behind the API's default runtime context, or None for another runtime context."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(var, contextvars.ContextVar):
+        return var
+    return None
+
+
+_CONTEXT_VAR = _context_var()
+# ``otel_context.attach``/``detach`` minus two Python calls: with the default runtime context they are
+# exactly this ContextVar's set/reset (same tokens). detach_context raises where the API would log.
+attach_context: Callable[[Context], Any] = _CONTEXT_VAR.set if _CONTEXT_VAR is not None else otel_context.attach
+detach_context: Callable[[Any], None] = _CONTEXT_VAR.reset if _CONTEXT_VAR is not None else otel_context.detach
+
+
+def current_context_with(span: Span) -> Context:
+    """``trace.set_span_in_context(span)``: the current context plus ``span``, minus the API's calls."""
+    if _CONTEXT_VAR is None:
+        return trace.set_span_in_context(span)
+    current = _CONTEXT_VAR.get()
+    return Context({**current, SPAN_KEY: span}) if current else Context({SPAN_KEY: span})
+
+
+def context_with_span(span: Span, parent: Context | None) -> Context:
+    """``trace.set_span_in_context(span, parent)``, without the copy when ``parent`` is empty."""
+    if not parent:
+        return Context({SPAN_KEY: span})
+    return trace.set_span_in_context(span, parent)
 
 
 def record_exception(span: Span, exc: BaseException) -> None:
@@ -88,137 +124,379 @@ def record_exception(span: Span, exc: BaseException) -> None:
 
 
 class LightSpan(Span):
-    """A recording span that is plain Python data until ``end()`` turns it into the SDK's ReadableSpan.
+    """A recording span that is plain Python data: ids as ints, attributes in a dict, events as tuples.
 
     The OTel SDK's ``Tracer.start_span`` builds a locked, validating ``_Span`` (about 20 us per span
-    here, the larger part of a traced request's overhead). modelotel's own spans only ever carry
-    attributes it built itself, so this span keeps them in a dict and makes the ``ReadableSpan`` once,
-    at the end. It still goes through the application's provider: its sampler decides, its id
-    generator makes the ids, its resource and span processors receive the span (``on_start`` gets this
-    object, ``on_end`` the ReadableSpan). SpanLimits are not applied (our attribute sets are bounded).
+    here). modelotel's spans carry attributes it built itself, so this span keeps plain fields and
+    hands itself to a sink when it ends: on modelotel's own provider the sink appends it to the
+    ``SpanQueue`` (the export thread encodes it); on an application's provider it becomes the SDK's
+    ``ReadableSpan`` for the provider's span processors (``on_start`` gets this object). The
+    ``SpanContext`` is built only when someone asks for it (``get_span_context``); modelotel's own
+    child spans read the ids directly. SpanLimits: at most 128 attributes and 128 events (the SDK's
+    defaults) from code other than modelotel's; values are not validated here but by the encoder.
     """
 
-    __slots__ = ("_name", "_context", "_parent", "_kind", "_attrs", "_events", "_status", "_start", "_ended", "_tracer")
+    __slots__ = (
+        "name",
+        "trace_id",
+        "span_id",
+        "trace_flags",
+        "trace_state",
+        "parent_id",
+        "parent_remote",
+        "kind",
+        "attributes",
+        "events",
+        "status",
+        "start_time",
+        "end_time",
+        "tracer",
+        "_sink",
+        "_context",
+    )
 
-    def __init__(self, tracer: Any, name: str, context: Any, parent: Any, kind: Any, attributes: dict) -> None:
-        self._tracer = tracer
-        self._name = name
-        self._context = context
-        self._parent = parent
-        self._kind = kind
-        self._attrs = attributes
-        self._events: list[Any] = []
-        self._status = Status(StatusCode.UNSET)
-        self._start = time.time_ns()
-        self._ended = False
+    def __init__(
+        self,
+        tracer: Any,
+        sink: Any,
+        name: str,
+        trace_id: int,
+        span_id: int,
+        trace_flags: int,
+        trace_state: Any,
+        parent_id: int,
+        parent_remote: bool,
+        kind: SpanKind,
+        attributes: dict,
+    ) -> None:
+        self.tracer = tracer
+        self._sink = sink
+        self.name = name  # rename with update_name (ignored after the end); the middleware also sets it directly
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.trace_flags = trace_flags
+        self.trace_state = trace_state  # a TraceState or None
+        self.parent_id = parent_id  # 0: a root span
+        self.parent_remote = parent_remote
+        self.kind = kind
+        self.attributes = attributes
+        self.events: list[tuple[str, Any, int]] | None = None  # (name, attributes, time_ns)
+        self.status = UNSET_STATUS
+        self.start_time = time.time_ns()
+        self.end_time = 0  # 0 while recording
+        self._context: SpanContext | None = None
 
-    def get_span_context(self) -> Any:
-        return self._context
+    def get_span_context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            context = self._context = SpanContext(
+                self.trace_id,
+                self.span_id,
+                is_remote=False,
+                trace_flags=TraceFlags(self.trace_flags),
+                trace_state=self.trace_state,
+            )
+        return context
 
     def is_recording(self) -> bool:
-        return not self._ended
+        return not self.end_time
 
     def set_attribute(self, key: str, value: Any) -> None:
-        if not self._ended:
-            self._attrs[key] = value
+        if not self.end_time and (len(self.attributes) < MAX_ATTRIBUTES or key in self.attributes):
+            self.attributes[key] = value
 
     def set_attributes(self, attributes: Any) -> None:
-        if not self._ended:
-            self._attrs.update(attributes)
+        if not self.end_time:
+            if len(self.attributes) + len(attributes) <= MAX_ATTRIBUTES:
+                self.attributes.update(attributes)
+            else:
+                for key, value in attributes.items():
+                    self.set_attribute(key, value)
 
     def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
-        if not self._ended:
-            from opentelemetry.sdk.trace import Event
-
-            self._events.append(Event(name, attributes or {}, timestamp or time.time_ns()))
+        if self.end_time:
+            return
+        events = self.events
+        if events is None:
+            events = self.events = []
+        if len(events) < MAX_EVENTS:
+            events.append((name, dict(attributes) if attributes else {}, timestamp or time.time_ns()))
 
     def add_link(self, context: Any, attributes: Any = None) -> None:  # not used by modelotel
         pass
 
     def update_name(self, name: str) -> None:
-        if not self._ended:
-            self._name = name
+        if not self.end_time:
+            self.name = name
 
     def set_status(self, status: Any, description: str | None = None) -> None:
-        if self._ended:
+        if self.end_time:
             return
-        if isinstance(status, Status):
-            self._status = status
-        else:
-            self._status = Status(status, description)
+        if not isinstance(status, Status):
+            status = Status(status, description)
+        # As the SDK: OK is final, and UNSET never replaces a status already set.
+        if self.status.status_code is StatusCode.OK or status.status_code is StatusCode.UNSET:
+            return
+        self.status = status
 
     def record_exception(self, exception: BaseException, attributes: Any = None, timestamp: Any = None, escaped=False):
         record_exception(self, exception)
 
     def end(self, end_time: int | None = None) -> None:
-        if self._ended:
+        if self.end_time:
             return
-        self._ended = True
+        self.end_time = end_time or time.time_ns()
         try:
-            from opentelemetry.sdk.trace import ReadableSpan
-
-            tracer = self._tracer
-            readable = ReadableSpan(
-                name=self._name,
-                context=self._context,
-                parent=self._parent,
-                resource=tracer.resource,
-                attributes=self._attrs,
-                events=tuple(self._events),
-                kind=self._kind,
-                status=self._status,
-                start_time=self._start,
-                end_time=end_time or time.time_ns(),
-                instrumentation_scope=tracer._instrumentation_scope,
-            )
-            tracer.span_processor.on_end(readable)
+            self._sink(self)
         except Exception as exc:
             _log.debug("modelotel: span end failed: %s", exc)
 
+    # -- the SDK's view ----------------------------------------------------------------------------
+    def parent_context(self) -> SpanContext | None:
+        if not self.parent_id:
+            return None
+        return SpanContext(self.trace_id, self.parent_id, is_remote=self.parent_remote)
+
+    def to_readable(self) -> Any:
+        """The SDK ``ReadableSpan`` of this (ended) span, as the SDK's own span would have produced it."""
+        from opentelemetry.sdk.trace import Event, ReadableSpan
+
+        tracer = self.tracer
+        return ReadableSpan(
+            name=self.name,
+            context=self.get_span_context(),
+            parent=self.parent_context(),
+            resource=tracer.resource,
+            attributes=self.attributes,
+            events=tuple(Event(name, attrs, ts) for name, attrs, ts in self.events or ()),
+            kind=self.kind,
+            status=self.status,
+            start_time=self.start_time,
+            end_time=self.end_time or None,
+            instrumentation_scope=tracer._instrumentation_scope,
+        )
+
     def __repr__(self) -> str:
-        return f"LightSpan({self._name!r}, {self._context!r})"
+        return f"LightSpan({self.name!r}, trace_id={self.trace_id:032x}, span_id={self.span_id:016x})"
 
 
-def start_span(tracer: Any, name: str, parent_context: Any, kind: Any, attributes: dict) -> Span:
-    """A span as ``tracer.start_span`` would make it, as a LightSpan when the tracer is the OTel SDK's.
+# -- starting spans --------------------------------------------------------------------------------
 
-    Anything unusual (a non-SDK tracer, a disabled tracer) goes through ``tracer.start_span`` itself.
-    """
-    sampler = getattr(tracer, "sampler", None)
-    processor = getattr(tracer, "span_processor", None)
-    id_generator = getattr(tracer, "id_generator", None)
-    enabled = getattr(tracer, "_is_enabled", None)
-    if sampler is None or processor is None or id_generator is None or not hasattr(tracer, "_instrumentation_scope"):
-        return tracer.start_span(name, context=parent_context, kind=kind, attributes=attributes)
-    if enabled is not None and not enabled():
-        return tracer.start_span(name, context=parent_context, kind=kind, attributes=attributes)
-    parent = trace.get_current_span(parent_context).get_span_context()
-    if parent is None or not parent.is_valid:
-        parent = None
-        trace_id = id_generator.generate_trace_id()
-        random_trace_id = id_generator.is_trace_id_random()
-    else:
-        trace_id = parent.trace_id
-        random_trace_id = parent.trace_flags.random_trace_id
-    result = sampler.should_sample(parent_context, trace_id, name, kind, attributes, ())
-    flags = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
-    if random_trace_id:
-        flags |= TraceFlags.RANDOM_TRACE_ID
-    context = SpanContext(
-        trace_id,
-        id_generator.generate_span_id(),
-        is_remote=False,
-        trace_flags=TraceFlags(flags),
-        trace_state=result.trace_state,
+# A sampler whose answer depends only on the parent's kind: (root, remote sampled, remote not sampled,
+# local sampled, local not sampled) -> sampled? Static samplers (ALWAYS_ON/OFF) and ParentBased over
+# static ones (the SDK's default, parentbased_always_on) are decided inline; others are asked.
+_ROOT, _REMOTE_ON, _REMOTE_OFF, _LOCAL_ON, _LOCAL_OFF = range(5)
+
+
+def _static_table(sampler: Any) -> tuple[bool, ...] | None:
+    from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
+
+    def decision(s: Any) -> bool | None:
+        if type(s) is StaticSampler:
+            d = getattr(s, "_decision", None)
+            if d is Decision.RECORD_AND_SAMPLE:
+                return True
+            if d is Decision.DROP:
+                return False
+        return None
+
+    if type(sampler) is StaticSampler:
+        d = decision(sampler)
+        return None if d is None else (d,) * 5
+    if type(sampler) is ParentBased:
+        parts = [
+            decision(getattr(sampler, name, None))
+            for name in (
+                "_root",
+                "_remote_parent_sampled",
+                "_remote_parent_not_sampled",
+                "_local_parent_sampled",
+                "_local_parent_not_sampled",
+            )
+        ]
+        return None if None in parts else tuple(parts)  # type: ignore[arg-type]
+    return None
+
+
+class _TracerPlan:
+    """How to start spans for one SDK tracer, worked out once (and again if its processors change)."""
+
+    __slots__ = (
+        "tracer",
+        "multi",
+        "processors",
+        "config",
+        "enabled",
+        "queue",
+        "spans",
+        "sink",
+        "on_start",
+        "table",
+        "random_ids",
+        "random_flag",
     )
-    if not result.decision.is_recording():
-        return NonRecordingSpan(context)
-    attrs = dict(attributes)
-    if result.attributes:
-        attrs.update(result.attributes)
-    span = LightSpan(tracer, name, context, parent, kind, attrs)
-    try:
-        processor.on_start(span, parent_context=parent_context)
-    except Exception as exc:
-        _log.debug("modelotel: span processor on_start failed: %s", exc)
+
+    def __init__(self, tracer: Any, multi: Any, processors: Any) -> None:
+        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+        self.tracer = tracer
+        self.multi = multi  # the provider's span processor; its tuple of processors changes on add
+        self.processors = processors
+        # SDK >= 1.3x can disable a tracer: its _TracerConfig (replaced, never mutated) says so.
+        self.config = getattr(tracer, "_tracer_config", None)
+        self.enabled = getattr(tracer, "_is_enabled", None)
+        queue = processors[0] if len(processors) == 1 and type(processors[0]) is SpanQueue else None
+        self.queue = queue
+        self.spans = queue.spans if queue is not None else None
+        if queue is not None:  # ours alone: ending a span is the queue list's append (its bound: start_span)
+            self.sink = queue.spans.append
+            self.on_start = None
+        else:
+
+            def to_processors(span: LightSpan) -> None:
+                multi.on_end(span.to_readable())
+
+            self.sink = to_processors
+            self.on_start = multi.on_start
+        self.table = _static_table(tracer.sampler)
+        self.random_ids = type(tracer.id_generator) is RandomIdGenerator
+        self.random_flag = _RANDOM if tracer.id_generator.is_trace_id_random() else 0
+
+    def usable(self, tracer: Any) -> bool:
+        """Still the plan of this tracer (same processors) and the tracer is enabled."""
+        if self.tracer is not tracer or self.multi._span_processors is not self.processors:
+            return False
+        if self.config is not None and tracer._tracer_config is self.config:
+            return bool(self.config.is_enabled)
+        return self.enabled is None or bool(self.enabled())
+
+
+def _discard(span: LightSpan) -> None:
+    pass
+
+
+_PLANS: dict[int, _TracerPlan] = {}
+_LAST_PLAN: list[Any] = [None]  # the plan used last: nearly every span is STATE.tracer's
+
+
+def _plan_of(tracer: Any) -> _TracerPlan | None:
+    """The tracer's plan, or None for anything but an enabled OTel SDK tracer."""
+    plan = _PLANS.get(id(tracer))
+    if plan is None or plan.tracer is not tracer or plan.multi._span_processors is not plan.processors:
+        multi = getattr(tracer, "span_processor", None)
+        processors = getattr(multi, "_span_processors", None)
+        if (
+            getattr(tracer, "sampler", None) is None
+            or getattr(tracer, "id_generator", None) is None
+            or not hasattr(tracer, "_instrumentation_scope")
+            or not isinstance(processors, tuple)
+        ):
+            return None
+        plan = _TracerPlan(tracer, multi, processors)
+        if len(_PLANS) > 64:  # tracers are few; this only bounds a pathological caller
+            _PLANS.clear()
+        _PLANS[id(tracer)] = plan
+    if not plan.usable(tracer):
+        return None
+    _LAST_PLAN[0] = plan
+    return plan
+
+
+def _new_id(bits: int) -> int:
+    value = getrandbits(bits)
+    while not value:  # 0 is the invalid id (the SDK's RandomIdGenerator redraws too)
+        value = getrandbits(bits)
+    return value
+
+
+def _current_span() -> Any:
+    """The current context's span, or None (``trace.get_current_span`` minus its calls)."""
+    if _CONTEXT_VAR is not None:
+        return _CONTEXT_VAR.get().get(SPAN_KEY)
+    span = trace.get_current_span()
+    return span if span is not trace.INVALID_SPAN else None
+
+
+def start_span(tracer: Any, name: str, parent_context: Context | None, kind: SpanKind, attributes: dict) -> Span:
+    """A span as ``tracer.start_span(name, parent_context, kind, attributes)`` would make it, made cheaply.
+
+    ``attributes`` becomes the span's own dict (not copied). The tracer's sampler decides (inline
+    for static and parent-based-over-static samplers, which answer the same for the same parent),
+    its id generator makes the ids, and the span goes to its processors. Anything unusual (a non-SDK
+    tracer, a disabled one) goes through ``tracer.start_span`` itself.
+    """
+    plan = _LAST_PLAN[0]
+    if (
+        plan is None
+        or plan.tracer is not tracer
+        or plan.multi._span_processors is not plan.processors
+        or (plan.config is not None and (tracer._tracer_config is not plan.config or not plan.config.is_enabled))
+        or (plan.config is None and plan.enabled is not None and not plan.enabled())
+    ):
+        plan = _plan_of(tracer)
+        if plan is None:
+            return tracer.start_span(name, context=parent_context, kind=kind, attributes=attributes)
+    if parent_context is not None:
+        parent = parent_context.get(SPAN_KEY)
+    elif _CONTEXT_VAR is not None:
+        parent = _CONTEXT_VAR.get().get(SPAN_KEY)
+    else:
+        parent = _current_span()
+    trace_state = None
+    parent_id = 0
+    remote = sampled = False
+    if parent is not None:
+        if type(parent) is LightSpan:
+            trace_id = parent.trace_id
+            parent_id = parent.span_id
+            flags = parent.trace_flags
+            trace_state = parent.trace_state
+        else:
+            parent_ctx = parent.get_span_context()
+            if parent_ctx is not None and parent_ctx.is_valid:
+                trace_id = parent_ctx.trace_id
+                parent_id = parent_ctx.span_id
+                remote = parent_ctx.is_remote
+                flags = parent_ctx.trace_flags
+                trace_state = parent_ctx.trace_state
+        if parent_id:
+            sampled = bool(flags & _SAMPLED)
+            random_flag = flags & _RANDOM
+    if not parent_id:  # a root span
+        random_flag = plan.random_flag
+        trace_id = (getrandbits(128) or _new_id(128)) if plan.random_ids else tracer.id_generator.generate_trace_id()
+    table = plan.table
+    if table is not None:
+        if not parent_id:
+            sample = table[_ROOT]
+        elif remote:
+            sample = table[_REMOTE_ON if sampled else _REMOTE_OFF]
+        else:
+            sample = table[_LOCAL_ON if sampled else _LOCAL_OFF]
+        record = sample
+    else:
+        result = tracer.sampler.should_sample(parent_context, trace_id, name, kind, attributes, ())
+        record = result.decision.is_recording()
+        sample = result.decision.is_sampled()
+        trace_state = result.trace_state
+        if record and result.attributes:
+            attributes.update(result.attributes)
+    span_id = (getrandbits(64) or _new_id(64)) if plan.random_ids else tracer.id_generator.generate_span_id()
+    flags = (_SAMPLED | random_flag) if sample else random_flag
+    if not record:
+        return NonRecordingSpan(
+            SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(flags), trace_state=trace_state)
+        )
+    sink = plan.sink
+    spans = plan.spans
+    if spans is not None and (not sample or len(spans) >= plan.queue.max_queue_size):
+        # Not exported: unsampled (a record-only sampler), or the queue is full (counted, as the SDK's batch
+        # processor drops). The span still records for whoever reads it while it is current.
+        sink = _discard if not sample else plan.queue.drop
+    span = LightSpan(tracer, sink, name, trace_id, span_id, flags, trace_state, parent_id, remote, kind, attributes)
+    if plan.on_start is not None:
+        try:
+            plan.on_start(span, parent_context=parent_context)
+        except Exception as exc:
+            _log.debug("modelotel: span processor on_start failed: %s", exc)
     return span

@@ -15,15 +15,23 @@ from time import perf_counter_ns
 from typing import Any
 
 import numpy as np
-from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry import propagate
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from .. import config
 from .. import conventions as conv
 from ..recorder import SELF, ModelBuffers, Recorder, attr_key, drain
 from ..runtime import OFF, STATE, autostart
-from ..tracing import record_exception, start_span
+from ..tracing import (
+    SPAN_KEY,
+    LightSpan,
+    attach_context,
+    context_with_span,
+    detach_context,
+    record_exception,
+    start_span,
+)
 
 HTTP_SERVER_DURATION = conv.HTTP_SERVER_DURATION
 RPC_SERVER_DURATION = conv.RPC_SERVER_DURATION
@@ -56,6 +64,34 @@ def http_method(raw: str) -> str:
     """OTel's bounded method value: unknown methods become ``_OTHER`` (cardinality)."""
     upper = raw.upper() if raw else ""
     return upper if upper in _KNOWN_METHODS else "_OTHER"
+
+
+_STATUS_ATTRS: dict[Any, dict[str, Any]] = {}
+_SPAN_NAMES: dict[tuple[Any, str], str] = {}
+
+
+def http_status_attrs(status: int) -> dict[str, Any]:
+    """``{http.response.status_code: status}``, one shared (read-only) dict per status code."""
+    attrs = _STATUS_ATTRS.get(status)
+    if attrs is None:
+        attrs = {HTTP_STATUS: status}
+        if len(_STATUS_ATTRS) < 1024:
+            _STATUS_ATTRS[status] = attrs
+    return attrs
+
+
+def span_name(method: Any, route: str) -> str:
+    """``{method} {route}`` (``HTTP {route}`` for unknown methods), the HTTP server span's name; cached."""
+    key = (method, route)
+    try:
+        name = _SPAN_NAMES.get(key)
+    except TypeError:  # an unhashable route from a misbehaving framework hook: not cached
+        return f"{'HTTP' if method == '_OTHER' else method} {route}"
+    if name is None:
+        name = f"{'HTTP' if method == '_OTHER' else method} {route}"
+        if len(_SPAN_NAMES) < 4096:
+            _SPAN_NAMES[key] = name
+    return name
 
 
 class ExcludeList:
@@ -145,17 +181,86 @@ class RouteModels:
 
 
 class Request:
-    """One request in flight: start time, span and context token, and the attributes gathered."""
+    """One request in flight: start time, span and context token, and the attributes gathered.
 
-    __slots__ = ("t0", "span", "token", "attrs", "route", "done")
+    ``attrs`` is also the span's attribute dict when the span is modelotel's LightSpan (one dict,
+    written once); ``finish`` reads the metric's attributes from it.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("t0", "span", "context", "token", "attrs", "route", "done")
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
         self.t0 = perf_counter_ns()
         self.span: Any = None
+        self.context: Context | None = None  # what start() made current (None: nothing)
         self.token: Any = None
-        self.attrs: dict[str, Any] = {}
+        self.attrs = attrs
         self.route: str | None = None
         self.done = False
+
+
+# -- W3C context from the request -------------------------------------------------------------------
+
+_EMPTY = Context()
+_TRACEPARENT = re.compile(r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$")
+_MAX_TRACESTATE = 512  # W3C: combined tracestate longer than this is ignored (as the SDK does)
+_W3C: list[Any] = [None, 0]  # [the global textmap last seen, its W3C shape: 0 other, 1 tracecontext, 2 + baggage]
+
+
+def _w3c_shape(textmap: Any) -> int:
+    """1: exactly the W3C tracecontext propagator; 2: tracecontext + baggage (the default); 0: anything else."""
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    parts = getattr(textmap, "_propagators", None) if type(textmap) is CompositePropagator else [textmap]
+    kinds = [type(p) for p in parts or ()]
+    if kinds == [TraceContextTextMapPropagator]:
+        return 1
+    if kinds in (
+        [TraceContextTextMapPropagator, W3CBaggagePropagator],
+        [W3CBaggagePropagator, TraceContextTextMapPropagator],
+    ):
+        return 2
+    return 0
+
+
+def extract_context(carrier: Any, getter: Any) -> Context:
+    """``propagate.extract(carrier, getter=getter)``, parsed directly when the propagator is W3C's.
+
+    With the default propagators (tracecontext, baggage) and no ``baggage`` header, the
+    ``traceparent``/``tracestate`` headers are read with the getter's ``w3c`` shortcut and parsed
+    exactly as ``TraceContextTextMapPropagator`` does; anything else goes through the global propagator.
+    """
+    textmap = propagate.get_global_textmap()
+    cached = _W3C
+    if cached[0] is not textmap:
+        cached[1] = _w3c_shape(textmap)
+        cached[0] = textmap
+    w3c = getattr(getter, "w3c", None)
+    if not cached[1] or w3c is None:
+        return propagate.extract(carrier, getter=getter) if getter is not None else propagate.extract(carrier)
+    traceparent, tracestate, baggage = w3c(carrier)
+    if baggage and cached[1] == 2:
+        return textmap.extract(carrier, getter=getter)
+    if traceparent is None:
+        return _EMPTY
+    match = _TRACEPARENT.search(traceparent)
+    if match is None:
+        return _EMPTY
+    version, trace_id, span_id, flags, rest = match.groups()
+    if trace_id == "0" * 32 or span_id == "0" * 16 or version == "ff" or (version == "00" and rest):
+        return _EMPTY
+    state = None
+    if tracestate is not None and sum(map(len, tracestate)) + len(tracestate) - 1 <= _MAX_TRACESTATE:
+        state = TraceState.from_header(tracestate)
+    parent = SpanContext(
+        int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)), trace_state=state
+    )
+    return context_with_span(NonRecordingSpan(parent), None)
+
+
+_ERROR = Status(StatusCode.ERROR)
 
 
 class ServerTelemetry:
@@ -177,9 +282,13 @@ class ServerTelemetry:
         self.route_attribute = route_attribute  # None: the route only selects a per-route model
         self.exclude = ExcludeList(excluded_urls, framework)
         self.models = RouteModels(models, deployment_role)
+        self.has_models = bool(self.models)
         self.traces = config.trace_mode_of(traces) if traces is not None else None
-        self.metric_attributes = metric_attributes  # which gathered attributes go on the metric
+        # Which gathered attributes go on the metric (error.type always can).
+        keys = tuple(metric_attributes)
+        self.metric_attributes = keys if conv.ERROR_TYPE in keys else (*keys, conv.ERROR_TYPE)
         self._source = duration_source(metric)
+        # (attribute values in metric_attributes order) -> (series key, metric attributes)
         self._keys: dict[tuple, tuple[tuple, dict[str, Any]]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -188,28 +297,34 @@ class ServerTelemetry:
         span_name: str,
         carrier: Any,
         getter: Any = None,
-        attributes: Mapping[str, Any] | None = None,
+        attributes: dict[str, Any] | None = None,
         kind: SpanKind = SpanKind.SERVER,
     ) -> Request:
-        """Begin a request: extract the caller's W3C context, start the server span, make it current."""
-        req = Request()
+        """Begin a request: extract the caller's W3C context, start the server span, make it current.
+
+        ``attributes`` becomes the request's own dict (and its span's): pass a fresh one.
+        """
+        req = Request(attributes if attributes is not None else {})
+        self.begin(req, span_name, carrier, getter, kind)
+        return req
+
+    def begin(self, req: Request, span_name: str, carrier: Any, getter: Any, kind: SpanKind = SpanKind.SERVER) -> None:
+        """``start`` for a Request (or subclass) the middleware made itself."""
         try:
             if not STATE.started:
                 autostart()
-            if attributes:
-                req.attrs.update(attributes)
             mode = self.traces or STATE.trace_mode
-            if STATE.started and mode != OFF:
-                parent = propagate.extract(carrier, getter=getter) if getter is not None else propagate.extract(carrier)
+            if mode != OFF and STATE.started:
+                parent = extract_context(carrier, getter)
                 tracer = STATE.tracer
                 if mode == "span" and tracer is not None:
-                    req.span = start_span(tracer, span_name, parent, kind, req.attrs)
-                    req.token = otel_context.attach(trace.set_span_in_context(req.span, parent))
-                else:  # enrich/no tracer: still join the caller's trace for anything started below
-                    req.token = otel_context.attach(parent)
+                    span = req.span = start_span(tracer, span_name, parent, kind, req.attrs)
+                    parent = Context({SPAN_KEY: span}) if not parent else context_with_span(span, parent)
+                # enrich/no tracer: still join the caller's trace for anything started below
+                req.context = parent
+                req.token = attach_context(parent)
         except Exception as exc:
             SELF.error("server_span_start", exc)
-        return req
 
     def set_route(self, req: Request, route: str | None, span_name: str | None = None) -> None:
         if route is None:
@@ -221,6 +336,10 @@ class ServerTelemetry:
         span = req.span
         if span is not None:
             try:
+                if type(span) is LightSpan:  # it shares req.attrs; renamed before it ends
+                    if span_name:
+                        span.name = span_name
+                    return
                 span.set_attribute(self.route_attribute, route)
                 if span_name:
                     span.update_name(span_name)
@@ -232,7 +351,7 @@ class ServerTelemetry:
         token, req.token = req.token, None
         if token is not None:
             try:
-                otel_context.detach(token)
+                detach_context(token)
             except Exception as exc:
                 SELF.error("server_context_detach", exc)
 
@@ -256,39 +375,43 @@ class ServerTelemetry:
                 return
             req.done = True
         dt = perf_counter_ns() - req.t0
+        attrs = req.attrs
         try:
             if status_attrs:
-                req.attrs.update(status_attrs)
+                attrs.update(status_attrs)
             if error_type is not None:
-                req.attrs[conv.ERROR_TYPE] = error_type
-            metric_attrs = {k: req.attrs[k] for k in self.metric_attributes if k in req.attrs}
-            if error_type is not None:
-                metric_attrs[conv.ERROR_TYPE] = error_type
-            key = tuple(sorted(metric_attrs.items()))
-            cached = self._keys.get(key)
+                attrs[conv.ERROR_TYPE] = error_type
+            values = tuple(map(attrs.get, self.metric_attributes))
+            cached = self._keys.get(values)
             if cached is None:
+                metric_attrs = {k: v for k, v in zip(self.metric_attributes, values, strict=True) if v is not None}
+                cached = (attr_key(metric_attrs), metric_attrs)
                 if len(self._keys) < 10_000:
-                    self._keys[key] = cached = (attr_key(metric_attrs), metric_attrs)
-                else:
-                    cached = (key, metric_attrs)
+                    self._keys[values] = cached
             self._source.values.append((cached[0], cached[1], dt))
-            if self.models:
+            if self.has_models:
                 self.models.record(req.route, dt, error_type)
         except Exception as exc:
             SELF.error("server_metric", exc)
-        if detach:
-            self.detach(req)  # detach=False: req.token stays for its owner's detach(req)
+        token = req.token
+        if detach and token is not None:  # detach=False: req.token stays for its owner's detach(req)
+            req.token = None
+            try:
+                detach_context(token)
+            except Exception as exc:
+                SELF.error("server_context_detach", exc)
         span = req.span
         if span is not None:
             try:
-                if status_attrs:
-                    span.set_attributes(status_attrs)
+                if type(span) is not LightSpan:  # a LightSpan shares req.attrs, already updated
+                    if status_attrs:
+                        span.set_attributes(status_attrs)
+                    if error_type is not None:
+                        span.set_attribute(conv.ERROR_TYPE, error_type)
                 if exception is not None:
                     record_exception(span, exception)
                 elif span_error:
-                    span.set_status(Status(StatusCode.ERROR))
-                if error_type is not None:
-                    span.set_attribute(conv.ERROR_TYPE, error_type)
+                    span.set_status(_ERROR)
                 span.end()
             except Exception as exc:
                 SELF.error("server_span_end", exc)

@@ -24,7 +24,10 @@ from .. import conventions as conv
 from ..privacy import scrub
 from ..recorder import SELF
 from ..runtime import STATE, autostart, force_flush
+from ..tracing import LightSpan
 from ._server import (
+    _KNOWN_METHODS,
+    _SPAN_NAMES,
     CLIENT_DISCONNECT_EVENT,
     DISCONNECT_ERROR,
     HTTP_METHOD,
@@ -37,6 +40,8 @@ from ._server import (
     Request,
     ServerTelemetry,
     http_method,
+    http_status_attrs,
+    span_name,
 )
 
 __all__ = ["CLIENT_DISCONNECT_EVENT", "DISCONNECT_ERROR", "ModelotelMiddleware"]
@@ -56,6 +61,7 @@ _SHUTDOWN_FLUSH_TIMEOUT_S = 10.0
 
 
 _HEADER_NAMES: dict[str, bytes] = {}  # propagator key -> ASGI header name
+_W3C_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 
 class _HeaderGetter(Getter[Any]):
@@ -72,6 +78,22 @@ class _HeaderGetter(Getter[Any]):
 
     def keys(self, carrier: Any) -> list[str]:
         return [k.decode("latin-1") for k, _ in carrier]
+
+    @staticmethod
+    def w3c(carrier: Any) -> tuple[str | None, list[str] | None, bool]:
+        """(first traceparent, tracestate values, has baggage) in one pass over the headers."""
+        traceparent = tracestate = None
+        baggage = False
+        for k, v in carrier:
+            if k in _W3C_HEADERS:
+                if k == b"traceparent":
+                    if traceparent is None:
+                        traceparent = v.decode("latin-1")
+                elif k == b"tracestate":
+                    tracestate = [*(tracestate or ()), v.decode("latin-1")]
+                else:
+                    baggage = True
+        return traceparent, tracestate, baggage
 
 
 _GETTER = _HeaderGetter()
@@ -261,7 +283,7 @@ class ModelotelMiddleware:
     def _start(self, scope: Scope) -> Request:
         tel = self.telemetry
         raw_method = scope.get("method", "")
-        method = http_method(raw_method)
+        method = raw_method if raw_method in _KNOWN_METHODS else http_method(raw_method)
         attrs = {
             HTTP_METHOD: method,
             URL_SCHEME: scope.get("scheme", "http"),
@@ -299,10 +321,20 @@ class ModelotelMiddleware:
         if req.route is not None:
             return
         try:
-            route = self._route(scope, app0, root0)
-            if route is not None:
+            # The common case inline: a FastAPI/Starlette route object not reached through a Mount.
+            route = scope.get("route")
+            template = getattr(route, "path_format", None) if route is not None else None
+            if type(template) is not str or scope.get("root_path", "") != root0:
+                template = self._route(scope, app0, root0)
+            if template is not None:
                 method = req.attrs.get(HTTP_METHOD)
-                self.telemetry.set_route(req, route, f"{'HTTP' if method == '_OTHER' else method} {route}")
+                span = req.span
+                if span is None or type(span) is LightSpan:
+                    req.route = req.attrs[HTTP_ROUTE] = template
+                    if span is not None:
+                        span.name = _SPAN_NAMES.get((method, template)) or span_name(method, template)
+                else:
+                    self.telemetry.set_route(req, template, span_name(method, template))
         except Exception as exc:
             SELF.error("asgi_route", exc)
 
@@ -321,7 +353,7 @@ class ModelotelMiddleware:
         self._set_route(req, scope, app0, root0)
         error_type: str | None = None
         span_error = False
-        status_attrs: dict[str, Any] = {}
+        status_attrs: dict[str, Any] | None = None
         try:
             if disconnect is not False:
                 error_type = type(disconnect).__name__ if disconnect is not None else DISCONNECT_ERROR
@@ -334,17 +366,16 @@ class ModelotelMiddleware:
                 error_type = str(status)
                 span_error = True
             if status:
-                status_attrs[HTTP_STATUS] = status
+                status_attrs = http_status_attrs(status)
         except Exception as inner:  # e.g. an app that sent a non-integer status
             SELF.error("asgi_finish", inner)
         # finish must not detach: the last send may run in a child task (Starlette's streaming), and
         # a context token can only be reset where it was set; __call__ detaches it in its own task.
-        token, req.token = req.token, None
         self.telemetry.finish(
             req,
             status_attrs=status_attrs,
             error_type=error_type,
             exception=exc,
             span_error=span_error,
+            detach=False,
         )
-        req.token = token

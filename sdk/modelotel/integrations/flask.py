@@ -1,10 +1,12 @@
-"""Flask: ``instrument_app(app)`` wraps ``app.wsgi_app`` in ModelotelWSGIMiddleware and adds two hooks.
+"""Flask: ``instrument_app(app)`` wraps ``app.wsgi_app`` in ModelotelWSGIMiddleware; no per-request hook.
 
-* a ``before_request`` hook, first in line (an earlier hook that answers would skip it), which puts
-  ``request.url_rule.rule`` (``/items/<int:item_id>``) into the environ and renames the span as soon
-  as routing is known; unmatched requests (404/405) have no route;
-* a ``teardown_request`` hook that hands the exception Flask turned into a 500 response to the
-  middleware, so ``error.type`` is its class name and the span gets the exception event.
+* The route template (``request.url_rule.rule``, e.g. ``/items/<int:item_id>``) is read when the
+  response starts: Flask's request object is still in the environ then (``werkzeug.request``);
+  unmatched requests (404/405) have no route.
+* A ``got_request_exception`` receiver (Flask sends it only for an unhandled exception, so a normal
+  request pays nothing) hands the exception Flask turns into a 500 response to the middleware, so
+  ``error.type`` is its class name and the span gets the exception event; it also records the route
+  for an exception that propagates before any response starts (``PROPAGATE_EXCEPTIONS``).
 
 Nothing else about the application changes: its error handlers see the very exception the view raised.
 """
@@ -17,7 +19,7 @@ from typing import Any
 from ..recorder import SELF
 from .wsgi import EXCEPTION_KEY, ROUTE_KEY, ModelotelWSGIMiddleware
 
-__all__ = ["instrument_app", "uninstrument_app"]
+__all__ = ["flask_route", "instrument_app", "uninstrument_app"]
 
 _EXTENSION = "modelotel"
 
@@ -25,10 +27,15 @@ _EXTENSION = "modelotel"
 class _Installed:
     """What instrument_app added to one app, so uninstrument_app can take exactly that away."""
 
-    def __init__(self, middleware: ModelotelWSGIMiddleware, before: Any, teardown: Any) -> None:
+    def __init__(self, middleware: ModelotelWSGIMiddleware, on_exception: Any) -> None:
         self.middleware = middleware
-        self.before = before
-        self.teardown = teardown
+        self.on_exception = on_exception
+
+
+def flask_route(environ: Mapping[str, Any]) -> str | None:
+    """The matched rule of the Flask request behind ``environ``, while Flask still has it there."""
+    rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+    return rule.rule if rule is not None else None
 
 
 def instrument_app(
@@ -47,7 +54,7 @@ def instrument_app(
     """
     if _EXTENSION in app.extensions:
         return app
-    from flask import request
+    from flask import got_request_exception, request
 
     middleware = ModelotelWSGIMiddleware(
         app.wsgi_app,
@@ -56,31 +63,24 @@ def instrument_app(
         deployment_role=deployment_role,
         traces=traces,
         route_key=route_key,
+        route_of=flask_route,
     )
 
-    def modelotel_route() -> None:
-        try:
-            current = request._get_current_object()  # one context lookup instead of one per attribute
-            rule = current.url_rule
-            if rule is not None:
-                environ = current.environ
-                environ[route_key] = rule.rule
-                middleware.set_route(environ, rule.rule)
-        except Exception as exc:
-            SELF.error("flask_route", exc)
-
-    def modelotel_exception(exc: BaseException | None) -> None:
-        if exc is not None:
+    def modelotel_exception(sender: Any, exception: BaseException | None = None, **extra: Any) -> None:
+        if exception is not None:
             try:
-                request.environ[EXCEPTION_KEY] = exc
+                environ = request.environ
+                environ[EXCEPTION_KEY] = exception
+                route = flask_route(environ)
+                if route is not None:
+                    environ.setdefault(route_key, route)
             except Exception as inner:
                 SELF.error("flask_exception", inner)
 
-    # Direct list edits, not the decorators: those refuse once the app has served a request.
-    app.before_request_funcs.setdefault(None, []).insert(0, modelotel_route)
-    app.teardown_request_funcs.setdefault(None, []).append(modelotel_exception)
+    # A weak connection, the receiver kept alive by the app's extensions: it goes when the app goes.
+    got_request_exception.connect(modelotel_exception, app)
     app.wsgi_app = middleware
-    app.extensions[_EXTENSION] = _Installed(middleware, modelotel_route, modelotel_exception)
+    app.extensions[_EXTENSION] = _Installed(middleware, modelotel_exception)
     return app
 
 
@@ -94,11 +94,7 @@ def uninstrument_app(app: Any) -> Any:
         app.wsgi_app = middleware.wsgi_app
     else:  # someone wrapped it further: we cannot unwrap, so step aside
         middleware.enabled = False
-    for registry, hook in (
-        (app.before_request_funcs, installed.before),
-        (app.teardown_request_funcs, installed.teardown),
-    ):
-        hooks = registry.get(None)
-        if hooks and hook in hooks:
-            hooks.remove(hook)
+    from flask import got_request_exception
+
+    got_request_exception.disconnect(installed.on_exception)
     return app

@@ -66,6 +66,9 @@ _CANCELLED = grpc.StatusCode.CANCELLED
 _DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+_W3C_KEYS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
 class _MetadataGetter(Getter):
     """W3C headers from gRPC invocation metadata: a tuple of (key, value) pairs, keys lowercase."""
 
@@ -75,6 +78,22 @@ class _MetadataGetter(Getter):
 
     def keys(self, carrier: Any) -> list[str]:
         return [k for k, _ in carrier]
+
+    @staticmethod
+    def w3c(carrier: Any) -> tuple[str | None, list[str] | None, bool]:
+        """(first traceparent, tracestate values, has baggage) in one pass over the metadata."""
+        traceparent = tracestate = None
+        baggage = False
+        for k, v in carrier:
+            if k in _W3C_KEYS and isinstance(v, str):
+                if k == "traceparent":
+                    if traceparent is None:
+                        traceparent = v
+                elif k == "tracestate":
+                    tracestate = [*(tracestate or ()), v]
+                else:
+                    baggage = True
+        return traceparent, tracestate, baggage
 
 
 _GETTER = _MetadataGetter()
@@ -204,7 +223,7 @@ def _sync_unary(tel: ServerTelemetry, m: _Method, inner: Callable[..., Any], aio
     check_active = not aio
 
     def behavior(request: Any, context: Any) -> Any:
-        req = start(name, context.invocation_metadata() or (), _GETTER, attrs)
+        req = start(name, context.invocation_metadata() or (), _GETTER, attrs.copy())
         req.route = route
         if aio:
             context = _CodeRecorder(context)
@@ -225,7 +244,7 @@ def _sync_stream(tel: ServerTelemetry, m: _Method, inner: Callable[..., Any], ai
     check_active = not aio
 
     def behavior(request: Any, context: Any) -> Any:
-        req = start(name, context.invocation_metadata() or (), _GETTER, attrs)
+        req = start(name, context.invocation_metadata() or (), _GETTER, attrs.copy())
         req.route = route
         if aio:
             context = _CodeRecorder(context)
@@ -273,7 +292,7 @@ def _aio_coroutine(tel: ServerTelemetry, m: _Method, inner: Callable[..., Any]) 
     start, name, attrs, route = tel.start, m.name, m.attrs, m.route
 
     async def behavior(request: Any, context: Any) -> Any:
-        req = start(name, context.invocation_metadata() or (), _GETTER, attrs)
+        req = start(name, context.invocation_metadata() or (), _GETTER, attrs.copy())
         req.route = route
         try:
             response = await inner(request, context)
@@ -293,7 +312,7 @@ def _aio_generator(tel: ServerTelemetry, m: _Method, inner: Callable[..., Any]) 
     start, name, attrs, route = tel.start, m.name, m.attrs, m.route
 
     async def behavior(request: Any, context: Any) -> Any:
-        req = start(name, context.invocation_metadata() or (), _GETTER, attrs)
+        req = start(name, context.invocation_metadata() or (), _GETTER, attrs.copy())
         req.route = route
         once = [(tel, req)]
         try:

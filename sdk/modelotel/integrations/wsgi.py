@@ -17,16 +17,20 @@ exception the framework turned into a 5xx response can be handed over in ``envir
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from time import perf_counter_ns
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry.propagators.textmap import Getter
 
 from .. import conventions as conv
 from ..privacy import scrub
 from ..recorder import SELF
 from ..runtime import STATE, autostart
+from ..tracing import LightSpan, attach_context, detach_context
 from ._server import (
+    _KNOWN_METHODS,
+    _SPAN_NAMES,
+    _STATUS_ATTRS,
     CLIENT_DISCONNECT_EVENT,
     DISCONNECT_ERROR,
     HTTP_METHOD,
@@ -39,6 +43,8 @@ from ._server import (
     Request,
     ServerTelemetry,
     http_method,
+    http_status_attrs,
+    span_name,
 )
 
 __all__ = [
@@ -78,6 +84,17 @@ class _EnvironGetter(Getter[Mapping[str, Any]]):
     def keys(self, carrier: Mapping[str, Any]) -> list[str]:
         return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
 
+    @staticmethod
+    def w3c(carrier: Mapping[str, Any]) -> tuple[str | None, list[str] | None, bool]:
+        """(traceparent, tracestate values, has baggage): three environ lookups."""
+        traceparent = carrier.get("HTTP_TRACEPARENT")
+        tracestate = carrier.get("HTTP_TRACESTATE")
+        return (
+            traceparent if isinstance(traceparent, str) else None,
+            [tracestate] if isinstance(tracestate, str) else None,
+            "HTTP_BAGGAGE" in carrier,
+        )
+
 
 _GETTER = _EnvironGetter()
 
@@ -102,76 +119,98 @@ def _status_code(status: str) -> int:
     return code
 
 
-def _url_path(environ: Mapping[str, Any]) -> str:
-    """The concrete path (no query string), PII scrubbed: WSGI gives it latin-1-decoded, we want UTF-8."""
-    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    if not path.isascii():
-        path = path.encode("latin-1", "replace").decode("utf-8", "replace")
-    return scrub(path)
+def _utf8_path(path: str) -> str:
+    return path.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
-class _Response:
-    """One request's response: captures the status, keeps the context per chunk, ends on ``close()``."""
+_NO_ENVIRON: dict[str, Any] = {}  # a finished response's environ (read-only: nothing is written after the end)
 
-    __slots__ = (
-        "_mw",
-        "req",
-        "environ",
-        "_server_start_response",
-        "status",
-        "body",
-        "_it",
-        "_ctx",
-        "produced",
-        "exhausted",
-    )
 
-    def __init__(self, mw: ModelotelWSGIMiddleware, req: Request, environ: dict, start_response: Any, ctx: Any):
+class _Response(Request):
+    """One request and its response: captures the status, keeps the context per chunk, ends on ``close()``."""
+
+    __slots__ = ("_mw", "environ", "_server_start_response", "status", "body", "_chunks", "produced")
+
+    def __init__(self, mw: ModelotelWSGIMiddleware, environ: dict, start_response: Any, attrs: dict[str, Any]):
+        # Request's fields too (one call less than Request.__init__ per request; keep in step with it).
+        self.t0 = perf_counter_ns()
+        self.span: Any = None
+        self.context: Any = None
+        self.token: Any = None
+        self.attrs = attrs
+        self.route: str | None = None
+        self.done = False
         self._mw = mw
-        self.req = req
         self.environ = environ
         self._server_start_response = start_response
         self.status: str | None = None
         self.body: Any = None
-        self._it: Iterator[bytes] | None = None
-        self._ctx = ctx  # the request's context, attached around application code; None if nothing to attach
-        self.produced = False  # a chunk went to the server: its headers may be out
-        self.exhausted = False
+        self._chunks: Any = None  # the generator handed to the server by __iter__
+        self.produced = 0  # 1: a chunk went to the server (its headers may be out); 2: the body is exhausted
 
     def start_response(self, status: str, headers: list, exc_info: Any = None) -> Any:
         self.status = status
+        route_of = self._mw.route_of
+        if route_of is not None and self.route is None:  # the framework still knows its route here
+            try:
+                route = route_of(self.environ)
+                if route is not None:
+                    span = self.span
+                    if span is None or type(span) is LightSpan:  # the common cases, inline
+                        self.route = self.attrs[HTTP_ROUTE] = route
+                        if span is not None:
+                            method = self.attrs[HTTP_METHOD]
+                            span.name = _SPAN_NAMES.get((method, route)) or span_name(method, route)
+                    else:
+                        self._mw._set_route(self, route)
+            except Exception as exc:
+                SELF.error("wsgi_route", exc)
         if exc_info is None:
             return self._server_start_response(status, headers)
         return self._server_start_response(status, headers, exc_info)
 
-    def __iter__(self) -> _Response:
-        return self
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = self._chunks = self._iterate()
+        return chunks
 
-    def __next__(self) -> bytes:
-        ctx = self._ctx
-        token = otel_context.attach(ctx) if ctx is not None else None
+    def _iterate(self) -> Iterator[bytes]:
+        # A generator: the server's next() resumes it, iter(body) runs on the first one (as the server
+        # would run it), and the request's context is current only while application code runs.
+        ctx = self.context
         try:
-            it = self._it
-            if it is None:  # iter() may run application code: do it here, where the server would
-                it = self._it = iter(self.body)
-            chunk = next(it)
-            self.produced = True
-            return chunk
-        except StopIteration:
-            self.exhausted = True
+            if ctx is None:
+                for chunk in self.body:
+                    self.produced = 1
+                    yield chunk
+            else:
+                it = None
+                while True:
+                    token = attach_context(ctx)
+                    try:
+                        if it is None:
+                            it = iter(self.body)
+                        chunk = next(it)
+                    except StopIteration:
+                        break
+                    finally:
+                        detach_context(token)
+                    self.produced = 1
+                    yield chunk
+        except GeneratorExit:  # the server stopped iterating; close() ends the request
             raise
         except BaseException as exc:
             self._mw._end(self, exc)
             raise
-        finally:
-            if token is not None:
-                otel_context.detach(token)
+        self.produced = 2
 
     def close(self) -> None:
+        chunks = self._chunks
+        if chunks is not None:
+            chunks.close()
         close = getattr(self.body, "close", None)
         if close is not None:
-            ctx = self._ctx
-            token = otel_context.attach(ctx) if ctx is not None else None
+            ctx = self.context
+            token = attach_context(ctx) if ctx is not None else None
             try:
                 close()
             except BaseException as exc:
@@ -179,7 +218,7 @@ class _Response:
                 raise
             finally:
                 if token is not None:
-                    otel_context.detach(token)
+                    detach_context(token)
         self._mw._end(self, None)
 
 
@@ -195,9 +234,13 @@ class ModelotelWSGIMiddleware:
         deployment_role: str | None = None,
         traces: bool | str | None = None,
         route_key: str = ROUTE_KEY,
+        route_of: Callable[[Mapping[str, Any]], str | None] | None = None,
     ) -> None:
         self.wsgi_app = wsgi_app
         self.route_key = route_key
+        # The framework's route template for an environ, asked when the response starts (the framework's
+        # request is still live then); None: only environ[route_key] / set_route() name the route.
+        self.route_of = route_of
         self.enabled = True
         self.telemetry = ServerTelemetry(
             metric=HTTP_SERVER_DURATION,
@@ -213,8 +256,28 @@ class ModelotelWSGIMiddleware:
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not self.enabled or (self._exclude is not None and self._exclude(environ.get("PATH_INFO") or "")):
             return self.wsgi_app(environ, start_response)
-        resp = self._begin(environ, start_response)
-        if resp is None:
+        # The request's start, inline (one call less per request); never raises.
+        try:
+            if not STATE.started:
+                autostart()
+            method = environ.get("REQUEST_METHOD", "")
+            if method not in _KNOWN_METHODS:
+                method = http_method(method)
+            attrs: dict[str, Any] = {HTTP_METHOD: method, URL_SCHEME: environ.get("wsgi.url_scheme", "http")}
+            protocol = environ.get("SERVER_PROTOCOL", "")
+            version = _PROTOCOLS.get(protocol) or _protocol_version(protocol)
+            if version is not None:
+                attrs[PROTOCOL_VERSION] = version
+            telemetry = self.telemetry
+            if (telemetry.traces or STATE.trace_mode) == "span":  # the path is for spans only, never metrics
+                path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+                # WSGI gives the path latin-1-decoded; we want UTF-8. PII scrubbed.
+                attrs[URL_PATH] = scrub(path if path.isascii() else _utf8_path(path))
+            resp = _Response(self, environ, start_response, attrs)
+            telemetry.begin(resp, "HTTP" if method == "_OTHER" else method, environ, _GETTER)
+            environ[REQUEST_KEY] = resp
+        except Exception as exc:
+            SELF.error("wsgi_start", exc)
             return self.wsgi_app(environ, start_response)
         try:
             result = self.wsgi_app(environ, resp.start_response)
@@ -222,7 +285,13 @@ class ModelotelWSGIMiddleware:
             self._end(resp, exc)
             raise
         finally:
-            self.telemetry.detach(resp.req)  # current again only inside __next__/close
+            token = resp.token
+            if token is not None:  # current again only while the body is produced and closed
+                resp.token = None
+                try:
+                    detach_context(token)
+                except Exception as exc:
+                    SELF.error("server_context_detach", exc)
         file_wrapper = environ.get("wsgi.file_wrapper")
         if file_wrapper is not None and isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
             # Wrapping would hide it from the server's sendfile path: end now (time to first byte).
@@ -231,27 +300,6 @@ class ModelotelWSGIMiddleware:
         resp.body = result
         return resp
 
-    # -- request lifecycle --------------------------------------------------------------------
-    def _begin(self, environ: dict, start_response: Callable[..., Any]) -> _Response | None:
-        try:
-            if not STATE.started:
-                autostart()
-            method = http_method(environ.get("REQUEST_METHOD", ""))
-            attrs: dict[str, Any] = {HTTP_METHOD: method, URL_SCHEME: environ.get("wsgi.url_scheme", "http")}
-            version = _protocol_version(environ.get("SERVER_PROTOCOL", ""))
-            if version is not None:
-                attrs[PROTOCOL_VERSION] = version
-            telemetry = self.telemetry
-            if (telemetry.traces or STATE.trace_mode) == "span":  # the path is for spans only, never metrics
-                attrs[URL_PATH] = _url_path(environ)
-            req = telemetry.start("HTTP" if method == "_OTHER" else method, environ, _GETTER, attrs)
-            ctx = otel_context.get_current() if req.token is not None else None
-            environ[REQUEST_KEY] = req
-            return _Response(self, req, environ, start_response, ctx)
-        except Exception as exc:
-            SELF.error("wsgi_start", exc)
-            return None
-
     def set_route(self, environ: Mapping[str, Any], route: str) -> None:
         """Name the in-flight request's span after its route template now (frameworks call this)."""
         req = environ.get(REQUEST_KEY)
@@ -259,15 +307,12 @@ class ModelotelWSGIMiddleware:
             self._set_route(req, route)
 
     def _set_route(self, req: Request, route: str) -> None:
-        name = None
-        if req.span is not None:
-            method = req.attrs.get(HTTP_METHOD)
-            name = f"{'HTTP' if method == '_OTHER' else method} {route}"
+        name = span_name(req.attrs.get(HTTP_METHOD), route) if req.span is not None else None
         self.telemetry.set_route(req, route, name)
 
     def _end(self, resp: _Response, exc: BaseException | None, complete: bool = False) -> None:
         """Finish the request once: status, route, error.type, exception; never raises."""
-        req = resp.req
+        req = resp
         if req.done:
             return
         try:
@@ -278,8 +323,11 @@ class ModelotelWSGIMiddleware:
                     self._set_route(req, route)
             status = resp.status
             # An exception before the first chunk means the server sends a 500 (headers are not out yet).
-            code = 500 if status is None or (exc is not None and not resp.produced) else _status_code(status)
-            status_attrs: dict[str, Any] = {HTTP_STATUS: code}
+            if status is None or (exc is not None and not resp.produced):
+                code = 500
+            else:
+                code = _STATUS_CODES.get(status) or _status_code(status)
+            status_attrs = _STATUS_ATTRS.get(code) or http_status_attrs(code)
             error_type = None
             disconnected = False
             exception = exc
@@ -291,7 +339,7 @@ class ModelotelWSGIMiddleware:
                 error_type = type(exception).__name__
             elif code >= 500:
                 error_type = str(code)
-            elif not (complete or resp.exhausted):
+            elif not (complete or resp.produced == 2):
                 error_type = DISCONNECT_ERROR
                 disconnected = True
             if disconnected and req.span is not None:
@@ -309,3 +357,6 @@ class ModelotelWSGIMiddleware:
                 self.telemetry.finish(req)
             except Exception:  # pragma: no cover - finish catches its own failures
                 pass
+        # environ[REQUEST_KEY] is this object: drop its reference back, so the pair is freed at once
+        # by reference counting instead of waiting for the cyclic garbage collector.
+        resp.environ = _NO_ENVIRON
