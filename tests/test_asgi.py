@@ -30,6 +30,7 @@ from modelotel.integrations.fastapi import instrument_app, is_instrumented, unin
 from modelotel.otlp_json import read_json_lines
 
 from collector_support import stop_process
+from collector_support import wait_for as poll
 from conftest import MemoryMetricExporter, total_count
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -74,14 +75,8 @@ def serving(app):
 
 
 def wait_for(predicate, timeout=DEADLINE_S, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+    """Poll fast: server spans end a few milliseconds after the client has the response."""
+    return poll(predicate, timeout, what, interval=0.005)
 
 
 def server_spans(spans, route=None, count=None):

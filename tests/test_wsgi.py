@@ -31,6 +31,7 @@ from modelotel.integrations.wsgi import ModelotelWSGIMiddleware
 
 from apps.wsgi_app import AppError, create_app
 from collector_support import stop_process
+from collector_support import wait_for as poll
 from conftest import MemoryMetricExporter, total_count
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,15 +68,8 @@ def serving(app):
 
 
 def wait_for(predicate, timeout=DEADLINE_S, what="condition"):
-    """Poll until predicate() is truthy (werkzeug closes the body ~10 ms after the client has it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+    """Poll fast: server spans end a few milliseconds after the client has the response."""
+    return poll(predicate, timeout, what, interval=0.005)
 
 
 def server_spans(spans, name=None):
