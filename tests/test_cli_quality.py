@@ -203,6 +203,7 @@ def test_report_renders_in_headless_chromium(telemetry, tmp_path):
     assert "<script" not in html and "http://" not in html and "https://" not in html  # no CDN, no JS
     for needle in ("fraud-latency", "fraud-errors", "latency quantiles", "PSI per signal", "burn rate"):
         assert needle in html
+    assert "fraud: reliability (ECE" in html  # the feedback confidences, split by ml.feedback.correct
     assert html.count("<svg") >= 5
     shot = tmp_path / "report.png"
     browser = subprocess.run(

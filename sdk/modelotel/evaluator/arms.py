@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .. import conventions as conv
 from ..sketch import LogSketch
 from .compare import Arm
-from .points import Delta
+from .points import Delta, attribute_text
 
 SHORT_KEYS = {"model": conv.MODEL_NAME, "version": conv.MODEL_VERSION, "role": conv.DEPLOYMENT_ROLE}
 
@@ -27,12 +27,6 @@ def parse_filter(text: str) -> dict[str, str]:
             raise ValueError(f"expected key=value[,key=value...], got {text!r}")
         out[SHORT_KEYS.get(key, key)] = value
     return out
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 @dataclass
@@ -61,7 +55,7 @@ class ArmCollector:
         attrs = delta.attributes
         for key, want in self.match.items():
             got = attrs.get(key)
-            if got is None or _text(got) != want:
+            if got is None or attribute_text(got) != want:
                 return
         instance = attrs.get("service.instance.id")
         if instance is not None:
@@ -69,7 +63,7 @@ class ArmCollector:
         metric = delta.metric
         if metric == conv.FEEDBACK:
             self.feedback += int(delta.value)
-            if _text(attrs.get(conv.FEEDBACK_CORRECT)) == "true":
+            if attribute_text(attrs.get(conv.FEEDBACK_CORRECT)) == "true":
                 self.correct += int(delta.value)
             return
         if delta.sketch is None:

@@ -26,14 +26,7 @@ from dataclasses import dataclass, field
 
 from ..sketch import LogSketch, bucket_bounds, bucket_index
 from .model import SLICED_KINDS, SLO, Selector
-from .points import AttrValue, Delta, ExplicitHistogram
-
-
-def _text(value: AttrValue) -> str:
-    """Attribute values compare as text; booleans as ``true``/``false`` (OTLP JSON's spelling)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+from .points import AttrValue, Delta, ExplicitHistogram, attribute_text
 
 
 def matches(selector: Selector, metric: str, attributes: dict[str, AttrValue]) -> bool:
@@ -41,7 +34,7 @@ def matches(selector: Selector, metric: str, attributes: dict[str, AttrValue]) -
         return False
     for key, want in selector.match:
         got = attributes.get(key)
-        if got is None or _text(got) != want:
+        if got is None or attribute_text(got) != want:
             return False
     if any(key in attributes for key in selector.absent):
         return False

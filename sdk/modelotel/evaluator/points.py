@@ -14,6 +14,16 @@ from ..sketch import LogSketch
 AttrValue = str | bool | int | float
 
 
+def attribute_text(value: AttrValue | None) -> str:
+    """How filters compare attribute values: as text, booleans as ``true``/``false`` (OTLP JSON's and Prometheus'
+    spelling), absent as ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 class SourceError(Exception):
     """A location that cannot be read at all (missing, a directory, no permission, not text, server down),
     with one message naming it. Problems inside readable data are counted in the ReadReport instead."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .. import conventions as conv
 from . import drift as drift_stats
 from . import fairness as fairness_stats
-from .points import Delta
+from .points import Delta, attribute_text
 from .timeline import Timeline
 
 MODEL = conv.MODEL_NAME
@@ -156,7 +156,7 @@ class FeedbackCounts:
         t = delta.end_ns / 1e9
         if (self.start is not None and t <= self.start) or (self.end is not None and t > self.end):
             return
-        model = str(delta.attributes.get(MODEL, ""))
+        model = attribute_text(delta.attributes.get(MODEL))
         if self.model is not None and model != self.model:
             return
         key = tuple(delta.attributes.get(k) for k in FAIRNESS_KEYS)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..sketch import LogSketch
-from .points import Delta
+from .points import Delta, attribute_text
 
 Group = tuple[str, ...]
 
@@ -39,9 +39,9 @@ class Timeline:
             return
         attrs = delta.attributes
         for key, want in self.match.items():
-            if str(attrs.get(key)) != want:
+            if attribute_text(attrs.get(key)) != want:
                 return
-        group = tuple(str(attrs.get(g, "")) for g in self.group_by)
+        group = tuple(attribute_text(attrs.get(g)) for g in self.group_by)
         k = math.ceil(delta.end_ns / (self.resolution * 1e9))
         if delta.sketch is not None:
             bins = self.sketches.setdefault(group, {})
@@ -53,7 +53,7 @@ class Timeline:
             else:
                 sk.merge(delta.sketch)
         elif self.count_by is not None:
-            value = str(attrs.get(self.count_by, ""))
+            value = attribute_text(attrs.get(self.count_by))
             bins_c = self.counts.setdefault(group, {})
             per = bins_c.setdefault(k, {})
             per[value] = per.get(value, 0.0) + delta.value
