@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelotel.evaluator import engine
-from modelotel.evaluator.budget import format_duration, window_bounds
+from modelotel.evaluator.budget import window_bounds
+from modelotel.evaluator.durations import format_duration
 from modelotel.evaluator.model import SLI, SLO, AlertTier, Selector, Window
 
 from telemetry_gen import EPOCH, Event, export_lines, write_lines

@@ -11,7 +11,6 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 
 from . import __version__, config
 
@@ -27,19 +26,12 @@ class UsageError(Exception):
 
 def parse_time(text: str) -> float:
     """``now``, epoch seconds, or ISO 8601 (``2026-11-22T10:00:00Z``; naive times are UTC)."""
-    if text == "now":
-        return time.time()
+    from .evaluator.durations import parse_instant
+
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--at: expected 'now', epoch seconds or an ISO 8601 time, got {text!r}", EXIT_SPEC) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+        return parse_instant(text)
+    except ValueError as exc:
+        raise UsageError(f"--at: {exc}", EXIT_SPEC) from None
 
 
 class Progress:

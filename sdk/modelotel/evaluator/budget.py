@@ -28,18 +28,11 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ..sketch import LogSketch
+from .durations import format_duration, parse_duration, parse_instant
 from .ledger import Bin, Ledger
 from .model import SLICED_KINDS, SLO, Window
 
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
-
-
-def format_duration(seconds: float) -> str:
-    """``300 -> '5m'``, ``86400 -> '1d'``: the largest unit that divides exactly."""
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def _add_months(dt: datetime, months: int) -> datetime:
@@ -200,22 +193,12 @@ def reference_range(slo: SLO, ledger: Ledger) -> tuple[float, float] | None:
     """The drift reference: ``first:DURATION`` of the ledger's data, or ``FROM..TO`` (ISO 8601 or epoch s)."""
     text = slo.sli.reference or ""
     if text.startswith("first:"):
-        from .durations import parse_duration
-
         if not ledger.bins:
             return None
         first = (min(ledger.bins) - 1) * ledger.resolution
         return first, first + parse_duration(text[len("first:") :])
     a, _, b = text.partition("..")
-    return _time(a), _time(b)
-
-
-def _time(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        return (dt if dt.tzinfo else dt.replace(tzinfo=ZoneInfo("UTC"))).timestamp()
+    return parse_instant(a), parse_instant(b)
 
 
 def _reference(slo: SLO, ledger: Ledger) -> LogSketch | None:

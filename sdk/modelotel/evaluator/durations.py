@@ -18,6 +18,8 @@ Exactness
 from __future__ import annotations
 
 import re
+import time
+from datetime import datetime, timezone
 from decimal import Decimal
 from fractions import Fraction
 
@@ -152,3 +154,20 @@ def format_duration(seconds: float | Fraction) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def parse_instant(text: str) -> float:
+    """A point in time as epoch seconds: ``now``, epoch seconds, or ISO 8601 (``2026-11-22T10:00:00Z``; naive
+    times are UTC). Raises ``ValueError`` naming what was expected."""
+    text = text.strip()
+    if text == "now":
+        return time.time()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"expected 'now', epoch seconds or an ISO 8601 time, got {text!r}") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()

@@ -7,7 +7,8 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from .budget import SLOResult, format_duration
+from .budget import SLOResult
+from .durations import format_duration
 from .engine import Evaluation
 from .points import ReadReport
 

@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from html import escape
 
 from .. import __version__
-from .budget import evaluate_slo, format_duration
+from .budget import evaluate_slo
+from .durations import format_duration
 from .engine import Evaluation
 from .signals import DriftRow, Signals, drifted_by
 from .svg import STYLE, bar_chart, line_chart
