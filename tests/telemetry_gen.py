@@ -31,29 +31,37 @@ class Event:
     correct: bool | None = None  # feedback received with this correctness
 
 
-def _attr(key: str, value: str | bool) -> dict:
+def attr(key: str, value: str | bool) -> dict:
+    """One OTLP JSON attribute (string or boolean)."""
     if isinstance(value, bool):
         return {"key": key, "value": {"boolValue": value}}
     return {"key": key, "value": {"stringValue": value}}
 
 
-def _hist_point(sk: LogSketch, attrs: list, start: int, end: int) -> dict:
-    p: dict = {
+def _buckets(store) -> dict:
+    if not len(store):
+        return {}
+    return {"offset": store.offset, "bucketCounts": [str(c) for c in store.counts.tolist()]}
+
+
+def expo_point(sk: LogSketch, attrs: list, start: int, end: int, *, extremes: bool = True) -> dict:
+    """An OTLP JSON exponential-histogram data point of ``sk`` as the collector's file exporter writes it (min/max
+    unless ``extremes`` is False, as after a cumulative subtraction; no start time when ``start`` is 0)."""
+    p = {
+        "attributes": attrs,
         "startTimeUnixNano": str(start),
         "timeUnixNano": str(end),
         "count": str(sk.count),
         "sum": sk.sum,
         "scale": sk.scale,
         "zeroCount": str(sk.zero_count),
-        "positive": {},
-        "negative": {},
+        "positive": _buckets(sk.positive),
+        "negative": _buckets(sk.negative),
     }
-    if attrs:
-        p["attributes"] = attrs
-    if len(sk.positive):
-        p["positive"] = {"offset": sk.positive.offset, "bucketCounts": [str(c) for c in sk.positive.counts.tolist()]}
-    if sk.count:
+    if sk.count and extremes:
         p["min"], p["max"] = sk.min, sk.max
+    if not start:
+        del p["startTimeUnixNano"]
     return p
 
 
@@ -89,7 +97,7 @@ def export_lines(
     that when a series' range grows), down to -4. ``metric``/``attributes`` name another duration histogram and
     its attributes (default: ``ml.inference.duration`` with ``ml.model.name = model``).
     """
-    base = [_attr(k, v) for k, v in (attributes or {"ml.model.name": model}).items()]
+    base = [attr(k, v) for k, v in (attributes or {"ml.model.name": model}).items()]
     scales = scales or {}
     restarts = restarts or {}
     by_instance: dict[str, list[Event]] = {}
@@ -129,10 +137,10 @@ def export_lines(
             for (error,), s in sorted(state.items()):
                 attrs = list(base)
                 if error:
-                    attrs.append(_attr("error.type", "ValueError"))
-                hist_points.append(_hist_point(s.sketch, attrs, start_ns, end_ns))
+                    attrs.append(attr("error.type", "ValueError"))
+                hist_points.append(expo_point(s.sketch, attrs, start_ns, end_ns))
             sum_points = [
-                _sum_point(v, [_attr("ml.model.name", model), _attr("ml.feedback.correct", c)], start_ns, end_ns)
+                _sum_point(v, [attr("ml.model.name", model), attr("ml.feedback.correct", c)], start_ns, end_ns)
                 for (c,), v in sorted(counters.items())
             ]
             temporality = 2 if cumulative else 1
@@ -154,7 +162,7 @@ def export_lines(
                     }
                 )
             if metrics:
-                resource = {"attributes": [_attr("service.name", "svc"), _attr("service.instance.id", inst)]}
+                resource = {"attributes": [attr("service.name", "svc"), attr("service.instance.id", inst)]}
                 doc = {
                     "resourceMetrics": [
                         {"resource": resource, "scopeMetrics": [{"scope": {"name": "modelotel"}, "metrics": metrics}]}

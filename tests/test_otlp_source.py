@@ -37,6 +37,8 @@ from modelotel.evaluator.points import Delta, SourceError
 from modelotel.otlp_json import OTLPJsonFileMetricExporter
 from modelotel.sketch import LogSketch
 
+from telemetry_gen import attr, expo_point
+
 NS = 1_000_000_000
 T0 = 1_790_000_000 * NS
 INTERVAL = 10 * NS
@@ -46,37 +48,6 @@ fast = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 
 
 # --------------------------------------------------------------------------- encoding raw events
-
-
-def _attr(key: str, value) -> dict:
-    if isinstance(value, bool):
-        return {"key": key, "value": {"boolValue": value}}
-    return {"key": key, "value": {"stringValue": value}}
-
-
-def _buckets(store) -> dict:
-    if not len(store):
-        return {}
-    return {"offset": store.offset, "bucketCounts": [str(c) for c in store.counts.tolist()]}
-
-
-def expo_point(sk: LogSketch, attrs: list, start: int, end: int) -> dict:
-    p = {
-        "attributes": attrs,
-        "startTimeUnixNano": str(start),
-        "timeUnixNano": str(end),
-        "count": str(sk.count),
-        "sum": sk.sum,
-        "scale": sk.scale,
-        "zeroCount": str(sk.zero_count),
-        "positive": _buckets(sk.positive),
-        "negative": _buckets(sk.negative),
-    }
-    if sk.count:
-        p["min"], p["max"] = sk.min, sk.max
-    if not start:
-        del p["startTimeUnixNano"]
-    return p
 
 
 def explicit_point(counts: np.ndarray, total: float, bounds: tuple, attrs: list, start: int, end: int) -> dict:
@@ -168,7 +139,7 @@ def encode(instances: list[Instance], cumulative_form: bool) -> tuple[list[str],
                 else []
             ):
                 expected["explicit"][(iid, i)] += c
-            model = [_attr("ml.model.name", "m")]
+            model = [attr("ml.model.name", "m")]
             metrics = [
                 {
                     "name": HIST,
@@ -191,7 +162,7 @@ def encode(instances: list[Instance], cumulative_form: bool) -> tuple[list[str],
                     "unit": "{prediction}",
                     "sum": {
                         "dataPoints": [
-                            sum_point(v, [*model, _attr("ml.prediction.label", lab)], start, end)
+                            sum_point(v, [*model, attr("ml.prediction.label", lab)], start, end)
                             for lab, v in sorted(labels.items())
                         ],
                         "aggregationTemporality": temporality,
@@ -203,7 +174,7 @@ def encode(instances: list[Instance], cumulative_form: bool) -> tuple[list[str],
                 for series in [(iid, HIST), (iid, EXPLICIT)] + [(iid, COUNTER, lab) for lab in labels]:
                     expected["resets"] += last_start.get(series, start) != start
                     last_start[series] = start
-            resource = [_attr("service.name", "svc"), _attr("service.instance.id", iid)]
+            resource = [attr("service.name", "svc"), attr("service.instance.id", iid)]
             lines.append((end, ii, request(resource, metrics)))
     lines.sort()
     return [text for _, _, text in lines], expected
@@ -358,7 +329,7 @@ def test_time_filter_keeps_exactly_the_deltas_ending_in_the_window(tmp_path_fact
 
 
 def lines_for(points_by_line: list[list[dict]], kind: str = "sum", name: str = COUNTER, temporality: int = 2) -> list:
-    resource = [_attr("service.instance.id", "i-1")]
+    resource = [attr("service.instance.id", "i-1")]
     out = []
     for pts in points_by_line:
         data = {"dataPoints": pts, "aggregationTemporality": temporality}
@@ -369,7 +340,7 @@ def lines_for(points_by_line: list[list[dict]], kind: str = "sum", name: str = C
 
 
 def test_unknown_start_first_point_is_a_baseline_and_decrease_is_a_reset(tmp_path):
-    attrs = [_attr("ml.prediction.label", "a")]
+    attrs = [attr("ml.prediction.label", "a")]
     totals = [5, 8, 8, 2, 7]  # no start times: 5 is the baseline; 8 -> 2 is a restart
     lines = lines_for([[sum_point(v, attrs, 0, T0 + k * INTERVAL)] for k, v in enumerate(totals, 1)])
     deltas, report = read(write(tmp_path / "m.jsonl", lines))
@@ -379,7 +350,7 @@ def test_unknown_start_first_point_is_a_baseline_and_decrease_is_a_reset(tmp_pat
 
 
 def test_first_point_with_known_start_counts_fully(tmp_path):
-    attrs = [_attr("ml.prediction.label", "a")]
+    attrs = [attr("ml.prediction.label", "a")]
     lines = lines_for([[sum_point(4, attrs, T0, T0 + INTERVAL)], [sum_point(9, attrs, T0, T0 + 2 * INTERVAL)]])
     deltas, report = read(write(tmp_path / "m.jsonl", lines))
     assert [(d.start_ns, d.end_ns, d.value) for d in deltas] == [
@@ -396,7 +367,7 @@ def test_scale_drop_and_bounds_change(tmp_path):
     b = a.copy()
     b.add_many([1.03, 50.0])
     b.downscale(3)
-    attrs = [_attr("ml.model.name", "m")]
+    attrs = [attr("ml.model.name", "m")]
     lines = lines_for(
         [[expo_point(a, attrs, T0, T0 + INTERVAL)], [expo_point(b, attrs, T0, T0 + 2 * INTERVAL)]],
         "exponentialHistogram",
@@ -419,7 +390,7 @@ def test_idle_and_stale_points(tmp_path):
     """An unchanged cumulative point yields nothing; a point not after the previous one is a bad point."""
     sk = LogSketch(4)
     sk.add_many([0.5, 2.0])
-    attrs = [_attr("ml.model.name", "m")]
+    attrs = [attr("ml.model.name", "m")]
     times = [1, 2, 3, 2]  # the last one goes back in time
     lines = lines_for([[expo_point(sk, attrs, T0, T0 + t * INTERVAL)] for t in times], "exponentialHistogram", HIST)
     deltas, report = read(write(tmp_path / "m.jsonl", lines))
@@ -433,7 +404,7 @@ def test_delta_sketch_does_not_share_state_with_the_tracker(tmp_path):
     a, b = LogSketch(4), LogSketch(4)
     a.add_many([1.0, 2.0])
     b.add_many([1.0, 2.0, 2.0])
-    attrs = [_attr("ml.model.name", "m")]
+    attrs = [attr("ml.model.name", "m")]
     lines = lines_for(
         [[expo_point(a, attrs, T0, T0 + INTERVAL)], [expo_point(b, attrs, T0, T0 + 2 * INTERVAL)]],
         "exponentialHistogram",
@@ -587,13 +558,13 @@ def test_unwanted_metrics_are_skipped_and_counted(tmp_path):
 
 def test_attributes_merge_resource_and_point_and_flatten_any_values(tmp_path):
     resource = [
-        _attr("service.instance.id", "i-9"),
-        _attr("ml.model.name", "resource-wins-not"),
+        attr("service.instance.id", "i-9"),
+        attr("ml.model.name", "resource-wins-not"),
         {"key": "replicas", "value": {"intValue": "3"}},
     ]
     point_attrs = [
-        _attr("ml.model.name", "fraud"),
-        _attr("ok", True),
+        attr("ml.model.name", "fraud"),
+        attr("ok", True),
         {"key": "ratio", "value": {"doubleValue": 0.5}},
         {"key": "zones", "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": "2"}]}}},
         {"key": "kv", "value": {"kvlistValue": {"values": [{"key": "x", "value": {"boolValue": False}}]}}},

@@ -64,6 +64,7 @@ from modelotel.evaluator.rules import (
 from modelotel.sketch import LogSketch, scale_base
 
 from collector_support import CONFIGS, Process, free_port, run_collector, run_prometheus, which
+from telemetry_gen import attr, expo_point
 
 NS = 1_000_000_000
 MINUTE = 60.0
@@ -600,27 +601,6 @@ def stack_slos() -> list[SLO]:
     return slos
 
 
-def _attr(key: str, value: str) -> dict:
-    return {"key": key, "value": {"stringValue": value}}
-
-
-def _hist_point(sk: LogSketch, attrs: list, start: int, end: int) -> dict:
-    point = {
-        "attributes": attrs,
-        "startTimeUnixNano": str(start),
-        "timeUnixNano": str(end),
-        "count": str(sk.count),
-        "sum": sk.sum,
-        "scale": sk.scale,
-        "zeroCount": str(sk.zero_count),
-        "positive": {},
-    }
-    if len(sk.positive):
-        counts = [str(c) for c in sk.positive.counts.tolist()]
-        point["positive"] = {"offset": sk.positive.offset, "bucketCounts": counts}
-    return point
-
-
 SERIES = {  # Minute field -> (metric, extra point attributes)
     "ok": ("ml.inference.duration", ()),
     "errors": ("ml.inference.duration", (("error.type", "ValueError"),)),
@@ -663,13 +643,13 @@ def telemetry(end: float) -> tuple[bytes, list[Delta]]:
                 deltas.append(Delta("ml.ood.outliers", attrs, t0, t1, float(flagged)))
             for f, sk in cumulative.items():
                 metric, extra = SERIES[f]
-                attrs = [_attr("ml.model.name", model), _attr("ml.model.version", "3")] + [
-                    _attr(key, value) for key, value in extra
+                attrs = [attr("ml.model.name", model), attr("ml.model.version", "3")] + [
+                    attr(key, value) for key, value in extra
                 ]
-                points[metric].append(_hist_point(sk, attrs, start_ns, t1))
+                points[metric].append(expo_point(sk, attrs, start_ns, t1, extremes=False))
             points["ml.ood.outliers"].append(
                 {
-                    "attributes": [_attr("ml.model.name", model), _attr("ml.model.version", "3")],
+                    "attributes": [attr("ml.model.name", model), attr("ml.model.version", "3")],
                     "startTimeUnixNano": start_ns,
                     "timeUnixNano": str(t1),
                     "asInt": str(outliers),
@@ -685,7 +665,7 @@ def telemetry(end: float) -> tuple[bytes, list[Delta]]:
     ]
     outlier_sum = {"aggregationTemporality": 2, "isMonotonic": True, "dataPoints": points["ml.ood.outliers"]}
     metrics.append({"name": "ml.ood.outliers", "unit": "{prediction}", "sum": outlier_sum})
-    resource_json = {"attributes": [_attr(k, v) for k, v in resource.items()]}
+    resource_json = {"attributes": [attr(k, v) for k, v in resource.items()]}
     doc = {
         "resourceMetrics": [
             {"resource": resource_json, "scopeMetrics": [{"scope": {"name": "modelotel"}, "metrics": metrics}]}
