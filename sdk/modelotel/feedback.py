@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from .recorder import SELF, ModelBuffers
+from .recorder import SELF, ModelBuffers, complete_all_traced
 
 DEFAULT_CAPACITY = 100_000
 
@@ -102,7 +102,11 @@ def record_feedback(
     gets ``ml.prediction.positive`` and ``ml.feedback.positive``.
     """
     try:
-        entry = PENDING.pop(str(prediction_id))
+        pid = str(prediction_id)
+        entry = PENDING.pop(pid)
+        if entry is None:  # a traced call may still wait for an export thread (ModelBuffers.traced)
+            complete_all_traced()
+            entry = PENDING.pop(pid)
         if entry is None:
             SELF.drop("feedback_unmatched", 1, "prediction id unknown to this process or evicted")
             return False

@@ -8,8 +8,12 @@ Two rules shape every line here:
   logged once per kind; it never reaches the caller.
 
 Cost: the untraced path is two ``perf_counter_ns`` reads, list appends and the extraction of
-confidence/label (see benchmarks/RESULTS.md). Prediction ids cost nothing until someone asks for
-one: ``current_prediction_id()`` walks up the stack to the innermost instrumented call's frame and
+confidence/label (see benchmarks/RESULTS.md). A traced call whose span goes to modelotel's own
+span queue keeps snapshots of its output and features and leaves the rest (extraction, features
+hash, span attributes, the pending-feedback entry) to an export thread, which does it before the
+metrics or the span are exported; ``record_feedback`` that finds no entry completes what is queued
+and looks again. Prediction ids cost nothing until someone asks for one:
+``current_prediction_id()`` walks up the stack to the innermost instrumented call's frame and
 registers an id for it, which that call collects when it finishes.
 """
 
@@ -35,9 +39,10 @@ from .ood import OODScorer
 from .privacy import count_missing, raw_features
 from .recorder import SELF, ModelBuffers
 from .runtime import OFF, STATE, autostart
-from .tracing import attach_context, current_context_with, record_exception, start_span
+from .tracing import MAX_ATTRIBUTES, attach_context, current_context_with, record_exception, start_span
 
 _MISSING = object()
+_NO = object()  # _snapshot: no cheap exact copy
 _ndarray = np.ndarray
 _F64 = np.dtype(np.float64)
 _F32 = np.dtype(np.float32)
@@ -138,6 +143,8 @@ class _Instrumented:
         self.buffers.ood_on_rows = self.ood_deferred_on
         # small float feature vectors are kept as bytes for the export thread (NaN counts, columns, OOD)
         self.defer_features = count_missing or self.distributions is not None or self.ood_deferred_on == "features"
+        # Traced calls may leave their work to an export thread unless user code would run there.
+        self.deferrable = confidence is None and label is None and (ood is None or own_scorer)
         self.feature_work = self.features_at is not None and (
             count_missing or ood is not None or self.distributions is not None
         )
@@ -254,32 +261,66 @@ class _Instrumented:
     def success(
         self, result: Any, args: tuple, kwargs: dict, dt: int, pid: str | None, span: Any = None, owned: bool = False
     ) -> None:
-        """Record one call that has a prediction id or a span: everything computed now. Never raises."""
+        """Record one call that has a prediction id or a span. Never raises.
+
+        A span of ours that modelotel's queue will export (``span.queued``) gets its attributes,
+        and the call its metrics, off the request path when the output and the features can be
+        snapshotted cheaply and exactly (``_snapshot``): the call waits in ``buffers.traced`` and
+        ``complete`` runs on an export thread before the metrics or the span leave the process.
+        Everything else is computed now.
+        """
         b = self.buffers
         b.durations.append(dt)
         try:
-            confs, labels = self._outputs_now(result)
             feats = _MISSING
-            missing = 0
             if self.features_at is not None and (self.feature_work or span is not None):
                 feats = self.features_at(args, kwargs)
-                if feats is not _MISSING and self.count_missing:
-                    missing = count_missing(feats) or 0
-                    if missing:
-                        b.missing.append(missing)
-                if feats is not _MISSING and self.distributions is not None:
-                    self.distributions.record(feats)
-            scores = None
-            if self.ood is not None:
-                scores = self._ood_scores(feats, result)
-                if scores:
-                    b.ood.extend(scores)
-            if pid is not None:
-                PENDING.put(pid, b, confs, labels)
-            if span is not None:
-                self._annotate(span, owned, pid, feats, confs, labels, scores, missing)
+            if owned and self.deferrable and span is not None and span.queued:
+                output = _snapshot(result)
+                if output is not _NO:
+                    saved = feats if feats is _MISSING else _snapshot(feats)
+                    if saved is not _NO:
+                        span.deferred_owner = b
+                        b.traced.append((self.complete, span, output, saved, pid))
+                        return
+            self._complete(span, result, feats, pid, owned)
         except Exception as exc:
             SELF.error("record", exc)
+
+    def complete(self, span: Any, result: Any, feats: Any, pid: str | None) -> None:
+        """The deferred work of a traced call (``ModelBuffers.complete_traced``); its span has ended."""
+        self._complete(span, result, feats, pid, True, True)
+
+    def _complete(
+        self, span: Any, result: Any, feats: Any, pid: str | None, owned: bool, ended: bool = False
+    ) -> None:
+        b = self.buffers
+        confs, labels = self._outputs_now(result)
+        missing = 0
+        if feats is not _MISSING:
+            if self.count_missing:
+                missing = count_missing(feats) or 0
+                if missing:
+                    b.missing.append(missing)
+            if self.distributions is not None:
+                self.distributions.record(feats)
+        scores = None
+        if self.ood is not None:
+            scores = self._ood_scores(feats, result)
+            if scores:
+                b.ood.extend(scores)
+        if pid is not None:
+            PENDING.put(pid, b, confs, labels)
+        if span is None:
+            return
+        if ended:  # past end(): set_attributes would refuse; same limit as LightSpan.set_attribute
+            attrs = self._span_attributes(True, pid, feats, confs, labels, scores, missing)
+            target = span.attributes
+            for key, value in attrs.items():
+                if len(target) < MAX_ATTRIBUTES or key in target:
+                    target[key] = value
+        elif span.is_recording():
+            span.set_attributes(self._span_attributes(owned, pid, feats, confs, labels, scores, missing))
 
     def _ood_scores(self, feats: Any, result: Any) -> list[float] | None:
         try:
@@ -298,11 +339,10 @@ class _Instrumented:
             SELF.error("ood_score", exc)
             return None
 
-    def _annotate(
-        self, span: Any, owned: bool, pid: str | None, feats: Any, confs: Any, labels: Any, scores: Any, missing: int
-    ) -> None:
-        if not span.is_recording():
-            return
+    def _span_attributes(
+        self, owned: bool, pid: str | None, feats: Any, confs: Any, labels: Any, scores: Any, missing: int
+    ) -> dict[str, Any]:
+        """What the call adds to its span (to an application's span in enrich mode: the model's too)."""
         if owned:  # our own span was started with the model attributes and the id
             attrs: dict[str, Any] = {}
         else:
@@ -332,7 +372,7 @@ class _Instrumented:
                 threshold = self.buffers.ood_threshold
                 if threshold is not None:
                     attrs[conv.OOD_IS_OUTLIER] = scores[0] > threshold
-        span.set_attributes(attrs)
+        return attrs
 
     # -- tracing -----------------------------------------------------------------------------
     def tracing(self) -> bool:
@@ -382,6 +422,37 @@ def _floats(value: Any) -> list[float] | None:
         if not isinstance(value, list):
             return [float(value)]
     return [float(v) for v in value]
+
+
+_IMMUTABLE = frozenset({float, int, str, bool, type(None)})
+_SNAPSHOT_ITEMS = 64  # Python-level items copied at most (each one's type is checked)
+_SNAPSHOT_BYTES = 1 << 16  # array bytes copied at most
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of ``value`` that later mutation by the caller cannot change, or ``_NO`` when that is not cheap.
+
+    Immutable scalars are themselves; small flat lists, tuples and dicts of immutable scalars are
+    shallow-copied (tuples kept), small numeric numpy arrays copied (same dtype, shape and bytes).
+    Everything a deferred call does with the copy (extraction, features hash, missing counts, OOD
+    scores) therefore sees exactly what it would have seen at the end of the call.
+    """
+    t = type(value)
+    if t in _IMMUTABLE:
+        return value
+    if t is list or t is tuple:
+        if len(value) <= _SNAPSHOT_ITEMS and set(map(type, value)) <= _IMMUTABLE:
+            return value if t is tuple else list(value)
+        return _NO
+    if t is _ndarray:
+        if value.dtype.kind in "fiub" and value.nbytes <= _SNAPSHOT_BYTES:
+            return value.copy()
+        return _NO
+    if t is dict:
+        if len(value) <= _SNAPSHOT_ITEMS and set(map(type, value.values())) | set(map(type, value)) <= _IMMUTABLE:
+            return dict(value)
+        return _NO
+    return _NO
 
 
 def _class_name(names: list[Any], label: Any) -> Any:

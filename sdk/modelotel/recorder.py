@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -118,6 +119,15 @@ class SelfTelemetry:
 SELF = SelfTelemetry()
 
 
+_ALL_BUFFERS: weakref.WeakSet[ModelBuffers] = weakref.WeakSet()
+
+
+def complete_all_traced() -> None:
+    """``complete_traced`` of every model's buffers (``record_feedback`` for an id it cannot find yet)."""
+    for buffers in list(_ALL_BUFFERS):
+        buffers.complete_traced()
+
+
 class ModelBuffers:
     """Everything one instrumented callable appended since the last collect.
 
@@ -140,9 +150,12 @@ class ModelBuffers:
         "raw_outputs32",
         "raw_features32",
         "misses",
+        "traced",
     )
     __slots__ = (
         *BUFFERS,
+        "_traced_lock",
+        "__weakref__",
         "attributes",
         "key",
         "ood_threshold",
@@ -189,6 +202,12 @@ class ModelBuffers:
         self.class_names: list[Any] | None = None
         self.softmax = False
         self.misses: list[int] = []  # outputs whose shape gave no confidence
+        # Traced calls whose span is exported by modelotel's own queue leave their work here as
+        # (complete, span, output, features, prediction id), with snapshots of output and features:
+        # ``complete_traced`` does it off the request path, before the metrics or the span go out.
+        self.traced: list[tuple[Any, Any, Any, Any, str | None]] = []
+        self._traced_lock = threading.Lock()
+        _ALL_BUFFERS.add(self)
         self.count_missing = True
         self.distributions: Any = None  # distributions.FeatureDistributions when features are allow-listed
         # One of modelotel.ood's scorers: pure and vectorised, so deferred rows are scored in bulk
@@ -204,6 +223,7 @@ class ModelBuffers:
     def clear(self) -> None:
         for name in self.BUFFERS:
             getattr(self, name).clear()
+        self._traced_lock = threading.Lock()  # a forked child must not inherit a held lock
         if self.distributions is not None:
             self.distributions.clear()
 
@@ -226,7 +246,26 @@ class ModelBuffers:
             return group
         return conv.OTHER_LABEL
 
+    def complete_traced(self) -> None:
+        """Do the work of every traced call queued so far (see ``traced``); on return it is all done.
+
+        Called by the metric export thread (at each fold), the span export thread (before exporting
+        a span whose call is queued here) and ``record_feedback`` (a prediction id it cannot find may
+        belong to a queued call: its entry in the pending-feedback table is made here); the lock makes
+        a caller wait for items another thread has taken. Never raises.
+        """
+        if not self.traced and not self._traced_lock.locked():
+            return
+        with self._traced_lock:
+            for complete, span, output, features, pid in drain(self.traced):
+                try:
+                    complete(span, output, features, pid)
+                except Exception as exc:
+                    SELF.error("record", exc)
+                span.deferred_owner = None
+
     def fold(self, rec: Recorder) -> None:
+        self.complete_traced()
         attrs = self.attributes
         durations = drain(self.durations)
         if durations:

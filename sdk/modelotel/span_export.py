@@ -188,6 +188,10 @@ class SpanQueue(SpanProcessor):
     def _export(self, batch: Sequence[Any]) -> bool:
         exporter = self.exporter
         try:
+            for s in batch:  # traced calls whose attributes were left to be worked out off the request path
+                owner = getattr(s, "deferred_owner", None)
+                if owner is not None:
+                    owner.complete_traced()
             light = [s for s in batch if not isinstance(s, ReadableSpan)]
             sdk = [s for s in batch if isinstance(s, ReadableSpan)] if len(light) < len(batch) else []
             export_light = getattr(exporter, "export_light", None)

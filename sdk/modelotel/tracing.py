@@ -153,6 +153,8 @@ class LightSpan(Span):
         "tracer",
         "_sink",
         "_context",
+        "queued",
+        "deferred_owner",
     )
 
     def __init__(
@@ -168,6 +170,7 @@ class LightSpan(Span):
         parent_remote: bool,
         kind: SpanKind,
         attributes: dict,
+        queued: bool = False,
     ) -> None:
         self.tracer = tracer
         self._sink = sink
@@ -185,6 +188,11 @@ class LightSpan(Span):
         self.start_time = time.time_ns()
         self.end_time = 0  # 0 while recording
         self._context: SpanContext | None = None
+        # True when ending appends it to modelotel's SpanQueue, whose thread encodes it: then work on
+        # its attributes may be left for that thread (ModelBuffers.traced, with ``deferred_owner``
+        # the buffers holding it; the queue completes it before export).
+        self.queued = queued
+        self.deferred_owner: Any = None
 
     def get_span_context(self) -> SpanContext:
         context = self._context
@@ -493,7 +501,10 @@ def start_span(tracer: Any, name: str, parent_context: Context | None, kind: Spa
         # Not exported: unsampled (a record-only sampler), or the queue is full (counted, as the SDK's batch
         # processor drops). The span still records for whoever reads it while it is current.
         sink = _discard if not sample else plan.queue.drop
-    span = LightSpan(tracer, sink, name, trace_id, span_id, flags, trace_state, parent_id, remote, kind, attributes)
+    span = LightSpan(
+        tracer, sink, name, trace_id, span_id, flags, trace_state, parent_id, remote, kind, attributes,
+        spans is not None and sink is plan.sink,
+    )
     if plan.on_start is not None:
         try:
             plan.on_start(span, parent_context=parent_context)
