@@ -245,16 +245,17 @@ def test_unmatched_route_has_no_route_attribute(telemetry, spans):
     with serving(app) as url:
         assert requests.get(f"{url}/users/bob@example.com").status_code == 404
         assert requests.delete(f"{url}/items/3").status_code == 405
-        wait_server_spans(spans, 2)
-    not_found, not_allowed = sorted(server_spans(spans), key=lambda s: s.attributes[STATUS])
+        assert requests.get(f"{url}/users/bob@example.com").status_code == 404  # scrubbed again, not remembered
+        wait_server_spans(spans, 3)
+    not_found, again, not_allowed = sorted(server_spans(spans), key=lambda s: s.attributes[STATUS])
     assert not_found.name == "GET" and ROUTE not in not_found.attributes
-    assert not_found.attributes["url.path"] == "/users/<email>"
+    assert not_found.attributes["url.path"] == again.attributes["url.path"] == "/users/<email>"
     assert not_found.status.status_code is StatusCode.UNSET
     assert not_allowed.name == "DELETE" and not_allowed.attributes[STATUS] == 405
     points = http_points(telemetry)
     unrouted = [p for p in points if ROUTE not in p.attributes]
     assert {p.attributes[STATUS] for p in unrouted} == {404, 405}
-    assert total_count(unrouted) == 2
+    assert total_count(unrouted) == 3
     assert all("url.path" not in p.attributes and conv.ERROR_TYPE not in p.attributes for p in points)
 
 
@@ -534,7 +535,7 @@ def test_internal_failures_are_counted_never_raised(telemetry, spans, monkeypatc
         def broken_scrub(text):
             raise RuntimeError("scrubber down")
 
-        monkeypatch.setattr(wsgi_module, "scrub", broken_scrub)  # now the request start fails
+        monkeypatch.setattr(wsgi_module, "scrubbed_path", broken_scrub)  # now the request start fails
         assert requests.get(f"{url}/b").text == "still served"
         time.sleep(0.05)
     assert len(server_spans(spans)) == 1
@@ -542,6 +543,28 @@ def test_internal_failures_are_counted_never_raised(telemetry, spans, monkeypatc
     errors = telemetry.last_points(conv.INTERNAL_ERRORS)
     assert total_count(errors, **{conv.INTERNAL_ERROR_KIND: "server_metric"}) == 1
     assert total_count(errors, **{conv.INTERNAL_ERROR_KIND: "wsgi_start"}) == 1
+
+
+def test_a_request_whose_metric_key_fails_costs_only_its_own_value(telemetry, spans):
+    """Metric keys are worked out on the export thread in batches: one bad request must not take the others."""
+
+    def raw_app(environ, start_response):
+        if environ["PATH_INFO"] == "/bad":
+            environ["modelotel.route"] = ["not", "hashable"]
+        else:
+            environ["modelotel.route"] = "/good"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with serving(ModelotelWSGIMiddleware(raw_app)) as url:
+        for path in ("/good", "/bad", "/good", "/good"):
+            assert requests.get(f"{url}{path}").text == "ok"
+        wait_server_spans(spans, 4)
+    points = http_points(telemetry)
+    assert total_count(points, **{"http.route": "/good"}) == 3
+    assert total_count(points) == 3
+    errors = telemetry.last_points(conv.INTERNAL_ERRORS)
+    assert total_count(errors, **{conv.INTERNAL_ERROR_KIND: "server_metric"}) == 1
 
 
 # -- gunicorn, two workers ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 import weakref
@@ -120,11 +121,22 @@ SELF = SelfTelemetry()
 
 
 _ALL_BUFFERS: weakref.WeakSet[ModelBuffers] = weakref.WeakSet()
+_ALL_BUFFERS_LOCK = threading.Lock()  # a set must not grow while it is copied
+
+
+def _new_lock_in_child() -> None:
+    global _ALL_BUFFERS_LOCK
+    _ALL_BUFFERS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def complete_all_traced() -> None:
     """``complete_traced`` of every model's buffers (``record_feedback`` for an id it cannot find yet)."""
-    for buffers in list(_ALL_BUFFERS):
+    with _ALL_BUFFERS_LOCK:
+        owners = list(_ALL_BUFFERS)
+    for buffers in owners:
         buffers.complete_traced()
 
 
@@ -207,7 +219,8 @@ class ModelBuffers:
         # ``complete_traced`` does it off the request path, before the metrics or the span go out.
         self.traced: list[tuple[Any, Any, Any, Any, str | None]] = []
         self._traced_lock = threading.Lock()
-        _ALL_BUFFERS.add(self)
+        with _ALL_BUFFERS_LOCK:
+            _ALL_BUFFERS.add(self)
         self.count_missing = True
         self.distributions: Any = None  # distributions.FeatureDistributions when features are allow-listed
         # One of modelotel.ood's scorers: pure and vectorised, so deferred rows are scored in bulk

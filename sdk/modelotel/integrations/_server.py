@@ -21,6 +21,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 
 from .. import config
 from .. import conventions as conv
+from ..privacy import scrub
 from ..recorder import SELF, ModelBuffers, Recorder, attr_key, drain
 from ..runtime import OFF, STATE, autostart
 from ..tracing import (
@@ -94,6 +95,22 @@ def span_name(method: Any, route: str) -> str:
     return name
 
 
+_CLEAN_PATHS: dict[str, str] = {}  # URL paths scrub() left as they were (bounded)
+_CLEAN_PATHS_MAX = 4096
+
+
+def scrubbed_path(path: str) -> str:
+    """``scrub(path)`` for ``url.path``; paths it found nothing in are remembered, so a repeated one is a lookup."""
+    if type(path) is not str:
+        return scrub(path)
+    if path in _CLEAN_PATHS:
+        return path
+    out = scrub(path)
+    if out == path and len(_CLEAN_PATHS) < _CLEAN_PATHS_MAX:
+        _CLEAN_PATHS[path] = path
+    return out
+
+
 class ExcludeList:
     """Paths (or gRPC full method names) not to instrument: user regexes plus OTEL_PYTHON_*_EXCLUDED_URLS."""
 
@@ -112,18 +129,27 @@ class ExcludeList:
 
 
 class _DurationSource:
-    """Buffered (attribute-key, attributes, ns) of one server metric, folded like ModelBuffers."""
+    """Buffered (telemetry, request attributes, ns) of one server metric, folded like ModelBuffers.
+
+    The request path appends the request's attribute dict as it is; which of its attributes make the
+    series (``ServerTelemetry.metric_key``) is worked out here, on the export thread.
+    """
 
     def __init__(self, metric: str) -> None:
         self.metric = metric
-        self.values: list[tuple[tuple, dict[str, Any], int]] = []
+        self.values: list[tuple[ServerTelemetry, dict[str, Any], int]] = []
 
     def fold(self, rec: Recorder) -> None:
         values = drain(self.values)
         if not values:
             return
         groups: dict[tuple, tuple[dict[str, Any], list[int]]] = {}
-        for key, attrs, ns in values:
+        for tel, request_attrs, ns in values:
+            try:
+                key, attrs = tel.metric_key(request_attrs)
+            except Exception as exc:  # e.g. an unhashable route from a hostile app: that request only
+                SELF.error("server_metric", exc)
+                continue
             entry = groups.get(key)
             if entry is None:
                 entry = groups[key] = (attrs, [])
@@ -291,6 +317,17 @@ class ServerTelemetry:
         # (attribute values in metric_attributes order) -> (series key, metric attributes)
         self._keys: dict[tuple, tuple[tuple, dict[str, Any]]] = {}
 
+    def metric_key(self, attrs: Mapping[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        """(series key, metric attributes) of a finished request's attributes; called on the export thread."""
+        values = tuple(map(attrs.get, self.metric_attributes))
+        cached = self._keys.get(values)
+        if cached is None:
+            metric_attrs = {k: v for k, v in zip(self.metric_attributes, values, strict=True) if v is not None}
+            cached = (attr_key(metric_attrs), metric_attrs)
+            if len(self._keys) < 10_000:
+                self._keys[values] = cached
+        return cached
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(
         self,
@@ -381,14 +418,8 @@ class ServerTelemetry:
                 attrs.update(status_attrs)
             if error_type is not None:
                 attrs[conv.ERROR_TYPE] = error_type
-            values = tuple(map(attrs.get, self.metric_attributes))
-            cached = self._keys.get(values)
-            if cached is None:
-                metric_attrs = {k: v for k, v in zip(self.metric_attributes, values, strict=True) if v is not None}
-                cached = (attr_key(metric_attrs), metric_attrs)
-                if len(self._keys) < 10_000:
-                    self._keys[values] = cached
-            self._source.values.append((cached[0], cached[1], dt))
+            # The dict is final now (a LightSpan refuses attributes once ended): the export thread reads it.
+            self._source.values.append((self, attrs, dt))
             if self.has_models:
                 self.models.record(req.route, dt, error_type)
         except Exception as exc:

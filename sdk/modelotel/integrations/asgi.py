@@ -21,7 +21,6 @@ from typing import Any
 from opentelemetry.propagators.textmap import Getter
 
 from .. import conventions as conv
-from ..privacy import scrub
 from ..recorder import SELF
 from ..runtime import STATE, autostart, force_flush
 from ..tracing import LightSpan
@@ -41,6 +40,7 @@ from ._server import (
     ServerTelemetry,
     http_method,
     http_status_attrs,
+    scrubbed_path,
     span_name,
 )
 
@@ -293,7 +293,7 @@ class ModelotelMiddleware:
             if not STATE.started:
                 autostart()
             if (tel.traces or STATE.trace_mode) == "span":  # span-only attributes
-                attrs[URL_PATH] = scrub(scope.get("path", ""))
+                attrs[URL_PATH] = scrubbed_path(scope.get("path", ""))
                 if method == "_OTHER":
                     attrs[HTTP_METHOD_ORIGINAL] = raw_method
         except Exception as exc:

@@ -23,7 +23,6 @@ from typing import Any
 from opentelemetry.propagators.textmap import Getter
 
 from .. import conventions as conv
-from ..privacy import scrub
 from ..recorder import SELF
 from ..runtime import STATE, autostart
 from ..tracing import LightSpan, attach_context, detach_context
@@ -44,6 +43,7 @@ from ._server import (
     ServerTelemetry,
     http_method,
     http_status_attrs,
+    scrubbed_path,
     span_name,
 )
 
@@ -272,7 +272,7 @@ class ModelotelWSGIMiddleware:
             if (telemetry.traces or STATE.trace_mode) == "span":  # the path is for spans only, never metrics
                 path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
                 # WSGI gives the path latin-1-decoded; we want UTF-8. PII scrubbed.
-                attrs[URL_PATH] = scrub(path if path.isascii() else _utf8_path(path))
+                attrs[URL_PATH] = scrubbed_path(path if path.isascii() else _utf8_path(path))
             resp = _Response(self, environ, start_response, attrs)
             telemetry.begin(resp, "HTTP" if method == "_OTHER" else method, environ, _GETTER)
             environ[REQUEST_KEY] = resp
