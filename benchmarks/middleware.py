@@ -1,6 +1,6 @@
 """Per-request overhead of modelotel's middleware against the official OpenTelemetry instrumentations.
 
-One process, variants interleaved round-robin, medians over rounds:
+One process, variants interleaved (request by request, call by call), medians over rounds:
 
 * FastAPI (ASGI called directly, no sockets) and Flask (WSGI called directly): bare app, the
   official instrumentation (``opentelemetry-instrumentation-fastapi`` / ``-flask``), modelotel
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import shutil
@@ -119,7 +120,8 @@ def make_fastapi():
     return app
 
 
-def asgi_runner(app):
+def asgi_request(app, status: list):
+    """A coroutine function doing one GET /items/42 on ``app``, called directly (no server, no sockets)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -138,25 +140,38 @@ def asgi_runner(app):
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    status = []
-
     async def send(message):
         if message["type"] == "http.response.start":
             status.append(message["status"])
 
-    async def run(n):
-        for _ in range(n):
-            await app(dict(scope), receive, send)
+    async def request():
+        await app(dict(scope), receive, send)
 
-    def once(n, loop):
-        t0 = time.process_time_ns()
-        loop.run_until_complete(run(n))
-        return (time.process_time_ns() - t0) / n
-
-    return once, status
+    return request
 
 
 # -- Flask ---------------------------------------------------------------------------------------
+
+
+def wsgi_request(app, status: list):
+    """A function doing one GET /items/42 on ``app`` through WSGI, reading and closing the body."""
+    from werkzeug.test import EnvironBuilder
+
+    base = EnvironBuilder(path="/items/42", method="GET").get_environ()
+
+    def start_response(s, headers, exc_info=None):
+        status.append(s)
+
+    def request():
+        body = app(dict(base), start_response)
+        for _chunk in body:
+            pass
+        close = getattr(body, "close", None)
+        if close:
+            close()
+
+    return request
+
 
 
 def make_flask():
@@ -169,29 +184,6 @@ def make_flask():
         return {"id": item_id, "ok": True}
 
     return app
-
-
-def wsgi_runner(app):
-    from werkzeug.test import EnvironBuilder
-
-    base = EnvironBuilder(path="/items/42", method="GET").get_environ()
-    status = []
-
-    def start_response(s, headers, exc_info=None):
-        status.append(s)
-
-    def once(n, _loop=None):
-        t0 = time.process_time_ns()
-        for _ in range(n):
-            body = app(dict(base), start_response)
-            for _chunk in body:
-                pass
-            close = getattr(body, "close", None)
-            if close:
-                close()
-        return (time.process_time_ns() - t0) / n
-
-    return once, status
 
 
 # -- gRPC ----------------------------------------------------------------------------------------
@@ -311,6 +303,99 @@ def interleave_calls(variants: dict, rounds: int, calls: int) -> dict[str, float
     return {name: float(np.median(v)) for name, v in samples.items()}
 
 
+def interleave_requests(variants: dict, rounds: int, requests: int, loop=None) -> dict[str, float]:
+    """Per-request alternation for the in-process apps: ``variants`` maps a name to (requesters, tracer, flush).
+
+    Each requester does one request (a coroutine function when ``loop`` is given). Every variant has
+    several app instances, used in turn, so no variant's figure rests on one app object's memory
+    layout; the variants alternate request by request, so they share the machine's moments. A round
+    times ``requests`` requests of each (process CPU per request); then a variant's ``flush`` (ours
+    traced: its span queue, encoded and written) runs and is charged to it. ``tracer`` (the app
+    provider variant) is swapped in around each of its requests, outside the timed part. The first
+    round is a warm-up; the figure is the median over rounds of the per-round means.
+    """
+    from modelotel.runtime import STATE
+
+    clock = time.process_time_ns
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    plan = list(variants.items())
+
+    def one_round_sync(totals: dict) -> None:
+        for i in range(requests):
+            for name, (requesters, tracer, _) in plan:
+                request = requesters[i % len(requesters)]
+                if tracer is not None:
+                    saved, STATE.tracer = STATE.tracer, tracer
+                t0 = clock()
+                request()
+                totals[name] += clock() - t0
+                if tracer is not None:
+                    STATE.tracer = saved
+
+    async def one_round_async(totals: dict) -> None:
+        for i in range(requests):
+            for name, (requesters, tracer, _) in plan:
+                request = requesters[i % len(requesters)]
+                if tracer is not None:
+                    saved, STATE.tracer = STATE.tracer, tracer
+                t0 = clock()
+                await request()
+                totals[name] += clock() - t0
+                if tracer is not None:
+                    STATE.tracer = saved
+
+    for round_number in range(rounds + 1):
+        totals = dict.fromkeys(variants, 0)
+        if loop is None:
+            one_round_sync(totals)
+        else:
+            loop.run_until_complete(one_round_async(totals))
+        for name, (_, _, flush) in plan:
+            if flush is not None:
+                t0 = clock()
+                flush()
+                totals[name] += clock() - t0
+        if round_number:
+            for name in variants:
+                samples[name].append(totals[name] / requests)
+    return {name: float(np.median(v)) for name, v in samples.items()}
+
+
+def interleave_blocks(variants: dict, rounds: int, requests: int, loop=None) -> dict[str, float]:
+    """``interleave_requests``' variants timed in blocks: each round runs ``requests`` requests of one
+    variant (one app instance, the next one the next round), then the next variant's. The code under
+    test stays in the CPU caches within a block, as in a tight loop: the warm figure.
+    """
+    from modelotel.runtime import STATE
+
+    clock = time.process_time_ns
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+
+    async def block_async(request, n: int) -> None:
+        for _ in range(n):
+            await request()
+
+    for round_number in range(rounds + 1):
+        for name, (requesters, tracer, flush) in variants.items():
+            request = requesters[round_number % len(requesters)]
+            if tracer is not None:
+                saved, STATE.tracer = STATE.tracer, tracer
+            t0 = clock()
+            if loop is None:
+                for _ in range(requests):
+                    request()
+            else:
+                loop.run_until_complete(block_async(request, requests))
+            if flush is not None:
+                flush()
+            spent = clock() - t0
+            if tracer is not None:
+                STATE.tracer = saved
+            if round_number:
+                samples[name].append(spent / requests)
+    return {name: float(np.median(v)) for name, v in samples.items()}
+
+
 def interleave(variants: dict, rounds: int, requests: int, loop) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for once in variants.values():
@@ -321,21 +406,46 @@ def interleave(variants: dict, rounds: int, requests: int, loop) -> dict[str, fl
     return {name: float(np.median(v)) for name, v in samples.items()}
 
 
-def table(title: str, medians: dict[str, float], bare: str, official: str, ours: str) -> list[str]:
-    lines = [f"**{title}**", "", "| variant | median us/request | added us | vs official |", "|---|---:|---:|---:|"]
-    base = medians[bare]
-    off_added = medians[official] - base
-    for name, value in medians.items():
-        added = value - base
+def table(
+    title: str, medians: dict[str, float], bare: str, official: str, ours: str, warm: dict[str, float] | None = None
+) -> list[str]:
+    """A variant table; with ``warm`` (interleave_blocks), its added cost and ratio as two more columns."""
+    head = "| variant | median us/request | added us | vs official |"
+    rule = "|---|---:|---:|---:|"
+    if warm is not None:
+        head += " added us, warm | vs official, warm |"
+        rule += "---:|---:|"
+    lines = [f"**{title}**", "", head, rule]
+
+    def added_and_ratio(values: dict[str, float], name: str) -> tuple[float, str]:
+        added = values[name] - values[bare]
+        off_added = values[official] - values[bare]
         ratio = "" if name == bare or added <= 0 else f"{off_added / added:.1f}x less" if name != official else "1x"
-        lines.append(f"| {name} | {value / 1000:,.1f} | {added / 1000:,.1f} | {ratio} |")
-    ours_added = medians[ours] - base
-    lines += [
-        "",
-        f"modelotel traced adds {ours_added / 1000:,.1f} us against the official {off_added / 1000:,.1f} us "
-        f"({off_added / max(ours_added, 1):.1f}x less).",
-        "",
-    ]
+        return added, ratio
+
+    for name, value in medians.items():
+        added, ratio = added_and_ratio(medians, name)
+        line = f"| {name} | {value / 1000:,.1f} | {added / 1000:,.1f} | {ratio} |"
+        if warm is not None:
+            warm_added, warm_ratio = added_and_ratio(warm, name)
+            line += f" {warm_added / 1000:,.1f} | {warm_ratio} |"
+        lines.append(line)
+
+    def summary(values: dict[str, float]) -> str:
+        ours_added = values[ours] - values[bare]
+        off_added = values[official] - values[bare]
+        return (
+            f"modelotel traced adds {ours_added / 1000:,.1f} us against the official {off_added / 1000:,.1f} us "
+            f"({off_added / max(ours_added, 1):.1f}x less)"
+        )
+
+    lines += ["", summary(medians) + ("" if warm is None else f"; warm, {summary(warm)[len('modelotel '):]}") + "."]
+    if warm is not None:
+        lines.append(
+            "(Requests alternate between the variants, so each one's code starts with cold CPU caches, as in a "
+            "server that runs other code between requests; the warm columns time 300-request blocks per variant.)"
+        )
+    lines.append("")
     return lines
 
 
@@ -720,39 +830,48 @@ def micro(args: argparse.Namespace) -> list[str]:
     loop = asyncio.new_event_loop()
     names = ("bare", "official", "ours traced", "ours traced, app provider", "ours metrics-only")
 
-    apps = {name: make_fastapi() for name in names}
-    OfficialFastAPI.instrument_app(apps["official"], tracer_provider=tp, meter_provider=mp)
-    ours_fastapi.instrument_app(apps["ours traced"])
-    ours_fastapi.instrument_app(apps["ours traced, app provider"])
-    ours_fastapi.instrument_app(apps["ours metrics-only"], traces="off")
+    # Several app instances per variant, used in turn (see interleave_requests).
+    instances = max(1, args.instances)
+    tracers = {"ours traced, app provider": app_tracer}
+    flushes = {"ours traced": STATE.span_provider.force_flush}
     fastapi_variants = {}
-    for name, app in apps.items():
-        once, status = asgi_runner(app)
-        if name.endswith("app provider"):
-            once = with_tracer(once, app_tracer)
-        elif name == "ours traced":
-            once = with_flush(once)
-        once(1, loop)
-        assert status[-1] == 200, (name, status)
-        fastapi_variants[f"FastAPI {name}"] = once
-    fastapi = interleave(fastapi_variants, args.rounds, args.requests, loop)
-
-    fapps = {name: make_flask() for name in names}
-    OfficialFlask.instrument_app(fapps["official"], tracer_provider=tp, meter_provider=mp)
-    ours_flask.instrument_app(fapps["ours traced"])
-    ours_flask.instrument_app(fapps["ours traced, app provider"])
-    ours_flask.instrument_app(fapps["ours metrics-only"], traces="off")
+    for name in names:
+        requesters = []
+        for _ in range(instances):
+            app = make_fastapi()
+            if name == "official":
+                OfficialFastAPI.instrument_app(app, tracer_provider=tp, meter_provider=mp)
+            elif name.startswith("ours"):
+                ours_fastapi.instrument_app(app, traces="off" if name.endswith("metrics-only") else None)
+            status: list = []
+            request = asgi_request(app, status)
+            loop.run_until_complete(request())
+            assert status[-1] == 200, (name, status)
+            requesters.append(request)
+        fastapi_variants[f"FastAPI {name}"] = (requesters, tracers.get(name), flushes.get(name))
     flask_variants = {}
-    for name, app in fapps.items():
-        once, status = wsgi_runner(app)
-        if name.endswith("app provider"):
-            once = with_tracer(once, app_tracer)
-        elif name == "ours traced":
-            once = with_flush(once)
-        once(1)
-        assert status[-1].startswith("200"), (name, status)
-        flask_variants[f"Flask {name}"] = once
-    flask = interleave(flask_variants, args.rounds, args.requests, None)
+    for name in names:
+        requesters = []
+        for _ in range(instances):
+            app = make_flask()
+            if name == "official":
+                OfficialFlask.instrument_app(app, tracer_provider=tp, meter_provider=mp)
+            elif name.startswith("ours"):
+                ours_flask.instrument_app(app, traces="off" if name.endswith("metrics-only") else None)
+            status = []
+            request = wsgi_request(app, status)
+            request()
+            assert status[-1].startswith("200"), (name, status)
+            requesters.append(request)
+        flask_variants[f"Flask {name}"] = (requesters, tracers.get(name), flushes.get(name))
+    # The setup's objects (frameworks, apps, SDK) move to the permanent generation: a full collection then
+    # scans what the requests allocate, as in a long-running server, not the whole import graph.
+    gc.collect()
+    gc.freeze()
+    fastapi = interleave_requests(fastapi_variants, args.rounds, args.requests, loop)
+    fastapi_warm = interleave_blocks(fastapi_variants, args.rounds, args.requests, loop)
+    flask = interleave_requests(flask_variants, args.rounds, args.requests)
+    flask_warm = interleave_blocks(flask_variants, args.rounds, args.requests)
 
     grpc_servers = []
     grpc_variants = {}
@@ -794,15 +913,19 @@ def micro(args: argparse.Namespace) -> list[str]:
     modelotel.shutdown()
 
     lines = [
-        f"Machine: {machine_line()}. {args.rounds} interleaved rounds of {args.requests} requests per variant; "
-        "median of the per-round means. Every span sampled. Official: SDK TracerProvider, BatchSpanProcessor, "
-        "discarding exporter. Ours traced: modelotel's own provider, spans encoded to OTLP/JSON by its export "
-        "thread (in this process) and written to /dev/null. Ours traced, app provider: modelotel's spans through "
-        "the official variants' SDK provider (an application that set its own).",
+        f"Machine: {machine_line()}. FastAPI and Flask: {args.instances} app instances per variant used in turn, "
+        f"the variants alternating request by request, {args.rounds} rounds of {args.requests} requests each "
+        "(after a warm-up round), median of the per-round means; the setup's objects frozen out of the garbage "
+        "collector (gc.freeze), as in a long-running server. Every span sampled. Official: SDK TracerProvider, "
+        "BatchSpanProcessor, discarding exporter. Ours traced: modelotel's own provider, spans encoded to "
+        "OTLP/JSON by its export thread (in this process) and written to /dev/null. Ours traced, app provider: "
+        "modelotel's spans through the official variants' SDK provider (an application that set its own).",
         "",
     ]
-    lines += table("FastAPI (ASGI, no sockets)", fastapi, "FastAPI bare", "FastAPI official", "FastAPI ours traced")
-    lines += table("Flask (WSGI, no sockets)", flask, "Flask bare", "Flask official", "Flask ours traced")
+    lines += table(
+        "FastAPI (ASGI, no sockets)", fastapi, "FastAPI bare", "FastAPI official", "FastAPI ours traced", fastapi_warm
+    )
+    lines += table("Flask (WSGI, no sockets)", flask, "Flask bare", "Flask official", "Flask ours traced", flask_warm)
     lines += table(
         f"gRPC unary (loopback; CPU time of the whole process per call, client included; variants alternate "
         f"call by call, {args.grpc_rounds} rounds of {args.grpc_calls} calls, median of the round means)",
@@ -829,6 +952,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--instances", type=int, default=3, help="app instances per variant (FastAPI, Flask)")
     parser.add_argument("--grpc-rounds", type=int, default=100)
     parser.add_argument("--breakdown-requests", type=int, default=3000, help="0 skips the cost breakdown")
     parser.add_argument("--grpc-calls", type=int, default=30, help="calls per variant per gRPC round")
