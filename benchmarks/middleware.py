@@ -361,10 +361,14 @@ def interleave_requests(variants: dict, rounds: int, requests: int, loop=None) -
     return {name: float(np.median(v)) for name, v in samples.items()}
 
 
+WARM_BLOCKS = 6  # the warm figure times the same number of requests in blocks of requests / 6
+
+
 def interleave_blocks(variants: dict, rounds: int, requests: int, loop=None) -> dict[str, float]:
     """``interleave_requests``' variants timed in blocks: each round runs ``requests`` requests of one
     variant (one app instance, the next one the next round), then the next variant's. The code under
-    test stays in the CPU caches within a block, as in a tight loop: the warm figure.
+    test stays in the CPU caches within a block, as in a tight loop: the warm figure. Short blocks and
+    many rounds keep the variants close in time, so they share the machine's moments.
     """
     from modelotel.runtime import STATE
 
@@ -407,7 +411,13 @@ def interleave(variants: dict, rounds: int, requests: int, loop) -> dict[str, fl
 
 
 def table(
-    title: str, medians: dict[str, float], bare: str, official: str, ours: str, warm: dict[str, float] | None = None
+    title: str,
+    medians: dict[str, float],
+    bare: str,
+    official: str,
+    ours: str,
+    warm: dict[str, float] | None = None,
+    warm_block: int = 0,
 ) -> list[str]:
     """A variant table; with ``warm`` (interleave_blocks), its added cost and ratio as two more columns."""
     head = "| variant | median us/request | added us | vs official |"
@@ -443,7 +453,8 @@ def table(
     if warm is not None:
         lines.append(
             "(Requests alternate between the variants, so each one's code starts with cold CPU caches, as in a "
-            "server that runs other code between requests; the warm columns time 300-request blocks per variant.)"
+            "server that runs other code between requests; the warm columns time blocks of "
+            f"{warm_block} requests per variant, alternating block by block.)"
         )
     lines.append("")
     return lines
@@ -869,9 +880,10 @@ def micro(args: argparse.Namespace) -> list[str]:
     gc.collect()
     gc.freeze()
     fastapi = interleave_requests(fastapi_variants, args.rounds, args.requests, loop)
-    fastapi_warm = interleave_blocks(fastapi_variants, args.rounds, args.requests, loop)
+    block = max(1, args.requests // WARM_BLOCKS)
+    fastapi_warm = interleave_blocks(fastapi_variants, args.rounds * WARM_BLOCKS, block, loop)
     flask = interleave_requests(flask_variants, args.rounds, args.requests)
-    flask_warm = interleave_blocks(flask_variants, args.rounds, args.requests)
+    flask_warm = interleave_blocks(flask_variants, args.rounds * WARM_BLOCKS, block)
 
     grpc_servers = []
     grpc_variants = {}
@@ -923,9 +935,17 @@ def micro(args: argparse.Namespace) -> list[str]:
         "",
     ]
     lines += table(
-        "FastAPI (ASGI, no sockets)", fastapi, "FastAPI bare", "FastAPI official", "FastAPI ours traced", fastapi_warm
+        "FastAPI (ASGI, no sockets)",
+        fastapi,
+        "FastAPI bare",
+        "FastAPI official",
+        "FastAPI ours traced",
+        fastapi_warm,
+        block,
     )
-    lines += table("Flask (WSGI, no sockets)", flask, "Flask bare", "Flask official", "Flask ours traced", flask_warm)
+    lines += table(
+        "Flask (WSGI, no sockets)", flask, "Flask bare", "Flask official", "Flask ours traced", flask_warm, block
+    )
     lines += table(
         f"gRPC unary (loopback; CPU time of the whole process per call, client included; variants alternate "
         f"call by call, {args.grpc_rounds} rounds of {args.grpc_calls} calls, median of the round means)",
@@ -958,7 +978,7 @@ def main() -> None:
     parser.add_argument("--grpc-calls", type=int, default=30, help="calls per variant per gRPC round")
     parser.add_argument("--no-load", action="store_true")
     parser.add_argument("--no-micro", action="store_true", help="the load test only (implies --no-write)")
-    parser.add_argument("--load-repeats", type=int, default=3)
+    parser.add_argument("--load-repeats", type=int, default=5)
     parser.add_argument("--load-seconds", type=int, default=8)
     parser.add_argument("--otlp", action="store_true", help="also load-test OTLP/gRPC span export to a collector")
     parser.add_argument("--no-write", action="store_true")
