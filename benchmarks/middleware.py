@@ -845,36 +845,44 @@ def micro(args: argparse.Namespace) -> list[str]:
     instances = max(1, args.instances)
     tracers = {"ours traced, app provider": app_tracer}
     flushes = {"ours traced": STATE.span_provider.force_flush}
-    fastapi_variants = {}
-    for name in names:
-        requesters = []
-        for _ in range(instances):
-            app = make_fastapi()
-            if name == "official":
-                OfficialFastAPI.instrument_app(app, tracer_provider=tp, meter_provider=mp)
-            elif name.startswith("ours"):
-                ours_fastapi.instrument_app(app, traces="off" if name.endswith("metrics-only") else None)
-            status: list = []
-            request = asgi_request(app, status)
-            loop.run_until_complete(request())
-            assert status[-1] == 200, (name, status)
-            requesters.append(request)
-        fastapi_variants[f"FastAPI {name}"] = (requesters, tracers.get(name), flushes.get(name))
-    flask_variants = {}
-    for name in names:
-        requesters = []
-        for _ in range(instances):
-            app = make_flask()
-            if name == "official":
-                OfficialFlask.instrument_app(app, tracer_provider=tp, meter_provider=mp)
-            elif name.startswith("ours"):
-                ours_flask.instrument_app(app, traces="off" if name.endswith("metrics-only") else None)
-            status = []
-            request = wsgi_request(app, status)
-            request()
-            assert status[-1].startswith("200"), (name, status)
-            requesters.append(request)
-        flask_variants[f"Flask {name}"] = (requesters, tracers.get(name), flushes.get(name))
+
+    def variants(label, make, official, ours, requester, run, ok):
+        """name -> (requesters of ``instances`` apps, tracer, flush), each app checked with one request."""
+        out = {}
+        for name in names:
+            requesters = []
+            for _ in range(instances):
+                app = make()
+                if name == "official":
+                    official(app, tracer_provider=tp, meter_provider=mp)
+                elif name.startswith("ours"):
+                    ours(app, traces="off" if name.endswith("metrics-only") else None)
+                status: list = []
+                request = requester(app, status)
+                run(request)
+                assert ok(status[-1]), (name, status)
+                requesters.append(request)
+            out[f"{label} {name}"] = (requesters, tracers.get(name), flushes.get(name))
+        return out
+
+    fastapi_variants = variants(
+        "FastAPI",
+        make_fastapi,
+        OfficialFastAPI.instrument_app,
+        ours_fastapi.instrument_app,
+        asgi_request,
+        lambda request: loop.run_until_complete(request()),
+        lambda status: status == 200,
+    )
+    flask_variants = variants(
+        "Flask",
+        make_flask,
+        OfficialFlask.instrument_app,
+        ours_flask.instrument_app,
+        wsgi_request,
+        lambda request: request(),
+        lambda status: status.startswith("200"),
+    )
     # The setup's objects (frameworks, apps, SDK) move to the permanent generation: a full collection then
     # scans what the requests allocate, as in a long-running server, not the whole import graph.
     gc.collect()
