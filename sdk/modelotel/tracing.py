@@ -337,6 +337,7 @@ class _TracerPlan:
         "enabled",
         "queue",
         "spans",
+        "max_queue",
         "sink",
         "on_start",
         "table",
@@ -356,6 +357,7 @@ class _TracerPlan:
         queue = processors[0] if len(processors) == 1 and type(processors[0]) is SpanQueue else None
         self.queue = queue
         self.spans = queue.spans if queue is not None else None
+        self.max_queue = queue.max_queue_size if queue is not None else 0
         if queue is not None:  # ours alone: ending a span is the queue list's append (its bound: start_span)
             self.sink = queue.spans.append
             self.on_start = None
@@ -450,16 +452,18 @@ def start_span(tracer: Any, name: str, parent_context: Context | None, kind: Spa
         parent = _CONTEXT_VAR.get().get(SPAN_KEY)
     else:
         parent = _current_span()
-    trace_state = None
-    parent_id = 0
-    remote = sampled = False
-    if parent is not None:
-        if type(parent) is LightSpan:
-            trace_id = parent.trace_id
-            parent_id = parent.span_id
-            flags = parent.trace_flags
-            trace_state = parent.trace_state
-        else:
+    table = plan.table
+    remote = False
+    if type(parent) is LightSpan:  # a child of modelotel's own span (a model call inside a request)
+        trace_id = parent.trace_id
+        parent_id = parent.span_id
+        flags = parent.trace_flags
+        trace_state = parent.trace_state
+        if table is not None:
+            sample = table[_LOCAL_ON if flags & _SAMPLED else _LOCAL_OFF]
+    else:
+        parent_id = 0
+        if parent is not None:
             parent_ctx = parent.get_span_context()
             if parent_ctx is not None and parent_ctx.is_valid:
                 trace_id = parent_ctx.trace_id
@@ -467,43 +471,46 @@ def start_span(tracer: Any, name: str, parent_context: Context | None, kind: Spa
                 remote = parent_ctx.is_remote
                 flags = parent_ctx.trace_flags
                 trace_state = parent_ctx.trace_state
-        if parent_id:
-            sampled = bool(flags & _SAMPLED)
-            random_flag = flags & _RANDOM
-    if not parent_id:  # a root span
-        random_flag = plan.random_flag
-        trace_id = (getrandbits(128) or _new_id(128)) if plan.random_ids else tracer.id_generator.generate_trace_id()
-    table = plan.table
-    if table is not None:
-        if not parent_id:
-            sample = table[_ROOT]
-        elif remote:
-            sample = table[_REMOTE_ON if sampled else _REMOTE_OFF]
-        else:
-            sample = table[_LOCAL_ON if sampled else _LOCAL_OFF]
-        record = sample
-    else:
+                if table is not None:
+                    if remote:
+                        sample = table[_REMOTE_ON if flags & _SAMPLED else _REMOTE_OFF]
+                    else:
+                        sample = table[_LOCAL_ON if flags & _SAMPLED else _LOCAL_OFF]
+        if not parent_id:  # a root span
+            flags = plan.random_flag
+            trace_state = None
+            ids = plan.random_ids
+            trace_id = (getrandbits(128) or _new_id(128)) if ids else tracer.id_generator.generate_trace_id()
+            if table is not None:
+                sample = table[_ROOT]
+    if table is None:
         result = tracer.sampler.should_sample(parent_context, trace_id, name, kind, attributes, ())
-        record = result.decision.is_recording()
-        sample = result.decision.is_sampled()
+        # None: not even recorded.
+        sample = result.decision.is_sampled() if result.decision.is_recording() else None
         trace_state = result.trace_state
-        if record and result.attributes:
+        if sample is not None and result.attributes:
             attributes.update(result.attributes)
     span_id = (getrandbits(64) or _new_id(64)) if plan.random_ids else tracer.id_generator.generate_span_id()
-    flags = (_SAMPLED | random_flag) if sample else random_flag
-    if not record:
-        return NonRecordingSpan(
-            SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(flags), trace_state=trace_state)
-        )
-    sink = plan.sink
-    spans = plan.spans
-    if spans is not None and (not sample or len(spans) >= plan.queue.max_queue_size):
-        # Not exported: unsampled (a record-only sampler), or the queue is full (counted, as the SDK's batch
-        # processor drops). The span still records for whoever reads it while it is current.
-        sink = _discard if not sample else plan.queue.drop
+    flags = (_SAMPLED | (flags & _RANDOM)) if sample else flags & _RANDOM
+    if not sample:
+        if sample is None or table is not None:  # not recorded (a static sampler records what it samples)
+            return NonRecordingSpan(
+                SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(flags), trace_state=trace_state)
+            )
+        # Recorded, not sampled (a record-only sampler): the application's processors still see it end
+        # (as the SDK's span would); modelotel's queue would not export it.
+        sink = _discard if plan.spans is not None else plan.sink
+        queued = False
+    elif plan.spans is not None and len(plan.spans) >= plan.max_queue:
+        # The queue is full: not exported (counted, as the SDK's batch processor drops). The span still
+        # records for whoever reads it while it is current.
+        sink = plan.queue.drop
+        queued = False
+    else:
+        sink = plan.sink
+        queued = plan.spans is not None
     span = LightSpan(
-        tracer, sink, name, trace_id, span_id, flags, trace_state, parent_id, remote, kind, attributes,
-        spans is not None and sink is plan.sink,
+        tracer, sink, name, trace_id, span_id, flags, trace_state, parent_id, remote, kind, attributes, queued
     )
     if plan.on_start is not None:
         try:
