@@ -8,13 +8,16 @@ One process, variants interleaved (request by request, call by call), medians ov
 * gRPC unary over loopback: no interceptor, the official ``server_interceptor``, modelotel's.
 * A load test with ``wrk`` against uvicorn serving a 1 ms CPU-bound "model": requests/s bare vs ours.
 
-Spans: every span is sampled (the SDK's default sampler, parentbased_always_on, with no parent).
-The official instrumentations get an SDK TracerProvider with a BatchSpanProcessor and a *discarding*
-exporter (their spans are never encoded) and an SDK MeterProvider. "ours traced" is modelotel as
-``modelotel.configure()`` sets it up: its own TracerProvider, spans queued and encoded to OTLP/JSON
-by the export thread, written to /dev/null -- the encoding runs in this process and is measured.
-"ours traced, app provider" is modelotel on the same SDK provider the official variants use (an
-application that set its own TracerProvider): its spans then go through the SDK's BatchSpanProcessor.
+Spans: every span is sampled (the SDK's default sampler, parentbased_always_on, with no parent), and
+none goes over a network. The official instrumentations get an SDK MeterProvider and an SDK
+TracerProvider with a BatchSpanProcessor, in two variants: its exporter encodes the spans as the SDK's
+OTLP exporters do before sending (``encode_spans``, serialized; the production cost), or drops them
+unencoded. "ours traced" is modelotel as ``modelotel.configure()`` sets it up -- its own
+TracerProvider, spans queued and encoded by the export thread -- with the encoding its OTLP
+exporters do (the export request, serialized). Span encoding runs in this process, is flushed every
+round and charged to its variant. "ours traced, app provider" is modelotel on the discarding SDK
+provider (an application that set its own TracerProvider). Each of ours is compared with the
+official variant that treats spans alike.
 
     python benchmarks/middleware.py [--rounds 15] [--requests 300] [--no-load] [--otlp]
 """
@@ -43,7 +46,14 @@ from _results import machine_line, write_section  # noqa: E402
 
 
 def providers():
+    """(SDK TracerProvider discarding spans, SDK TracerProvider OTLP-encoding spans, SDK MeterProvider).
+
+    The encoding provider's exporter does what the SDK's OTLP exporters do before the network
+    (``encode_spans`` and serialization); its batch processor exports only when flushed, so a round
+    can be charged with encoding its own spans (``force_flush``).
+    """
     from opentelemetry import metrics, trace
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import (
         MetricExporter,
@@ -55,6 +65,11 @@ def providers():
 
     class DiscardSpans(SpanExporter):
         def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    class EncodeSpans(SpanExporter):
+        def export(self, spans):
+            encode_spans(spans).SerializeToString()
             return SpanExportResult.SUCCESS
 
     class DiscardMetrics(MetricExporter):
@@ -69,20 +84,50 @@ def providers():
 
     tp = TracerProvider()
     tp.add_span_processor(BatchSpanProcessor(DiscardSpans(), max_queue_size=1 << 16))
-    assert trace.get_tracer_provider() is not tp  # the global one is modelotel's (configured first)
+    tp_encoded = TracerProvider()
+    tp_encoded.add_span_processor(
+        BatchSpanProcessor(
+            EncodeSpans(), max_queue_size=1 << 17, max_export_batch_size=1 << 16, schedule_delay_millis=1e9
+        )
+    )
+    assert trace.get_tracer_provider() not in (tp, tp_encoded)  # the global one is modelotel's (configured first)
     mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(DiscardMetrics(), 60_000)])
     metrics.set_meter_provider(mp)
-    return tp, mp
+    return tp, tp_encoded, mp
 
 
-def with_flush(once):
-    """Charge a round with exporting its own spans: modelotel's span queue is flushed (encoded, written) in it."""
-    from modelotel.runtime import STATE
+class EncodeLightSpans:
+    """modelotel's OTLP exporters' work before the network: the request for its spans, serialized."""
+
+    def export_light(self, spans):
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        from modelotel.otlp_proto import light_spans_to_request
+
+        light_spans_to_request(spans).SerializeToString()
+        return SpanExportResult.SUCCESS
+
+    def export(self, spans):
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        encode_spans(spans).SerializeToString()
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis=30_000):
+        return True
+
+    def shutdown(self):
+        pass
+
+
+def with_flush(once, flush):
+    """Charge a round with exporting its own spans: ``flush`` (encoding them) runs, timed, after it."""
 
     def run(n, loop=None):
         per_request = once(n, loop)
         t0 = time.process_time_ns()
-        STATE.span_provider.force_flush()
+        flush()
         return per_request + (time.process_time_ns() - t0) / n
 
     return run
@@ -171,7 +216,6 @@ def wsgi_request(app, status: list):
             close()
 
     return request
-
 
 
 def make_flask():
@@ -410,46 +454,57 @@ def interleave(variants: dict, rounds: int, requests: int, loop) -> dict[str, fl
     return {name: float(np.median(v)) for name, v in samples.items()}
 
 
+BARE = "bare"
+OFFICIAL_ENCODED = "official, spans OTLP-encoded"
+OFFICIAL = "official, spans discarded"
+OURS_TRACED = "ours traced"
+OURS_APP = "ours traced, app provider"
+OURS_METRICS = "ours metrics-only"
+# Each of ours against the official variant that does the same with spans (metrics-only: the cheaper official).
+AGAINST = {OURS_TRACED: OFFICIAL_ENCODED, OURS_APP: OFFICIAL, OURS_METRICS: OFFICIAL}
+
+
 def table(
-    title: str,
-    medians: dict[str, float],
-    bare: str,
-    official: str,
-    ours: str,
-    warm: dict[str, float] | None = None,
-    warm_block: int = 0,
+    title: str, label: str, medians: dict[str, float], warm: dict[str, float] | None, warm_block: int
 ) -> list[str]:
-    """A variant table; with ``warm`` (interleave_blocks), its added cost and ratio as two more columns."""
-    head = "| variant | median us/request | added us | vs official |"
-    rule = "|---|---:|---:|---:|"
+    """A variant table (names ``f"{label} {variant}"``); with ``warm`` (interleave_blocks), two more columns."""
+    head = "| variant | median us/request | added us | against | times less |"
+    rule = "|---|---:|---:|---|---:|"
     if warm is not None:
-        head += " added us, warm | vs official, warm |"
+        head += " added us, warm | times less, warm |"
         rule += "---:|---:|"
     lines = [f"**{title}**", "", head, rule]
 
-    def added_and_ratio(values: dict[str, float], name: str) -> tuple[float, str]:
-        added = values[name] - values[bare]
-        off_added = values[official] - values[bare]
-        ratio = "" if name == bare or added <= 0 else f"{off_added / added:.1f}x less" if name != official else "1x"
-        return added, ratio
+    def added(values: dict[str, float], variant: str) -> float:
+        return values[f"{label} {variant}"] - values[f"{label} {BARE}"]
+
+    def ratio(values: dict[str, float], variant: str) -> str:
+        against = AGAINST.get(variant)
+        ours = added(values, variant)
+        return f"{added(values, against) / ours:.1f}x" if against is not None and ours > 0 else ""
 
     for name, value in medians.items():
-        added, ratio = added_and_ratio(medians, name)
-        line = f"| {name} | {value / 1000:,.1f} | {added / 1000:,.1f} | {ratio} |"
+        variant = name[len(label) + 1 :]
+        line = (
+            f"| {name} | {value / 1000:,.1f} | {added(medians, variant) / 1000:,.1f} | "
+            f"{AGAINST.get(variant, '')} | {ratio(medians, variant)} |"
+        )
         if warm is not None:
-            warm_added, warm_ratio = added_and_ratio(warm, name)
-            line += f" {warm_added / 1000:,.1f} | {warm_ratio} |"
+            line += f" {added(warm, variant) / 1000:,.1f} | {ratio(warm, variant)} |"
         lines.append(line)
 
     def summary(values: dict[str, float]) -> str:
-        ours_added = values[ours] - values[bare]
-        off_added = values[official] - values[bare]
+        ours = added(values, OURS_TRACED)
         return (
-            f"modelotel traced adds {ours_added / 1000:,.1f} us against the official {off_added / 1000:,.1f} us "
-            f"({off_added / max(ours_added, 1):.1f}x less)"
+            f"adds {ours / 1000:,.1f} us against the official's {added(values, OFFICIAL_ENCODED) / 1000:,.1f} us with "
+            f"OTLP-encoded spans ({ratio(values, OURS_TRACED)} less; {added(values, OFFICIAL) / 1000:,.1f} us, "
+            f"{added(values, OFFICIAL) / max(ours, 1):.1f}x, with its spans discarded)"
         )
 
-    lines += ["", summary(medians) + ("" if warm is None else f"; warm, {summary(warm)[len('modelotel '):]}") + "."]
+    lines += [
+        "",
+        "modelotel traced " + summary(medians) + ("" if warm is None else f"; warm, it {summary(warm)}") + ".",
+    ]
     if warm is not None:
         lines.append(
             "(Requests alternate between the variants, so each one's code starts with cold CPU caches, as in a "
@@ -791,7 +846,7 @@ def breakdown(requests: int, loop) -> list[str]:
         )
     lines += [
         "",
-        f"A span costs {span_export_us:,.1f} us to export (encoded to OTLP/JSON and written), once the request is "
+        f"A span costs {span_export_us:,.1f} us to export (encoded to an OTLP request), once the request is "
         "done. The model span is the instrumented call's traced path (`@instrument_model`): on the request path "
         "the span, the prediction id and snapshots of output and features; deferred to an export thread (timed "
         "there, per variant) the confidence and label, the keyed features hash, the span's attributes and the "
@@ -813,19 +868,24 @@ def micro(args: argparse.Namespace) -> list[str]:
 
     # First, so that modelotel builds (and installs globally) its own TracerProvider, as in production.
     modelotel.configure(service_name="bench", exporter="file", path=os.devnull, export_interval=60, traces="span")
-    tp, mp = providers()
+    tp, tp_encoded, mp = providers()
+    # Ours traced encodes its spans as its OTLP exporters do (the request, serialized), like the
+    # official variant whose spans are OTLP-encoded; nothing goes over the network for either.
+    span_queue = STATE.span_provider._active_span_processor._span_processors[0]
+    span_queue.exporter = EncodeLightSpans()
     app_tracer = tp.get_tracer("modelotel", modelotel.__version__)
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor as OfficialFastAPI
     from opentelemetry.instrumentation.flask import FlaskInstrumentor as OfficialFlask
     from opentelemetry.instrumentation.grpc import server_interceptor as official_grpc_interceptor
 
     loop = asyncio.new_event_loop()
-    names = ("bare", "official", "ours traced", "ours traced, app provider", "ours metrics-only")
+    names = (BARE, OFFICIAL_ENCODED, OFFICIAL, OURS_TRACED, OURS_APP, OURS_METRICS)
 
     # Several app instances per variant, used in turn (see interleave_requests).
     instances = max(1, args.instances)
-    tracers = {"ours traced, app provider": app_tracer}
-    flushes = {"ours traced": STATE.span_provider.force_flush}
+    tracers = {OURS_APP: app_tracer}
+    flushes = {OURS_TRACED: STATE.span_provider.force_flush, OFFICIAL_ENCODED: tp_encoded.force_flush}
+    official_providers = {OFFICIAL: tp, OFFICIAL_ENCODED: tp_encoded}
 
     def variants(label, make, official, ours, requester, run, ok):
         """name -> (requesters of ``instances`` apps, tracer, flush), each app checked with one request."""
@@ -834,10 +894,10 @@ def micro(args: argparse.Namespace) -> list[str]:
             requesters = []
             for _ in range(instances):
                 app = make()
-                if name == "official":
-                    official(app, tracer_provider=tp, meter_provider=mp)
+                if name in official_providers:
+                    official(app, tracer_provider=official_providers[name], meter_provider=mp)
                 elif name.startswith("ours"):
-                    ours(app, traces="off" if name.endswith("metrics-only") else None)
+                    ours(app, traces="off" if name == OURS_METRICS else None)
                 status: list = []
                 request = requester(app, status)
                 run(request)
@@ -876,40 +936,33 @@ def micro(args: argparse.Namespace) -> list[str]:
 
     grpc_servers = []
     grpc_variants = {}
-    for name, interceptors in (
-        ("bare", []),
-        ("official", [official_grpc_interceptor(tracer_provider=tp)]),
-        ("ours traced", [ours_grpc.server_interceptor()]),
-        ("ours traced, app provider", [ours_grpc.server_interceptor()]),
-        ("ours metrics-only", [ours_grpc.server_interceptor(traces="off")]),
-    ):
-        one_call, handles = grpc_runner(interceptors)
-        flush = None
-        if name.endswith("app provider"):
+    grpc_direct_variants = {}
+
+    def grpc_interceptor(name):
+        if name in official_providers:
+            return official_grpc_interceptor(tracer_provider=official_providers[name])
+        if name == BARE:
+            return None
+        return ours_grpc.server_interceptor(traces="off" if name == OURS_METRICS else None)
+
+    for name in names:
+        interceptor = grpc_interceptor(name)
+        one_call, handles = grpc_runner([interceptor] if interceptor is not None else [])
+        once = grpc_direct_runner(grpc_interceptor(name))
+        if name == OURS_APP:
             one_call = with_tracer(one_call, app_tracer)
-        elif name == "ours traced":
-            flush = STATE.span_provider.force_flush
+            once = with_tracer(once, app_tracer)
+        flush = flushes.get(name)
+        if flush is not None:
+            once = with_flush(once, flush)
         grpc_servers.append(handles)
         grpc_variants[f"gRPC unary {name}"] = (one_call, flush)
+        grpc_direct_variants[f"gRPC server side {name}"] = once
     grpc = interleave_calls(grpc_variants, args.grpc_rounds, args.grpc_calls)
     for server, channel in grpc_servers:
         channel.close()
         server.stop(None)
-    direct_variants = {}
-    for name, interceptor in (
-        ("bare", None),
-        ("official", official_grpc_interceptor(tracer_provider=tp)),
-        ("ours traced", ours_grpc.server_interceptor()),
-        ("ours traced, app provider", ours_grpc.server_interceptor()),
-        ("ours metrics-only", ours_grpc.server_interceptor(traces="off")),
-    ):
-        once = grpc_direct_runner(interceptor)
-        if name.endswith("app provider"):
-            once = with_tracer(once, app_tracer)
-        elif name == "ours traced":
-            once = with_flush(once)
-        direct_variants[f"gRPC server side {name}"] = once
-    grpc_direct = interleave(direct_variants, args.rounds, args.requests, None)
+    grpc_direct = interleave(grpc_direct_variants, args.rounds, args.requests, None)
     breakdown_lines = breakdown(args.breakdown_requests, loop) if args.breakdown_requests else []
     modelotel.shutdown()
 
@@ -917,40 +970,35 @@ def micro(args: argparse.Namespace) -> list[str]:
         f"Machine: {machine_line()}. FastAPI and Flask: {args.instances} app instances per variant used in turn, "
         f"the variants alternating request by request, {args.rounds} rounds of {args.requests} requests each "
         "(after a warm-up round), median of the per-round means; the setup's objects frozen out of the garbage "
-        "collector (gc.freeze), as in a long-running server. Every span sampled. Official: SDK TracerProvider, "
-        "BatchSpanProcessor, discarding exporter. Ours traced: modelotel's own provider, spans encoded to "
-        "OTLP/JSON by its export thread (in this process) and written to /dev/null. Ours traced, app provider: "
-        "modelotel's spans through the official variants' SDK provider (an application that set its own).",
+        "collector (gc.freeze), as in a long-running server. Every span sampled; nothing goes over a network. "
+        "Official, spans OTLP-encoded: SDK TracerProvider and BatchSpanProcessor, its exporter doing what the "
+        "SDK's OTLP exporters do before sending (`encode_spans`, serialized), flushed and charged every round. "
+        "Official, spans discarded: the same with an exporter that drops the spans unencoded (no production "
+        "setup does that). Ours traced: modelotel's own provider, its spans encoded as its OTLP exporters do "
+        "(the export request, serialized) on its export thread, flushed and charged every round. Ours traced, "
+        "app provider: modelotel's spans through the discarding SDK provider (an application that set its own). "
+        "Each of ours is compared with the official variant that handles spans alike (the `against` column).",
         "",
     ]
-    lines += table(
-        "FastAPI (ASGI, no sockets)",
-        fastapi,
-        "FastAPI bare",
-        "FastAPI official",
-        "FastAPI ours traced",
-        fastapi_warm,
-        block,
-    )
-    lines += table(
-        "Flask (WSGI, no sockets)", flask, "Flask bare", "Flask official", "Flask ours traced", flask_warm, block
-    )
-    lines += table(
-        f"gRPC unary (loopback; CPU time of the whole process per call, client included; variants alternate "
-        f"call by call, {args.grpc_rounds} rounds of {args.grpc_calls} calls, median of the round means)",
-        grpc,
-        "gRPC unary bare",
-        "gRPC unary official",
-        "gRPC unary ours traced",
-    )
-    lines += table(
-        "gRPC unary, the server side alone (the intercepted behaviour called in-process with a stand-in "
-        "context: no network, no grpc threads)",
-        grpc_direct,
-        "gRPC server side bare",
-        "gRPC server side official",
-        "gRPC server side ours traced",
-    )
+    for title, label, medians, warm in (
+        ("FastAPI (ASGI, no sockets)", "FastAPI", fastapi, fastapi_warm),
+        ("Flask (WSGI, no sockets)", "Flask", flask, flask_warm),
+        (
+            f"gRPC unary (loopback; CPU time of the whole process per call, client included; variants alternate "
+            f"call by call, {args.grpc_rounds} rounds of {args.grpc_calls} calls, median of the round means)",
+            "gRPC unary",
+            grpc,
+            None,
+        ),
+        (
+            "gRPC unary, the server side alone (the intercepted behaviour called in-process with a stand-in "
+            "context: no network, no grpc threads)",
+            "gRPC server side",
+            grpc_direct,
+            None,
+        ),
+    ):
+        lines += table(title, label, medians, warm, block if warm is not None else 0)
     lines.append("The official gRPC interceptor emits no metrics; modelotel's also records `rpc.server.call.duration`.")
     lines.append("")
     lines += breakdown_lines
