@@ -23,10 +23,12 @@ from opentelemetry.propagators.textmap import Getter
 from .. import conventions as conv
 from ..recorder import SELF
 from ..runtime import STATE, autostart, force_flush
-from ..tracing import LightSpan
+from ..tracing import LightSpan, detach_context
 from ._server import (
+    _CLEAN_PATHS,
     _KNOWN_METHODS,
     _SPAN_NAMES,
+    _STATUS_ATTRS,
     CLIENT_DISCONNECT_EVENT,
     DISCONNECT_ERROR,
     HTTP_METHOD,
@@ -221,7 +223,6 @@ class ModelotelMiddleware:
             await self.app(scope, receive, send)
             return
 
-        tel = self.telemetry
         req = self._start(scope)
         # Captured now: routers and sub-apps rewrite scope["app"] and scope["root_path"] on the way in.
         app0 = scope.get("app")
@@ -277,7 +278,13 @@ class ModelotelMiddleware:
                 else:  # the server answers 500 to an app that returns without responding
                     self._end(req, status or 500, scope, app0, root0)
         finally:
-            tel.detach(req)  # in the task that attached it (send may run in a child task)
+            token = req.token  # detached in the task that attached it (send may run in a child task)
+            if token is not None:
+                req.token = None
+                try:
+                    detach_context(token)
+                except Exception as exc:
+                    SELF.error("server_context_detach", exc)
 
     # -- bookkeeping (never raises) -----------------------------------------------------------
     def _start(self, scope: Scope) -> Request:
@@ -293,12 +300,15 @@ class ModelotelMiddleware:
             if not STATE.started:
                 autostart()
             if (tel.traces or STATE.trace_mode) == "span":  # span-only attributes
-                attrs[URL_PATH] = scrubbed_path(scope.get("path", ""))
+                path = scope.get("path", "")
+                attrs[URL_PATH] = _CLEAN_PATHS.get(path) or scrubbed_path(path)
                 if method == "_OTHER":
                     attrs[HTTP_METHOD_ORIGINAL] = raw_method
         except Exception as exc:
             SELF.error("asgi_start", exc)
-        return tel.start("HTTP" if method == "_OTHER" else method, scope.get("headers") or (), _GETTER, attrs)
+        req = Request(attrs)
+        tel.begin(req, "HTTP" if method == "_OTHER" else method, scope.get("headers") or (), _GETTER)
+        return req
 
     def _route(self, scope: Scope, app0: Any, root0: str) -> str | None:
         """The route template: the scope's route object, else ``route_resolver``, else Starlette matching."""
@@ -350,7 +360,8 @@ class ModelotelMiddleware:
         disconnect: BaseException | None | bool = False,
     ) -> None:
         """Finish the request; the context stays attached until ``__call__`` detaches it in its own task."""
-        self._set_route(req, scope, app0, root0)
+        if req.route is None:
+            self._set_route(req, scope, app0, root0)
         error_type: str | None = None
         span_error = False
         status_attrs: dict[str, Any] | None = None
@@ -366,7 +377,7 @@ class ModelotelMiddleware:
                 error_type = str(status)
                 span_error = True
             if status:
-                status_attrs = http_status_attrs(status)
+                status_attrs = _STATUS_ATTRS.get(status) or http_status_attrs(status)
         except Exception as inner:  # e.g. an app that sent a non-integer status
             SELF.error("asgi_finish", inner)
         # finish must not detach: the last send may run in a child task (Starlette's streaming), and

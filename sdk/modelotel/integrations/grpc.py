@@ -219,11 +219,12 @@ class _CodeRecorder:
 
 
 def _sync_unary(tel: ServerTelemetry, m: _Method, inner: Callable[..., Any], aio: bool) -> Callable[..., Any]:
-    start, name, attrs, route = tel.start, m.name, m.attrs, m.route
+    begin, name, attrs, route = tel.begin, m.name, m.attrs, m.route
     check_active = not aio
 
     def behavior(request: Any, context: Any) -> Any:
-        req = start(name, context.invocation_metadata() or (), _GETTER, attrs.copy())
+        req = Request(attrs.copy())
+        begin(req, name, context.invocation_metadata() or (), _GETTER)
         req.route = route
         if aio:
             context = _CodeRecorder(context)
@@ -240,11 +241,12 @@ def _sync_unary(tel: ServerTelemetry, m: _Method, inner: Callable[..., Any], aio
 
 def _sync_stream(tel: ServerTelemetry, m: _Method, inner: Callable[..., Any], aio: bool) -> Callable[..., Any]:
     """A function returning an iterator: call the servicer now (its errors surface where grpc expects them)."""
-    start, name, attrs, route = tel.start, m.name, m.attrs, m.route
+    begin, name, attrs, route = tel.begin, m.name, m.attrs, m.route
     check_active = not aio
 
     def behavior(request: Any, context: Any) -> Any:
-        req = start(name, context.invocation_metadata() or (), _GETTER, attrs.copy())
+        req = Request(attrs.copy())
+        begin(req, name, context.invocation_metadata() or (), _GETTER)
         req.route = route
         if aio:
             context = _CodeRecorder(context)
@@ -289,10 +291,11 @@ def _iterate(once: list, context: Any, responses: Any, check_active: bool) -> An
 
 def _aio_coroutine(tel: ServerTelemetry, m: _Method, inner: Callable[..., Any]) -> Callable[..., Any]:
     """Unary responses, and streaming ones written with ``await context.write(...)``."""
-    start, name, attrs, route = tel.start, m.name, m.attrs, m.route
+    begin, name, attrs, route = tel.begin, m.name, m.attrs, m.route
 
     async def behavior(request: Any, context: Any) -> Any:
-        req = start(name, context.invocation_metadata() or (), _GETTER, attrs.copy())
+        req = Request(attrs.copy())
+        begin(req, name, context.invocation_metadata() or (), _GETTER)
         req.route = route
         try:
             response = await inner(request, context)
@@ -309,10 +312,11 @@ def _aio_coroutine(tel: ServerTelemetry, m: _Method, inner: Callable[..., Any]) 
 
 
 def _aio_generator(tel: ServerTelemetry, m: _Method, inner: Callable[..., Any]) -> Callable[..., Any]:
-    start, name, attrs, route = tel.start, m.name, m.attrs, m.route
+    begin, name, attrs, route = tel.begin, m.name, m.attrs, m.route
 
     async def behavior(request: Any, context: Any) -> Any:
-        req = start(name, context.invocation_metadata() or (), _GETTER, attrs.copy())
+        req = Request(attrs.copy())
+        begin(req, name, context.invocation_metadata() or (), _GETTER)
         req.route = route
         once = [(tel, req)]
         try:

@@ -27,6 +27,7 @@ from ..recorder import SELF
 from ..runtime import STATE, autostart
 from ..tracing import LightSpan, attach_context, detach_context
 from ._server import (
+    _CLEAN_PATHS,
     _KNOWN_METHODS,
     _SPAN_NAMES,
     _STATUS_ATTRS,
@@ -272,7 +273,9 @@ class ModelotelWSGIMiddleware:
             if (telemetry.traces or STATE.trace_mode) == "span":  # the path is for spans only, never metrics
                 path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
                 # WSGI gives the path latin-1-decoded; we want UTF-8. PII scrubbed.
-                attrs[URL_PATH] = scrubbed_path(path if path.isascii() else _utf8_path(path))
+                if not path.isascii():
+                    path = _utf8_path(path)
+                attrs[URL_PATH] = _CLEAN_PATHS.get(path) or scrubbed_path(path)
             resp = _Response(self, environ, start_response, attrs)
             telemetry.begin(resp, "HTTP" if method == "_OTHER" else method, environ, _GETTER)
             environ[REQUEST_KEY] = resp
@@ -322,6 +325,12 @@ class ModelotelWSGIMiddleware:
                 if route is not None:
                     self._set_route(req, route)
             status = resp.status
+            if exc is None and status is not None and (complete or resp.produced == 2):  # a complete response
+                code = _STATUS_CODES.get(status) or _status_code(status)
+                if code < 500:  # the common case, in short
+                    self.telemetry.finish(req, status_attrs=_STATUS_ATTRS.get(code) or http_status_attrs(code))
+                    resp.environ = _NO_ENVIRON
+                    return
             # An exception before the first chunk means the server sends a 500 (headers are not out yet).
             if status is None or (exc is not None and not resp.produced):
                 code = 500
