@@ -130,7 +130,7 @@ _NO_ENVIRON: dict[str, Any] = {}  # a finished response's environ (read-only: no
 class _Response(Request):
     """One request and its response: captures the status, keeps the context per chunk, ends on ``close()``."""
 
-    __slots__ = ("_mw", "environ", "_server_start_response", "status", "body", "_chunks", "produced")
+    __slots__ = ("_mw", "environ", "_server_start_response", "status", "body", "produced")
 
     def __init__(self, mw: ModelotelWSGIMiddleware, environ: dict, start_response: Any, attrs: dict[str, Any]):
         # Request's fields too (one call less than Request.__init__ per request; keep in step with it).
@@ -146,7 +146,6 @@ class _Response(Request):
         self._server_start_response = start_response
         self.status: str | None = None
         self.body: Any = None
-        self._chunks: Any = None  # the generator handed to the server by __iter__
         self.produced = 0  # 1: a chunk went to the server (its headers may be out); 2: the body is exhausted
 
     def start_response(self, status: str, headers: list, exc_info: Any = None) -> Any:
@@ -171,12 +170,10 @@ class _Response(Request):
         return self._server_start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
-        chunks = self._chunks = self._iterate()
-        return chunks
-
-    def _iterate(self) -> Iterator[bytes]:
         # A generator: the server's next() resumes it, iter(body) runs on the first one (as the server
-        # would run it), and the request's context is current only while application code runs.
+        # would run it), and the request's context is current only while application code runs. It
+        # holds no context between chunks, so a server that stops early need not close it: close() below
+        # closes the body and ends the request.
         ctx = self.context
         try:
             if ctx is None:
@@ -205,9 +202,6 @@ class _Response(Request):
         self.produced = 2
 
     def close(self) -> None:
-        chunks = self._chunks
-        if chunks is not None:
-            chunks.close()
         close = getattr(self.body, "close", None)
         if close is not None:
             ctx = self.context
