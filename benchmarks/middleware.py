@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import gc
 import os
+import random
 import re
 import shutil
 import signal
@@ -43,6 +44,18 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _results import machine_line, write_section  # noqa: E402
+
+ORDER_SEED = 20261122
+
+
+def shuffled(items: list, rng: random.Random) -> list:
+    """``items`` in a fresh random order. Variants that alternate run in a new order every time: what ran
+    just before a variant decides how warm its code is (ours after ours, or the official after the
+    official, runs with the shared code still in the CPU caches), and a fixed order would hand that
+    advantage to the same variants every time."""
+    order = items[:]
+    rng.shuffle(order)
+    return order
 
 
 def providers():
@@ -331,10 +344,12 @@ def interleave_calls(variants: dict, rounds: int, calls: int) -> dict[str, float
         for _ in range(20):
             call()
     clock = time.process_time_ns
+    rng = random.Random(ORDER_SEED)
+    plan = list(variants.items())
     for _ in range(rounds):
         totals = dict.fromkeys(variants, 0)
         for _ in range(calls):
-            for name, (call, _) in variants.items():
+            for name, (call, _) in shuffled(plan, rng):
                 t0 = clock()
                 call()
                 totals[name] += clock() - t0
@@ -352,7 +367,9 @@ def interleave_requests(variants: dict, rounds: int, requests: int, loop=None) -
 
     Each requester does one request (a coroutine function when ``loop`` is given). Every variant has
     several app instances, used in turn, so no variant's figure rests on one app object's memory
-    layout; the variants alternate request by request, so they share the machine's moments. A round
+    layout; the variants alternate request by request, so they share the machine's moments, in a new
+    random order for every request (``shuffled``: a fixed order made the variant after the official
+    one pay for the official's cache footprint, some 15 us, every time). A round
     times ``requests`` requests of each (process CPU per request); then a variant's ``flush`` (ours
     traced: its span queue, encoded and written) runs and is charged to it. ``tracer`` (the app
     provider variant) is swapped in around each of its requests, outside the timed part. The first
@@ -363,10 +380,11 @@ def interleave_requests(variants: dict, rounds: int, requests: int, loop=None) -
     clock = time.process_time_ns
     samples: dict[str, list[float]] = {name: [] for name in variants}
     plan = list(variants.items())
+    rng = random.Random(ORDER_SEED)
 
     def one_round_sync(totals: dict) -> None:
         for i in range(requests):
-            for name, (requesters, tracer, _) in plan:
+            for name, (requesters, tracer, _) in shuffled(plan, rng):
                 request = requesters[i % len(requesters)]
                 if tracer is not None:
                     saved, STATE.tracer = STATE.tracer, tracer
@@ -378,7 +396,7 @@ def interleave_requests(variants: dict, rounds: int, requests: int, loop=None) -
 
     async def one_round_async(totals: dict) -> None:
         for i in range(requests):
-            for name, (requesters, tracer, _) in plan:
+            for name, (requesters, tracer, _) in shuffled(plan, rng):
                 request = requesters[i % len(requesters)]
                 if tracer is not None:
                     saved, STATE.tracer = STATE.tracer, tracer
@@ -423,8 +441,10 @@ def interleave_blocks(variants: dict, rounds: int, requests: int, loop=None) -> 
         for _ in range(n):
             await request()
 
+    rng = random.Random(ORDER_SEED)
+    plan = list(variants.items())
     for round_number in range(rounds + 1):
-        for name, (requesters, tracer, flush) in variants.items():
+        for name, (requesters, tracer, flush) in shuffled(plan, rng):
             request = requesters[round_number % len(requesters)]
             if tracer is not None:
                 saved, STATE.tracer = STATE.tracer, tracer
@@ -448,8 +468,10 @@ def interleave(variants: dict, rounds: int, requests: int, loop) -> dict[str, fl
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for once in variants.values():
         once(max(20, requests // 5), loop)  # warm-up
+    rng = random.Random(ORDER_SEED)
+    plan = list(variants.items())
     for _ in range(rounds):
-        for name, once in variants.items():
+        for name, once in shuffled(plan, rng):
             samples[name].append(once(requests, loop))
     return {name: float(np.median(v)) for name, v in samples.items()}
 
@@ -760,6 +782,8 @@ def breakdown(requests: int, loop) -> list[str]:
     apps = {name: make_app(name, kind) for name, kind in kinds.items()}
     spans_per_request = {name: (kind[0] + kind[1]) if kind else 0 for name, kind in kinds.items()}
     requests_of = {name: asgi_request(app, [], "/predict/1") for name, app in apps.items()}
+    plan = list(requests_of.items())
+    rng = random.Random(ORDER_SEED)
 
     times: dict[str, list[int]] = {name: [] for name in apps}
     clock = time.thread_time_ns
@@ -797,7 +821,7 @@ def breakdown(requests: int, loop) -> list[str]:
     async def run(n, record):
         nonlocal flush_ns
         for i in range(n):
-            for name, request in requests_of.items():
+            for name, request in shuffled(plan, rng):
                 t0 = clock()
                 await request()
                 if record:
@@ -1010,7 +1034,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--instances", type=int, default=3, help="app instances per variant (FastAPI, Flask)")
-    parser.add_argument("--grpc-rounds", type=int, default=100)
+    parser.add_argument("--grpc-rounds", type=int, default=200)
     parser.add_argument("--breakdown-requests", type=int, default=3000, help="0 skips the cost breakdown")
     parser.add_argument("--grpc-calls", type=int, default=30, help="calls per variant per gRPC round")
     parser.add_argument("--no-load", action="store_true")
