@@ -690,8 +690,9 @@ def load_test(repeats: int, seconds: int, otlp: bool = False) -> list[str]:
             variants["ours, traced, OTLP/gRPC to a collector"] = ("ours", otlp_env)
         results: dict[str, list[float]] = {name: [] for name in variants}
         cpu: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(repeats):
-            for name, (app, variant_env) in variants.items():
+        rng = random.Random(ORDER_SEED)
+        for _ in range(repeats):  # every repeat runs each variant once, in a new order
+            for name, (app, variant_env) in shuffled(list(variants.items()), rng):
                 rps, us = wrk_run(app, seconds, variant_env)
                 results[name].append(rps)
                 cpu[name].append(us)
@@ -702,8 +703,15 @@ def load_test(repeats: int, seconds: int, otlp: bool = False) -> list[str]:
         shutil.rmtree(workdir, ignore_errors=True)
     med = {k: float(np.median(v)) for k, v in results.items()}
     cpu_med = {k: float(np.median(v)) for k, v in cpu.items()}
+
+    def paired(values: dict[str, list[float]], name: str) -> float:
+        """Median over the repeats of the variant's value relative to bare's in the same repeat, minus 1."""
+        return float(np.nanmedian(np.asarray(values[name]) / np.asarray(values["bare"]))) - 1
+
     lines = [
-        f"**Load test**: wrk (1 thread, 8 connections, {seconds} s x {repeats} runs per variant, interleaved) "
+        f"**Load test**: wrk (1 thread, 8 connections, {seconds} s x {repeats} runs per variant; every repeat runs "
+        "each variant once, in a new random order, and a variant is compared with bare's run in the same repeat: "
+        "the median of those paired ratios) "
         "against uvicorn (1 worker) serving FastAPI with a 1 ms CPU-bound model; traced = every request sampled "
         "(server span + model span). Export: the OTLP-JSON file exporter writing to /dev/null"
         + (", or OTLP/gRPC to the modelotel collector on loopback (another process, same 2 cores)" if otlp else "")
@@ -713,8 +721,8 @@ def load_test(repeats: int, seconds: int, otlp: bool = False) -> list[str]:
         "|---|---:|---|---:|---:|---:|",
     ]
     for name, value in med.items():
-        loss = "" if name == "bare" else f"{(1 - value / med['bare']) * 100:.1f}%"
-        added = "" if name == "bare" else f"{(cpu_med[name] / cpu_med['bare'] - 1) * 100:.1f}%"
+        loss = "" if name == "bare" else f"{-paired(results, name) * 100:.1f}%"
+        added = "" if name == "bare" else f"{paired(cpu, name) * 100:.1f}%"
         runs = ", ".join(f"{v:,.0f}" for v in results[name])
         lines.append(f"| {name} | {value:,.0f} | {runs} | {loss} | {cpu_med[name]:,.0f} | {added} |")
     lines += [
@@ -1039,8 +1047,8 @@ def main() -> None:
     parser.add_argument("--grpc-calls", type=int, default=30, help="calls per variant per gRPC round")
     parser.add_argument("--no-load", action="store_true")
     parser.add_argument("--no-micro", action="store_true", help="the load test only (implies --no-write)")
-    parser.add_argument("--load-repeats", type=int, default=5)
-    parser.add_argument("--load-seconds", type=int, default=8)
+    parser.add_argument("--load-repeats", type=int, default=8)
+    parser.add_argument("--load-seconds", type=int, default=6)
     parser.add_argument("--otlp", action="store_true", help="also load-test OTLP/gRPC span export to a collector")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
