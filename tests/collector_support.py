@@ -100,7 +100,8 @@ class Process:
         )
 
     def output(self) -> str:
-        self._fh.flush()
+        if not self._fh.closed:  # stopped: everything is on disk already
+            self._fh.flush()
         return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = 20) -> int:
