@@ -96,13 +96,12 @@ modelotel.shutdown()
 """
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[dict, list[dict], dict[str, list[dict]]]:
-    tmp_path = tmp_path_factory.mktemp("deferred")
+def run_app(tmp_path, app: str, **env_extra: str) -> tuple[dict, list[dict], dict[str, list[dict]]]:
+    """Run ``app`` (argv[1]: its telemetry file) in a subprocess: (its last stdout line as JSON, spans, metrics)."""
     path = tmp_path / "telemetry.jsonl"
     script = tmp_path / "app.py"
-    script.write_text(APP)
-    env = dict(os.environ, MODELOTEL_HASH_KEY=KEY, PYTHONPATH=os.path.join(ROOT, "sdk"))
+    script.write_text(app)
+    env = dict(os.environ, MODELOTEL_HASH_KEY=KEY, PYTHONPATH=os.path.join(ROOT, "sdk"), **env_extra)
     proc = subprocess.run(
         [sys.executable, str(script), str(path)], env=env, capture_output=True, text=True, timeout=120
     )
@@ -126,6 +125,11 @@ def run(tmp_path_factory) -> tuple[dict, list[dict], dict[str, list[dict]]]:
                         attrs = {a["key"]: next(iter(a["value"].values())) for a in point.get("attributes", [])}
                         metrics.setdefault(metric["name"], []).append({**point, "attrs": attrs})
     return report, spans, metrics
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[dict, list[dict], dict[str, list[dict]]]:
+    return run_app(tmp_path_factory.mktemp("deferred"), APP)
 
 
 def _count(points: list[dict], **attrs: str) -> int:
@@ -179,3 +183,39 @@ def test_feedback_right_after_a_deferred_call_and_user_callables_on_the_calling_
     assert report["threads"] and set(report["threads"]) == {report["main"]}
     callable_spans = [s for s in spans if s["attrs"][conv.MODEL_NAME] == "callable"]
     assert len(callable_spans) == 5 and all(s["attrs"][conv.PREDICTION_CONFIDENCE] == 0.8 for s in callable_spans)
+
+
+SAMPLED_APP = r"""
+import json, sys
+import modelotel
+
+modelotel.configure(service_name="sampled", exporter="file", path=sys.argv[1], export_interval=3600, traces="span")
+
+pids = []
+
+@modelotel.instrument_model(name="sampled", version="1")
+def predict(x):
+    pids.append(modelotel.current_prediction_id())
+    return [0.3, 0.7]
+
+for i in range(200):
+    predict([float(i)])
+matched = [modelotel.record_feedback(pid, label=1) for pid in pids[:20]]
+modelotel.force_flush()
+print(json.dumps({"matched": matched}))
+modelotel.shutdown()
+"""
+
+
+def test_calls_a_sampler_leaves_unsampled_record_everything_but_the_span(tmp_path):
+    """A ratio sampler: the unsampled calls (a non-recording span) still record their confidence and label and
+    take feedback, and nothing fails inside modelotel; only the sampled calls export a span."""
+    report, spans, metrics = run_app(
+        tmp_path, SAMPLED_APP, OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.5"
+    )
+    assert conv.INTERNAL_ERRORS not in metrics, metrics.get(conv.INTERNAL_ERRORS)
+    assert _count(metrics[conv.PREDICTION_CONFIDENCE_METRIC], **{conv.MODEL_NAME: "sampled"}) == 200
+    assert _count(metrics[conv.PREDICTIONS], **{conv.MODEL_NAME: "sampled", conv.PREDICTION_LABEL: "1"}) == 200
+    assert 20 < len(spans) < 180  # about half: sampled by trace id
+    assert all(s["attrs"][conv.PREDICTION_CONFIDENCE] == 0.7 for s in spans)
+    assert report["matched"] == [True] * 20

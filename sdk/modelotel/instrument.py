@@ -39,7 +39,7 @@ from .ood import OODScorer
 from .privacy import count_missing, raw_features
 from .recorder import SELF, ModelBuffers
 from .runtime import OFF, STATE, autostart
-from .tracing import MAX_ATTRIBUTES, attach_context, current_context_with, record_exception, start_span
+from .tracing import MAX_ATTRIBUTES, LightSpan, attach_context, current_context_with, record_exception, start_span
 
 _MISSING = object()
 _NO = object()  # _snapshot: no cheap exact copy
@@ -275,7 +275,8 @@ class _Instrumented:
             feats = _MISSING
             if self.features_at is not None and (self.feature_work or span is not None):
                 feats = self.features_at(args, kwargs)
-            if owned and self.deferrable and span is not None and span.queued:
+            # (Only modelotel's own span can be queued: a sampler's NonRecordingSpan or an SDK span cannot.)
+            if owned and self.deferrable and type(span) is LightSpan and span.queued:
                 output = _snapshot(result)
                 if output is not _NO:
                     saved = feats if feats is _MISSING else _snapshot(feats)
