@@ -678,6 +678,16 @@ def load_test(repeats: int, seconds: int, otlp: bool = False) -> list[str]:
         "bare": ("bare", env),
         "ours, metrics only": ("ours", env),
         "ours, traced": ("ours", dict(env, MODELOTEL_TRACES="span")),
+        # A production setting: every request measured, one in ten traced (the sampler decides per trace).
+        "ours, 10% of requests traced": (
+            "ours",
+            dict(
+                env,
+                MODELOTEL_TRACES="span",
+                OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+                OTEL_TRACES_SAMPLER_ARG="0.1",
+            ),
+        ),
     }
     collector = None
     workdir = Path(tempfile.mkdtemp(prefix="modelotel-load-"))
@@ -713,7 +723,8 @@ def load_test(repeats: int, seconds: int, otlp: bool = False) -> list[str]:
         "each variant once, in a new random order, and a variant is compared with bare's run in the same repeat: "
         "the median of those paired ratios) "
         "against uvicorn (1 worker) serving FastAPI with a 1 ms CPU-bound model; traced = every request sampled "
-        "(server span + model span). Export: the OTLP-JSON file exporter writing to /dev/null"
+        "(server span + model span), 10% = the SDK's parentbased_traceidratio sampler at 0.1. Export: the "
+        "OTLP-JSON file exporter writing to /dev/null"
         + (", or OTLP/gRPC to the modelotel collector on loopback (another process, same 2 cores)" if otlp else "")
         + f"; 1-min load average {os.getloadavg()[0]:.1f} at the end.",
         "",
