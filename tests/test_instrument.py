@@ -515,3 +515,55 @@ def test_nan_durations_never_happen_but_nan_confidences_are_dropped(memory_expor
     dropped = memory_exporter.last_points(conv.DROPPED)
     assert total_count(dropped, **{conv.DROP_REASON: "non_finite"}) >= 1
     assert not math.isnan(conf[0].sum)
+
+
+@pytest.mark.parametrize("softmax", [False, True])
+def test_list_outputs_left_to_the_export_thread_match_extract(memory_exporter, softmax):
+    """Lists and tuples of floats are kept as bytes and extracted in bulk later: the exported confidences,
+    labels and misses equal extract() on each output as it was (probabilities, logits, NaN, inf, negatives)."""
+    from collections import Counter
+
+    from modelotel.extract import extract
+
+    rng = np.random.default_rng(7)
+    outputs = []
+    for i in range(300):
+        n = int(rng.integers(2, 65))
+        row = rng.dirichlet(np.ones(n)) if i % 3 else rng.normal(0, 3, n)
+        row = row.tolist()
+        if i % 17 == 0:
+            row[int(rng.integers(n))] = float("nan")
+        if i % 23 == 0:
+            row[0] = float("inf")
+        outputs.append(tuple(row) if i % 2 else row)
+    name = f"lists-{softmax}"
+
+    @modelotel.instrument_model(name=name, softmax=softmax)
+    def predict(i):
+        return outputs[i]
+
+    for i in range(len(outputs)):
+        assert predict(i) is outputs[i]
+    modelotel.force_flush()
+    confs, labels, misses = [], Counter(), 0
+    for out in outputs:
+        ex = extract(list(out), softmax=softmax)
+        if ex is None:
+            misses += 1
+            continue
+        confs += ex.confidences
+        labels.update(str(label) for label in ex.labels)
+    points = [
+        p
+        for p in memory_exporter.last_points(conv.PREDICTION_CONFIDENCE_METRIC)
+        if p.attributes[conv.MODEL_NAME] == name
+    ]
+    assert sum(p.count for p in points) == len(confs) > 100
+    assert sum(p.sum for p in points) == pytest.approx(sum(confs), rel=1e-9)
+    assert min(p.min for p in points) == pytest.approx(min(confs)) and max(p.max for p in points) == pytest.approx(
+        max(confs)
+    )
+    counted = memory_exporter.last_points(conv.PREDICTIONS)
+    for label, n in labels.items():
+        assert total_count(counted, **{conv.MODEL_NAME: name, conv.PREDICTION_LABEL: label}) == n
+    assert total_count(memory_exporter.last_points(conv.EXTRACT_MISSES), **{conv.MODEL_NAME: name}) == misses > 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter_ns
 from typing import Any
@@ -47,6 +48,7 @@ _ndarray = np.ndarray
 _F64 = np.dtype(np.float64)
 _F32 = np.dtype(np.float32)
 _NUMBERS = (int, float, np.number)  # regression outputs: no confidence by design, not a miss
+_FLOATS_ONLY = {float}  # the element types of a list or tuple output kept as float64 bytes
 
 # id(frame of an instrumented call) -> prediction id, filled only by current_prediction_id().
 _FRAME_PIDS: dict[int, str] = {}
@@ -159,21 +161,29 @@ class _Instrumented:
     def record(self, result: Any, args: tuple, kwargs: dict, dt: int) -> None:
         """Record one finished, untraced call with no prediction id: the hot path. Never raises.
 
-        Only cheap copies happen here: small float vectors (outputs and features) are kept as
-        ``tobytes()`` and the export thread does the probability checks, max/argmax, NaN counts,
-        feature columns and modelotel.ood scores for all of them at once (ModelBuffers.fold).
+        Only cheap copies happen here: small float vectors (outputs and features; outputs also as
+        lists or tuples of floats) are kept as bytes and the export thread does the probability
+        checks, max/argmax, NaN counts, feature columns and modelotel.ood scores for all of them at
+        once (ModelBuffers.fold).
         """
         b = self.buffers
         b.durations.append(dt)
         try:
             out_deferred = False
-            if self.defer_outputs and type(result) is _ndarray and result.ndim == 1 and 1 < result.size <= 64:
-                dtype = result.dtype
-                if dtype is _F64:
-                    b.raw_outputs.append(result.tobytes())
-                    out_deferred = True
-                elif dtype is _F32:
-                    b.raw_outputs32.append(result.tobytes())
+            if self.defer_outputs:
+                t = type(result)
+                if t is _ndarray:
+                    if result.ndim == 1 and 1 < result.size <= 64:
+                        dtype = result.dtype
+                        if dtype is _F64:
+                            b.raw_outputs.append(result.tobytes())
+                            out_deferred = True
+                        elif dtype is _F32:
+                            b.raw_outputs32.append(result.tobytes())
+                            out_deferred = True
+                elif (t is list or t is tuple) and 1 < len(result) <= 64 and set(map(type, result)) == _FLOATS_ONLY:
+                    # A list of Python floats extracts exactly as the float64 array of its values does.
+                    b.raw_outputs.append(array("d", result).tobytes())
                     out_deferred = True
             if not out_deferred:
                 self._outputs_now(result)
