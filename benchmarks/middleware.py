@@ -369,7 +369,7 @@ def interleave_requests(variants: dict, rounds: int, requests: int, loop=None) -
     several app instances, used in turn, so no variant's figure rests on one app object's memory
     layout; the variants alternate request by request, so they share the machine's moments, in a new
     random order for every request (``shuffled``: a fixed order made the variant after the official
-    one pay for the official's cache footprint, some 15 us, every time). A round
+    one pay for the official's cache footprint, 12-17 us, every time). A round
     times ``requests`` requests of each (process CPU per request); then a variant's ``flush`` (ours
     traced: its span queue, encoded and written) runs and is charged to it. ``tracer`` (the app
     provider variant) is swapped in around each of its requests, outside the timed part. The first
