@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import baggage, propagate, trace
@@ -22,6 +23,7 @@ from opentelemetry.sdk.trace.sampling import (
     ALWAYS_ON,
     Decision,
     ParentBased,
+    ParentBasedTraceIdRatio,
     Sampler,
     SamplingResult,
     TraceIdRatioBased,
@@ -97,6 +99,39 @@ def test_sampler_decides():
         s.end()
     assert 120 < recorded < 280  # binomial(400, 0.5): far outside 10 sigma otherwise
     assert len(exporter.get_finished_spans()) == recorded
+
+
+@pytest.mark.parametrize(
+    "sampler", [TraceIdRatioBased(0.3), ParentBasedTraceIdRatio(0.3)], ids=["traceidratio", "parentbased_traceidratio"]
+)
+def test_ratio_samplers_decided_inline_as_the_sdk_decides(sampler):
+    """Ratio samplers are answered without calling them: every span's decision is the sampler's own for its
+    trace id (roots), and a ParentBased one follows its parent (children of sampled and unsampled spans)."""
+    from modelotel.tracing import _plan_of
+
+    provider, exporter = _provider(sampler)
+    tracer = provider.get_tracer("m")
+    assert _plan_of(tracer).table is not None  # inline, not a call to the sampler
+    sampled = 0
+    for _ in range(600):
+        root = start_span(tracer, "x", None, SpanKind.SERVER, {})
+        ctx = root.get_span_context()
+        expected = sampler.should_sample(None, ctx.trace_id, "x").decision.is_sampled()
+        assert ctx.trace_flags.sampled is expected and root.is_recording() is expected
+        sampled += expected
+        child = start_span(tracer, "y", trace.set_span_in_context(root), SpanKind.INTERNAL, {})
+        parent_based = isinstance(sampler, ParentBased)
+        assert child.get_span_context().trace_flags.sampled is expected  # same trace id, or following its parent
+        for flags in (TraceFlags.DEFAULT, TraceFlags.SAMPLED):  # a remote parent decides for a ParentBased one
+            remote = NonRecordingSpan(SpanContext(ctx.trace_id, 0xDEF, is_remote=True, trace_flags=TraceFlags(flags)))
+            span = start_span(tracer, "z", trace.set_span_in_context(remote), SpanKind.SERVER, {})
+            want = bool(flags) if parent_based else expected
+            assert span.get_span_context().trace_flags.sampled is want
+            span.end()
+        child.end()
+        root.end()
+    assert 120 < sampled < 240  # binomial(600, 0.3)
+    assert all(s.context.trace_flags.sampled for s in exporter.get_finished_spans())
 
 
 def test_parent_based_sampler_follows_the_remote_parent():

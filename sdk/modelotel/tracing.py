@@ -290,28 +290,40 @@ class LightSpan(Span):
 
 # -- starting spans --------------------------------------------------------------------------------
 
-# A sampler whose answer depends only on the parent's kind: (root, remote sampled, remote not sampled,
-# local sampled, local not sampled) -> sampled? Static samplers (ALWAYS_ON/OFF) and ParentBased over
-# static ones (the SDK's default, parentbased_always_on) are decided inline; others are asked.
+# A sampler whose answer depends only on the parent's kind and the trace id: (root, remote sampled, remote
+# not sampled, local sampled, local not sampled) -> sampled (a bool), or a TraceIdRatioBased bound (an int:
+# sampled when the trace id's low 64 bits are below it, as the SDK decides). Static samplers (ALWAYS_ON/OFF),
+# TraceIdRatioBased, and ParentBased over those (the SDK's default parentbased_always_on, and
+# parentbased_traceidratio) are decided inline; others are asked.
 _ROOT, _REMOTE_ON, _REMOTE_OFF, _LOCAL_ON, _LOCAL_OFF = range(5)
+_LOW_64 = (1 << 64) - 1
 
 
-def _static_table(sampler: Any) -> tuple[bool, ...] | None:
-    from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
+def _static_table(sampler: Any) -> tuple[bool | int, ...] | None:
+    from opentelemetry.sdk.trace.sampling import (
+        Decision,
+        ParentBased,
+        ParentBasedTraceIdRatio,
+        StaticSampler,
+        TraceIdRatioBased,
+    )
 
-    def decision(s: Any) -> bool | None:
+    def decision(s: Any) -> bool | int | None:
         if type(s) is StaticSampler:
             d = getattr(s, "_decision", None)
             if d is Decision.RECORD_AND_SAMPLE:
                 return True
             if d is Decision.DROP:
                 return False
+        if type(s) is TraceIdRatioBased and TraceIdRatioBased.TRACE_ID_LIMIT == _LOW_64:
+            bound = getattr(s, "bound", None)
+            return bound if type(bound) is int else None
         return None
 
-    if type(sampler) is StaticSampler:
+    if type(sampler) is StaticSampler or type(sampler) is TraceIdRatioBased:
         d = decision(sampler)
         return None if d is None else (d,) * 5
-    if type(sampler) is ParentBased:
+    if type(sampler) is ParentBased or type(sampler) is ParentBasedTraceIdRatio:
         parts = [
             decision(getattr(sampler, name, None))
             for name in (
@@ -483,7 +495,10 @@ def start_span(tracer: Any, name: str, parent_context: Context | None, kind: Spa
             trace_id = (getrandbits(128) or _new_id(128)) if ids else tracer.id_generator.generate_trace_id()
             if table is not None:
                 sample = table[_ROOT]
-    if table is None:
+    if table is not None:
+        if type(sample) is int:  # TraceIdRatioBased's bound
+            sample = (trace_id & _LOW_64) < sample
+    else:
         result = tracer.sampler.should_sample(parent_context, trace_id, name, kind, attributes, ())
         # None: not even recorded.
         sample = result.decision.is_sampled() if result.decision.is_recording() else None
