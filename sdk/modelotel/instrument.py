@@ -285,15 +285,22 @@ class _Instrumented:
             feats = _MISSING
             if self.features_at is not None and (self.feature_work or span is not None):
                 feats = self.features_at(args, kwargs)
-            # (Only modelotel's own span can be queued: a sampler's NonRecordingSpan or an SDK span cannot.)
-            if owned and self.deferrable and type(span) is LightSpan and span.queued:
-                output = _snapshot(result)
-                if output is not _NO:
-                    saved = feats if feats is _MISSING else _snapshot(feats)
-                    if saved is not _NO:
-                        span.deferred_owner = b
-                        b.traced.append((self.complete, span, output, saved, pid))
-                        return
+            # Only modelotel's own span can be queued; a span the sampler left out (non-recording) takes no
+            # attributes, so its call's work is left for later as well, without the span.
+            if owned and self.deferrable and span is not None:
+                if type(span) is LightSpan:
+                    later = span if span.queued else _NO
+                else:
+                    later = None if not span.is_recording() else _NO
+                if later is not _NO:
+                    output = _snapshot(result)
+                    if output is not _NO:
+                        saved = feats if feats is _MISSING else _snapshot(feats)
+                        if saved is not _NO:
+                            if later is not None:
+                                later.deferred_owner = b
+                            b.traced.append((self.complete, later, output, saved, pid))
+                            return
             self._complete(span, result, feats, pid, owned)
         except Exception as exc:
             SELF.error("record", exc)

@@ -275,7 +275,8 @@ class ModelBuffers:
                     complete(span, output, features, pid)
                 except Exception as exc:
                     SELF.error("record", exc)
-                span.deferred_owner = None
+                if span is not None:  # None: a call whose span the sampler left out
+                    span.deferred_owner = None
 
     def fold(self, rec: Recorder) -> None:
         self.complete_traced()
