@@ -1,7 +1,7 @@
 """What every server integration shares: request metrics, exclusions, the server span, per-route models.
 
 Each middleware (ASGI, WSGI, gRPC) does only the framework-specific part: read the method/route/
-status from its protocol, and call ``ServerTelemetry.start`` / ``finish``. Metrics go through the
+status from its protocol, and call ``ServerTelemetry.begin`` / ``finish``. Metrics go through the
 same lock-free buffers as ``@instrument_model`` (one append per request), spans through the
 TracerProvider that ``modelotel.configure`` chose (the application's if it has one).
 """
@@ -329,24 +329,9 @@ class ServerTelemetry:
         return cached
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(
-        self,
-        span_name: str,
-        carrier: Any,
-        getter: Any = None,
-        attributes: dict[str, Any] | None = None,
-        kind: SpanKind = SpanKind.SERVER,
-    ) -> Request:
-        """Begin a request: extract the caller's W3C context, start the server span, make it current.
-
-        ``attributes`` becomes the request's own dict (and its span's): pass a fresh one.
-        """
-        req = Request(attributes if attributes is not None else {})
-        self.begin(req, span_name, carrier, getter, kind)
-        return req
-
     def begin(self, req: Request, span_name: str, carrier: Any, getter: Any, kind: SpanKind = SpanKind.SERVER) -> None:
-        """``start`` for a Request (or subclass) the middleware made itself."""
+        """Begin ``req`` (a Request or subclass, whose attribute dict becomes its span's): extract the
+        caller's W3C context, start the server span, make it current."""
         try:
             if not STATE.started:
                 autostart()

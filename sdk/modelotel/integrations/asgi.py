@@ -2,7 +2,7 @@
 
 Works with any ASGI 3 application; FastAPI/Starlette route templates are read from the scope
 (``modelotel.integrations.fastapi.instrument_app`` adds it to an app). Per request it does the
-minimum: an exclusion check, ``ServerTelemetry.start`` (W3C context extraction from the raw ASGI
+minimum: an exclusion check, ``ServerTelemetry.begin`` (W3C context extraction from the raw ASGI
 headers, span start, context attach), a status capture in ``send`` and ``ServerTelemetry.finish``.
 
 The request ends when the response is complete (the last ``http.response.body`` chunk went out, so
