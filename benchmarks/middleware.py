@@ -382,29 +382,27 @@ def interleave_requests(variants: dict, rounds: int, requests: int, loop=None) -
     plan = list(variants.items())
     rng = random.Random(ORDER_SEED)
 
-    def one_round_sync(totals: dict) -> None:
+    def schedule():
+        """(variant, request) in turn; a variant's tracer is current from its yield to the next (untimed)."""
         for i in range(requests):
             for name, (requesters, tracer, _) in shuffled(plan, rng):
-                request = requesters[i % len(requesters)]
+                saved = STATE.tracer
                 if tracer is not None:
-                    saved, STATE.tracer = STATE.tracer, tracer
-                t0 = clock()
-                request()
-                totals[name] += clock() - t0
-                if tracer is not None:
-                    STATE.tracer = saved
+                    STATE.tracer = tracer
+                yield name, requesters[i % len(requesters)]
+                STATE.tracer = saved
+
+    def one_round_sync(totals: dict) -> None:
+        for name, request in schedule():
+            t0 = clock()
+            request()
+            totals[name] += clock() - t0
 
     async def one_round_async(totals: dict) -> None:
-        for i in range(requests):
-            for name, (requesters, tracer, _) in shuffled(plan, rng):
-                request = requesters[i % len(requesters)]
-                if tracer is not None:
-                    saved, STATE.tracer = STATE.tracer, tracer
-                t0 = clock()
-                await request()
-                totals[name] += clock() - t0
-                if tracer is not None:
-                    STATE.tracer = saved
+        for name, request in schedule():
+            t0 = clock()
+            await request()
+            totals[name] += clock() - t0
 
     for round_number in range(rounds + 1):
         totals = dict.fromkeys(variants, 0)
