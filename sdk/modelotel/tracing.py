@@ -464,15 +464,12 @@ def start_span(tracer: Any, name: str, parent_context: Context | None, kind: Spa
         parent = _CONTEXT_VAR.get().get(SPAN_KEY)
     else:
         parent = _current_span()
-    table = plan.table
     remote = False
     if type(parent) is LightSpan:  # a child of modelotel's own span (a model call inside a request)
         trace_id = parent.trace_id
         parent_id = parent.span_id
         flags = parent.trace_flags
         trace_state = parent.trace_state
-        if table is not None:
-            sample = table[_LOCAL_ON if flags & _SAMPLED else _LOCAL_OFF]
     else:
         parent_id = 0
         if parent is not None:
@@ -483,19 +480,19 @@ def start_span(tracer: Any, name: str, parent_context: Context | None, kind: Spa
                 remote = parent_ctx.is_remote
                 flags = parent_ctx.trace_flags
                 trace_state = parent_ctx.trace_state
-                if table is not None:
-                    if remote:
-                        sample = table[_REMOTE_ON if flags & _SAMPLED else _REMOTE_OFF]
-                    else:
-                        sample = table[_LOCAL_ON if flags & _SAMPLED else _LOCAL_OFF]
         if not parent_id:  # a root span
             flags = plan.random_flag
             trace_state = None
             ids = plan.random_ids
             trace_id = (getrandbits(128) or _new_id(128)) if ids else tracer.id_generator.generate_trace_id()
-            if table is not None:
-                sample = table[_ROOT]
+    table = plan.table
     if table is not None:
+        if not parent_id:
+            sample = table[_ROOT]
+        elif remote:
+            sample = table[_REMOTE_ON if flags & _SAMPLED else _REMOTE_OFF]
+        else:
+            sample = table[_LOCAL_ON if flags & _SAMPLED else _LOCAL_OFF]
         if type(sample) is int:  # TraceIdRatioBased's bound
             sample = (trace_id & _LOW_64) < sample
     else:
