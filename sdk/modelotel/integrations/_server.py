@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from time import perf_counter_ns, time_ns
+from time import perf_counter_ns
 from typing import Any
 
 import numpy as np
@@ -419,19 +419,11 @@ class ServerTelemetry:
         span = req.span
         if span is not None:
             try:
-                if type(span) is LightSpan:  # it shares req.attrs, already updated; ended as LightSpan.end does
-                    if exception is not None:
-                        record_exception(span, exception)
-                    elif span_error:
-                        span.set_status(_ERROR)
-                    if not span.end_time:
-                        span.end_time = time_ns()
-                        span._sink(span)
-                    return
-                if status_attrs:
-                    span.set_attributes(status_attrs)
-                if error_type is not None:
-                    span.set_attribute(conv.ERROR_TYPE, error_type)
+                if type(span) is not LightSpan:  # a LightSpan shares req.attrs, already updated
+                    if status_attrs:
+                        span.set_attributes(status_attrs)
+                    if error_type is not None:
+                        span.set_attribute(conv.ERROR_TYPE, error_type)
                 if exception is not None:
                     record_exception(span, exception)
                 elif span_error:

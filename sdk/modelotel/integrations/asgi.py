@@ -23,9 +23,8 @@ from opentelemetry.propagators.textmap import Getter
 from .. import conventions as conv
 from ..recorder import SELF
 from ..runtime import STATE, autostart, force_flush
-from ..tracing import LightSpan, detach_context
+from ..tracing import LightSpan
 from ._server import (
-    _CLEAN_PATHS,
     _KNOWN_METHODS,
     _SPAN_NAMES,
     _STATUS_ATTRS,
@@ -278,13 +277,7 @@ class ModelotelMiddleware:
                 else:  # the server answers 500 to an app that returns without responding
                     self._end(req, status or 500, scope, app0, root0)
         finally:
-            token = req.token  # detached in the task that attached it (send may run in a child task)
-            if token is not None:
-                req.token = None
-                try:
-                    detach_context(token)
-                except Exception as exc:
-                    SELF.error("server_context_detach", exc)
+            self.telemetry.detach(req)  # in the task that attached it (send may run in a child task)
 
     # -- bookkeeping (never raises) -----------------------------------------------------------
     def _start(self, scope: Scope) -> Request:
@@ -300,8 +293,7 @@ class ModelotelMiddleware:
             if not STATE.started:
                 autostart()
             if (tel.traces or STATE.trace_mode) == "span":  # span-only attributes
-                path = scope.get("path", "")
-                attrs[URL_PATH] = _CLEAN_PATHS.get(path) or scrubbed_path(path)
+                attrs[URL_PATH] = scrubbed_path(scope.get("path", ""))
                 if method == "_OTHER":
                     attrs[HTTP_METHOD_ORIGINAL] = raw_method
         except Exception as exc:

@@ -27,7 +27,6 @@ from ..recorder import SELF
 from ..runtime import STATE, autostart
 from ..tracing import LightSpan, attach_context, detach_context
 from ._server import (
-    _CLEAN_PATHS,
     _KNOWN_METHODS,
     _SPAN_NAMES,
     _STATUS_ATTRS,
@@ -269,7 +268,7 @@ class ModelotelWSGIMiddleware:
                 # WSGI gives the path latin-1-decoded; we want UTF-8. PII scrubbed.
                 if not path.isascii():
                     path = _utf8_path(path)
-                attrs[URL_PATH] = _CLEAN_PATHS.get(path) or scrubbed_path(path)
+                attrs[URL_PATH] = scrubbed_path(path)
             resp = _Response(self, environ, start_response, attrs)
             telemetry.begin(resp, "HTTP" if method == "_OTHER" else method, environ, _GETTER)
             environ[REQUEST_KEY] = resp
