@@ -8,7 +8,11 @@ Nothing is recorded for features that are not allow-listed.
 
 Small 1-D float arrays cost nothing extra on the hot path: the decorator already keeps their
 bytes (for missing-value counts) and the export thread takes the allow-listed columns from the
-stacked rows. Dict inputs (JSON requests) are read per call, one lookup per allow-listed feature.
+stacked rows. Arrays are read by position in ``feature_names``; dict inputs (JSON records, dicts of
+columns, lists of records) and frames (``features.as_columns``) by name, per call. An array whose
+features cannot be placed (no ``feature_names``, or another width) is counted in
+``modelotel.dropped``, never skipped silently. Missing values (None/NaN) are not distribution
+values: they are counted in ``ml.features.missing``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from . import conventions as conv
+from .features import Columns, column_values, records_of, report_not_found, report_width
+from .privacy import _is_missing
 from .recorder import Recorder, attr_key, drain
 
 
@@ -32,7 +38,9 @@ class FeatureDistributions:
         categorical: Sequence[str],
         feature_names: Sequence[str] | None,
         max_categories: int = conv.DEFAULT_MAX_CATEGORIES,
+        model: str = "",
     ) -> None:
+        self.model = model  # named in the log line of a feature that cannot be found
         self.numeric = tuple(numeric)
         self.categorical = tuple(categorical)
         names = list(feature_names) if feature_names is not None else None
@@ -46,32 +54,68 @@ class FeatureDistributions:
         self._seen: dict[str, set[str]] = {n: set() for n in self.categorical}
 
     def record(self, feats: Any) -> None:
-        """Per call, for inputs the export thread cannot take from deferred rows. Never called for those."""
-        t = type(feats)
-        if t is dict:
-            for name in self.numeric:
-                v = feats.get(name)
-                if v is not None and not isinstance(v, (str, bytes, bool)):
-                    self.values[name].append(v)
-            for name in self.categorical:
-                v = feats.get(name)
-                if v is not None:
-                    self.categories[name].append(v)
+        """Per call, for inputs the export thread cannot take from deferred rows. Never called for those.
+
+        Dict keys the input does not have are reported by the caller (it checks every configured name
+        once per call); here they are skipped.
+        """
+        records = records_of(feats)
+        if records is not None:
+            for record in records:
+                for name in self.numeric:
+                    v = record.get(name)
+                    if v is not None:
+                        self.values[name].extend(column_values(v))  # fold counts non-numbers as drops
+                for name in self.categorical:
+                    v = record.get(name)
+                    if v is not None:
+                        self.categories[name].extend(column_values(v))
             return
-        if t is np.ndarray or hasattr(feats, "__array__") or isinstance(feats, (list, tuple)):
+        if type(feats) is np.ndarray or hasattr(feats, "__array__") or isinstance(feats, (list, tuple)):
             arr = np.asarray(feats)
             if arr.ndim == 1:
                 arr = arr[None, :]
-            if arr.ndim != 2 or (self.width is not None and arr.shape[1] != self.width):
+            if arr.ndim != 2 or self.width is None or arr.shape[1] != self.width:
+                self._unplaced(arr.shape[1] if arr.ndim == 2 else arr.size, arr.shape[0] if arr.ndim == 2 else 1)
                 return
             for name, j in self.numeric_columns:
                 self.values[name].extend(arr[:, j].tolist())
             for name, j in self.categorical_columns:
                 self.categories[name].extend(arr[:, j].tolist())
+            return
+        report_not_found(
+            self.model, [*self.numeric, *self.categorical], 1, f"a {type(feats).__name__} input (no columns)"
+        )
+
+    def record_columns(self, cols: Columns) -> None:
+        """Per call, a frame: each allow-listed column by name (names it lacks were reported by the caller)."""
+        for name in self.numeric:
+            if cols.has(name):
+                try:
+                    self.values[name].extend(cols.numbers(name).tolist())
+                except (TypeError, ValueError):  # not all numbers: fold counts the others as non_finite drops
+                    self.values[name].extend(cols.values(name))
+        for name in self.categorical:
+            if cols.has(name):
+                self.categories[name].extend(cols.values(name))
+
+    def _unplaced(self, width: int, rows: int) -> None:
+        """An array whose columns cannot be matched to names: count what its allow-listed features lost."""
+        n = (len(self.numeric) + len(self.categorical)) * rows
+        if self.width is None:
+            report_not_found(
+                self.model,
+                [*self.numeric, *self.categorical],
+                n,
+                "an array input (arrays are read by position: pass feature_names= to name their columns)",
+            )
+        else:
+            report_width(self.model, width, self.width, n)
 
     def fold_rows(self, rows: np.ndarray) -> None:
         """Allow-listed columns of stacked deferred rows (float vectors of the named width)."""
         if self.width is None or rows.shape[1] != self.width:
+            self._unplaced(rows.shape[1], rows.shape[0])
             return
         for name, j in self.numeric_columns:
             self.values[name].extend(rows[:, j].tolist())
@@ -84,8 +128,14 @@ class FeatureDistributions:
             if values:
                 try:
                     arr = np.asarray(values, dtype=np.float64)
+                    nan = np.isnan(arr)
+                    if nan.any():  # missing values, counted in ml.features.missing
+                        arr = arr[~nan]
                 except (TypeError, ValueError):
-                    arr = np.asarray([_as_float(v) for v in values], dtype=np.float64)
+                    # anything that is neither missing nor a number becomes NaN: a counted non_finite drop
+                    arr = np.asarray([_as_float(v) for v in values if not _is_missing(v)], dtype=np.float64)
+                if not arr.size:
+                    continue
                 f_attrs = {**attrs, conv.FEATURE_NAME: name}
                 rec.observe(conv.FEATURE_VALUE, attr_key(f_attrs), f_attrs, arr)
         for name, buf in self.categories.items():
@@ -93,7 +143,7 @@ class FeatureDistributions:
             if not values:
                 continue
             seen = self._seen[name]
-            for value, count in Counter(_category(v) for v in values).items():
+            for value, count in Counter(_category(v) for v in values if not _is_missing(v)).items():
                 if value not in seen:
                     if len(seen) < self.max_categories:
                         seen.add(value)

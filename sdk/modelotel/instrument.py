@@ -23,6 +23,7 @@ import functools
 import inspect
 import sys
 from array import array
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter_ns
 from typing import Any
@@ -35,6 +36,7 @@ from . import config
 from . import conventions as conv
 from .distributions import FeatureDistributions
 from .extract import extract
+from .features import Columns, as_columns, record_rows, records_of, report_not_found, value_missing
 from .feedback import PENDING, as_list, new_prediction_id
 from .ood import OODScorer
 from .privacy import count_missing, raw_features
@@ -135,8 +137,21 @@ class _Instrumented:
         self.buffers.count_missing = count_missing
         self.distributions = None
         if numeric_features or categorical_features:
-            self.distributions = FeatureDistributions(numeric_features, categorical_features, feature_names)
+            self.distributions = FeatureDistributions(numeric_features, categorical_features, feature_names, model=name)
             self.buffers.distributions = self.distributions
+        # Frames and dicts are read by name: the names each call looks up.
+        self.ood_reads_features = self.ood_batch and not self.ood_on_outputs
+        by_name = self.feature_names if self.feature_names is not None else []
+        self.needed = tuple(
+            dict.fromkeys(
+                [
+                    *(by_name if count_missing or self.ood_reads_features else ()),
+                    *(numeric_features or ()),
+                    *(categorical_features or ()),
+                ]
+            )
+        )
+        self.plain_dicts = not self.needed  # a dict input is then only counted, with no name to look up
         # modelotel.ood scorers are pure and vectorised: score deferred rows on the export thread
         own_scorer = isinstance(ood, OODScorer)
         self.ood_deferred_on = getattr(ood, "input", "features") if own_scorer else None
@@ -192,6 +207,7 @@ class _Instrumented:
             index = self.feature_index
             feats = args[index] if 0 <= index < len(args) else self.features_at(args, kwargs)
             feats_deferred = False
+            cols = None
             if feats is not _MISSING:
                 if self.defer_features and type(feats) is _ndarray and feats.ndim == 1 and feats.size <= 64:
                     dtype = feats.dtype
@@ -202,12 +218,16 @@ class _Instrumented:
                         b.raw_features32.append(feats.tobytes())
                         feats_deferred = True
                 if not feats_deferred:
-                    if self.count_missing:
-                        missing = count_missing(feats)
-                        if missing:
-                            b.missing.append(missing)
-                    if self.distributions is not None:
-                        self.distributions.record(feats)
+                    t = type(feats)
+                    if t is _ndarray or (t is dict and self.plain_dicts):  # nothing looked up by name: as before
+                        if self.count_missing:
+                            missing = count_missing(feats)
+                            if missing:
+                                b.missing.append(missing)
+                        if self.distributions is not None:
+                            self.distributions.record(feats)
+                    else:
+                        cols = self._features_now(feats)[1]
             ood = self.ood
             if ood is None:
                 return
@@ -215,7 +235,7 @@ class _Instrumented:
             if (deferred_on == "features" and feats_deferred) or (deferred_on == "outputs" and out_deferred):
                 return  # scored in bulk on the export thread
             if self.ood_batch or self.ood_on_outputs:
-                scores = self._ood_scores(feats, result)
+                scores = self._ood_scores(feats, result, cols)
                 if scores:
                     b.ood.extend(scores)
             elif feats is not _MISSING:
@@ -315,16 +335,12 @@ class _Instrumented:
         b = self.buffers
         confs, labels = self._outputs_now(result)
         missing = 0
+        cols = None
         if feats is not _MISSING:
-            if self.count_missing:
-                missing = count_missing(feats) or 0
-                if missing:
-                    b.missing.append(missing)
-            if self.distributions is not None:
-                self.distributions.record(feats)
+            missing, cols = self._features_now(feats)
         scores = None
         if self.ood is not None:
-            scores = self._ood_scores(feats, result)
+            scores = self._ood_scores(feats, result, cols)
             if scores:
                 b.ood.extend(scores)
         if pid is not None:
@@ -340,15 +356,83 @@ class _Instrumented:
         elif span.is_recording():
             span.set_attributes(self._span_attributes(owned, pid, feats, confs, labels, scores, missing))
 
-    def _ood_scores(self, feats: Any, result: Any) -> list[float] | None:
+    def _features_now(self, feats: Any) -> tuple[int, Columns | None]:
+        """Missing count (appended to the buffers) and distributions of one input read in the call.
+
+        Arrays and lists are read by position; frames and dicts by name, and every configured name
+        one of them lacks is counted in ``modelotel.dropped{feature_not_found}`` (once per call, whichever
+        of the missing count, the distributions and the OOD input wanted it). Returns the missing
+        count and a frame's by-name view (None for other inputs), which ``_ood_scores`` reuses.
+        """
+        missing = 0
+        cols = None
+        t = type(feats)
+        needed = self.needed
+        if (
+            t is _ndarray
+            or ((t is list or t is tuple) and not (feats and type(feats[0]) is dict))
+            or (t is dict and not needed)
+        ):
+            # positional inputs, or a dict with no name to look up: counted as before
+            if self.count_missing:
+                missing = count_missing(feats) or 0
+                if missing:
+                    self.buffers.missing.append(missing)
+            if self.distributions is not None:
+                self.distributions.record(feats)
+            return missing, None
+        names = self.feature_names
+        records = records_of(feats)
+        if records is not None:
+            if needed:
+                for record in records:
+                    absent = [n for n in needed if n not in record]
+                    if absent:
+                        rows = record_rows(record, [n for n in needed if n in record])
+                        report_not_found(self.name, absent, rows * len(absent), "a dict input")
+            if self.count_missing:
+                if names is None:
+                    missing = count_missing(feats) or 0
+                else:
+                    missing = sum(value_missing(r[n]) for r in records for n in names if n in r)
+            if self.distributions is not None:
+                self.distributions.record(feats)
+        else:
+            cols = as_columns(feats)
+            if cols is None:
+                if self.count_missing:
+                    missing = count_missing(feats) or 0
+                if self.distributions is not None:
+                    self.distributions.record(feats)
+            else:
+                absent = [n for n in needed if not cols.has(n)]
+                if absent:
+                    have = cols.names()
+                    shown = ", ".join(map(repr, have[:10])) + (", ..." if len(have) > 10 else "")
+                    where = f"a {cols.kind} with columns [{shown}] (or not unique)"
+                    report_not_found(self.name, absent, cols.rows * len(absent), where)
+                if self.count_missing:
+                    if names is not None and absent:
+                        names = [n for n in names if n not in absent]
+                    missing = cols.missing(names)
+                if self.distributions is not None:
+                    self.distributions.record_columns(cols)
+        if missing:
+            self.buffers.missing.append(missing)
+        return missing, cols
+
+    def _ood_scores(self, feats: Any, result: Any, cols: Columns | None = None) -> list[float] | None:
         try:
             source = result if self.ood_on_outputs else feats
             if source is _MISSING:
                 return None
             if self.ood_batch:
-                import numpy as np
-
-                x = np.asarray(source, dtype=np.float64)
+                if self.ood_on_outputs:
+                    x = np.asarray(source, dtype=np.float64)
+                else:
+                    x = self._ood_rows(feats, cols)
+                    if x is None:
+                        return None
                 if x.ndim == 1:
                     x = x[None, :]
                 return _floats(self.ood.score(x))
@@ -356,6 +440,31 @@ class _Instrumented:
         except Exception as exc:
             SELF.error("ood_score", exc)
             return None
+
+    def _ood_rows(self, feats: Any, cols: Columns | None) -> np.ndarray | None:
+        """The OOD scorer's input: a frame's or dict's ``feature_names`` columns by name, in that order;
+        an array as it is. None when a named feature is absent (already counted as not found)."""
+        names = self.feature_names
+        if cols is not None:
+            if names is None:
+                SELF.warn_once(
+                    f"ood_frame_order:{self.name}",
+                    f"model {self.name!r}: the OOD scorer reads a {cols.kind} in its own column order; "
+                    "pass feature_names= to have its columns picked by name",
+                )
+                return cols.matrix(None)
+            if not all(cols.has(n) for n in names):
+                return None
+            return cols.matrix(names)
+        if names is not None:
+            records = records_of(feats)
+            if records is not None:
+                if any(n not in r for r in records for n in names):
+                    return None
+                return np.vstack(
+                    [np.column_stack([np.asarray(r[n], dtype=np.float64).ravel() for n in names]) for r in records]
+                )
+        return np.asarray(feats, dtype=np.float64)
 
     def _span_attributes(
         self, owned: bool, pid: str | None, feats: Any, confs: Any, labels: Any, scores: Any, missing: int
@@ -512,6 +621,9 @@ def _feature_locator(fn: Callable[..., Any], features: Any) -> Callable[[tuple, 
         pname = features
         names = [p.name for p in positional]
         index = names.index(features) if features in names else -1
+        if params and features not in {p.name for p in params} and not any(p.kind == p.VAR_KEYWORD for p in params):
+            where = getattr(fn, "__qualname__", type(fn).__name__)
+            raise config.ConfigError(f"features={features!r}: {where} has no such parameter")
     else:
         raise config.ConfigError(f"features={features!r}: use an index, a parameter name, a callable or False")
 
@@ -524,6 +636,42 @@ def _feature_locator(fn: Callable[..., Any], features: Any) -> Callable[[tuple, 
 
     locate.index = index  # type: ignore[attr-defined]  # the hot path reads args[index] directly
     return locate
+
+
+def _check_feature_options(
+    feature_names: Sequence[str] | None,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    raw: Sequence[str],
+    ood: Any,
+) -> None:
+    """Feature configurations that could never resolve, refused when the function is decorated."""
+    for opt_name, opt in (
+        ("feature_names", feature_names),
+        ("numeric_features", numeric),
+        ("categorical_features", categorical),
+        ("raw_features", raw),
+    ):
+        if isinstance(opt, (str, bytes)):  # list("amount") would silently configure six one-letter features
+            raise config.ConfigError(f"{opt_name}={opt!r}: pass a list of names, not one string")
+    if feature_names is None:
+        return
+    names = list(feature_names)
+    repeated = sorted(str(n) for n, k in Counter(names).items() if k > 1)
+    if repeated:
+        raise config.ConfigError(f"feature_names: {', '.join(repeated)} listed more than once")
+    listed = set(names)
+    for opt_name, opt in (("numeric_features", numeric), ("categorical_features", categorical)):
+        unknown = [n for n in opt or () if n not in listed]
+        if unknown:
+            # with feature_names, array inputs can only place the features it lists
+            raise config.ConfigError(f"{opt_name}: {unknown!r} not in feature_names={names!r}")
+    if isinstance(ood, OODScorer) and ood.input == "features":
+        width = ood.n_features_
+        if width is not None and width != len(names):
+            raise config.ConfigError(
+                f"ood: the scorer was fitted on {width} features but feature_names lists {len(names)}"
+            )
 
 
 def _check_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -590,6 +738,7 @@ def instrument_model(
     for opt_name, opt in (("confidence", confidence), ("label", label)):
         if opt is not None and not callable(opt):
             raise config.ConfigError(f"{opt_name}={opt!r} must be a callable on the model output")
+    _check_feature_options(feature_names, numeric_features, categorical_features, raw_features, ood)
 
     def decorate(fn: Any) -> Any:
         rewrap = None

@@ -84,14 +84,16 @@ class SelfTelemetry:
         except Exception:  # pragma: no cover - the last line of defence must not raise
             pass
 
-    def drop(self, reason: str, count: int = 1, message: str | None = None) -> None:
+    def drop(self, reason: str, count: int = 1, message: str | None = None, log_key: str | None = None) -> None:
+        """Count ``count`` dropped values under ``reason``; log the first per ``log_key`` (default: the reason)."""
         if count <= 0:
             return
+        key = reason if log_key is None else log_key
         try:
             with self._lock:
                 self.drops[reason] += count
-                first = reason not in self._logged
-                self._logged.add(reason)
+                first = key not in self._logged
+                self._logged.add(key)
             if first:
                 _log.warning(
                     "modelotel: dropped %d value(s) (%s), counted in %s%s",
