@@ -1,4 +1,4 @@
-"""Issue 14: frames are read by column name.
+"""Issue 14: missing features are counted whatever the call's outcome, and frames are read by column name.
 
 Every expectation is computed exactly from the raw inputs (counts of None/NaN, of finite values, of
 categories); the frames are real pandas, polars and pyarrow objects.
@@ -6,6 +6,7 @@ categories); the frames are real pandas, polars and pyarrow objects.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -18,13 +19,14 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
 
 import modelotel
 from modelotel import conventions as conv
 from modelotel.ood import MahalanobisScorer
 from modelotel.sketch import LogSketch
 
-from conftest import total_count
+from conftest import MemoryMetricExporter, total_count
 
 _ids = itertools.count()
 
@@ -64,6 +66,165 @@ def _categories(exporter, model: str, feature: str) -> Counter:
 
 def _is_missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _sklearn_model() -> LogisticRegression:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    return LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+
+
+# -- 1. missing features whatever the outcome ------------------------------------------------------
+
+ROW = [np.nan, 1.0, np.nan, 2.0]  # two missing values
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.array(ROW),  # a small float vector: the deferred path on success
+        lambda: np.array(ROW, dtype=np.float32),
+        lambda: np.array([ROW] * 40),  # a batch: its bytes are kept too
+        lambda: np.array([ROW] * 2000),  # too large to copy: counted in the call
+        lambda: list(ROW),
+        lambda: pd.DataFrame([ROW, ROW], columns=["a", "b", "c", "d"]),
+    ],
+    ids=["float64", "float32", "batch", "large-batch", "list", "pandas"],
+)
+def test_missing_features_are_counted_when_scikit_learn_rejects_nan(memory_exporter, make):
+    clf = _sklearn_model()
+    name = _name("sk")
+
+    @modelotel.instrument_model(name=name)
+    def predict(x):
+        return clf.predict_proba(np.asarray(x, dtype=np.float64).reshape(-1, 4))
+
+    x = make()
+    with pytest.raises(ValueError) as info:
+        clf.predict_proba(np.asarray(x, dtype=np.float64).reshape(-1, 4))
+    expected_message = str(info.value)
+    with pytest.raises(ValueError) as info:
+        predict(x)
+    assert str(info.value) == expected_message  # scikit-learn's own error, untouched
+    n_rows = len(x) if isinstance(x, (np.ndarray, pd.DataFrame)) and x.ndim == 2 else 1
+    assert _missing(memory_exporter, name) == 2 * n_rows
+    durations = memory_exporter.last_points(conv.INFERENCE_DURATION)
+    assert total_count(durations, **{conv.MODEL_NAME: name, conv.ERROR_TYPE: "ValueError"}) == 1
+
+
+def test_the_same_exception_object_propagates_and_the_count_never_raises(memory_exporter):
+    raised = RuntimeError("rejects NaN")
+    name = _name("same")
+
+    class Hostile:
+        """An input whose NaN check itself fails: the count is an internal error, never the caller's."""
+
+        def __array__(self, *args, **kwargs):
+            raise TypeError("no array for you")
+
+    @modelotel.instrument_model(name=name)
+    def predict(x):
+        raise raised
+
+    for x in ({"a": None, "b": float("nan"), "c": 1.0}, Hostile()):
+        with pytest.raises(RuntimeError) as info:
+            predict(x)
+        assert info.value is raised
+        assert info.value.__context__ is None and info.value.__cause__ is None
+    assert _missing(memory_exporter, name) == 2
+
+
+def test_async_failure_counts_missing_features(memory_exporter):
+    name = _name("async")
+
+    @modelotel.instrument_model(name=name)
+    async def predict(x):
+        await asyncio.sleep(0)
+        raise ValueError("Input X contains NaN")
+
+    with pytest.raises(ValueError, match="contains NaN"):
+        asyncio.run(predict(np.array([np.nan, np.nan, 3.0])))
+    assert _missing(memory_exporter, name) == 2
+
+
+def test_streams_count_missing_features_whether_they_finish_or_fail(memory_exporter):
+    name = _name("stream")
+
+    @modelotel.instrument_model(name=name)
+    def stream(x, fail_at=None):
+        for i, v in enumerate(x):
+            if i == fail_at:
+                raise ValueError("NaN mid-stream")
+            yield v
+
+    assert len(list(stream(np.array([1.0, np.nan])))) == 2  # one missing, the stream finishes
+    with pytest.raises(ValueError, match="mid-stream"):
+        list(stream(np.array([np.nan, np.nan, 1.0, 2.0]), fail_at=3))  # two missing, fails after three items
+    g = stream([None, 1.0, 2.0])  # one missing, abandoned after one item
+    next(g)
+    g.close()
+    assert _missing(memory_exporter, name) == 4
+
+    async_name = _name("astream")
+
+    @modelotel.instrument_model(name=async_name)
+    async def astream(x):
+        yield 1
+        raise ValueError("NaN")
+
+    async def consume():
+        async for _ in astream({"a": None, "b": None}):
+            pass
+
+    with pytest.raises(ValueError):
+        asyncio.run(consume())
+    assert _missing(memory_exporter, async_name) == 2
+
+
+def test_a_failed_traced_call_puts_its_missing_count_on_the_span(spans):
+    exporter = MemoryMetricExporter()
+    modelotel.configure(exporter=exporter, export_interval=3600, traces="span")
+    name = _name("traced")
+    try:
+
+        @modelotel.instrument_model(name=name)
+        def predict(x):
+            raise ValueError("Input X contains NaN")
+
+        with pytest.raises(ValueError):
+            predict(np.array([np.nan, 0.5, np.nan]))
+        missing = _missing(exporter, name)
+    finally:
+        modelotel.shutdown()
+    (span,) = [s for s in spans.get_finished_spans() if s.attributes.get(conv.MODEL_NAME) == name]
+    assert span.attributes[conv.FEATURES_MISSING] == 2
+    assert missing == 2
+
+
+_cell = st.one_of(st.none(), st.just(float("nan")), st.floats(-1e6, 1e6))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(_cell, min_size=3, max_size=3), min_size=1, max_size=5), fails=st.booleans())
+def test_missing_count_is_exact_whatever_the_outcome(memory_exporter, rows, fails):
+    name = _name("prop-missing")
+
+    @modelotel.instrument_model(name=name)
+    def predict(x):
+        if fails:
+            raise ValueError("NaN")
+        return np.array([0.5, 0.5])
+
+    exact = sum(_is_missing(v) for row in rows for v in row)
+    inputs = [rows[0], {"a": [r[0] for r in rows], "b": [r[1] for r in rows], "c": [r[2] for r in rows]}]
+    inputs.append(np.array([[np.nan if v is None else v for v in row] for row in rows]))
+    for x in inputs:
+        try:
+            predict(x)
+        except ValueError:
+            assert fails
+    first_row = sum(_is_missing(v) for v in rows[0])
+    assert _missing(memory_exporter, name) == first_row + 2 * exact
 
 
 # -- 2. frames are read by column name -------------------------------------------------------------
@@ -281,8 +442,9 @@ _cat = st.one_of(st.none(), st.sampled_from(["DE", "FR", "US", "NO"]))
     data=st.data(),
     kind=st.sampled_from(["pandas", "polars", "pyarrow", "dict-of-columns"]),
     order=st.permutations(["amount", "age", "country", "id"]),
+    fails=st.booleans(),
 )
-def test_frame_counts_are_exact(memory_exporter, n, data, kind, order):
+def test_frame_counts_are_exact(memory_exporter, n, data, kind, order, fails):
     """Missing count and feature distribution counts against an exact count of the raw columns."""
     columns = {
         "amount": data.draw(st.lists(_num, min_size=n, max_size=n)),
@@ -299,13 +461,22 @@ def test_frame_counts_are_exact(memory_exporter, n, data, kind, order):
         categorical_features=["country"],
     )
     def predict(x):
+        if fails:
+            raise ValueError("NaN")
         return np.full((n, 2), 0.5)
 
-    predict(_frame_of(kind, {k: columns[k] for k in order}))
+    frame = _frame_of(kind, {k: columns[k] for k in order})
+    try:
+        predict(frame)
+    except ValueError:
+        assert fails
     exact_missing = sum(_is_missing(v) for f in ("amount", "age", "country") for v in columns[f])
     assert _missing(memory_exporter, name) == exact_missing
     points = _feature_points(memory_exporter, name)
     categories = _categories(memory_exporter, name, "country")
+    if fails:  # a failed call records no distributions
+        assert not points and not categories
+        return
     for f in ("amount", "age"):
         exact = sum(not _is_missing(v) for v in columns[f])
         assert (points[f].count if f in points else 0) == exact

@@ -46,6 +46,7 @@ from .tracing import MAX_ATTRIBUTES, LightSpan, attach_context, current_context_
 
 _MISSING = object()
 _NO = object()  # _snapshot: no cheap exact copy
+_FAILED_BYTES_ITEMS = 4096  # float arrays of failed calls up to this size are copied, their NaNs counted later
 _ndarray = np.ndarray
 _F64 = np.dtype(np.float64)
 _F32 = np.dtype(np.float32)
@@ -139,9 +140,11 @@ class _Instrumented:
         if numeric_features or categorical_features:
             self.distributions = FeatureDistributions(numeric_features, categorical_features, feature_names, model=name)
             self.buffers.distributions = self.distributions
-        # Frames and dicts are read by name: the names each call looks up.
+        # Frames and dicts are read by name: the names each call looks up, all of them (``needed``) or
+        # only those a missing count needs (``needed_for_missing``, for failed calls and streams).
         self.ood_reads_features = self.ood_batch and not self.ood_on_outputs
         by_name = self.feature_names if self.feature_names is not None else []
+        self.needed_for_missing = tuple(by_name) if count_missing else ()
         self.needed = tuple(
             dict.fromkeys(
                 [
@@ -356,8 +359,8 @@ class _Instrumented:
         elif span.is_recording():
             span.set_attributes(self._span_attributes(owned, pid, feats, confs, labels, scores, missing))
 
-    def _features_now(self, feats: Any) -> tuple[int, Columns | None]:
-        """Missing count (appended to the buffers) and distributions of one input read in the call.
+    def _features_now(self, feats: Any, full: bool = True) -> tuple[int, Columns | None]:
+        """Missing count (appended to the buffers) and, if ``full``, distributions of one input read in the call.
 
         Arrays and lists are read by position; frames and dicts by name, and every configured name
         one of them lacks is counted in ``modelotel.dropped{feature_not_found}`` (once per call, whichever
@@ -367,7 +370,7 @@ class _Instrumented:
         missing = 0
         cols = None
         t = type(feats)
-        needed = self.needed
+        needed = self.needed if full else self.needed_for_missing
         if (
             t is _ndarray
             or ((t is list or t is tuple) and not (feats and type(feats[0]) is dict))
@@ -378,7 +381,7 @@ class _Instrumented:
                 missing = count_missing(feats) or 0
                 if missing:
                     self.buffers.missing.append(missing)
-            if self.distributions is not None:
+            if full and self.distributions is not None:
                 self.distributions.record(feats)
             return missing, None
         names = self.feature_names
@@ -395,14 +398,14 @@ class _Instrumented:
                     missing = count_missing(feats) or 0
                 else:
                     missing = sum(value_missing(r[n]) for r in records for n in names if n in r)
-            if self.distributions is not None:
+            if full and self.distributions is not None:
                 self.distributions.record(feats)
         else:
             cols = as_columns(feats)
             if cols is None:
                 if self.count_missing:
                     missing = count_missing(feats) or 0
-                if self.distributions is not None:
+                if full and self.distributions is not None:
                     self.distributions.record(feats)
             else:
                 absent = [n for n in needed if not cols.has(n)]
@@ -415,11 +418,40 @@ class _Instrumented:
                     if names is not None and absent:
                         names = [n for n in names if n not in absent]
                     missing = cols.missing(names)
-                if self.distributions is not None:
+                if full and self.distributions is not None:
                     self.distributions.record_columns(cols)
         if missing:
             self.buffers.missing.append(missing)
         return missing, cols
+
+    def missing_inputs(self, args: tuple, kwargs: dict, defer: bool = True) -> int:
+        """Count the missing features of a call whose output is not recorded (it raised, or it streams).
+
+        The inputs are what they are whatever the model did with them, and a model that rejects NaN
+        is exactly the one whose missing features matter. With ``defer`` a small float vector is kept
+        as bytes and its NaNs are counted on the export thread (returns 0 then); otherwise the count
+        is returned, for the span. Never raises.
+        """
+        if not self.count_missing or self.features_at is None:
+            return 0
+        try:
+            index = self.feature_index
+            feats = args[index] if 0 <= index < len(args) else self.features_at(args, kwargs)
+            if feats is _MISSING:
+                return 0
+            # only NaNs are counted from these bytes, so the shape does not matter
+            if defer and type(feats) is _ndarray and feats.size <= _FAILED_BYTES_ITEMS:
+                dtype = feats.dtype
+                if dtype is _F64:
+                    self.buffers.failed_features.append(feats.tobytes())
+                    return 0
+                if dtype is _F32:
+                    self.buffers.failed_features32.append(feats.tobytes())
+                    return 0
+            return self._features_now(feats, False)[0]
+        except Exception as exc:
+            SELF.error("record", exc)
+            return 0
 
     def _ood_scores(self, feats: Any, result: Any, cols: Columns | None = None) -> list[float] | None:
         try:
@@ -525,12 +557,15 @@ class _Instrumented:
         return None, None, pid
 
     @staticmethod
-    def close_span(span: Any, token: Any, exc: BaseException | None, owned: bool = True) -> None:
+    def close_span(span: Any, token: Any, exc: BaseException | None, owned: bool = True, missing: int = 0) -> None:
+        """Detach and end a call's span; a failed call's exception (and missing feature count) go on it."""
         try:
             if token is not None:
                 otel_context.detach(token)
             if span is not None:
                 if exc is not None and span.is_recording():
+                    if missing:
+                        span.set_attribute(conv.FEATURES_MISSING, missing)
                     record_exception(span, exc)
                 if owned and token is not None:
                     span.end()
@@ -798,6 +833,7 @@ def _sync_wrapper(inst: _Instrumented) -> Callable[..., Any]:
     success = inst.success
     record = inst.record
     error = inst.error
+    missing_inputs = inst.missing_inputs
     pids = _FRAME_PIDS
     follow = inst.traces is None  # the process-wide trace mode applies
     untraced = inst.traces == OFF
@@ -810,6 +846,7 @@ def _sync_wrapper(inst: _Instrumented) -> Callable[..., Any]:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             error(exc, perf_counter_ns() - t0)
+            missing_inputs(args, kwargs)
             if pids:
                 pids.pop(id(_getframe()), None)
             raise
@@ -837,8 +874,9 @@ def _sync_wrapper(inst: _Instrumented) -> Callable[..., Any]:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             error(exc, perf_counter_ns() - t0)
+            missing = missing_inputs(args, kwargs, span is None)
             pids.pop(key, None)
-            inst.close_span(span, token, exc)
+            inst.close_span(span, token, exc, missing=missing)
             raise
         dt = perf_counter_ns() - t0
         pid = pids.pop(key, pid)
@@ -871,10 +909,11 @@ def _async_wrapper(inst: _Instrumented) -> Callable[..., Any]:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             error(exc, perf_counter_ns() - t0)
+            missing = inst.missing_inputs(args, kwargs, span is None)
             if pids:
                 pids.pop(key, None)
             if traced:
-                inst.close_span(span, token, exc)
+                inst.close_span(span, token, exc, missing=missing)
             raise
         dt = perf_counter_ns() - t0
         pid = pids.pop(key, pid) if pids else pid
@@ -890,9 +929,9 @@ def _async_wrapper(inst: _Instrumented) -> Callable[..., Any]:
 class _Stream:
     """Bookkeeping for one streaming call: time to first item, item count, the single final record."""
 
-    __slots__ = ("inst", "t0", "first", "items", "done", "span", "token", "pid", "key")
+    __slots__ = ("inst", "t0", "first", "items", "done", "span", "token", "pid", "key", "missing")
 
-    def __init__(self, inst: _Instrumented, key: int) -> None:
+    def __init__(self, inst: _Instrumented, key: int, args: tuple, kwargs: dict) -> None:
         self.inst = inst
         self.key = key
         self.items = 0
@@ -905,6 +944,8 @@ class _Stream:
             self.span, self.token, self.pid = inst.open_span()
             _FRAME_PIDS[key] = self.pid
             self._suspend()
+        # Counted when the stream starts, so a stream that fails or is abandoned half-way counts them too.
+        self.missing = inst.missing_inputs(args, kwargs, self.span is None)
         self.t0 = perf_counter_ns()
 
     # A span of a generator is current only while the generator body runs.
@@ -952,6 +993,8 @@ class _Stream:
                     attrs = {**inst.span_attributes, conv.STREAM_ITEMS: self.items}
                     if pid is not None:
                         attrs[conv.PREDICTION_ID] = pid
+                    if self.missing:
+                        attrs[conv.FEATURES_MISSING] = self.missing
                     span.set_attributes(attrs)
                 if exc is not None and span.is_recording():
                     record_exception(span, exc)
@@ -964,7 +1007,7 @@ def _gen_wrapper(inst: _Instrumented) -> Callable[..., Any]:
     fn = inst.fn
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        stream = _Stream(inst, id(_getframe()))
+        stream = _Stream(inst, id(_getframe()), args, kwargs)
         try:
             stream._resume()
             try:
@@ -1030,7 +1073,7 @@ def _async_gen_wrapper(inst: _Instrumented) -> Callable[..., Any]:
     fn = inst.fn
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        stream = _Stream(inst, id(_getframe()))
+        stream = _Stream(inst, id(_getframe()), args, kwargs)
         try:
             stream._resume()
             try:

@@ -163,6 +163,8 @@ class ModelBuffers:
         "raw_features",
         "raw_outputs32",
         "raw_features32",
+        "failed_features",
+        "failed_features32",
         "misses",
         "traced",
     )
@@ -213,6 +215,10 @@ class ModelBuffers:
         self.raw_features: list[bytes] = []
         self.raw_outputs32: list[bytes] = []
         self.raw_features32: list[bytes] = []
+        # The same for the features of calls that raised: only their NaNs are counted (no distributions or
+        # OOD scores: the call made no prediction), so a model that rejects NaN still shows them.
+        self.failed_features: list[bytes] = []
+        self.failed_features32: list[bytes] = []
         self.class_names: list[Any] | None = None
         self.softmax = False
         self.misses: list[int] = []  # outputs whose shape gave no confidence
@@ -339,6 +345,9 @@ class ModelBuffers:
                     dists.fold_rows(rows)
                 if self.ood_on_rows == "features":
                     self._score_rows(rows)
+        for chunks, dtype in ((drain(self.failed_features), np.float64), (drain(self.failed_features32), np.float32)):
+            for rows in _stack_by_length(chunks, dtype):
+                missing_total += int(np.count_nonzero(np.isnan(rows)))
         if dists is not None:
             dists.fold(rec, attrs)
         misses = drain(self.misses)
