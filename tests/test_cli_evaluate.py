@@ -163,13 +163,13 @@ def test_corrupt_and_foreign_lines_are_counted_with_line_numbers(files, tmp_path
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     inp = doc["inputs"][0]
-    # spans in the same file (the collector's file route) are foreign but expected: counted, not listed
-    assert inp["corrupt_lines"] == 2 and inp["foreign_lines"] == 2
+    # spans in the same file (the collector's file route) are another signal: counted apart, not problems
+    assert inp["corrupt_lines"] == 2 and inp["foreign_lines"] == 1 and inp["signal_lines"] == {"traces": 1}
     assert [p["line"] for p in inp["problems"]] == [2, 4, len(lines) + 4]
     # the telemetry itself is complete: the truncated copy of the last line is the only damage
     assert [s["events"] for s in doc["slos"]] == [600, 600]
     table = run("evaluate", "--slo", str(spec), "--data", str(mixed))
-    assert "2 corrupt lines, 2 foreign lines" in table.stdout
+    assert "2 corrupt lines, 1 foreign line" in table.stdout
 
 
 @pytest.mark.parametrize(

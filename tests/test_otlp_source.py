@@ -387,7 +387,8 @@ def test_scale_drop_and_bounds_change(tmp_path):
 
 
 def test_idle_and_stale_points(tmp_path):
-    """An unchanged cumulative point yields nothing; a point not after the previous one is a bad point."""
+    """An unchanged cumulative point yields nothing; a point not after the previous one is already contained in
+    the newer total: a duplicate, dropped and counted (not a problem)."""
     sk = LogSketch(4)
     sk.add_many([0.5, 2.0])
     attrs = [attr("ml.model.name", "m")]
@@ -395,8 +396,7 @@ def test_idle_and_stale_points(tmp_path):
     lines = lines_for([[expo_point(sk, attrs, T0, T0 + t * INTERVAL)] for t in times], "exponentialHistogram", HIST)
     deltas, report = read(write(tmp_path / "m.jsonl", lines))
     assert [d.value for d in deltas] == [2]
-    assert report.bad_points == 1 and report.problems[0].line == 4
-    assert "not after the previous point" in report.problems[0].reason
+    assert report.bad_points == 0 and report.duplicate_points == 1 and report.first_duplicate_line == 4
 
 
 def test_delta_sketch_does_not_share_state_with_the_tracker(tmp_path):
@@ -462,7 +462,9 @@ def test_corrupt_foreign_and_bad_points_are_counted_with_line_numbers(tmp_path):
     deltas, report = read(path)
     assert [d.value for d in deltas] == [3]
     assert report.lines == 13
-    assert report.corrupt_lines == 2 and report.foreign_lines == 4 and report.bad_points == 5
+    # traces and logs lines (the collector's file route) are other signals, not problems
+    assert report.corrupt_lines == 2 and report.foreign_lines == 2 and report.bad_points == 5
+    assert report.signal_lines == {"traces": 1, "logs": 1}
     where = {p.line: p.reason for p in report.problems}
     assert set(where) == {6, 7, 8, 9, 10, 11, 12, 13, 14}, where
     assert "count 5 != zeroCount 0 + positive 3" in where[9]
@@ -619,7 +621,7 @@ def test_series_ids_are_unique_across_reads(tmp_path):
 
 def test_fast_constructors_build_the_same_objects():
     """otlp_source builds Deltas and cumulative.py LogSketches without their __init__ (speed); same objects."""
-    args = ("m", {"a": 1}, 1, 2, 3, None, None, 7)
+    args = ("m", {"a": 1}, 1, 2, 3, None, None, 7, "ms")
     assert otlp_source._delta(*args) == Delta(*args)
     with pytest.raises(dataclasses.FrozenInstanceError):
         otlp_source._delta(*args).value = 4

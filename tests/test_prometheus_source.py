@@ -251,7 +251,12 @@ def test_names_and_labels_map_to_our_conventions():
     assert prometheus_source.prometheus_name("ml.inference.duration") == ["ml_inference_duration_seconds"]
     assert prometheus_source.prometheus_name("ml.prediction.confidence") == ["ml_prediction_confidence"]
     assert prometheus_source.prometheus_name("ml.predictions") == ["ml_predictions_total"]
-    assert prometheus_source.prometheus_name("my.thing") == ["my_thing", "my_thing_total", "my_thing_seconds"]
+    assert prometheus_source.prometheus_name("my.thing") == [
+        "my_thing",
+        "my_thing_total",
+        "my_thing_seconds",
+        "my_thing_milliseconds",  # e.g. the old http.server.duration, in ms
+    ]
     assert prometheus_source.attribute_key("ml_model_name") == "ml.model.name"
     assert prometheus_source.attribute_key("error_type") == "error.type"
     assert prometheus_source.attribute_key("http_route") == "http.route"

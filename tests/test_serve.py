@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
 from modelotel.evaluator import engine, spec
-from modelotel.evaluator.otlp_source import _Decoder
+from modelotel.evaluator.otlp_source import LineDecoder
 from modelotel.evaluator.output import result_json
 from modelotel.evaluator.points import ReadReport
 from modelotel.evaluator.stream import SNAPSHOT_NAME, SnapshotError, StreamState, request_json
@@ -294,7 +294,7 @@ requests_ = st.lists(
 
 def decoded(lines: list[bytes]) -> tuple[list[tuple], dict]:
     report = ReadReport("x")
-    decoder = _Decoder(None, None, None, report)
+    decoder = LineDecoder(None, None, None, report)
     out = []
     for n, line in enumerate(lines, 1):
         for d in decoder.line(n, line):

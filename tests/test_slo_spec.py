@@ -158,7 +158,7 @@ def test_every_native_sli_kind() -> None:
     latency = slos["fraud-latency"]
     assert latency.sli.kind == "latency"
     assert latency.sli.total == duration
-    assert latency.sli.good == Selector("ml.inference.duration", FRAUD, threshold=0.25, op="le")
+    assert latency.sli.good == Selector("ml.inference.duration", FRAUD, threshold=0.25, op="le", threshold_unit="s")
     assert latency.sli.bad is None and latency.sli.threshold == 0.25
     assert latency.objective == 0.99
     assert latency.window == Window(duration=7 * DAY)
@@ -205,7 +205,9 @@ def test_every_native_sli_kind() -> None:
 
     checkout = slos["checkout-latency"]
     match = (("http.route", "/predict"), ("http.request.method", "POST"))
-    assert checkout.sli.good == Selector("http.server.request.duration", match, threshold=0.5, op="le")
+    assert checkout.sli.good == Selector(
+        "http.server.request.duration", match, threshold=0.5, op="le", threshold_unit="s"
+    )
     paris_monday = dt.datetime(2026, 1, 5, tzinfo=dt.timezone(dt.timedelta(hours=1))).timestamp()  # CET
     assert checkout.window == Window(
         duration=7 * DAY, rolling=False, unit="week", count=1, calendar_start=paris_monday, timezone="Europe/Paris"
@@ -213,7 +215,7 @@ def test_every_native_sli_kind() -> None:
 
     ratio = slos["fraud-slow-ratio"]
     assert ratio.sli.kind == "ratio"
-    assert ratio.sli.bad == Selector("ml.inference.duration", FRAUD, threshold=2.0, op="gt")
+    assert ratio.sli.bad == Selector("ml.inference.duration", FRAUD, threshold=2.0, op="gt", threshold_unit="s")
     assert ratio.sli.total == duration and ratio.sli.good is None
     assert ratio.labels == {"team": "risk"} and ratio.objective == 0.999
 
@@ -293,7 +295,8 @@ def test_openslo_occurrences_example() -> None:
     assert slo.name == "search-slo"
     assert slo.sli.kind == "latency"  # op lt on a duration histogram
     assert slo.sli.total == Selector("ml.inference.duration", search)
-    assert slo.sli.good == Selector("ml.inference.duration", search, threshold=0.5, op="lt")  # 500 ms
+    # 500 ms
+    assert slo.sli.good == Selector("ml.inference.duration", search, threshold=0.5, op="lt", threshold_unit="s")
     assert slo.objective == 0.99 and slo.budgeting == "occurrences"
     assert slo.window == Window(duration=14 * DAY)  # 2w rolling
     assert slo.alert_tiers == DEFAULT_ALERT_TIERS  # 'alertPolicies:' is empty
@@ -410,12 +413,14 @@ def test_go_sdk_v1_slis_referenced_by_slos(tmp_path: pathlib.Path) -> None:
     search = (("ml.model.name", "search"),)
     assert slo["search"].sli.good == Selector("ml.inference.duration", search, absent=("error.type",))
     app = (("ml.model.name", "my-app"),)
-    assert slo["end-user"].sli.bad == Selector("ml.inference.duration", app, threshold=1.0, op="gt")
+    assert slo["end-user"].sli.bad == Selector(
+        "ml.inference.duration", app, threshold=1.0, op="gt", threshold_unit="s"
+    )
     assert slo["end-user"].sli.total == Selector("ml.inference.duration", app) and slo["end-user"].objective == 0.995
     annotator = slo["annotator"].sli
     assert annotator.kind == "latency" and annotator.threshold == 2.0
     assert annotator.good == Selector(
-        "ml.inference.time_to_first_item", (("ml.model.name", "annotator"),), threshold=2.0
+        "ml.inference.time_to_first_item", (("ml.model.name", "annotator"),), threshold=2.0, threshold_unit="s"
     )
     assert any("counter: false ignored" in str(note) for note in specs.notes)
 
@@ -499,7 +504,8 @@ def test_go_sdk_v1alpha_examples() -> None:
 
     assert threshold.name == "web-latency-threshold"
     assert threshold.sli.kind == "ratio"  # op gt on latency is not the latency kind's comparison
-    assert threshold.sli.good == Selector("ml.inference.duration", web, threshold=0.2, op="gt")  # 200.0 ms
+    # 200.0 ms
+    assert threshold.sli.good == Selector("ml.inference.duration", web, threshold=0.2, op="gt", threshold_unit="s")
     assert threshold.objective == 0.98 and threshold.budgeting == "occurrences" and threshold.window == week
 
     assert ratio.name == "web-availability-ratio"

@@ -1,8 +1,9 @@
 """The ``modelotel`` command: ``evaluate``, ``gate``, ``drift``, ``report`` (and more, see ``--help``).
 
 Exit codes of ``gate`` (and the verdict commands): 0 pass, 1 fail, 2 inconclusive, 3 unusable spec or
-arguments, 4 unusable input, 5 internal error. ``evaluate`` and ``report`` exit 0 whatever the verdict.
-Errors print one line, never a traceback.
+arguments, 4 unusable input, 5 internal error, 6 cannot be judged on this input (a selector or filter that
+matches nothing, or points that matched but cannot be counted). ``evaluate`` and ``report`` exit 0 whatever the
+verdict. Errors print one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 
 from . import __version__, config
 
-EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_SPEC, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5
+EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_SPEC, EXIT_INPUT, EXIT_INTERNAL, EXIT_NO_MATCH = 0, 1, 2, 3, 4, 5, 6
+UNJUDGED = ("no_match", "invalid")  # statuses that say the spec and the input do not fit: exit 6
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 
 
@@ -112,7 +114,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def gate_code(statuses: Sequence[str], inconclusive_as: str | None) -> int:
-    """Fail beats inconclusive beats pass; ``inconclusive_as`` maps inconclusive first."""
+    """A gate that cannot judge (no_match, invalid) beats fail beats inconclusive beats pass; ``inconclusive_as``
+    maps inconclusive first (never no_match or invalid: a typo must not pass)."""
+    if any(s in UNJUDGED for s in statuses):
+        return EXIT_NO_MATCH
     mapped = [inconclusive_as if s == "inconclusive" and inconclusive_as else s for s in statuses]
     if "fail" in mapped:
         return EXIT_FAIL
@@ -125,8 +130,15 @@ def cmd_gate(args: argparse.Namespace) -> int:
     evaluation = _evaluate(args)
     _print(args, evaluation)
     code = gate_code([r.status for r in evaluation.results], args.inconclusive_as)
-    verdict = {EXIT_PASS: "PASS", EXIT_FAIL: "FAIL", EXIT_INCONCLUSIVE: "INCONCLUSIVE"}[code]
-    print(f"gate: {verdict} (exit {code})", file=sys.stderr)
+    verdict = {
+        EXIT_PASS: "PASS",
+        EXIT_FAIL: "FAIL",
+        EXIT_INCONCLUSIVE: "INCONCLUSIVE",
+        EXIT_NO_MATCH: "CANNOT JUDGE",
+    }[code]
+    unjudged = [r.slo.name for r in evaluation.results if r.status in UNJUDGED]
+    why = f": {', '.join(unjudged)} cannot be judged on this input (see above)" if unjudged else ""
+    print(f"gate: {verdict} (exit {code}){why}", file=sys.stderr)
     return code
 
 
@@ -149,18 +161,24 @@ def parse_range(text: str | None, span: tuple[float, float], default: tuple[floa
     return parse_time(a), parse_time(b)
 
 
-def _drift_setup(args: argparse.Namespace, slos=(), extra=()):
-    """Read the inputs once with the signal timelines; pick the reference and current ranges."""
+def _drift_setup(args: argparse.Namespace, slos=(), extra=(), require_signals: bool = True):
+    """Read the inputs once with the signal timelines; pick the reference and current ranges (None without model
+    signals when not ``require_signals``: a report on HTTP metrics alone)."""
     from .evaluator.signals import Signals
 
-    match = {"ml.model.name": args.model} if getattr(args, "model", None) else None
+    model = getattr(args, "model", None)
+    match = {"ml.model.name": model} if model else None
     signals = Signals.create(args.resolution, match)
     evaluation = _read(slos, args.data, parse_time(args.at) if args.at else None, [*signals.timelines(), *extra])
+    if model:
+        _check_model(model, evaluation.inventory, [t.metric for t in signals.timelines()])
     reference_signals = None
     if args.reference_data:
         reference_signals = Signals.create(args.resolution, match)
         _read((), args.reference_data, None, reference_signals.timelines())
     span = signals.span()
+    if span is None and not require_signals:
+        return evaluation, signals, reference_signals, None, None
     if span is None:
         raise UsageError("no model signals (confidence, OOD score, features, labels) in the input", EXIT_INPUT)
     ref_span = reference_signals.span() if reference_signals else span
@@ -169,8 +187,47 @@ def _drift_setup(args: argparse.Namespace, slos=(), extra=()):
     third = (span[1] - span[0]) / 3
     reference = parse_range(args.reference, ref_span, ref_span if reference_signals else (span[0], span[0] + third))
     current = parse_range(args.current, span, (span[1] - third, span[1]))
-    _check_ranges(reference, current, reference_signals is None)
     return evaluation, signals, reference_signals, reference, current
+
+
+def _check_model(model: str, inventory, metrics: Sequence[str]) -> None:
+    """Exit 6 when no series of ``metrics`` in the input is of ``model`` (a typo), listing the models it holds."""
+    from .evaluator.diagnose import listing, values_of
+
+    seen: set[str] = set()
+    for metric in metrics:
+        seen |= values_of(inventory.series.get(metric) or [], "ml.model.name")
+    if model not in seen:
+        import difflib
+
+        close = difflib.get_close_matches(model, sorted(seen), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(
+            f"--model {model!r} matches nothing in the input{hint}; models in the input: {listing(seen)}",
+            EXIT_NO_MATCH,
+        )
+
+
+def _overlap_reason(reference, current, signals, reference_signals) -> str | None:
+    """Why the drift of these ranges would say nothing: they overlap in one input, or hold the same values."""
+    from .evaluator.output import _iso
+    from .evaluator.signals import same_values
+
+    start, end = max(reference[0], current[0]), min(reference[1], current[1])
+    if start >= end:
+        return None
+    shown = f"reference {_iso(reference[0])}..{_iso(reference[1])}, current {_iso(current[0])}..{_iso(current[1])}"
+    if reference_signals is None:
+        return (
+            f"the reference and current ranges overlap ({shown}): the same values on both sides hide drift; "
+            "choose ranges that do not overlap (--reference first:1h --current last:1h)"
+        )
+    if same_values(signals, reference_signals, start, end):
+        return (
+            f"the reference and current data hold the same values where their ranges overlap ({shown}): one "
+            "export given as both? Take the reference from another period or input"
+        )
+    return None
 
 
 def _drift_json(rows, reference, current, data_driven: bool) -> str:
@@ -219,16 +276,15 @@ def _drift_table(rows, data_driven: bool) -> str:
     return "\n".join(lines)
 
 
-def _check_ranges(reference: tuple[float, float], current: tuple[float, float], same_input: bool) -> None:
-    if same_input and reference[0] < current[1] and current[0] < reference[1] and reference != current:
-        print("note: the reference and current ranges overlap; drift is understated", file=sys.stderr)
-
-
 def cmd_drift(args: argparse.Namespace) -> int:
     from .evaluator.signals import drift_rows, drifted_by
 
 
     _, signals, ref_signals, reference, current = _drift_setup(args)
+    overlap = _overlap_reason(reference, current, signals, ref_signals)
+    if overlap is not None:
+        print(f"drift: INCONCLUSIVE ({overlap})", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
     rows = drift_rows(signals, reference, current, reference_signals=ref_signals, min_count=args.min_count)
     print(
         _drift_json(rows, reference, current, args.data_driven)
@@ -272,8 +328,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     slos = _load_slos(args.slo)
     feedback = FeedbackCounts()
-    evaluation, signals, ref_signals, reference, current = _drift_setup(args, slos, (feedback,))
-    rows = drift_rows(signals, reference, current, reference_signals=ref_signals)
+    evaluation, signals, ref_signals, reference, current = _drift_setup(args, slos, (feedback,), False)
+    rows = []
+    if reference is not None and current is not None:
+        overlap = _overlap_reason(reference, current, signals, ref_signals)
+        if overlap is not None:
+            print(f"note: drift in the report says nothing: {overlap}", file=sys.stderr)
+        rows = drift_rows(signals, reference, current, reference_signals=ref_signals)
     span = signals.span() or (evaluation.at - 3600, evaluation.at)
     html = report.render(
         evaluation,
@@ -321,7 +382,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     start = _relative_time(args.since) if args.since else None
     end = _relative_time(args.until) if args.until else None
     baseline, candidate = ArmCollector(base_match, start, end), ArmCollector(cand_match, start, end)
-    _read((), args.data, None, (baseline, candidate))
+    evaluation = _read((), args.data, None, (baseline, candidate))
+    for flag, text, match in (("--baseline", args.baseline, base_match), ("--candidate", args.candidate, cand_match)):
+        _check_arm(f"{flag} {text}", match, evaluation.inventory)
     tol = Tolerances(
         latency_relative=args.latency_tolerance,
         error_ratio=args.error_tolerance,
@@ -364,6 +427,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return code
 
 
+def _check_arm(what: str, match: dict[str, str], inventory) -> None:
+    """Exit 6 when an arm's filter matches no series of the input (a typo), naming the filter that fails."""
+    from . import conventions as conv
+    from .evaluator.diagnose import unmatched_reason
+    from .evaluator.model import Selector
+
+    selector = Selector(conv.INFERENCE_DURATION, match=tuple(match.items()))
+    why = unmatched_reason(selector, inventory)
+    if why is not None:
+        raise UsageError(f"{what} matches nothing in the input: {why}", EXIT_NO_MATCH)
+
+
 def _rate(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -377,7 +452,9 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     counts = FeedbackCounts(
         parse_time(args.since) if args.since else None, parse_time(args.until) if args.until else None, args.model
     )
-    _read((), args.data, None, (counts,))
+    evaluation = _read((), args.data, None, (counts,))
+    if args.model:
+        _check_model(args.model, evaluation.inventory, sorted(FeedbackCounts.metrics))
     models = sorted(counts.counts)
     if not models:
         raise UsageError("no ml.feedback data in the input (record_feedback with group= enables fairness)", EXIT_INPUT)

@@ -13,10 +13,19 @@ an average of shorter-window ratios (sloth #241). With ``b = 1 - objective``:
   (slice-weighted for ``percentile`` SLIs). A burn rate of 1 spends exactly the budget over the SLO window.
 * An alert tier fires when the burn rates over both its long and short window are ``>= burn_rate`` and the long
   window holds at least ``min_events`` events (low traffic: a tier without enough data never fires and says so).
-* Time to exhaustion = ``remaining_ratio * window / burn`` with ``burn`` over the first tier's long window
-  (the whole SLO window when there are no tiers); none when nothing burns.
-* Status: ``inconclusive`` below ``min_events`` events in the window; otherwise ``fail`` when the SLI is below
-  the objective, else ``pass``. The SLI's bounds (from partially counted histogram buckets) are reported beside.
+* Time to exhaustion, at the burn rate ``r`` over the first tier's long window (the whole SLO window without
+  tiers), assuming that burn and the traffic rate hold: a budget counted in events grows with them, so it can
+  run out only when ``r > 1``. Calendar window: the period's burn so far is ``1 - remaining``; after ``x`` more
+  seconds it is ``((1 - remaining) * elapsed + r * x) / (elapsed + x)``, which reaches 1 at
+  ``x = remaining * elapsed / (r - 1)`` (reported only when that is before the period ends). Rolling window of
+  length ``W``: the events leaving it burn ``1 - remaining`` on average, so it reaches 1 at
+  ``x = remaining * W / (r - 1 + remaining)`` (reported only when ``x < W``; beyond that the window burns ``r``
+  throughout). None when ``r <= 1``.
+* Status (``STATUSES``): ``invalid`` when points matched but could not be counted (a duration threshold on a metric
+  without a unit of time); ``inconclusive`` below ``min_events`` events in the window; otherwise ``fail`` when the
+  SLI is below the objective, else ``pass``. The engine sets ``no_match`` when no series of the input matches the
+  SLO's selector. The SLI's bounds (from partially counted histogram buckets) are reported beside; the SLI is
+  kept within them.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from .ledger import Bin, Ledger
 from .model import SLICED_KINDS, SLO, Window
 
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+STATUSES = ("pass", "fail", "inconclusive", "no_match", "invalid")
 
 
 def _add_months(dt: datetime, months: int) -> datetime:
@@ -127,6 +137,8 @@ class SLOResult:
     relative_accuracy: float | None = None
     slices_good: int | None = None
     slices_total: int | None = None
+    notes: list[str] = field(default_factory=list)  # what the reader should know: error rule, units, ...
+    units: dict[str, tuple[str, bool]] = field(default_factory=dict)  # metric -> (unit read, from conventions)
 
 
 def error_allowance(objective: float) -> float:
@@ -146,16 +158,17 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 else None
 
 
-def _slice_good(slo: SLO, b: Bin, reference: LogSketch | None = None) -> tuple[bool, bool, bool]:
+def slice_good(slo: SLO, b: Bin, reference: LogSketch | None = None) -> tuple[bool, bool, bool]:
     """(estimate, lower, upper) of whether one slice is good."""
     kind = slo.sli.kind
     t = slo.sli.threshold if slo.sli.threshold is not None else math.inf
     if kind == "percentile":
-        if b.sketch is None or not b.sketch.count:
+        # The value of rank r = floor(q (n - 1)) (the sketch's convention) is <= t exactly when at least r + 1
+        # values are <= t: the good count and its bounds decide, for exponential and explicit buckets alike.
+        if b.total <= 0:
             return False, False, False
-        q = b.sketch.quantile(slo.sli.percentile or 0.5)
-        a = b.sketch.relative_accuracy
-        return q <= t, q * (1 + a) <= t, q * (1 - a) <= t
+        need = math.floor((slo.sli.percentile or 0.5) * (b.total - 1)) + 1
+        return b.good >= need, b.good_lower >= need, b.good_upper >= need
     if kind == "drift":
         if b.sketch is None or not b.sketch.count or reference is None or not reference.count:
             return False, False, False
@@ -215,7 +228,7 @@ def _burn(slo: SLO, ledger: Ledger, at: float, w: float) -> tuple[float | None, 
         width = slo.timeslice_window or ledger.resolution
         slices = ledger.slices(at - w, at, min(width, w))
         reference = _reference(slo, ledger)
-        marks = [_slice_good(slo, b, reference)[0] for _, b in slices]
+        marks = [slice_good(slo, b, reference)[0] for _, b in slices]
         events = sum(b.total for _, b in slices)
         return (_ratio(marks.count(False), len(marks)) or 0.0) / allowed if marks else None, events
     b = ledger.window(at - w, at)
@@ -234,7 +247,7 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
         width = slo.timeslice_window or ledger.resolution
         slices = ledger.slices(start, end, width)
         reference = _reference(slo, ledger)
-        marks = [_slice_good(slo, b, reference) for _, b in slices]
+        marks = [slice_good(slo, b, reference) for _, b in slices]
         slices_total = len(marks)
         slices_good = sum(m[0] for m in marks)
         if slo.budgeting == "ratio_timeslices" and slo.sli.kind not in SLICED_KINDS:
@@ -288,11 +301,20 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
     burn_rates[f"window ({format_duration(slo.window.duration)})"] = whole_burn
 
     ref_burn = burns[slo.alert_tiers[0].long_window][0] if slo.alert_tiers else whole_burn
-    tte = None
-    if remaining is not None and ref_burn and ref_burn > 0:
-        tte = max(0.0, remaining) * slo.window.duration / ref_burn
+    tte = time_to_exhaustion(slo.window, start, at, remaining, ref_burn)
+    if sli is not None:  # float sums must not put the estimate outside its own bounds
+        if sli_lower is not None:
+            sli = max(sli, sli_lower)
+        if sli_upper is not None:
+            sli = min(sli, sli_upper)
 
-    if whole.total < slo.min_events:
+    if ledger.errors:
+        status = "invalid"
+        reason = (
+            f"{ledger.errors} matching points ({ledger.error_events:g} events) could not be counted: "
+            f"{ledger.first_error}"
+        )
+    elif whole.total < slo.min_events:
         status = "inconclusive"
         reason = f"{whole.total:g} events in the window, fewer than min_events={slo.min_events}"
     elif sli is None:
@@ -301,6 +323,13 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
         status, reason = "fail", f"SLI {sli:.4%} below objective {slo.objective:.4%}"
     else:
         status, reason = "pass", f"SLI {sli:.4%} meets objective {slo.objective:.4%}"
+
+    notes = []
+    if slo.sli.definition:
+        notes.append(slo.sli.definition)
+    for metric, (unit, conventional) in sorted(ledger.units.items()):
+        if conventional:
+            notes.append(f"{metric} carries no unit: read in {unit!r}, the unit the semantic conventions give it")
 
     return SLOResult(
         slo=slo,
@@ -324,4 +353,29 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
         time_to_exhaustion=tte,
         slices_good=slices_good,
         slices_total=slices_total,
+        notes=notes,
+        units=dict(ledger.units),
     )
+
+
+def time_to_exhaustion(
+    window: Window, start: float, at: float, remaining: float | None, burn: float | None
+) -> float | None:
+    """Seconds until the budget runs out at ``burn`` (the module docstring), or None when it will not."""
+    if remaining is None or burn is None or burn <= 1.0:
+        return None
+    if remaining <= 0.0:
+        return 0.0
+    if window.rolling:
+        x = remaining * window.duration / (burn - 1.0 + remaining)
+        return x if x < window.duration else None
+    elapsed = at - start
+    x = remaining * elapsed / (burn - 1.0)
+    period_end = window_end(window, start)
+    return x if at + x < period_end else None
+
+
+def window_end(window: Window, start: float) -> float:
+    """End of the calendar period that starts at ``start``."""
+    tz = ZoneInfo(window.timezone)
+    return _step(datetime.fromtimestamp(start, tz), window.unit or "day", window.count).timestamp()

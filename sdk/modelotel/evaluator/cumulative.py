@@ -17,8 +17,15 @@ The first point of a series counts fully over ``(S, t_0]`` when its start ``S`` 
 baseline for the next point, unless the caller says it counts (``first_counts``: a Prometheus series that
 began inside the queried range); then it covers the empty interval ``(t_0, t_0]``.
 
-A point whose time is not after the previous one, or whose start is older, is *stale* (out of order or
-repeated) and changes nothing.
+A point whose time is not after the previous one of its start is *stale* (repeated, or read again: its data
+is already in the newer total) and changes nothing.
+
+Concurrent producers. Processes that do not set ``service.instance.id`` write the same series identity, each
+with its own start time. A new start whose predecessor was still reporting after it began is not a restart but
+another producer: both are tracked, each point against the previous point of its own start (outcome
+``CONCURRENT``), so neither is lost nor counted twice. A predecessor that stopped before the new start is a
+restart and is forgotten. Inputs read out of time order look the same (an older start after a newer one) and
+are counted correctly the same way.
 
 Scales. Exponential bucket ``i`` at scale ``s`` is exactly bucket ``i >> k`` at scale ``s - k`` (sketch.py), so
 both totals are brought to the smaller of their scales before subtracting; the increment is exact at that scale.
@@ -42,6 +49,7 @@ from .points import ExplicitHistogram
 
 __all__ = [
     "BASELINE",
+    "CONCURRENT",
     "FIRST",
     "INCREMENT",
     "RESET",
@@ -56,7 +64,10 @@ INCREMENT = 0  # the difference to the previous point
 FIRST = 1  # first point, counted fully (known start, or first_counts)
 BASELINE = 2  # first point with an unknown start: remembered, nothing counted
 RESET = 3  # the series restarted: the whole new total counted
-STALE = 4  # not after the previous point (out of order, repeated): ignored
+STALE = 4  # not after the previous point of its start (repeated, read twice): ignored
+CONCURRENT = 5  # a point of an older start that is still reporting: another producer of the series (or inputs
+# out of time order); the increment is against that start's own previous point (its whole total when first)
+MAX_CONCURRENT = 8  # older starts tracked per series; beyond that the least recently seen is forgotten
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -206,21 +217,22 @@ class ExplicitCounts:
 
 
 class _Last:
-    __slots__ = ("kind", "start_ns", "time_ns", "total")
+    __slots__ = ("kind", "older", "start_ns", "time_ns", "total")
 
     def __init__(self, kind: int, start_ns: int, time_ns: int, total: object) -> None:
         self.kind = kind
         self.start_ns = start_ns
         self.time_ns = time_ns
         self.total = total
+        self.older = False  # a producer with an older start than the series' newest (CONCURRENT outcomes)
 
 
 _COUNTER, _EXPONENTIAL, _EXPLICIT = range(3)
 
 
 class CumulativeTracker:
-    """The latest cumulative point of every series (by the caller's series id), turning each new point into
-    ``(outcome, start_ns, increment)``; the increment covers ``(start_ns, time_ns]`` and is None for
+    """The latest cumulative point of every series (by the caller's series id) and start time, turning each new
+    point into ``(outcome, start_ns, increment)``; the increment covers ``(start_ns, time_ns]`` and is None for
     ``BASELINE`` and ``STALE``.
 
     ``start_ns`` 0 means unknown. Counter totals are ints or floats; for non-monotonic sums
@@ -229,17 +241,18 @@ class CumulativeTracker:
     """
 
     def __init__(self) -> None:
-        self._last: dict[int, _Last] = {}
+        self._last: dict[int, _Last] = {}  # series -> the point of its newest start
+        self._older: dict[int, dict[int, _Last]] = {}  # series -> start -> point, of older starts still reporting
 
     def __len__(self) -> int:
-        return len(self._last)
+        return len(self._last) + sum(len(o) for o in self._older.values())
 
     def counter(
         self, series: int, start_ns: int, time_ns: int, total: float, *, monotonic: bool = True, first_counts=False
     ) -> tuple[int, int, float | None]:
         last = self._last.get(series)
         if last is None or last.kind != _COUNTER or last.start_ns != start_ns or time_ns <= last.time_ns:
-            moved = self._changed(_COUNTER, last, series, start_ns, time_ns, total, first_counts)
+            moved, last = self._changed(_COUNTER, last, series, start_ns, time_ns, total, first_counts)
             if moved is not None:
                 return moved
         inc = total - last.total
@@ -247,7 +260,7 @@ class CumulativeTracker:
         last.time_ns, last.total = time_ns, total
         if inc < 0 and monotonic:
             return RESET, since, total
-        return INCREMENT, since, inc
+        return (CONCURRENT if last.older else INCREMENT), since, inc
 
     def exponential(
         self, series: int, start_ns: int, time_ns: int, total: ExpoCounts, *, first_counts=False
@@ -276,10 +289,16 @@ class CumulativeTracker:
         last.time_ns = time_ns
         return True
 
+    def states(self) -> list[tuple[int, int, int, object]]:
+        """``(series, start_ns, time_ns, total)`` of every tracked point (for snapshots)."""
+        out = [(sid, p.start_ns, p.time_ns, p.total) for sid, p in self._last.items()]
+        out += [(sid, p.start_ns, p.time_ns, p.total) for sid, older in self._older.items() for p in older.values()]
+        return out
+
     def _histogram(self, kind, series, start_ns, time_ns, total, first_counts):
         last = self._last.get(series)
         if last is None or last.kind != kind or last.start_ns != start_ns or time_ns <= last.time_ns:
-            moved = self._changed(kind, last, series, start_ns, time_ns, total, first_counts)
+            moved, last = self._changed(kind, last, series, start_ns, time_ns, total, first_counts)
             if moved is not None:
                 return moved
         inc = total.minus(last.total)
@@ -287,26 +306,59 @@ class CumulativeTracker:
         last.time_ns, last.total = time_ns, total
         if inc is None:
             return RESET, since, total
-        return INCREMENT, since, inc
+        return (CONCURRENT if last.older else INCREMENT), since, inc
 
     def _changed(self, kind, last, series, start_ns, time_ns, total, first_counts):
-        """The outcome of a first point, a new start (reset, or stale when older) or a time not after the last
-        one; None when only one of the starts is unknown, after which the totals decide."""
+        """``(outcome, None)`` for a first point, a new start, an older start's first point or a stale point;
+        ``(None, point)`` when the totals decide against ``point`` (the same start, or one of them unknown)."""
         if last is None or last.kind != kind:
             self._last[series] = _Last(kind, start_ns, time_ns, total)
             if start_ns > 0:
-                return FIRST, start_ns, total
+                return (FIRST, start_ns, total), None
             if first_counts:
-                return FIRST, time_ns, total
-            return BASELINE, 0, None
-        if time_ns <= last.time_ns or (start_ns and last.start_ns and start_ns < last.start_ns):
-            return STALE, 0, None
-        if start_ns and last.start_ns:  # a new start time: the process restarted
-            last.start_ns, last.time_ns, last.total = start_ns, time_ns, total
-            return RESET, start_ns, total
+                return (FIRST, time_ns, total), None
+            return (BASELINE, 0, None), None
+        if start_ns and last.start_ns and start_ns != last.start_ns:
+            if start_ns > last.start_ns:  # a restart, or another producer of the series began
+                if last.time_ns >= start_ns:  # still reporting after the new start: keep it as a producer
+                    self._keep_older(series, last)
+                self._last[series] = _Last(kind, start_ns, time_ns, total)
+                return (RESET, start_ns, total), None
+            older = self._older.setdefault(series, {})
+            point = older.get(start_ns)
+            if point is None or point.kind != kind:  # first point of an older start: its whole total
+                self._keep_older(series, _Last(kind, start_ns, time_ns, total))
+                return (CONCURRENT, start_ns, total), None
+            if time_ns <= point.time_ns:
+                return (STALE, 0, None), None
+            return None, point
+        if time_ns <= last.time_ns:
+            return (STALE, 0, None), None
         # One of the starts is unknown (0): the caller compares the totals as if the starts were equal.
         last.start_ns = start_ns
-        return None
+        return None, last
+
+    def _keep_older(self, series: int, point: _Last) -> None:
+        point.older = True
+        older = self._older.setdefault(series, {})
+        older[point.start_ns] = point
+        if len(older) > MAX_CONCURRENT:
+            del older[min(older, key=lambda s: older[s].time_ns)]
+
+    def restore(self, series: int, start_ns: int, time_ns: int, total: object) -> None:
+        """Put back a point ``states`` gave (the newest start of a series becomes its current one)."""
+        kind = _EXPONENTIAL if isinstance(total, ExpoCounts) else _COUNTER
+        if isinstance(total, ExplicitCounts):
+            kind = _EXPLICIT
+        point = _Last(kind, start_ns, time_ns, total)
+        last = self._last.get(series)
+        if last is None:
+            self._last[series] = point
+        elif start_ns > last.start_ns:
+            self._keep_older(series, last)
+            self._last[series] = point
+        else:
+            self._keep_older(series, point)
 
 
 # -- bucket arrays ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ evaluation time defaults to the end of the newest delta read (so an old file eva
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -16,9 +17,10 @@ from typing import Protocol
 from ..sketch import relative_accuracy
 from . import sources
 from .budget import SLOResult, evaluate_slo, window_bounds
+from .diagnose import key_never_seen, unmatched_reason
 from .ledger import Ledger
 from .model import SLO
-from .points import Delta, ReadReport
+from .points import Delta, Inventory, ReadReport
 
 MAX_RESOLUTION = 60
 
@@ -63,6 +65,7 @@ class Evaluation:
     results: list[SLOResult]
     reports: list[ReadReport]
     ledgers: list[Ledger] = field(default_factory=list)
+    inventory: Inventory = field(default_factory=Inventory)
 
 
 class NoData(Exception):
@@ -92,11 +95,12 @@ def evaluate(
         start_ns = int((lookback(slos, at) - resolution) * 1e9)
     latest = 0
     reports = []
+    reader = sources.Reader(set(by_metric), start_ns=start_ns, end_ns=end_ns)
     for location in locations:
         on_progress = None
         if progress is not None:
             on_progress = (lambda loc: lambda done, total: progress(loc, done, total))(location)
-        deltas, report = sources.read(location, set(by_metric), start_ns=start_ns, end_ns=end_ns, progress=on_progress)
+        deltas, report = reader.read(location, on_progress)
         routes: dict[int, list] = {}  # per source series: the ledgers and sinks it matches (series ids are unique)
         for delta in deltas:
             if end_ns is not None and delta.end_ns > end_ns:
@@ -111,17 +115,33 @@ def evaluate(
             for target in targets:
                 target.add(delta)
         reports.append(report)
+    inventory = reader.inventory
     if at is None:
-        if not latest:
+        if latest:
+            at = latest / 1e9
+        elif slos and any(inventory.metrics.values()):
+            # readable metrics, but none the SLOs ask for: each SLO says what the input holds (no_match)
+            at = time.time()
+        else:
             raise NoData(_no_data_message(reports))
-        at = latest / 1e9
-    results = []
-    for led in ledgers:
-        result = evaluate_slo(led, at)
-        if led.min_scale is not None:
-            result.relative_accuracy = relative_accuracy(led.min_scale)
-        results.append(result)
-    return Evaluation(at, results, reports, ledgers)
+    results = [judge(led, at, inventory) for led in ledgers]
+    return Evaluation(at, results, reports, ledgers, inventory)
+
+
+def judge(ledger: Ledger, at: float, inventory: Inventory) -> SLOResult:
+    """The ledger's verdict at ``at``; ``no_match`` when no series of the input passes the SLO's selector."""
+    result = evaluate_slo(ledger, at)
+    if ledger.min_scale is not None:
+        result.relative_accuracy = relative_accuracy(ledger.min_scale)
+    sli = ledger.slo.sli
+    why = None if ledger.matched else unmatched_reason(sli.total, inventory)
+    if why is not None:
+        result.status, result.reason = "no_match", why
+    for selector in (sli.good, sli.bad):
+        note = None if selector is None else key_never_seen(selector, inventory)
+        if note is not None:
+            result.notes.append(note)
+    return result
 
 
 def _no_data_message(reports: Sequence[ReadReport]) -> str:

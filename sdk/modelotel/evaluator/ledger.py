@@ -20,13 +20,38 @@ Counting good events in a histogram (``Selector.threshold``)
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..sketch import LogSketch, bucket_bounds, bucket_index
-from .model import SLICED_KINDS, SLO, Selector
+from .model import SLO, AttributeFilter, Selector
 from .points import AttrValue, Delta, ExplicitHistogram, attribute_text
+from .units import UnitProblem, in_unit, resolve_unit
+
+
+@lru_cache(maxsize=256)
+def _pattern(text: str) -> re.Pattern[str]:
+    return re.compile(text)
+
+
+def passes(condition: AttributeFilter, attributes: dict[str, AttrValue]) -> bool:
+    """Whether the attributes pass one filter (an absent key reads as ``""``, as Prometheus labels do)."""
+    got = attribute_text(attributes.get(condition.key))
+    op = condition.op
+    if op == "eq":
+        return got == condition.values[0]
+    if op == "ne":
+        return got != condition.values[0]
+    if op == "in":
+        return got in condition.values
+    if op == "not_in":
+        return got not in condition.values
+    found = _pattern(condition.values[0]).fullmatch(got) is not None
+    return found if op == "regex" else not found
 
 
 def matches(selector: Selector, metric: str, attributes: dict[str, AttrValue]) -> bool:
@@ -38,7 +63,11 @@ def matches(selector: Selector, metric: str, attributes: dict[str, AttrValue]) -
             return False
     if any(key in attributes for key in selector.absent):
         return False
-    return all(key in attributes for key in selector.present)
+    if not all(key in attributes for key in selector.present):
+        return False
+    if not all(passes(c, attributes) for c in selector.filters):
+        return False
+    return not selector.any_of or any(all(passes(c, attributes) for c in alt) for alt in selector.any_of)
 
 
 def _sketch_at_or_below(sk: LogSketch, t: float) -> tuple[float, int, int]:
@@ -71,9 +100,21 @@ def _explicit_at_or_below(h: ExplicitHistogram, t: float) -> tuple[float, int, i
     return lower + partial * frac, lower, upper
 
 
-def count_good(selector: Selector, delta: Delta) -> tuple[float, float, float]:
-    """``(estimate, lower, upper)`` of the events of ``delta`` that ``selector`` counts."""
+def threshold_in_unit(selector: Selector, delta: Delta) -> float | None:
+    """The selector's threshold in the unit of ``delta``'s metric (a duration threshold is in seconds); raises
+    ``UnitProblem`` when the metric has no unit of time."""
     t = selector.threshold
+    if t is None or selector.threshold_unit != "s":
+        return t
+    unit, _ = resolve_unit(delta.metric, delta.unit)
+    return in_unit(t, delta.metric, unit)
+
+
+def count_good(selector: Selector, delta: Delta, t: float | None = None) -> tuple[float, float, float]:
+    """``(estimate, lower, upper)`` of the events of ``delta`` that ``selector`` counts; ``t`` is the threshold
+    in the delta's unit (``threshold_in_unit``)."""
+    if t is None:
+        t = threshold_in_unit(selector, delta)
     if t is None:
         return delta.value, delta.value, delta.value
     if selector.op in ("lt", "ge"):
@@ -103,7 +144,11 @@ class Bin:
 
 @dataclass
 class Ledger:
-    """Bins of one SLO. ``add`` is called for every delta of the SLO's metrics; it keeps what matches."""
+    """Bins of one SLO. ``add`` is called for every delta of the SLO's metrics; it keeps what matches.
+
+    Deltas that match but cannot be counted (a duration threshold on a metric without a unit of time, a
+    threshold on a counter) are counted in ``errors`` / ``error_events``, never silently: the SLO is then
+    ``invalid`` (budget.py)."""
 
     slo: SLO
     resolution: float  # seconds
@@ -113,31 +158,54 @@ class Ledger:
     first_error: str = ""
     min_scale: int | None = None  # smallest exponential-histogram scale counted (sets the accuracy bound)
     explicit: bool = False  # explicit-bucket histograms were counted
-    _cache: dict[tuple[int, str], tuple[bool, bool, bool]] = field(default_factory=dict)
+    error_events: float = 0.0  # events of the deltas in ``errors``
+    units: dict[str, tuple[str, bool]] = field(default_factory=dict)  # metric -> (unit read, from conventions)
+    matched: int = 0  # deltas counted as total events (the selector matched the input)
+    _cache: dict[tuple[int, str], tuple[bool, bool, bool, float | None, float | None]] = field(default_factory=dict)
     _prefix: tuple[list[int], list[tuple[float, float, float, float]]] | None = None
+    _good: Selector | None = None
 
-    def _roles(self, delta: Delta) -> tuple[bool, bool, bool]:
-        """Whether the delta counts for (total, good, bad); cached per source series."""
+    def __post_init__(self) -> None:
+        sli = self.slo.sli
+        self._good = sli.good
+        if sli.kind == "percentile" and sli.good is None and sli.threshold is not None:
+            # a slice's percentile is judged from the count of values <= the threshold (budget.slice_good)
+            self._good = dataclasses.replace(sli.total, threshold=sli.threshold, op="le", threshold_unit="s")
+
+    def _roles(self, delta: Delta) -> tuple[bool, bool, bool, float | None, float | None]:
+        """Whether the delta counts for (total, good, bad), and the good and bad thresholds in its unit; cached
+        per source series. Raises ``UnitProblem`` for a duration threshold its metric's unit cannot take."""
         key = (delta.series, delta.metric)
         if delta.series and key in self._cache:
             return self._cache[key]
         sli = self.slo.sli
-        roles = (
-            matches(sli.total, delta.metric, delta.attributes),
-            sli.good is not None and matches(sli.good, delta.metric, delta.attributes),
-            sli.bad is not None and matches(sli.bad, delta.metric, delta.attributes),
-        )
+        is_total = matches(sli.total, delta.metric, delta.attributes)
+        good = self._good
+        is_good = good is not None and matches(good, delta.metric, delta.attributes)
+        is_bad = sli.bad is not None and matches(sli.bad, delta.metric, delta.attributes)
+        t_good = threshold_in_unit(good, delta) if is_good else None  # type: ignore[arg-type]
+        t_bad = threshold_in_unit(sli.bad, delta) if is_bad else None  # type: ignore[arg-type]
+        if (is_total or is_good or is_bad) and delta.metric not in self.units:
+            self.units[delta.metric] = resolve_unit(delta.metric, delta.unit)
+        roles = (is_total, is_good, is_bad, t_good, t_bad)
         if delta.series:
             self._cache[key] = roles
         return roles
 
     def wants(self, delta: Delta) -> bool:
         """Whether ``delta``'s series counts for this SLO at all (the engine routes by series with it)."""
-        return any(self._roles(delta))
+        try:
+            return any(self._roles(delta)[:3])
+        except UnitProblem:
+            return True  # it matched: ``add`` counts it as an error
 
     def add(self, delta: Delta) -> None:
         self._prefix = None
-        is_total, is_good, is_bad = self._roles(delta)
+        try:
+            is_total, is_good, is_bad, t_good, t_bad = self._roles(delta)
+        except UnitProblem as exc:
+            self._error(delta, str(exc))
+            return
         if not (is_total or is_good or is_bad):
             self.unmatched += 1
             return
@@ -151,17 +219,17 @@ class Ledger:
         try:
             if is_total:
                 total = delta.value
-                if sli.good is None:  # good = total - bad
+                self.matched += 1
+                if self._good is None:  # good = total - bad
                     good = lower = upper = total
             if is_good:
-                est, lo, hi = count_good(sli.good, delta)  # type: ignore[arg-type]
+                est, lo, hi = count_good(self._good, delta, t_good)  # type: ignore[arg-type]
                 good, lower, upper = good + est, lower + lo, upper + hi
             if is_bad:  # good = total - bad: bad's upper bound is good's lower bound
-                est, lo, hi = count_good(sli.bad, delta)  # type: ignore[arg-type]
+                est, lo, hi = count_good(sli.bad, delta, t_bad)  # type: ignore[arg-type]
                 good, lower, upper = good - est, lower - hi, upper - lo
         except ValueError as exc:
-            self.errors += 1
-            self.first_error = self.first_error or f"{delta.metric}: {exc}"
+            self._error(delta, str(exc))
             return
         k = math.ceil(delta.end_ns / (self.resolution * 1e9))
         b = self.bins.get(k)
@@ -171,7 +239,7 @@ class Ledger:
         b.good += good
         b.good_lower += lower
         b.good_upper += upper
-        if is_total and sli.kind in SLICED_KINDS and sk is not None:
+        if is_total and sli.kind in ("drift", "calibration") and sk is not None:
             if sli.kind == "calibration" and not is_good:
                 if b.sketch_bad is None:
                     b.sketch_bad = LogSketch(sk.scale)
@@ -180,6 +248,11 @@ class Ledger:
                 if b.sketch is None:
                     b.sketch = LogSketch(sk.scale)
                 b.sketch.merge(sk)
+
+    def _error(self, delta: Delta, message: str) -> None:
+        self.errors += 1
+        self.error_events += delta.value
+        self.first_error = self.first_error or message
 
     def merged_sketch(self, start: float, end: float) -> LogSketch | None:
         """The merged sketch of the bins ending in ``(start, end]`` (drift references)."""

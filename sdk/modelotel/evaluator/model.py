@@ -24,12 +24,34 @@ SLICED_KINDS = ("percentile", "drift", "calibration")  # judged per time slice f
 Budgeting = Literal["occurrences", "timeslices", "ratio_timeslices"]
 
 
+FilterOp = Literal["eq", "ne", "in", "not_in", "regex", "not_regex"]
+
+
+@dataclass(frozen=True)
+class AttributeFilter:
+    """One attribute condition, with Prometheus' label-matcher semantics: an absent attribute reads as ``""``, so
+    ``eq ""`` means absent and ``ne``/``not_in``/``not_regex`` match series without the key.
+
+    ``values``: the one value for ``eq``/``ne``, the set for ``in``/``not_in``, the one pattern for ``regex`` /
+    ``not_regex`` (anchored at both ends, as PromQL's ``=~``).
+    """
+
+    key: str
+    op: FilterOp
+    values: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Selector:
-    """Series of one metric whose attributes (resource and point, point wins) equal every ``match`` value.
+    """Series of one metric whose attributes (resource and point, point wins) equal every ``match`` value and
+    pass every ``filters`` condition.
 
     ``absent`` lists attribute keys that must NOT be present (e.g. ``error.type`` for successful calls).
+    ``any_of``: when set, the series must also pass every condition of at least one alternative; alternatives are
+    built disjoint (a series passes at most one), so counts over them add up (the semantic-convention error rule).
     ``threshold``/``op`` turn a histogram into a count of values on the good side (``le``: value <= threshold).
+    ``threshold_unit`` is ``"s"`` when the threshold is a duration in seconds (then compared in each metric's own
+    unit: a threshold of 0.1 s is 100 on a histogram in ms), None for a plain number.
     """
 
     metric: str
@@ -38,6 +60,9 @@ class Selector:
     present: tuple[str, ...] = ()
     threshold: float | None = None
     op: Literal["le", "lt", "ge", "gt"] = "le"
+    filters: tuple[AttributeFilter, ...] = ()
+    any_of: tuple[tuple[AttributeFilter, ...], ...] = ()
+    threshold_unit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,7 @@ class SLI:
     percentile: float | None = None  # for kind == "percentile": e.g. 0.95
     statistic: str | None = None  # drift: psi | ks | js | hellinger; calibration: ece | brier
     reference: str | None = None  # drift: "first:DURATION" of the data, or "FROM..TO" (ISO 8601 / epoch seconds)
+    definition: str = ""  # how bad events are told apart when not written in the spec (the error rule used)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from .spec import (
     sequence,
     zone,
 )
+from .units import seconds_per_unit
 
 __all__ = ["KINDS", "translate"]
 
@@ -123,7 +124,7 @@ class _Indicator:
     """An SLI object: a thresholdMetric histogram (with the seconds per unit of objective values) or a ratio."""
 
     threshold: Selector | None = None
-    scale: float = 1.0
+    scale: float | None = None  # seconds per unit of objective values; None: plain numbers in the metric's unit
     good: Selector | None = None
     bad: Selector | None = None
     total: Selector | None = None
@@ -420,8 +421,13 @@ class _Translator:
             of.require("op", "a thresholdMetric counts the values that compare to value with op (lt, lte, gt, gte)")
             op = OPS[of.choice("op", ("lt", "lte", "gt", "gte"))]
             of.require("value", "the threshold each value of the metric is compared with")
-            threshold = of.number("value") * indicator.scale
-            good = dataclasses.replace(indicator.threshold, threshold=threshold, op=op)
+            threshold = of.number("value")
+            seconds = indicator.scale is not None
+            if seconds:
+                threshold *= indicator.scale  # type: ignore[operator]
+            good = dataclasses.replace(
+                indicator.threshold, threshold=threshold, op=op, threshold_unit="s" if seconds else None
+            )
             kind = _threshold_kind(indicator.threshold.metric, op)
             sli = SLI(kind, total=indicator.threshold, good=good, threshold=threshold)
         else:
@@ -571,7 +577,8 @@ def _budgeting_name(budgeting: Budgeting) -> str:
 def _threshold_kind(metric: str, op: str) -> SLIKind:
     """The SLI kind a thresholdMetric amounts to; ``ratio`` when the comparison is not the kind's own."""
     if op in ("le", "lt"):
-        if metric_unit(metric) == conv.SECONDS:
+        unit = metric_unit(metric)
+        if unit is not None and seconds_per_unit(unit) is not None:
             return "latency"
         if metric == conv.OOD_SCORE_METRIC:
             return "ood_rate"

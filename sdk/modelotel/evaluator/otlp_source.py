@@ -42,12 +42,24 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .cumulative import BASELINE, FIRST, INCREMENT, RESET, STALE, CumulativeTracker, ExplicitCounts, ExpoCounts
-from .points import AttrValue, Delta, ReadReport, SourceError
+from .cumulative import (
+    BASELINE,
+    CONCURRENT,
+    FIRST,
+    INCREMENT,
+    RESET,
+    STALE,
+    CumulativeTracker,
+    ExplicitCounts,
+    ExpoCounts,
+)
+from .duplicates import DeltaPoints
+from .points import AttrValue, Delta, Inventory, ReadReport, SourceError
 
 try:  # orjson: the whole reader runs ~1.9x faster than with the stdlib json, its fallback
     from orjson import JSONDecodeError as _JSONError
@@ -61,14 +73,15 @@ except ImportError:  # pragma: no cover - exercised only without orjson
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
-__all__ = ["Progress", "read_otlp_file", "series_ids"]
+__all__ = ["LineDecoder", "Progress", "SeriesPoint", "read_otlp_file", "series_ids"]
 
 Progress = Callable[[int, int], None]
 PROGRESS_INTERVAL_S = 0.25
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _BUFFER = 1 << 20
-_FOREIGN_HEADS = (b'{"resourceSpans"', b'{"resourceLogs"', b'{"resourceProfiles"')
+_SIGNAL_HEADS = {b'{"resourceSpans"': "traces", b'{"resourceLogs"': "logs", b'{"resourceProfiles"': "profiles"}
+_SIGNAL_KEYS = {"resourceSpans": "traces", "resourceLogs": "logs", "resourceProfiles": "profiles"}
 _DELTA, _CUMULATIVE = 1, 2
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -83,14 +96,19 @@ def read_otlp_file(
     start_ns: int | None = None,
     end_ns: int | None = None,
     progress: Progress | None = None,
+    decoder: LineDecoder | None = None,
 ) -> tuple[Iterator[Delta], ReadReport]:
     """Open ``path`` now (``SourceError`` if it cannot be read) and return the lazy deltas and the report they
-    fill in as they are consumed. ``metrics`` None means every metric."""
+    fill in as they are consumed. ``metrics`` None means every metric.
+
+    ``decoder``: one shared by every file of an evaluation (its ``metrics`` and range are then its own), so that a
+    series continues from file to file (rotated files), and points read twice are dropped as duplicates."""
     name = os.fspath(path)
     raw, lines, total = _open(name)
     report = ReadReport(source=name)
-    decoder = _Decoder(None if metrics is None else frozenset(metrics), start_ns, end_ns, report)
-    return _deltas(raw, lines, total, decoder, progress), report
+    if decoder is None:
+        decoder = LineDecoder(None if metrics is None else frozenset(metrics), start_ns, end_ns, report)
+    return _deltas(raw, lines, total, decoder, report, progress), report
 
 
 # -- opening ---------------------------------------------------------------------------------------------------
@@ -142,9 +160,10 @@ def _open(path: str) -> tuple[io.BufferedReader, Any, int]:
 
 
 def _deltas(
-    raw: io.BufferedReader, lines: Any, total: int, decoder: _Decoder, progress: Progress | None
+    raw: io.BufferedReader, lines: Any, total: int, decoder: LineDecoder, report: ReadReport, progress: Progress | None
 ) -> Iterator[Delta]:
-    report = decoder.report
+    decoder.report = report
+    series_before = decoder.series_count
     number = 0
     next_progress = time.monotonic() + PROGRESS_INTERVAL_S
     try:
@@ -165,15 +184,57 @@ def _deltas(
                     next_progress = now + PROGRESS_INTERVAL_S
                     report.bytes_read = raw.tell()
                     progress(report.bytes_read, total)
+            if number == 1 and _document_start(line):
+                # pretty-printed JSON (one document over many lines): decoded whole, as one line
+                text, lines_in = _whole_document(line, it)
+                yield from decoder.document(text, lines_in)
+                break
             deltas = decoder.line(number, line)
             if deltas:
                 yield from deltas
     finally:
         report.bytes_read = _tell(raw, total)
-        report.series = decoder.series_count
+        report.series = decoder.series_count - series_before
         raw.close()
     if progress is not None:
         progress(report.bytes_read, total)
+
+
+MAX_DOCUMENT_BYTES = 256 << 20  # a pretty-printed document is held whole; JSON lines stream
+
+
+def _document_start(line: bytes) -> bool:
+    """Whether a first line opens a JSON document spread over several lines (``{`` or ``[`` that does not
+    close on the line)."""
+    head = line.strip()
+    if not head.startswith((b"{", b"[")):
+        return False
+    try:
+        _loads(head)
+    except (_JSONError, ValueError):
+        return True
+    return False
+
+
+def _whole_document(first: bytes, rest: Iterator[bytes]) -> tuple[bytes, int]:
+    """The document's bytes (the first line and all the others) and its number of lines."""
+    parts = [first]
+    size = len(first)
+    while True:
+        try:
+            line = next(rest)
+        except StopIteration:
+            break
+        except Exception:  # a truncated compressed stream: the document is incomplete, its parse says so
+            break
+        parts.append(line)
+        size += len(line)
+        if size > MAX_DOCUMENT_BYTES:
+            raise SourceError(
+                f"a pretty-printed JSON document over {MAX_DOCUMENT_BYTES >> 20} MB: write OTLP JSON lines "
+                "(one compact export request per line) instead"
+            )
+    return b"".join(parts), len(parts)
 
 
 def _tell(raw: io.BufferedReader, total: int) -> int:
@@ -186,8 +247,27 @@ def _tell(raw: io.BufferedReader, total: int) -> int:
 # -- decoding --------------------------------------------------------------------------------------------------
 
 
-class _Decoder:
-    """Turns one line into its deltas; holds the series table and the cumulative state."""
+@dataclass(frozen=True)
+class SeriesPoint:
+    """The latest cumulative point of one series (of one start time), with the series' identity: what a
+    decoder needs to continue the series after a restart (``modelotel serve`` snapshots)."""
+
+    resource: bytes  # resource attributes as compact JSON (the decoder's key)
+    scope_name: str
+    scope_version: str
+    metric: str
+    point: bytes  # point attributes as compact JSON
+    attributes: dict[str, AttrValue]  # merged resource + point attributes (the deltas' attributes)
+    sid: int
+    start_ns: int
+    time_ns: int
+    total: Any  # int | float | ExpoCounts | ExplicitCounts
+
+
+class LineDecoder:
+    """Turns one line (an export request) into its deltas; holds the series table, the cumulative state, the
+    record of delta points seen (duplicates.py) and the inventory of what was read. One decoder may read many
+    files in turn (``report`` is then swapped per file)."""
 
     def __init__(self, metrics: frozenset[str] | None, start_ns: int | None, end_ns: int | None, report: ReadReport):
         self.metrics = metrics
@@ -195,6 +275,8 @@ class _Decoder:
         self.end_ns = 1 << 64 if end_ns is None else end_ns
         self.report = report
         self.tracker = CumulativeTracker()
+        self.delta_points = DeltaPoints()
+        self.inventory = Inventory()
         self._resources: dict[bytes, dict[str, AttrValue]] = {}
         # (resource attributes, scope name, scope version, metric) -> point attributes JSON -> (id, attributes)
         self._streams: dict[tuple, dict[bytes, tuple[int, dict[str, AttrValue]]]] = {}
@@ -205,6 +287,7 @@ class _Decoder:
         self._floor = 0
         self._latest = 0
         self.series_count = 0
+        self._text: bytes | None = None  # a whole document being decoded (to find problems' lines)
         self._pieces: list[bytes] = []  # this line's bucketCounts texts (see _stash_buckets)
         self._arrays: list[tuple[np.ndarray, int] | None] | None = None  # ... decoded on first use
 
@@ -214,8 +297,11 @@ class _Decoder:
         if len(line) < 8 and not line.strip():
             return out
         report.lines += 1
-        if line.startswith(_FOREIGN_HEADS) and line.rstrip().endswith(b"}"):
-            report.foreign_lines += 1  # traces/logs of the file route: not decoded at all
+        head = line[: line.find(b'"', 2) + 1]
+        signal = _SIGNAL_HEADS.get(head)
+        if signal is not None and line.rstrip().endswith(b"}"):
+            # traces/logs of the collector's file route: another signal, not a problem; not decoded at all
+            report.signal_lines[signal] = report.signal_lines.get(signal, 0) + 1
             return out
         try:
             text, self._pieces = _stash_buckets(line)
@@ -225,20 +311,53 @@ class _Decoder:
             report.corrupt_lines += 1
             report.problem(number, "not JSON" if line.endswith(b"\n") else "not JSON (truncated last line)")
             return out
+        self._request(number, obj, out)
+        return out
+
+    def document(self, text: bytes, lines: int) -> list[Delta]:
+        """A whole JSON document: one export request, or a list of them (pretty-printed, e.g. the examples of
+        opentelemetry-proto). Problems name the line where the document's metric begins when it can be found."""
+        report = self.report
+        report.lines += lines
+        out: list[Delta] = []
+        try:
+            obj = _loads(text)
+        except (_JSONError, ValueError) as exc:
+            report.corrupt_lines += 1
+            report.problem(1, f"not JSON: a document starts on line 1 but does not parse ({exc})")
+            return out
+        self._text = text
+        for request in obj if isinstance(obj, list) else [obj]:
+            self._request(0, request, out)
+        self._text = None
+        return out
+
+    def _request(self, number: int, obj: Any, out: list[Delta]) -> None:
+        report = self.report
         rms = obj.get("resourceMetrics") if isinstance(obj, dict) else None
         if not isinstance(rms, list):
-            if obj != {}:  # the collector writes {} for an empty request
+            signal = next((v for k, v in _SIGNAL_KEYS.items() if isinstance(obj, dict) and k in obj), None)
+            if signal is not None:
+                report.signal_lines[signal] = report.signal_lines.get(signal, 0) + 1
+            elif obj != {}:  # the collector writes {} for an empty request
                 report.foreign_lines += 1
-                report.problem(number, f"not OTLP metrics ({_describe(obj)})")
-            return out
+                report.problem(number or 1, f"not OTLP metrics ({_describe(obj)})")
+            return
+        before = len(out)
         for i, rm in enumerate(rms):
             try:
                 self._resource_metrics(number, rm, out)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 report.bad_points += 1
-                report.problem(number, f"resourceMetrics[{i}]: {_why(exc)}")
-        report.deltas += len(out)
-        return out
+                report.problem(number or 1, f"resourceMetrics[{i}]: {_why(exc)}")
+        report.deltas += len(out) - before
+
+    def _where(self, number: int, metric: str) -> int:
+        """The line of a problem: the request's line, or in a whole document the line naming the metric."""
+        if number or self._text is None:
+            return number
+        at = self._text.find(b'"' + metric.encode() + b'"')
+        return self._text.count(b"\n", 0, at) + 1 if at >= 0 else 1
 
     def _resource_metrics(self, number: int, rm: dict, out: list[Delta]) -> None:
         report = self.report
@@ -257,8 +376,11 @@ class _Decoder:
             sname, sversion = scope.get("name", ""), scope.get("version", "")
             for metric in sm.get("metrics") or ():
                 name = metric.get("name")
+                inventory = self.inventory.metrics
                 if wanted is not None and name not in wanted:
-                    report.skipped_metrics += _point_count(metric)
+                    skipped = _point_count(metric)
+                    report.skipped_metrics += skipped
+                    inventory[name] = inventory.get(name, 0) + skipped
                     continue
                 for kind in _KINDS:
                     data = metric.get(kind)
@@ -266,36 +388,52 @@ class _Decoder:
                         break
                 else:
                     report.bad_points += 1
-                    report.problem(number, f"metric {name!r}: no data (not a sum, gauge or histogram)")
+                    report.problem(self._where(number, name), f"metric {name!r}: no data (not a sum or histogram)")
                     continue
                 points = data.get("dataPoints") or ()
                 report.points += len(points)
+                inventory[name] = inventory.get(name, 0) + len(points)
                 if kind in ("gauge", "summary"):
                     report.bad_points += len(points)
-                    report.problem(number, f"metric {name!r}: a {kind} has no increments (need a sum or histogram)")
+                    report.problem(
+                        self._where(number, name),
+                        f"metric {name!r}: a {kind} has no increments to count (SLOs need a sum or a histogram)",
+                    )
                     continue
                 temporality = data.get("aggregationTemporality")
                 if temporality not in (_DELTA, _CUMULATIVE):
                     report.bad_points += len(points)
-                    report.problem(number, f"metric {name!r}: aggregationTemporality {temporality!r} (need 1 or 2)")
+                    report.problem(
+                        self._where(number, name),
+                        f"metric {name!r}: aggregationTemporality {temporality!r} (need 1, delta, or 2, cumulative)",
+                    )
                     continue
+                unit = metric.get("unit") or ""
+                units = self.inventory.units.get(name)
+                if units is None:
+                    units = self.inventory.units[name] = set()
+                units.add(unit)
                 key = (rkey, sname, sversion, name)
                 streams = self._streams.get(key)
                 if streams is None:
                     streams = self._streams[key] = {}
                 cumulative = temporality == _CUMULATIVE
                 if kind == "sum":
-                    self._sums(number, name, resource, streams, points, cumulative, data.get("isMonotonic"), out)
+                    monotonic = data.get("isMonotonic")
+                    self._sums(number, name, unit, resource, streams, points, cumulative, monotonic, out)
                 else:
-                    self._histograms(number, name, resource, streams, points, cumulative, kind, out)
+                    self._histograms(number, name, unit, resource, streams, points, cumulative, kind, out)
         self._exported[rkey] = self._latest
 
-    def _new_series(self, streams: dict, akey: bytes, resource: dict, pattrs: Any) -> tuple[int, dict[str, AttrValue]]:
+    def _new_series(
+        self, name: str, streams: dict, akey: bytes, resource: dict, pattrs: Any
+    ) -> tuple[int, dict[str, AttrValue]]:
         series = streams[akey] = (next(series_ids), {**resource, **_attributes(pattrs or ())})
         self.series_count += 1
+        self.inventory.add_series(name, series[1])
         return series
 
-    def _sums(self, number, name, resource, streams, points, cumulative, monotonic, out: list[Delta]) -> None:
+    def _sums(self, number, name, unit, resource, streams, points, cumulative, monotonic, out: list[Delta]) -> None:
         track = self.tracker.counter
         lo, hi = self.start_ns, self.end_ns
         monotonic = bool(monotonic)
@@ -303,7 +441,7 @@ class _Decoder:
             try:
                 pattrs = p.get("attributes")
                 akey = _dumps(pattrs) if pattrs else b""
-                series = streams.get(akey) or self._new_series(streams, akey, resource, pattrs)
+                series = streams.get(akey) or self._new_series(name, streams, akey, resource, pattrs)
                 end = int(p["timeUnixNano"])
                 start = int(p.get("startTimeUnixNano") or 0)
                 if p.get("flags", 0) & 1:  # FLAG_NO_RECORDED_VALUE: a staleness marker, no value
@@ -317,17 +455,20 @@ class _Decoder:
                 if cumulative:
                     outcome, start, value = track(series[0], start, end, value, monotonic=monotonic)
                     if outcome != INCREMENT:
-                        if self._outcome(number, name, j, outcome):
+                        if self._outcome(number, outcome):
                             continue
                         if outcome == FIRST and start < self._floor:
                             start = self._floor
+                elif self.delta_points.seen(series[0], start, end):
+                    self._duplicate(number)
+                    continue
                 if value and lo <= end <= hi:
-                    out.append(_delta(name, series[1], start or end, end, value, None, None, series[0]))
+                    out.append(_delta(name, series[1], start or end, end, value, None, None, series[0], unit))
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 self.report.bad_points += 1
-                self.report.problem(number, f"metric {name!r} point {j}: {_why(exc)}")
+                self.report.problem(self._where(number, name), f"metric {name!r} point {j}: {_why(exc)}")
 
-    def _histograms(self, number, name, resource, streams, points, cumulative, kind, out: list[Delta]) -> None:
+    def _histograms(self, number, name, unit, resource, streams, points, cumulative, kind, out: list[Delta]) -> None:
         exponential = kind == "exponentialHistogram"
         tracker = self.tracker
         track = tracker.exponential if exponential else tracker.explicit
@@ -337,7 +478,7 @@ class _Decoder:
             try:
                 pattrs = p.get("attributes")
                 akey = _dumps(pattrs) if pattrs else b""
-                sid, attrs = streams.get(akey) or self._new_series(streams, akey, resource, pattrs)
+                sid, attrs = streams.get(akey) or self._new_series(name, streams, akey, resource, pattrs)
                 end = int(p["timeUnixNano"])
                 start = int(p.get("startTimeUnixNano") or 0)
                 if p.get("flags", 0) & 1:
@@ -351,21 +492,47 @@ class _Decoder:
                 if cumulative:
                     outcome, start, counts = track(sid, start, end, counts)
                     if outcome != INCREMENT:
-                        if self._outcome(number, name, j, outcome):
+                        if self._outcome(number, outcome):
                             continue
                         fresh = False
                         if outcome == FIRST and start < self._floor:
                             start = self._floor
+                elif self.delta_points.seen(sid, start, end):
+                    self._duplicate(number)
+                    continue
                 if counts is None or not counts.count or not lo <= end <= hi:
                     continue
                 if exponential:
-                    delta = _delta(name, attrs, start or end, end, counts.count, counts.sketch(not fresh), None, sid)
+                    sketch = counts.sketch(not fresh)
+                    delta = _delta(name, attrs, start or end, end, counts.count, sketch, None, sid, unit)
                 else:
-                    delta = _delta(name, attrs, start or end, end, counts.count, None, counts.histogram(), sid)
+                    delta = _delta(name, attrs, start or end, end, counts.count, None, counts.histogram(), sid, unit)
                 out.append(delta)
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 self.report.bad_points += 1
-                self.report.problem(number, f"metric {name!r} point {j}: {_why(exc)}")
+                self.report.problem(self._where(number, name), f"metric {name!r} point {j}: {_why(exc)}")
+
+    def export_series(self) -> list[SeriesPoint]:
+        """Every cumulative point the tracker holds, with its series' identity (delta series need none)."""
+        identity = {}
+        for (rkey, sname, sversion, metric), streams in self._streams.items():
+            for akey, (sid, attributes) in streams.items():
+                identity[sid] = (rkey, sname, sversion, metric, akey, attributes)
+        return [
+            SeriesPoint(*identity[sid], sid, start, time_ns, total)
+            for sid, start, time_ns, total in self.tracker.states()
+            if sid in identity
+        ]
+
+    def import_series(self, points: list[SeriesPoint], keep_ids: bool) -> None:
+        """Register the series of ``points`` (new ids unless ``keep_ids``) and restore each latest point."""
+        for p in points:
+            streams = self._streams.setdefault((p.resource, p.scope_name, p.scope_version, p.metric), {})
+            known = streams.get(p.point)
+            if known is None:
+                known = streams[p.point] = (p.sid if keep_ids else next(series_ids), p.attributes)
+                self.series_count += 1
+            self.tracker.restore(known[0], p.start_ns, p.time_ns, p.total)
 
     def _exponential(self, p: dict) -> ExpoCounts:
         pos = p.get("positive") or {}
@@ -418,17 +585,24 @@ class _Decoder:
             raise ValueError("negative bucket count")
         return array, int(array.sum())
 
-    def _outcome(self, number: int, name: str, j: int, outcome: int) -> bool:
+    def _outcome(self, number: int, outcome: int) -> bool:
         """Count what the tracker did with a point; True when it was stale (nothing to yield)."""
         if outcome == RESET:
             self.report.resets += 1
         elif outcome == BASELINE:
             self.report.first_cumulative += 1
-        elif outcome == STALE:
-            self.report.bad_points += 1
-            self.report.problem(number, f"metric {name!r} point {j}: not after the previous point of its series")
+        elif outcome == CONCURRENT:
+            self.report.shared_series += 1
+        elif outcome == STALE:  # a total at or before the series' latest: already counted (read twice)
+            self._duplicate(number)
             return True
         return False
+
+    def _duplicate(self, number: int) -> None:
+        report = self.report
+        report.duplicate_points += 1
+        if not report.first_duplicate_line:
+            report.first_duplicate_line = number or 1
 
 
 def _delta_maker() -> Callable[..., Delta]:
@@ -440,7 +614,7 @@ def _delta_maker() -> Callable[..., Delta]:
         return Delta
     new = object.__new__
 
-    def make(metric, attributes, start_ns, end_ns, value, sketch, explicit, series) -> Delta:
+    def make(metric, attributes, start_ns, end_ns, value, sketch, explicit, series, unit) -> Delta:
         d = new(Delta)
         d.__dict__.update(
             metric=metric,
@@ -451,13 +625,14 @@ def _delta_maker() -> Callable[..., Delta]:
             sketch=sketch,
             explicit=explicit,
             series=series,
+            unit=unit,
         )
         return d
 
     return make
 
 
-_DELTA_FIELDS = ("metric", "attributes", "start_ns", "end_ns", "value", "sketch", "explicit", "series")
+_DELTA_FIELDS = ("metric", "attributes", "start_ns", "end_ns", "value", "sketch", "explicit", "series", "unit")
 _delta = _delta_maker()
 _KINDS = ("exponentialHistogram", "sum", "histogram", "gauge", "summary")
 

@@ -1,4 +1,7 @@
-"""Rendering results: the JSON document (a stable contract for CI gates) and the terminal table."""
+"""Rendering results: the JSON document (a stable contract for CI gates) and the terminal table.
+
+Numbers in the JSON document carry full precision (the shortest text that reads back as the same double): a
+99.999% objective must not read 0.99999 while failing, nor an SLI print above its own upper bound."""
 
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _num(x: float | None, digits: int = 6) -> float | None:
+def _num(x: float | None) -> float | None:
+    """``x`` as a JSON number at full precision; None for missing and non-finite values."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return None
-    return round(float(x), digits)
+    return float(x)
 
 
 def result_json(r: SLOResult) -> dict[str, Any]:
@@ -32,8 +36,8 @@ def result_json(r: SLOResult) -> dict[str, Any]:
         "sli": _num(r.sli),
         "sli_kind": slo.sli.kind,
         "objective": slo.objective,
-        "events": _num(r.events, 3),
-        "good": _num(r.good, 3),
+        "events": _num(r.events),
+        "good": _num(r.good),
         "window": {
             "start": _iso(r.window_start),
             "end": _iso(r.at),
@@ -43,8 +47,8 @@ def result_json(r: SLOResult) -> dict[str, Any]:
         "budgeting": slo.budgeting,
         "error_budget": {
             "unit": r.budget_unit,
-            "total": _num(r.budget_total, 3),
-            "consumed": _num(r.budget_consumed, 3),
+            "total": _num(r.budget_total),
+            "consumed": _num(r.budget_consumed),
             "remaining": _num(r.budget_remaining_ratio),
         },
         "burn_rates": {k: _num(v) for k, v in r.burn_rates.items()},
@@ -62,14 +66,20 @@ def result_json(r: SLOResult) -> dict[str, Any]:
             if a.firing
         ],
         "alerts_without_enough_data": [a.name for a in r.alerts if not a.enough_data],
-        "time_to_exhaustion_seconds": _num(r.time_to_exhaustion, 1),
+        "time_to_exhaustion_seconds": _num(r.time_to_exhaustion),
         "accuracy": {
             "sli_lower": _num(r.sli_lower),
             "sli_upper": _num(r.sli_upper),
             "relative_accuracy": _num(r.relative_accuracy),
         },
         "source": slo.source,
+        "notes": list(r.notes),
     }
+    if r.units:
+        out["units"] = {
+            metric: {"unit": unit, "from": "semantic conventions" if conventional else "data"}
+            for metric, (unit, conventional) in r.units.items()
+        }
     if slo.sli.threshold is not None:
         out["threshold"] = slo.sli.threshold
     if slo.sli.percentile is not None:
@@ -88,8 +98,11 @@ def report_json(r: ReadReport) -> dict[str, Any]:
         "deltas": r.deltas,
         "corrupt_lines": r.corrupt_lines,
         "foreign_lines": r.foreign_lines,
+        "signal_lines": dict(r.signal_lines),
         "bad_points": r.bad_points,
+        "duplicate_points": r.duplicate_points,
         "resets": r.resets,
+        "shared_series": r.shared_series,
         "instances": len(r.instances),
         "problems": [{"line": p.line, "reason": p.reason} for p in r.problems],
     }
@@ -153,24 +166,36 @@ def to_table(ev: Evaluation) -> str:
     lines.append(f"evaluated at {_iso(ev.at)}")
     for r in ev.results:
         remaining = r.budget_remaining_ratio
-        if r.status != "inconclusive" and remaining is not None and remaining <= 0:
+        if r.status in ("pass", "fail") and remaining is not None and remaining <= 0:
             lines.append(f"  {r.slo.name}: error budget exhausted ({-remaining:.0%} overspent)")
-        elif (
-            r.time_to_exhaustion is not None
-            and r.status != "inconclusive"
-            and r.time_to_exhaustion < r.slo.window.duration
-        ):
+        elif r.time_to_exhaustion is not None and r.status in ("pass", "fail"):
             lines.append(
                 f"  {r.slo.name}: budget exhausted in {_human_seconds(r.time_to_exhaustion)} at the current burn"
             )
-        if r.status == "inconclusive":
-            lines.append(f"  {r.slo.name}: {r.reason}")
+        if r.status not in ("pass", "fail"):
+            lines.append(f"  {r.slo.name}: {r.status.upper()}: {r.reason}")
+        for note in r.notes:
+            lines.append(f"  {r.slo.name}: note: {note}")
     for rep in ev.reports:
         issues = rep.corrupt_lines + rep.foreign_lines + rep.bad_points
         if issues:
             lines.append(
-                f"input {rep.source}: {rep.corrupt_lines} corrupt lines, {rep.foreign_lines} foreign lines, "
-                f"{rep.bad_points} unusable points"
+                f"input {rep.source}: {_count(rep.corrupt_lines, 'corrupt line')}, "
+                f"{_count(rep.foreign_lines, 'foreign line')}, {_count(rep.bad_points, 'unusable point')}"
                 + (f" (first at line {rep.problems[0].line}: {rep.problems[0].reason})" if rep.problems else "")
             )
+        if rep.duplicate_points:
+            lines.append(
+                f"input {rep.source}: {_count(rep.duplicate_points, 'duplicate point')} dropped, already read "
+                f"(first at line {rep.first_duplicate_line}): the same data given twice?"
+            )
+        if rep.shared_series:
+            lines.append(
+                f"input {rep.source}: {_count(rep.shared_series, 'point')} of series that several processes "
+                "write at once (set service.instance.id), or of inputs out of time order: each counted once"
+            )
     return "\n".join(lines)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")

@@ -48,6 +48,7 @@ class Delta:
     ``value`` is the increase of a sum (counter) or the number of values added to a histogram; ``sketch`` is set
     for exponential histograms, ``explicit`` for explicit-bucket histograms. ``attributes`` merges resource and
     point attributes (point wins). ``series`` identifies the source series (for per-instance diagnostics).
+    ``unit`` is the metric's unit as the data states it (UCUM, e.g. ``s`` or ``ms``; ``""`` when it does not).
     """
 
     metric: str
@@ -58,6 +59,7 @@ class Delta:
     sketch: LogSketch | None = None
     explicit: ExplicitHistogram | None = None
     series: int = 0
+    unit: str = ""
 
 
 @dataclass
@@ -67,6 +69,24 @@ class Problem:
     source: str
     line: int  # 0 when not line-based
     reason: str
+
+
+MAX_INVENTORY_SERIES = 1000  # per metric: enough to list what a selector could have matched
+
+
+@dataclass
+class Inventory:
+    """What the inputs hold, to say why a selector matched nothing: every metric name with its number of points
+    (read or skipped), and the attributes of the first ``MAX_INVENTORY_SERIES`` series of each wanted metric."""
+
+    metrics: dict[str, int] = field(default_factory=dict)
+    series: dict[str, list[dict[str, AttrValue]]] = field(default_factory=dict)
+    units: dict[str, set[str]] = field(default_factory=dict)  # wanted metric -> units its data states
+
+    def add_series(self, metric: str, attributes: dict[str, AttrValue]) -> None:
+        known = self.series.setdefault(metric, [])
+        if len(known) < MAX_INVENTORY_SERIES:
+            known.append(attributes)
 
 
 @dataclass
@@ -80,9 +100,13 @@ class ReadReport:
     deltas: int = 0
     skipped_metrics: int = 0  # points of metrics nobody asked for
     corrupt_lines: int = 0  # not JSON or truncated
-    foreign_lines: int = 0  # valid JSON but not OTLP metrics (traces, logs, other)
+    foreign_lines: int = 0  # valid JSON but not OTLP of any signal
+    signal_lines: dict[str, int] = field(default_factory=dict)  # OTLP traces/logs/profiles lines: not metrics
+    duplicate_points: int = 0  # points already read (the same data twice): dropped
+    first_duplicate_line: int = 0
     bad_points: int = 0  # OTLP metrics points we could not use (inconsistent counts, unknown kinds)
     resets: int = 0  # cumulative series that restarted
+    shared_series: int = 0  # points of a series that several processes write at once (no service.instance.id)
     first_cumulative: int = 0  # first point of a cumulative series with an unknown start (not counted)
     series: int = 0
     instances: set[str] = field(default_factory=set)  # service.instance.id values seen

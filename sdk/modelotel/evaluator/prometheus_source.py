@@ -54,7 +54,8 @@ import numpy as np
 from .. import conventions
 from .cumulative import BASELINE, INCREMENT, RESET, STALE, CumulativeTracker, ExpoCounts
 from .otlp_source import series_ids
-from .points import AttrValue, Delta, ReadReport, SourceError
+from .points import AttrValue, Delta, Inventory, ReadReport, SourceError
+from .units import unit_from_prometheus_name
 
 try:
     from orjson import loads as _loads
@@ -100,7 +101,7 @@ def prometheus_name(metric: str) -> list[str]:
     base = _sanitize(metric)
     spec = conventions.METRICS.get(metric)
     if spec is None:
-        return [base, base + "_total", base + "_seconds"]
+        return [base, base + "_total", base + "_seconds", base + "_milliseconds"]
     suffix = _UNIT_SUFFIXES.get(spec.unit)
     name = base if suffix is None or base.endswith("_" + suffix) else f"{base}_{suffix}"
     return [name + "_total" if spec.kind == "counter" else name]
@@ -129,9 +130,12 @@ def read_prometheus(
     chunk_s: float = CHUNK_S,
     lookback_s: float = LOOKBACK_S,
     headers: dict[str, str] | None = None,
+    inventory: Inventory | None = None,
 ) -> tuple[Iterator[Delta], ReadReport]:
     """The deltas of ``metrics`` (None: not supported here, a server has too many) between ``start_ns`` and
-    ``end_ns`` (default: the last 35 days up to now). Checks the server answers before returning."""
+    ``end_ns`` (default: the last 35 days up to now). Checks the server answers before returning.
+
+    ``inventory`` gets the series read and, when a metric has none, the metric names the server holds."""
     client = _Client(url, headers)
     report = ReadReport(source=client.base)
     if metrics is None:
@@ -139,7 +143,7 @@ def read_prometheus(
     end = time.time() if end_ns is None else end_ns / 1e9
     start = end - DEFAULT_RANGE_S if start_ns is None else start_ns / 1e9
     client.get("/api/v1/query", {"query": "1", "time": _fmt(end)}, report)  # reachable, and really the API
-    reader = _Reader(client, report, start, end, chunk_s, lookback_s)
+    reader = _Reader(client, report, start, end, chunk_s, lookback_s, inventory or Inventory())
     return reader.deltas(sorted(metrics), progress), report
 
 
@@ -194,8 +198,11 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
 
 
 class _Reader:
-    def __init__(self, client: _Client, report: ReadReport, start: float, end: float, chunk_s, lookback_s) -> None:
+    def __init__(
+        self, client: _Client, report: ReadReport, start: float, end: float, chunk_s, lookback_s, inventory: Inventory
+    ) -> None:
         self.client = client
+        self.inventory = inventory
         self.report = report
         self.start, self.end = start, end
         self.start_ns, self.end_ns = round(start * 1e9), round(end * 1e9)
@@ -227,8 +234,19 @@ class _Reader:
                     next_progress = time.monotonic() + PROGRESS_INTERVAL_S
                     progress(done, total)
         self.report.series = len(self._series)
+        if any(not self.inventory.series.get(m) for m in metrics):
+            self._names()
         if progress is not None:
             progress(total, total)
+
+    def _names(self) -> None:
+        """The metric names the server holds (for a "matched nothing" message); -1: points not counted."""
+        try:
+            names = self.client.get("/api/v1/label/__name__/values", {}, self.report)
+        except SourceError:
+            return
+        for name in names if isinstance(names, list) else ():
+            self.inventory.metrics.setdefault(str(name), -1)
 
     def _result(self, metric: str, query: str, data: Any) -> Iterator[Delta]:
         report = self.report
@@ -238,7 +256,7 @@ class _Reader:
         for item in data.get("result") or ():
             try:
                 labels = item["metric"]
-                sid, attrs, last = self._series_of(labels)
+                sid, attrs, last, unit = self._series_of(metric, labels)
                 floats = item.get("values") or ()
                 hists = item.get("histograms") or ()
             except (KeyError, TypeError, AttributeError) as exc:
@@ -253,12 +271,13 @@ class _Reader:
                     continue  # the same sample at a chunk boundary
                 last[0] = ts_ms
                 report.points += 1
-                delta = self._sample(metric, query, sid, attrs, ts_ms * 1_000_000, is_hist, value)
+                self.inventory.metrics[metric] = self.inventory.metrics.get(metric, 0) + 1
+                delta = self._sample(metric, query, sid, attrs, ts_ms * 1_000_000, is_hist, value, unit)
                 if delta is not None:
                     report.deltas += 1
                     yield delta
 
-    def _series_of(self, labels: dict) -> tuple[int, dict[str, AttrValue], list[int]]:
+    def _series_of(self, metric: str, labels: dict) -> tuple[int, dict[str, AttrValue], list[int], str]:
         key = tuple(sorted(labels.items()))
         series = self._series.get(key)
         if series is None:
@@ -276,10 +295,13 @@ class _Reader:
                     self.report.instances.add(value)
                 else:
                     attrs[attribute_key(label)] = value
-            series = self._series[key] = (next(series_ids), attrs, [-1])
+            unit = unit_from_prometheus_name(str(labels.get("__name__", "")))
+            series = self._series[key] = (next(series_ids), attrs, [-1], unit)
+            self.inventory.add_series(metric, attrs)
+            self.inventory.units.setdefault(metric, set()).add(unit)
         return series
 
-    def _sample(self, metric, query, sid, attrs, ts_ns, is_hist, value) -> Delta | None:
+    def _sample(self, metric, query, sid, attrs, ts_ns, is_hist, value, unit) -> Delta | None:
         report = self.report
         first_counts = ts_ns >= self.start_ns  # no sample in the lookback before the range: the series is new
         try:
@@ -307,10 +329,10 @@ class _Reader:
         if is_hist:
             if not inc.count:
                 return None
-            return Delta(metric, attrs, start, ts_ns, inc.count, inc.sketch(outcome != INCREMENT), None, sid)
+            return Delta(metric, attrs, start, ts_ns, inc.count, inc.sketch(outcome != INCREMENT), None, sid, unit)
         if not inc:
             return None
-        return Delta(metric, attrs, start, ts_ns, inc, None, None, sid)
+        return Delta(metric, attrs, start, ts_ns, inc, None, None, sid, unit)
 
 
 def _native_histogram(h: dict) -> ExpoCounts:

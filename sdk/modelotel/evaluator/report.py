@@ -37,10 +37,14 @@ def _slo_table(ev: Evaluation) -> str:
     for r in ev.results:
         firing = ", ".join(f"{a.name} ({a.severity})" for a in r.alerts if a.firing) or "-"
         remaining = "-" if r.budget_remaining_ratio is None else f"{r.budget_remaining_ratio:.1%}"
+        sli = _pct(r.sli)
+        if r.sli_lower is not None and r.sli_upper is not None and r.sli_upper - r.sli_lower > 5e-6:
+            sli += f" [{_pct(r.sli_lower)}, {_pct(r.sli_upper)}]"  # the bounds the buckets allow, as the CLI shows
+        reason = "".join(f"<br>note: {escape(n)}" for n in r.notes)
         rows.append(
-            f'<tr class="{r.status}"><td>{escape(r.slo.name)}</td><td>{r.status.upper()}</td><td>{_pct(r.sli)}</td>'
+            f'<tr class="{r.status}"><td>{escape(r.slo.name)}</td><td>{r.status.upper()}</td><td>{sli}</td>'
             f"<td>{_pct(r.slo.objective)}</td><td>{r.events:,.0f}</td><td>{remaining}</td>"
-            f"<td>{escape(firing)}</td><td>{escape(r.reason)}</td></tr>"
+            f"<td>{escape(firing)}</td><td>{escape(r.reason)}{reason}</td></tr>"
         )
     return "<table>" + "".join(rows) + "</table>"
 

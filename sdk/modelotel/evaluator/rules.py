@@ -31,14 +31,20 @@ Semantics (those of ``budget.py``; ``docs/prometheus-rules.md`` lists where Prom
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import yaml
 
 from .. import conventions as conv
-from .model import SLO, Selector
+from .budget import error_allowance
+from .diagnose import describe_filter
+from .model import SLO, AttributeFilter, Selector
+from .semconv import known_unit
+from .units import in_unit, seconds_per_unit
 
 __all__ = [
     "RulesError",
@@ -67,6 +73,7 @@ RESOURCE_PREFIXES = (
     "faas.",
     "device.",
 )
+BURN_TOLERANCE = 1e-9  # relative: as budget._at_least
 RESERVED_LABELS = ("slo_name", "slo_window", "model", "severity", "slo_alert_tier", "quantile")
 ALERT_NAME = "SLOErrorBudgetBurn"
 # Unit suffixes the translation adds (prometheus/otlptranslator); units in braces and "1" add nothing.
@@ -104,15 +111,20 @@ def label_name(key: str) -> str:
 
 
 def prometheus_metric(metric: str, histogram_hint: bool = False) -> tuple[str, bool]:
-    """``(Prometheus name, is_native_histogram)`` of an OTel metric.
+    """``(Prometheus name, is_histogram)`` of an OTel metric.
 
-    Metrics modelotel defines (``conventions.METRICS``) are named from their kind and unit. Others have no
-    known unit: a histogram (``histogram_hint``: the selector has a threshold) keeps the bare name, anything else
-    is taken as a counter (``_total`` appended unless already there).
+    Metrics modelotel defines (``conventions.METRICS``) are named from their kind and unit. Others are named from
+    the unit the semantic conventions give them (``http.server.duration``, ms -> ``http_server_duration_milliseconds``)
+    and are histograms when that unit is a duration; without a known unit, a histogram (``histogram_hint``: the
+    selector has a threshold) keeps the bare name, anything else is taken as a counter (``_total`` appended).
     """
     spec = conv.METRICS.get(metric)
     base = label_name(metric)
     if spec is None:
+        unit = known_unit(metric)
+        if unit is not None and seconds_per_unit(unit) is not None:
+            suffix = UNIT_SUFFIXES.get(unit, "")
+            return (f"{base}_{suffix}" if suffix and not base.endswith(f"_{suffix}") else base), True
         if histogram_hint or base.endswith("_total"):
             return base, histogram_hint
         return f"{base}_total", False
@@ -122,6 +134,18 @@ def prometheus_metric(metric: str, histogram_hint: bool = False) -> tuple[str, b
     if spec.kind == "histogram":
         return base, True
     return f"{base}_total", False
+
+
+def _classic_too(metric: str) -> bool:
+    """Whether the metric's histograms may be classic (explicit buckets: the OTel SDK's default), not only our
+    native ones: any metric modelotel does not define, and the HTTP/RPC names other instrumentations share."""
+    return metric not in conv.METRICS or metric in (conv.HTTP_SERVER_DURATION, conv.RPC_SERVER_DURATION)
+
+
+def _bound_text(x: float) -> str:
+    """A bucket bound as the collector writes it in the ``le`` label: the shortest digits that read back as the
+    same double, without an exponent (Go's ``FormatFloat(x, 'f', -1, 64)``): 100, 0.25, 0.00001."""
+    return np.format_float_positional(x, trim="-")
 
 
 def _quote(value: str) -> str:
@@ -161,8 +185,9 @@ def _is_resource(key: str) -> bool:
     return key.startswith(RESOURCE_PREFIXES)
 
 
-def _matchers(slo: SLO, sel: Selector) -> tuple[list[str], list[str]]:
-    """``(label matchers on the series, target_info joins)`` for a selector's match/absent/present."""
+def _matchers(slo: SLO, sel: Selector, alternative: tuple[AttributeFilter, ...] = ()) -> tuple[list[str], list[str]]:
+    """``(label matchers on the series, target_info joins)`` for a selector's filters (and one ``any_of``
+    alternative)."""
     series: list[str] = []
     joins: list[str] = []
     match = dict(sel.match)
@@ -189,38 +214,94 @@ def _matchers(slo: SLO, sel: Selector) -> tuple[list[str], list[str]]:
                 joins.append(f'{join} on (job, instance) target_info{{{label_name(key)}!=""}}')
             else:
                 series.append(f"{label_name(key)}{op}")
+    for condition in (*sel.filters, *alternative):
+        if condition.key in ("service.name", "service.namespace", "service.instance.id"):
+            raise _fail(
+                slo, f"{describe_filter(condition)}: only equality can filter {condition.key} (job/instance) in PromQL"
+            )
+        matcher = f"{label_name(condition.key)}{_promql_op(condition)}"
+        if _is_resource(condition.key):
+            joins.append(f"and on (job, instance) target_info{{{matcher}}}")
+        else:
+            series.append(matcher)
     return series, joins
 
 
-def _range(slo: SLO, sel: Selector, window: float, fn: str) -> tuple[str, bool]:
-    """``(fn(series[window]) with joins, is_histogram)``: per-series rates or increases, before summing."""
+def _promql_op(condition: AttributeFilter) -> str:
+    """The label matcher of a filter: ``="v"``, ``!="v"``, ``=~"a|b"``, ``!~"re"`` (PromQL anchors regexes too)."""
+    values = condition.values
+    if condition.op in ("eq", "ne"):
+        return ("=" if condition.op == "eq" else "!=") + _quote(values[0])
+    if condition.op in ("in", "not_in"):
+        pattern = "|".join(re.escape(v) for v in values)
+        return ("=~" if condition.op == "in" else "!~") + _quote(pattern)
+    return ("=~" if condition.op == "regex" else "!~") + _quote(values[0])
+
+
+def _range(
+    slo: SLO, sel: Selector, window: float, fn: str, alternative: tuple[AttributeFilter, ...] = (), suffix: str = ""
+) -> tuple[str, bool]:
+    """``(fn(series[window]) with joins, is_histogram)``: per-series rates or increases, before summing;
+    ``suffix`` picks a classic histogram's ``_count`` or ``_bucket`` series."""
     metric, histogram = prometheus_metric(sel.metric, histogram_hint=sel.threshold is not None)
     if sel.threshold is not None and not histogram:
         raise _fail(slo, f"{sel.metric} is a counter ({metric}); a threshold needs a histogram")
-    series, joins = _matchers(slo, sel)
-    expr = f"{fn}({metric}{{{', '.join(series)}}}[{duration_text(window)}])"
+    series, joins = _matchers(slo, sel, alternative)
+    expr = f"{fn}({metric}{suffix}{{{', '.join(series)}}}[{duration_text(window)}])"
     if joins:
         expr = " ".join([expr, *joins])
     return expr, histogram
 
 
+def _threshold(sel: Selector) -> float:
+    """The selector's threshold in the unit of the metric's Prometheus series (its name's unit suffix)."""
+    t = float(sel.threshold)  # type: ignore[arg-type]
+    if sel.threshold_unit != "s":
+        return t
+    spec = conv.METRICS.get(sel.metric)
+    unit = spec.unit if spec is not None else (known_unit(sel.metric) or "s")
+    return in_unit(t, sel.metric, unit)
+
+
 def _fraction(sel: Selector, summed: str) -> str:
     """Fraction of a summed native histogram's values on the selector's good side of its threshold."""
-    t = _num(float(sel.threshold))  # type: ignore[arg-type]
+    t = _num(_threshold(sel))
     if sel.op in ("le", "lt"):
         return f"histogram_fraction(-Inf, {t}, {summed})"
     return f"histogram_fraction({t}, +Inf, {summed})"
 
 
-def _count(slo: SLO, sel: Selector, window: float, fn: str = "rate") -> str:
-    """Events the selector counts over ``window``, summed over every matching series (a label-less vector)."""
-    inner, histogram = _range(slo, sel, window, fn)
+def _count_one(slo: SLO, sel: Selector, window: float, fn: str, alternative: tuple[AttributeFilter, ...]) -> str:
+    inner, histogram = _range(slo, sel, window, fn, alternative)
     if not histogram:
         return f"sum({inner})"
     summed = f"sum({inner})"
+    native = f"histogram_count({summed})"
+    if sel.threshold is not None:
+        native = f"{_fraction(sel, summed)} * {native}"
+    if not _classic_too(sel.metric):
+        return native
+    # explicit buckets (the OTel SDK's default) arrive as a classic histogram: _count, and _bucket{le} for a
+    # threshold, which counts exactly at a bucket bound and gives no value elsewhere
+    count = f"sum({_range(slo, sel, window, fn, alternative, '_count')[0]})"
     if sel.threshold is None:
-        return f"histogram_count({summed})"
-    return f"{_fraction(sel, summed)} * histogram_count({summed})"
+        classic = count
+    elif sel.op in ("le", "gt"):
+        le = dataclasses.replace(sel, match=(*sel.match, ("le", _bound_text(_threshold(sel)))))
+        at_or_below = f"sum({_range(slo, le, window, fn, alternative, '_bucket')[0]})"
+        classic = at_or_below if sel.op == "le" else f"({count} - {at_or_below})"
+    else:
+        return native  # lt / ge are not expressible with cumulative le buckets
+    return f"({native} or {classic})"
+
+
+def _count(slo: SLO, sel: Selector, window: float, fn: str = "rate") -> str:
+    """Events the selector counts over ``window``, summed over every matching series (a label-less vector); the
+    disjoint ``any_of`` alternatives add up."""
+    if not sel.any_of:
+        return _count_one(slo, sel, window, fn, ())
+    parts = [f"({_count_one(slo, sel, window, fn, alt)} or vector(0))" for alt in sel.any_of]
+    return "(" + " + ".join(parts) + ")"
 
 
 def _same_series(a: Selector, b: Selector) -> bool:
@@ -230,6 +311,9 @@ def _same_series(a: Selector, b: Selector) -> bool:
         and sorted(a.match) == sorted(b.match)
         and sorted(a.absent) == sorted(b.absent)
         and sorted(a.present) == sorted(b.present)
+        and a.filters == b.filters
+        and a.any_of == b.any_of
+        and not _classic_too(a.metric)
     )
 
 
@@ -278,7 +362,7 @@ def timeslice_expr(slo: SLO, width: float | None = None) -> str:
 
     1 or 0 (good or not) for ``timeslices`` and ``percentile`` SLIs; the slice's SLI for ``ratio_timeslices``.
     A percentile slice is good when its quantile is ``<=`` the threshold; other slices when their SLI is
-    ``>=`` ``timeslice_target`` (the objective when unset), as in ``budget._slice_good``.
+    ``>=`` ``timeslice_target`` (the objective when unset), as in ``budget.slice_good``.
     """
     width = width or _slice_width(slo)
     if slo.sli.kind == "percentile":
@@ -337,7 +421,7 @@ def _human(seconds: float) -> str:
 
 
 def _slo_rules(slo: SLO) -> dict:
-    budget = 1.0 - slo.objective
+    budget = error_allowance(slo.objective)
     if not 0.0 < budget < 1.0:
         raise _fail(slo, f"objective {slo.objective!r} is not in (0, 1)")
     try:
@@ -413,8 +497,12 @@ def _slo_rules(slo: SLO) -> dict:
 
 
 def _alert_rules(slo: SLO) -> list[dict]:
-    """One ``SLOErrorBudgetBurn`` rule per tier: long and short burn rates >= the tier's, ``min_events`` in long."""
-    budget = 1.0 - slo.objective
+    """One ``SLOErrorBudgetBurn`` rule per tier: long and short burn rates >= the tier's, ``min_events`` in long.
+
+    As in the evaluator: the budget is ``1 - objective`` rounded to 12 decimals (0.001, not
+    0.0010000000000000009) and a burn rate counts as reaching the tier's within a relative 1e-9, so a burn of
+    exactly 14.4 fires in both."""
+    budget = error_allowance(slo.objective)
     period = duration_text(slo.window.duration)
     rules: list[dict] = []
     unit = "slices" if _sliced(slo) else "events"
@@ -422,7 +510,7 @@ def _alert_rules(slo: SLO) -> list[dict]:
     what = f"SLO {slo.name}" + (f" (model {model})" if model else "")
     for tier in slo.alert_tiers:
         long, short = duration_text(tier.long_window), duration_text(tier.short_window)
-        rate = _num(tier.burn_rate)
+        rate = _num(tier.burn_rate * (1.0 - BURN_TOLERANCE))
         expr = (
             f"(\n  {_ref(slo, _error_record(slo, tier.long_window))} / {_num(budget)} >= {rate}\n)\n"
             f"and on (slo_name)\n"

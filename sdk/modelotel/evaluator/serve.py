@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..conventions import MODEL_NAME
-from .budget import SLOResult
+from .budget import STATUSES, SLOResult
 from .engine import Evaluation
 from .model import SLO
 from .stream import SNAPSHOT_NAME, Ingested, SnapshotError, StreamState, request_json
@@ -51,7 +51,6 @@ __all__ = ["GAUGES", "Service", "add_parser", "cmd_serve", "exposition"]
 MAX_BODY = 64 * 1024 * 1024  # bytes of a request body, compressed or not (the collector's batches are far smaller)
 GRPC_WORKERS = 4
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STATUSES = ("pass", "fail", "inconclusive")
 INVALID_ARGUMENT = 3  # google.rpc.Code
 EXPORT_TIMEOUT_S = 5  # an OTLP export (with its retries) to --otlp-endpoint; bounds the wait at shutdown too
 
@@ -606,7 +605,7 @@ def _labels(slo: SLO) -> Labels:
 
 
 def _status_samples(r: SLOResult) -> Iterable[Sample]:
-    return (({"status": s}, 1.0 if r.status == s else 0.0) for s in STATUSES)
+    return (({"status": s}, 1.0 if r.status == s else 0.0) for s in STATUSES)  # one series per status
 
 
 def _burn_samples(r: SLOResult) -> Iterable[Sample]:

@@ -37,7 +37,9 @@ import yaml
 
 from .. import conventions as conv
 from .durations import CALENDAR_UNIT_SECONDS, DurationError, parse_duration_exact
-from .model import DEFAULT_ALERT_TIERS, SLI, SLICED_KINDS, SLO, AlertTier, Selector, Window
+from .model import DEFAULT_ALERT_TIERS, SLI, SLICED_KINDS, SLO, AlertTier, AttributeFilter, Selector, Window
+from .semconv import error_alternatives, known_unit
+from .units import seconds_per_unit
 
 __all__ = [
     "SLI_KINDS",
@@ -478,31 +480,82 @@ def calendar_window(unit: str, count: int, start: float | None, timezone: str) -
 
 OPS = {"le": "le", "lt": "lt", "ge": "ge", "gt": "gt", "lte": "le", "gte": "ge"}
 UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+FILTER_OPS = {"in": "in", "not_in": "not_in", "regex": "regex", "not_regex": "not_regex", "not": "ne"}
 
 
 def metric_unit(metric: str) -> str | None:
-    """The unit of a metric modelotel defines, or None for metrics it does not know."""
-    spec = conv.METRICS.get(metric)
-    return spec.unit if spec is not None else None
+    """The unit of a metric modelotel or the semantic conventions define, or None for metrics it does not know."""
+    return known_unit(metric)
 
 
-def merge_match(selector: Selector, pairs: Sequence[tuple[str, str]], where: Where) -> Selector:
-    """``selector`` with ``pairs`` added to its match; the same key with another value is an error."""
+def _is_duration(metric: str) -> bool | None:
+    """True for a metric in a unit of time, False for another known unit, None when its unit is not known."""
+    unit = metric_unit(metric)
+    return None if unit is None else seconds_per_unit(unit) is not None
+
+
+Filters = tuple[tuple[tuple[str, str], ...], tuple[AttributeFilter, ...]]
+
+
+def attribute_filter(key: str, value: Any, where: Where) -> tuple[str, str] | AttributeFilter:
+    """One attribute filter of a spec: a value is equality (``key: value``), a list is set membership
+    (``key: [a, b]``), a mapping is one operator (``in``, ``not_in``, ``regex``, ``not_regex``, ``not``).
+    Regular expressions are anchored at both ends (as PromQL's ``=~``)."""
+    if isinstance(value, list):
+        return AttributeFilter(key, "in", _values(value, where))
+    if not isinstance(value, dict):
+        return key, attribute_value(value, where)
+    f = Fields(value, where, tuple(FILTER_OPS), what="a value, a list or a mapping like {regex: '5..'}")
+    given = f.present(*FILTER_OPS)
+    if len(given) != 1:
+        raise where.error(f"expected one operator of {', '.join(FILTER_OPS)}, got {len(given)}")
+    op = given[0]
+    raw = f.get(op)
+    if op in ("in", "not_in"):
+        if not isinstance(raw, list):
+            raise f.at(op).error(f"expected a list of values, got {describe(raw)}")
+        return AttributeFilter(key, FILTER_OPS[op], _values(raw, f.at(op)))  # type: ignore[arg-type]
+    text = attribute_value(raw, f.at(op))
+    if op in ("regex", "not_regex"):
+        try:
+            re.compile(text)
+        except re.error as exc:
+            raise f.at(op).error(f"invalid regular expression {text!r}: {exc}") from None
+    return AttributeFilter(key, FILTER_OPS[op], (text,))  # type: ignore[arg-type]
+
+
+def _values(items: list[Any], where: Where) -> tuple[str, ...]:
+    if not items:
+        raise where.error("expected at least one value")
+    return tuple(attribute_value(item, at) for item, at in sequence(items, where))
+
+
+def _split(conditions: Iterable[tuple[str, str] | AttributeFilter]) -> Filters:
+    pairs, filters = [], []
+    for c in conditions:
+        (filters if isinstance(c, AttributeFilter) else pairs).append(c)
+    return tuple(pairs), tuple(filters)  # type: ignore[return-value]
+
+
+def merge_match(selector: Selector, filters: Filters, where: Where) -> Selector:
+    """``selector`` with ``filters`` (equality pairs, other filters) added; one key equal to two values is an
+    error."""
+    pairs, others = filters
     match = dict(pairs)
     for key, value in selector.match:
         if key in match and match[key] != value:
             raise where.error(f"attribute {key} is filtered both as {match[key]!r} and as {value!r}")
         match[key] = value
-    return dataclasses.replace(selector, match=tuple(match.items()))
+    return dataclasses.replace(selector, match=tuple(match.items()), filters=selector.filters + others)
 
 
-def model_filters(f: Fields, metrics: Sequence[str], attributes_field: str) -> tuple[tuple[str, str], ...]:
-    """``model``/``version``/``role``/``attributes_field`` of ``f`` as match pairs, with the model rules.
+def model_filters(f: Fields, metrics: Sequence[str], attributes_field: str) -> Filters:
+    """``model``/``version``/``role``/``attributes_field`` of ``f`` as filters, with the model rules.
 
     ``model`` is required when a metric is an ``ml.*`` one (all of them are per model) and refused on the server
     metrics, which carry no ``ml.model.*`` attributes.
     """
-    server = [m for m in metrics if m in SERVER_METRICS]
+    server = [m for m in metrics if m in SERVER_METRICS or m.startswith(("http.", "rpc."))]
     given = f.present("model", "version", "role")
     if server and given:
         raise f.at(given[0]).error(
@@ -518,11 +571,16 @@ def model_filters(f: Fields, metrics: Sequence[str], attributes_field: str) -> t
         pairs[conv.MODEL_VERSION] = attribute_value(f.get("version"), f.at("version"))
     if "role" in f:
         pairs[conv.DEPLOYMENT_ROLE] = f.choice("role", conv.DEPLOYMENT_ROLES)
+    others: list[AttributeFilter] = []
     for key, value, where in f.entries(attributes_field):
         if key in pairs:
             raise where.error(f"{key} is already set by the model/version/role fields")
-        pairs[key] = attribute_value(value, where)
-    return tuple(pairs.items())
+        condition = attribute_filter(key, value, where)
+        if isinstance(condition, AttributeFilter):
+            others.append(condition)
+        else:
+            pairs[key] = condition[1]
+    return tuple(pairs.items()), tuple(others)
 
 
 def _keys(f: Fields, key: str) -> tuple[str, ...]:
@@ -540,13 +598,16 @@ MODEL_FIELDS = ("model", "version", "role")
 
 def parse_selector(
     value: Any, where: Where, *, with_model: bool, with_threshold: bool, with_unit: bool
-) -> tuple[Selector, float]:
-    """A selector spec -> ``(Selector, seconds per written unit)``.
+) -> tuple[Selector, float | None]:
+    """A selector spec -> ``(Selector, seconds per written unit)``; the second is None when numbers written for
+    the metric are plain numbers in its own unit (not a duration).
 
-    Fields: ``metric`` (required), ``match`` (attribute equality filters), ``present``/``absent`` (attribute keys),
-    with ``with_threshold`` also ``threshold``/``op`` (count histogram values on the good side), with ``with_model``
-    also ``model``/``version``/``role``, with ``with_unit`` also ``unit`` (the unit numbers are written in, for
-    metrics in seconds). A threshold on a metric in seconds is a duration text, or with ``unit`` a number in it.
+    Fields: ``metric`` (required), ``match`` (attribute filters: values, lists, operators), ``present``/``absent``
+    (attribute keys), with ``with_threshold`` also ``threshold``/``op`` (count histogram values on the good side),
+    with ``with_model`` also ``model``/``version``/``role``, with ``with_unit`` also ``unit`` (the unit numbers are
+    written in, for durations). A threshold on a duration metric is a duration text, or with ``unit`` a number in
+    it; it is compared in each metric's own unit (units.py). Without ``unit``, numbers for a metric whose unit the
+    conventions fix (``http.server.duration``: ms) are in that unit.
     """
     allowed = ["metric", "match", "present", "absent"]
     allowed += ["threshold", "op"] if with_threshold else []
@@ -555,28 +616,38 @@ def parse_selector(
     f = Fields(value, where, allowed, required=("metric",))
     metric = f.text("metric")
     unit = metric_unit(metric)
-    scale = 1.0
+    duration_metric = _is_duration(metric)
+    scale: float | None = None
+    if duration_metric:
+        scale = seconds_per_unit(unit or "s")
     if "unit" in f:
-        if unit not in (None, conv.SECONDS):
+        if duration_metric is False:
             raise f.at("unit").error(f"{metric} is in {unit!r}, not a duration; values are written in that unit")
         scale = UNIT_SECONDS[f.choice("unit", tuple(UNIT_SECONDS))]
-    pairs = model_filters(f, [metric], "match") if with_model else _plain_match(f)
+    if with_model:
+        filters = model_filters(f, [metric], "match")
+    else:
+        filters = _split(attribute_filter(key, value, at) for key, value, at in f.entries("match"))
     threshold: float | None = None
+    threshold_unit: str | None = None
     if "threshold" in f:
         kind = conv.METRICS[metric].kind if metric in conv.METRICS else None
         if kind == "counter":
             raise f.at("threshold").error(f"{metric} is a counter; a threshold needs a histogram")
         raw = f.get("threshold")
-        if isinstance(raw, str) and unit in (None, conv.SECONDS):
-            threshold = duration(raw, f.at("threshold"), positive=False)
-        elif unit == conv.SECONDS and "unit" not in f:
+        if isinstance(raw, str) and duration_metric is not False:
+            threshold, threshold_unit = duration(raw, f.at("threshold"), positive=False), "s"
+        elif duration_metric and "unit" not in f:
             hint = " or a number with unit: (e.g. unit: ms)" if with_unit else ""
             raise f.at("threshold").error(f"expected a duration like '250ms'{hint}, got {describe(raw)}")
+        elif scale is not None:
+            threshold, threshold_unit = number(raw, f.at("threshold")) * scale, "s"
         else:
-            threshold = number(raw, f.at("threshold")) * scale
+            threshold = number(raw, f.at("threshold"))
     elif "op" in f:
         raise f.at("op").error("op needs a threshold")
     op = OPS[f.choice("op", tuple(OPS), "le")]
+    pairs, others = filters
     selector = Selector(
         metric=metric,
         match=pairs,
@@ -584,15 +655,13 @@ def parse_selector(
         present=_keys(f, "present"),
         threshold=threshold,
         op=op,
+        filters=others,
+        threshold_unit=threshold_unit,
     )
     clash = set(selector.absent) & (set(selector.present) | {k for k, _ in pairs})
     if clash:
         raise f.at("absent").error(f"{sorted(clash)[0]} cannot be both required and absent")
     return selector, scale
-
-
-def _plain_match(f: Fields) -> tuple[tuple[str, str], ...]:
-    return tuple((key, attribute_value(value, where)) for key, value, where in f.entries("match"))
 
 
 # -- checks shared by both formats ------------------------------------------------------------------
@@ -736,19 +805,23 @@ def _native_sli(f: Fields, kind: str) -> SLI:
     if kind in ("latency", "error_ratio"):
         metric = f.text("metric", conv.INFERENCE_DURATION)
         unit = metric_unit(metric)
-        if kind == "latency" and unit not in (None, conv.SECONDS):
+        if kind == "latency" and _is_duration(metric) is False:
             raise f.at("metric").error(
-                f"{metric} is not a duration (unit {unit!r}); latency needs a histogram in seconds such as "
+                f"{metric} is not a duration (unit {unit!r}); latency needs a histogram in a unit of time such as "
                 f"{conv.INFERENCE_DURATION}, {conv.HTTP_SERVER_DURATION} or {conv.RPC_SERVER_DURATION}"
             )
         if kind == "error_ratio" and metric in conv.METRICS and conv.METRICS[metric].kind != "histogram":
             raise f.at("metric").error(f"{metric} is a counter; error_ratio counts calls of a duration histogram")
         total = Selector(metric)
         if kind == "error_ratio":
-            return SLI("error_ratio", total=total, bad=dataclasses.replace(total, present=(conv.ERROR_TYPE,)))
+            if metric.startswith("ml."):  # our own metrics: a failed call carries error.type
+                return SLI("error_ratio", total=total, bad=dataclasses.replace(total, present=(conv.ERROR_TYPE,)))
+            alternatives, why = error_alternatives(metric)
+            bad = dataclasses.replace(total, any_of=alternatives)
+            return SLI("error_ratio", total=total, bad=bad, definition=why)
         f.require("threshold", "latency needs one, e.g. threshold: 250ms")
         threshold = f.duration("threshold")
-        good = dataclasses.replace(total, threshold=threshold, op="le")
+        good = dataclasses.replace(total, threshold=threshold, op="le", threshold_unit="s")
         if "percentile" in f:
             p = percentile(f.get("percentile"), f.at("percentile"))
             return SLI("percentile", total=total, good=good, threshold=threshold, percentile=p)
@@ -819,8 +892,8 @@ def _native_slo(entry: Any, where: Where) -> SLO:
             raise f.at(key).error(f"not used by sli {kind}")
     sli = _native_sli(f, kind)
     selectors = {key: getattr(sli, key) for key in ("total", "good", "bad") if getattr(sli, key) is not None}
-    pairs = model_filters(f, [s.metric for s in selectors.values()], "attributes")
-    sli = dataclasses.replace(sli, **{key: merge_match(s, pairs, where) for key, s in selectors.items()})
+    filters = model_filters(f, [s.metric for s in selectors.values()], "attributes")
+    sli = dataclasses.replace(sli, **{key: merge_match(s, filters, where) for key, s in selectors.items()})
     objective = fraction(f.require("objective"), f.at("objective"))
     window = _native_window(f.get("window", "28d"), f.at("window"))
 

@@ -42,14 +42,13 @@ from typing import Any
 
 import numpy as np
 
-from ..sketch import LogSketch, relative_accuracy
-from .budget import evaluate_slo
+from ..sketch import LogSketch
 from .cumulative import ExplicitCounts, ExpoCounts
-from .engine import Evaluation, lookback, resolution_for
+from .engine import Evaluation, judge, lookback, resolution_for
 from .ledger import Bin, Ledger
 from .model import SLO
-from .otlp_source import _Decoder, series_ids
-from .points import ReadReport
+from .otlp_source import LineDecoder, SeriesPoint
+from .points import Inventory, ReadReport
 
 try:
     from orjson import dumps as _dumps
@@ -96,7 +95,7 @@ def request_json(request: Any) -> bytes:
             metrics = []
             for m in sm.metrics:
                 kind = m.WhichOneof("data")
-                metric: dict[str, Any] = {"name": m.name}
+                metric: dict[str, Any] = {"name": m.name, "unit": m.unit}
                 if kind == "sum":
                     data = m.sum
                     metric["sum"] = {
@@ -204,7 +203,17 @@ class Ingested:
     message: str = ""
 
 
-_COUNTERS = ("lines", "points", "skipped_metrics", "corrupt_lines", "foreign_lines", "bad_points", "resets")
+_COUNTERS = (
+    "lines",
+    "points",
+    "skipped_metrics",
+    "corrupt_lines",
+    "foreign_lines",
+    "bad_points",
+    "resets",
+    "duplicate_points",
+    "shared_series",
+)
 
 
 class StreamState:
@@ -225,8 +234,8 @@ class StreamState:
         self.lock = threading.Lock()
         self._decoder = self._new_decoder()
 
-    def _new_decoder(self) -> _Decoder:
-        return _Decoder(self.metrics, None, None, ReadReport(source=SOURCE))
+    def _new_decoder(self) -> LineDecoder:
+        return LineDecoder(self.metrics, None, None, ReadReport(source=SOURCE))
 
     # -- ingestion
 
@@ -244,7 +253,7 @@ class StreamState:
                 for i in self._by_metric.get(delta.metric, ()):
                     self.ledgers[i].add(delta)
             self._merge(seen, len(deltas))
-        malformed = bool(seen.corrupt_lines or seen.foreign_lines)
+        malformed = bool(seen.corrupt_lines or seen.foreign_lines or seen.signal_lines)
         message = seen.problems[0].reason if seen.problems else ""
         return Ingested(malformed, seen.points, seen.bad_points, len(deltas), message)
 
@@ -264,12 +273,8 @@ class StreamState:
     def evaluate(self, at: float) -> Evaluation:
         """Every SLO evaluated at ``at`` (epoch seconds), as ``engine.evaluate`` does over a file."""
         with self.lock:
-            results = []
-            for ledger in self.ledgers:
-                result = evaluate_slo(ledger, at)
-                if ledger.min_scale is not None:
-                    result.relative_accuracy = relative_accuracy(ledger.min_scale)
-                results.append(result)
+            inventory = self._decoder.inventory
+            results = [judge(ledger, at, inventory) for ledger in self.ledgers]
             report = replace(self.report, problems=list(self.report.problems), instances=set(self.report.instances))
             return Evaluation(at, results, [report], list(self.ledgers))
 
@@ -284,6 +289,7 @@ class StreamState:
         """Drop bins no evaluation at ``now`` or later can reach; the number dropped."""
         with self.lock:
             low = self.horizon(now)
+            self._decoder.delta_points.forget_before(int((low - 1) * self.resolution * 1e9))
             dropped = 0
             for i, ledger in enumerate(self.ledgers):
                 old = [k for k in ledger.bins if k < low]
@@ -300,9 +306,13 @@ class StreamState:
         caches keyed by series (decoder, ledgers)."""
         with self.lock:
             before = self._decoder.series_count
-            live = [s for s in _export_series(self._decoder) if s.time_ns >= (now - ttl) * 1e9]
+            live = [s for s in self._decoder.export_series() if s.time_ns >= (now - ttl) * 1e9]
+            old = self._decoder
             self._decoder = self._new_decoder()
-            _import_series(self._decoder, live, keep_ids=True)
+            self._decoder.inventory = old.inventory  # what the input held, for "matched nothing" messages
+            self._decoder.import_series(live, keep_ids=True)
+            self._decoder.delta_points = delta_points = old.delta_points
+            delta_points.forget_before(int((now - ttl) * 1e9))
             self.ledgers = [_rebuilt(ledger, ledger.bins) for ledger in self.ledgers]
             self.report.instances = {
                 str(s.attributes["service.instance.id"]) for s in live if "service.instance.id" in s.attributes
@@ -330,7 +340,8 @@ class StreamState:
                 "latest_ns": self.latest_ns,
                 "report": {name: getattr(self.report, name) for name in (*_COUNTERS, "deltas", "first_cumulative")},
                 "ledgers": [_ledger_state(ledger) for ledger in self.ledgers],
-                "series": [s.to_json() for s in _export_series(self._decoder)],
+                "series": [_point_json(s) for s in self._decoder.export_series()],
+                "inventory": _inventory_json(self._decoder.inventory),
             }
         body = gzip.compress(json.dumps(state, separators=(",", ":")).encode(), compresslevel=1)
         header = {
@@ -406,10 +417,11 @@ class StreamState:
             restored = _ledger_from(ledger.slo, self.resolution, entry)
             bins += len(restored.bins)
             ledgers.append(restored)
-        series = [_SeriesState.from_json(s) for s in state["series"]]
+        series = [_point_from(s) for s in state["series"]]
         series = [s for s in series if s.metric in self.metrics]
         decoder = self._new_decoder()
-        _import_series(decoder, series, keep_ids=False)
+        decoder.import_series(series, keep_ids=False)
+        decoder.inventory = _inventory_from(state.get("inventory") or {})
         # all parsed: only now replace the state
         self.ledgers = ledgers
         self._decoder = decoder
@@ -435,6 +447,9 @@ def _rebuilt(ledger: Ledger, bins: dict[int, Bin]) -> Ledger:
         ledger.first_error,
         ledger.min_scale,
         ledger.explicit,
+        ledger.error_events,
+        dict(ledger.units),
+        ledger.matched,
     )
 
 
@@ -461,6 +476,9 @@ def _ledger_state(ledger: Ledger) -> dict[str, Any]:
         "first_error": ledger.first_error,
         "min_scale": ledger.min_scale,
         "explicit": ledger.explicit,
+        "matched": ledger.matched,
+        "error_events": ledger.error_events,
+        "units": {metric: [unit, conventional] for metric, (unit, conventional) in ledger.units.items()},
     }
 
 
@@ -480,6 +498,9 @@ def _ledger_from(slo: SLO, resolution: float, entry: dict[str, Any]) -> Ledger:
         str(entry["first_error"]),
         None if min_scale is None else int(min_scale),
         bool(entry["explicit"]),
+        float(entry.get("error_events", 0.0)),
+        {str(m): (str(u), bool(c)) for m, (u, c) in entry.get("units", {}).items()},
+        int(entry.get("matched", len(bins))),
     )
 
 
@@ -526,127 +547,92 @@ def _decode_snapshot(path: Path, data: bytes) -> dict[str, Any]:
     return state
 
 
-# -- series state: the decoder's series table + the cumulative tracker's latest points --------------------------
-#
-# The decoder keys a series by (resource attributes JSON, scope name, scope version, metric) and point attributes
-# JSON, and the tracker keeps its latest point by series id; neither has a public export, so this is the one
-# place that reads their tables. Restoring goes through the tracker's public methods (a first point on an empty
-# series is simply stored).
+# -- series state: what the decoder exports (otlp_source.SeriesPoint), as snapshot JSON ---------------------------
 
 
-@dataclass
-class _SeriesState:
-    resource: bytes  # the decoder's key: resource attributes as compact JSON
-    scope_name: str
-    scope_version: str
-    metric: str
-    point: bytes  # point attributes as compact JSON
-    attributes: dict  # merged resource + point attributes (the deltas' attributes)
-    sid: int
-    start_ns: int
-    time_ns: int
-    total: Any  # int | float | ExpoCounts | ExplicitCounts
-
-    def to_json(self) -> dict[str, Any]:
-        t = self.total
-        if isinstance(t, ExpoCounts):
-            total: Any = {
-                "expo": [t.scale, t.count, t.zero_count, t.pos_offset, t.pos.tolist(), t.neg_offset, t.neg.tolist()],
-                "sum": t.sum,
-                "min": t.min,
-                "max": t.max,
-            }
-        elif isinstance(t, ExplicitCounts):
-            total = {"explicit": [list(t.bounds), t.counts.tolist(), t.count], "sum": t.sum}
-        else:
-            total = t
-        return {
-            "resource": self.resource.decode(),
-            "scope": [self.scope_name, self.scope_version],
-            "metric": self.metric,
-            "point": self.point.decode(),
-            "attributes": self.attributes,
-            "start": self.start_ns,
-            "time": self.time_ns,
-            "total": total,
+def _point_json(s: SeriesPoint) -> dict[str, Any]:
+    t = s.total
+    if isinstance(t, ExpoCounts):
+        total: Any = {
+            "expo": [t.scale, t.count, t.zero_count, t.pos_offset, t.pos.tolist(), t.neg_offset, t.neg.tolist()],
+            "sum": t.sum,
+            "min": t.min,
+            "max": t.max,
         }
+    elif isinstance(t, ExplicitCounts):
+        total = {"explicit": [list(t.bounds), t.counts.tolist(), t.count], "sum": t.sum}
+    else:
+        total = t
+    return {
+        "resource": s.resource.decode(),
+        "scope": [s.scope_name, s.scope_version],
+        "metric": s.metric,
+        "point": s.point.decode(),
+        "attributes": s.attributes,
+        "start": s.start_ns,
+        "time": s.time_ns,
+        "total": total,
+    }
 
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> _SeriesState:
-        raw = d["total"]
-        if isinstance(raw, dict) and "expo" in raw:
-            scale, count, zero, po, pos, no, neg = raw["expo"]
-            total: Any = ExpoCounts(
-                int(scale),
-                int(count),
-                int(zero),
-                int(po),
-                np.array(pos, dtype=np.int64),
-                int(no),
-                np.array(neg, dtype=np.int64),
-                float(raw["sum"]),
-                None if raw["min"] is None else float(raw["min"]),
-                None if raw["max"] is None else float(raw["max"]),
-            )
-            why = total.consistent()
-        elif isinstance(raw, dict) and "explicit" in raw:
-            bounds, counts, count = raw["explicit"]
-            total = ExplicitCounts(
-                tuple(float(b) for b in bounds), np.array(counts, dtype=np.int64), int(count), float(raw["sum"])
-            )
-            why = total.consistent()
-        elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            total, why = raw, None
-        else:
-            raise ValueError(f"unknown series total {str(raw)[:40]!r}")
-        if why:
-            raise ValueError(why)
-        attributes = d["attributes"]
-        if not isinstance(attributes, dict):
-            raise TypeError("series attributes are not an object")
-        name, version = d["scope"]
-        return cls(
-            str(d["resource"]).encode(),
-            str(name),
-            str(version),
-            str(d["metric"]),
-            str(d["point"]).encode(),
-            attributes,
-            0,
-            int(d["start"]),
-            int(d["time"]),
-            total,
+
+def _inventory_json(inventory: Inventory) -> dict[str, Any]:
+    return {
+        "metrics": inventory.metrics,
+        "series": inventory.series,
+        "units": {metric: sorted(units) for metric, units in inventory.units.items()},
+    }
+
+
+def _inventory_from(d: dict[str, Any]) -> Inventory:
+    return Inventory(
+        {str(k): int(v) for k, v in (d.get("metrics") or {}).items()},
+        {str(k): [dict(a) for a in v] for k, v in (d.get("series") or {}).items()},
+        {str(k): {str(u) for u in v} for k, v in (d.get("units") or {}).items()},
+    )
+
+
+def _point_from(d: dict[str, Any]) -> SeriesPoint:
+    raw = d["total"]
+    if isinstance(raw, dict) and "expo" in raw:
+        scale, count, zero, po, pos, no, neg = raw["expo"]
+        total: Any = ExpoCounts(
+            int(scale),
+            int(count),
+            int(zero),
+            int(po),
+            np.array(pos, dtype=np.int64),
+            int(no),
+            np.array(neg, dtype=np.int64),
+            float(raw["sum"]),
+            None if raw["min"] is None else float(raw["min"]),
+            None if raw["max"] is None else float(raw["max"]),
         )
-
-
-def _export_series(decoder: _Decoder) -> list[_SeriesState]:
-    """Every series with cumulative state (delta series need none)."""
-    last = decoder.tracker._last
-    out = []
-    for (rkey, sname, sversion, metric), streams in decoder._streams.items():
-        for akey, (sid, attributes) in streams.items():
-            point = last.get(sid)
-            if point is None:
-                continue
-            out.append(
-                _SeriesState(
-                    rkey, sname, sversion, metric, akey, attributes, sid, point.start_ns, point.time_ns, point.total
-                )
-            )
-    return out
-
-
-def _import_series(decoder: _Decoder, series: list[_SeriesState], keep_ids: bool) -> None:
-    """Register ``series`` in a fresh decoder and store each one's latest point in its tracker."""
-    tracker = decoder.tracker
-    for s in series:
-        sid = s.sid if keep_ids else next(series_ids)
-        streams = decoder._streams.setdefault((s.resource, s.scope_name, s.scope_version, s.metric), {})
-        streams[s.point] = (sid, s.attributes)
-        decoder.series_count += 1
-        if isinstance(s.total, ExpoCounts):
-            tracker.exponential(sid, s.start_ns, s.time_ns, s.total)
-        elif isinstance(s.total, ExplicitCounts):
-            tracker.explicit(sid, s.start_ns, s.time_ns, s.total)
-        else:
-            tracker.counter(sid, s.start_ns, s.time_ns, s.total)
+        why = total.consistent()
+    elif isinstance(raw, dict) and "explicit" in raw:
+        bounds, counts, count = raw["explicit"]
+        total = ExplicitCounts(
+            tuple(float(b) for b in bounds), np.array(counts, dtype=np.int64), int(count), float(raw["sum"])
+        )
+        why = total.consistent()
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        total, why = raw, None
+    else:
+        raise ValueError(f"unknown series total {str(raw)[:40]!r}")
+    if why:
+        raise ValueError(why)
+    attributes = d["attributes"]
+    if not isinstance(attributes, dict):
+        raise TypeError("series attributes are not an object")
+    name, version = d["scope"]
+    return SeriesPoint(
+        str(d["resource"]).encode(),
+        str(name),
+        str(version),
+        str(d["metric"]),
+        str(d["point"]).encode(),
+        attributes,
+        0,
+        int(d["start"]),
+        int(d["time"]),
+        total,
+    )
