@@ -140,21 +140,10 @@ class _Instrumented:
         if numeric_features or categorical_features:
             self.distributions = FeatureDistributions(numeric_features, categorical_features, feature_names, model=name)
             self.buffers.distributions = self.distributions
-        # Frames and dicts are read by name: the names each call looks up, all of them (``needed``) or
-        # only those a missing count needs (``needed_for_missing``, for failed calls and streams).
-        self.ood_reads_features = self.ood_batch and not self.ood_on_outputs
-        by_name = self.feature_names if self.feature_names is not None else []
-        self.needed_for_missing = tuple(by_name) if count_missing else ()
-        self.needed = tuple(
-            dict.fromkeys(
-                [
-                    *(by_name if count_missing or self.ood_reads_features else ()),
-                    *(numeric_features or ()),
-                    *(categorical_features or ()),
-                ]
-            )
-        )
-        self.plain_dicts = not self.needed  # a dict input is then only counted, with no name to look up
+        # Frames and dicts are read by name: the names a call looks up. (Few attributes on purpose: from
+        # 30 on, CPython 3.11 stops sharing instance dict keys and every self.x on the hot path is slower.)
+        by_name = self.feature_names if count_missing or (self.ood_batch and not self.ood_on_outputs) else None
+        self.needed = tuple(dict.fromkeys([*(by_name or ()), *(numeric_features or ()), *(categorical_features or ())]))
         # modelotel.ood scorers are pure and vectorised: score deferred rows on the export thread
         own_scorer = isinstance(ood, OODScorer)
         self.ood_deferred_on = getattr(ood, "input", "features") if own_scorer else None
@@ -222,7 +211,7 @@ class _Instrumented:
                         feats_deferred = True
                 if not feats_deferred:
                     t = type(feats)
-                    if t is _ndarray or (t is dict and self.plain_dicts):  # nothing looked up by name: as before
+                    if t is _ndarray or (t is dict and not self.needed):  # nothing looked up by name: as before
                         if self.count_missing:
                             missing = count_missing(feats)
                             if missing:
@@ -340,7 +329,15 @@ class _Instrumented:
         missing = 0
         cols = None
         if feats is not _MISSING:
-            missing, cols = self._features_now(feats)
+            if type(feats) is _ndarray:  # read by position: inline, as record() does
+                if self.count_missing:
+                    missing = count_missing(feats) or 0
+                    if missing:
+                        b.missing.append(missing)
+                if self.distributions is not None:
+                    self.distributions.record(feats)
+            else:
+                missing, cols = self._features_now(feats)
         scores = None
         if self.ood is not None:
             scores = self._ood_scores(feats, result, cols)
@@ -370,7 +367,8 @@ class _Instrumented:
         missing = 0
         cols = None
         t = type(feats)
-        needed = self.needed if full else self.needed_for_missing
+        # a missing count alone (count_missing is on) needs only feature_names
+        needed = self.needed if full else (self.feature_names or ())
         if (
             t is _ndarray
             or ((t is list or t is tuple) and not (feats and type(feats[0]) is dict))
