@@ -211,6 +211,9 @@ def test_names_follow_the_collector_translation():
     assert prometheus_metric("http.server.request.duration") == ("http_server_request_duration_seconds", True)
     assert prometheus_metric("app.requests") == ("app_requests_total", False)
     assert prometheus_metric("app.latency", histogram_hint=True) == ("app_latency", True)
+    # Prometheus series names (translated PromQL, Sloth) are kept; a foreign duration histogram gets its unit
+    assert prometheus_metric("http_request_duration_seconds_count") == ("http_request_duration_seconds_count", False)
+    assert prometheus_metric("http.server.duration") == ("http_server_duration_milliseconds", True)
     assert label_name("ml.feedback.correct") == "ml_feedback_correct"
     assert label_name("error.type") == "error_type"
     assert label_name("9lives") == "key_9lives"

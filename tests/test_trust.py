@@ -17,16 +17,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from foreign_gen import MS_BOUNDS, Request, foreign_lines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelotel.evaluator import engine
 from modelotel.evaluator.budget import error_allowance
-from modelotel.evaluator.rules import rule_groups
+from modelotel.evaluator.model import DEFAULT_ALERT_TIERS
+from modelotel.evaluator.rules import rule_groups, rules_yaml
 from modelotel.evaluator.spec import SpecError, load_slos
 
 from telemetry_gen import EPOCH, Event, export_lines, write_lines
+from test_rules import Phase, accuracy_slo, close_to, counter_series, evaluator, run_promtool
 
 SERVER_ERRORS = ("UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS")
 
@@ -410,3 +413,80 @@ def test_report_shows_the_sli_interval(tmp_path):
     r = evaluate(tmp_path, path.read_text(), data)["t"]
     html = out.read_text()
     assert f"[{r.sli_lower * 100:.3f}%, {r.sli_upper * 100:.3f}%]" in html
+
+
+def test_promtool_fires_at_exactly_the_tiers_burn_rate_like_the_evaluator(tmp_path):
+    """Real Prometheus rule evaluation (promtool): 1.44% bad at 99.9% is a burn of exactly 14.4 over both page-fast
+    windows; the evaluator fires page-fast, and so must the generated rule."""
+    slo = accuracy_slo("exact", "m-exact", 0.999, alert_tiers=(DEFAULT_ALERT_TIERS[0],))
+    series, deltas = counter_series("m-exact", [Phase(90, 10_000, 144)])
+    result = evaluator(slo, deltas)(90 * 60.0)
+    assert [a.firing for a in result.alerts] == [True]
+    assert result.alerts[0].long_burn == pytest.approx(14.4, abs=1e-9)
+    (tmp_path / "rules.yaml").write_text(rules_yaml([slo]))
+    test_file = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "5m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": 'count by (slo_name, slo_alert_tier) (ALERTS{alertstate="firing"})',
+                        "eval_time": "90m",
+                        "exp_samples": [{"labels": '{slo_name="exact", slo_alert_tier="page-fast"}', "value": 1}],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test_file, sort_keys=False))
+    proc = run_promtool("test", "rules", "test.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+
+def test_promtool_rules_count_foreign_classic_histograms_with_filters_and_semconv_errors(tmp_path):
+    """The old HTTP conventions' http.server.duration (ms, explicit buckets) reaches Prometheus as a classic
+    histogram; the generated rules count its _count series with the regex filter and the semantic-convention
+    error rule (5xx, not 4xx) exactly as the evaluator does."""
+    minutes = 30
+    per_minute = {200: 90, 404: 6, 500: 3, 503: 1}
+    slos = load_slos(
+        [
+            str(
+                spec(
+                    tmp_path,
+                    "slos:\n"
+                    "  - {name: errors, metric: http.server.duration, sli: error_ratio, objective: 0.9, alerts: off}\n"
+                    "  - {name: regex, sli: ratio, objective: 0.9, alerts: off, ratio: {bad: {metric: "
+                    'http.server.duration, match: {http.status_code: {regex: "5.."}}}, total: {metric: '
+                    "http.server.duration}}}\n"
+                    "  - {name: not-404, sli: ratio, objective: 0.9, alerts: off, ratio: {good: {metric: "
+                    "http.server.duration, match: {http.status_code: {not: 404}}}, total: {metric: "
+                    "http.server.duration}}}\n",
+                )
+            )
+        ]
+    )
+    series = []
+    base = 'job="shop", instance="i-1", http_method="POST"'
+    for status, n in per_minute.items():
+        values = " ".join(str(n * k) for k in range(minutes + 1))
+        name = f'http_server_duration_milliseconds_count{{{base}, http_status_code="{status}"}}'
+        series.append({"series": name, "values": values})
+    total = sum(per_minute.values())
+    want = {"errors": 4 / total, "regex": 4 / total, "not-404": 6 / total}
+    (tmp_path / "rules.yaml").write_text(rules_yaml(slos))
+    tests = [
+        {**close_to(f'slo:sli_error:ratio_rate28d{{slo_name="{name}"}}', value), "eval_time": "20m"}
+        for name, value in want.items()
+    ]
+    test_file = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests}],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test_file, sort_keys=False))
+    proc = run_promtool("test", "rules", "test.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]

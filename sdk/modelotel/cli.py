@@ -210,13 +210,13 @@ def _check_model(model: str, inventory, metrics: Sequence[str]) -> None:
 
 def _overlap_reason(reference, current, signals, reference_signals) -> str | None:
     """Why the drift of these ranges would say nothing: they overlap in one input, or hold the same values."""
-    from .evaluator.output import _iso
+    from .evaluator.output import iso
     from .evaluator.signals import same_values
 
     start, end = max(reference[0], current[0]), min(reference[1], current[1])
     if start >= end:
         return None
-    shown = f"reference {_iso(reference[0])}..{_iso(reference[1])}, current {_iso(current[0])}..{_iso(current[1])}"
+    shown = f"reference {iso(reference[0])}..{iso(reference[1])}, current {iso(current[0])}..{iso(current[1])}"
     if reference_signals is None:
         return (
             f"the reference and current ranges overlap ({shown}): the same values on both sides hide drift; "
@@ -233,7 +233,7 @@ def _overlap_reason(reference, current, signals, reference_signals) -> str | Non
 def _drift_json(rows, reference, current, data_driven: bool) -> str:
     import json
 
-    from .evaluator.output import _iso
+    from .evaluator.output import iso, json_number
     from .evaluator.signals import drifted_by
 
     out = []
@@ -245,17 +245,17 @@ def _drift_json(rows, reference, current, data_driven: bool) -> str:
                 "signal": r.signal,
                 "reference_count": r.reference_count,
                 "current_count": r.current_count,
-                "psi": round(d.psi.value, 6),
+                "psi": json_number(d.psi.value),
                 "psi_tier": d.psi.tier,
-                "ks": None if d.ks is None else round(d.ks.statistic, 6),
-                "js": round(d.js, 6),
-                "hellinger": round(d.hellinger, 6),
-                "thresholds": {k: round(v, 6) for k, v in d.fixed.items()},
-                "data_driven_thresholds": {k: round(t.value, 6) for k, t in d.data_driven.items()},
+                "ks": None if d.ks is None else json_number(d.ks.statistic),
+                "js": json_number(d.js),
+                "hellinger": json_number(d.hellinger),
+                "thresholds": {k: json_number(v) for k, v in d.fixed.items()},
+                "data_driven_thresholds": {k: json_number(t.value) for k, t in d.data_driven.items()},
                 "drifted": {k: drifted_by(d, k, data_driven) for k in d.values()},
             }
         )
-    doc = {"reference": [_iso(t) for t in reference], "current": [_iso(t) for t in current], "signals": out}
+    doc = {"reference": [iso(t) for t in reference], "current": [iso(t) for t in current], "signals": out}
     return json.dumps(doc, indent=2)
 
 
@@ -371,6 +371,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from .evaluator.arms import ArmCollector, parse_filter
     from .evaluator.compare import Tolerances, compare
+    from .evaluator.output import json_number
 
     try:
         base_match, cand_match = parse_filter(args.baseline), parse_filter(args.candidate)
@@ -404,10 +405,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     "name": c.name,
                     "status": c.status,
                     "gating": c.gating,
-                    "estimate": c.estimate,
-                    "low": c.low,
-                    "high": c.high,
-                    "allowance": c.allowance,
+                    "estimate": json_number(c.estimate),
+                    "low": json_number(c.low),
+                    "high": json_number(c.high),
+                    "allowance": json_number(c.allowance),
                     "detail": c.detail,
                 }
                 for c in result.checks
@@ -468,7 +469,7 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     if args.format == "json":
 
         def num(x: float | None) -> float | None:
-            return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 6)
+            return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)  # full precision
 
         out = [
             {

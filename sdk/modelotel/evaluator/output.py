@@ -16,11 +16,11 @@ from .engine import Evaluation
 from .points import ReadReport
 
 
-def _iso(t: float) -> str:
+def iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _num(x: float | None) -> float | None:
+def json_number(x: float | None) -> float | None:
     """``x`` as a JSON number at full precision; None for missing and non-finite values."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return None
@@ -33,25 +33,25 @@ def result_json(r: SLOResult) -> dict[str, Any]:
         "name": slo.name,
         "status": r.status,
         "reason": r.reason,
-        "sli": _num(r.sli),
+        "sli": json_number(r.sli),
         "sli_kind": slo.sli.kind,
         "objective": slo.objective,
-        "events": _num(r.events),
-        "good": _num(r.good),
+        "events": json_number(r.events),
+        "good": json_number(r.good),
         "window": {
-            "start": _iso(r.window_start),
-            "end": _iso(r.at),
+            "start": iso(r.window_start),
+            "end": iso(r.at),
             "duration": format_duration(slo.window.duration),
             "rolling": slo.window.rolling,
         },
         "budgeting": slo.budgeting,
         "error_budget": {
             "unit": r.budget_unit,
-            "total": _num(r.budget_total),
-            "consumed": _num(r.budget_consumed),
-            "remaining": _num(r.budget_remaining_ratio),
+            "total": json_number(r.budget_total),
+            "consumed": json_number(r.budget_consumed),
+            "remaining": json_number(r.budget_remaining_ratio),
         },
-        "burn_rates": {k: _num(v) for k, v in r.burn_rates.items()},
+        "burn_rates": {k: json_number(v) for k, v in r.burn_rates.items()},
         "alerts": [
             {
                 "name": a.name,
@@ -59,18 +59,18 @@ def result_json(r: SLOResult) -> dict[str, Any]:
                 "burn_rate_threshold": a.burn_rate,
                 "long_window": format_duration(a.long_window),
                 "short_window": format_duration(a.short_window),
-                "long_burn": _num(a.long_burn),
-                "short_burn": _num(a.short_burn),
+                "long_burn": json_number(a.long_burn),
+                "short_burn": json_number(a.short_burn),
             }
             for a in r.alerts
             if a.firing
         ],
         "alerts_without_enough_data": [a.name for a in r.alerts if not a.enough_data],
-        "time_to_exhaustion_seconds": _num(r.time_to_exhaustion),
+        "time_to_exhaustion_seconds": json_number(r.time_to_exhaustion),
         "accuracy": {
-            "sli_lower": _num(r.sli_lower),
-            "sli_upper": _num(r.sli_upper),
-            "relative_accuracy": _num(r.relative_accuracy),
+            "sli_lower": json_number(r.sli_lower),
+            "sli_upper": json_number(r.sli_upper),
+            "relative_accuracy": json_number(r.relative_accuracy),
         },
         "source": slo.source,
         "notes": list(r.notes),
@@ -110,7 +110,7 @@ def report_json(r: ReadReport) -> dict[str, Any]:
 
 def to_json(ev: Evaluation) -> str:
     doc = {
-        "at": _iso(ev.at),
+        "at": iso(ev.at),
         "slos": [result_json(r) for r in ev.results],
         "inputs": [report_json(r) for r in ev.reports],
     }
@@ -163,7 +163,7 @@ def to_table(ev: Evaluation) -> str:
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.append("")
-    lines.append(f"evaluated at {_iso(ev.at)}")
+    lines.append(f"evaluated at {iso(ev.at)}")
     for r in ev.results:
         remaining = r.budget_remaining_ratio
         if r.status in ("pass", "fail") and remaining is not None and remaining <= 0:

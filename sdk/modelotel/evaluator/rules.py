@@ -125,8 +125,10 @@ def prometheus_metric(metric: str, histogram_hint: bool = False) -> tuple[str, b
         if unit is not None and seconds_per_unit(unit) is not None:
             suffix = UNIT_SUFFIXES.get(unit, "")
             return (f"{base}_{suffix}" if suffix and not base.endswith(f"_{suffix}") else base), True
-        if histogram_hint or base.endswith("_total"):
-            return base, histogram_hint
+        if histogram_hint:
+            return base, True
+        if base.endswith(("_total", "_count", "_sum", "_bucket")):  # already a Prometheus series name
+            return base, False
         return f"{base}_total", False
     suffix = UNIT_SUFFIXES.get(spec.unit, "")
     if suffix and not base.endswith(f"_{suffix}"):
