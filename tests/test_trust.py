@@ -490,3 +490,43 @@ def test_promtool_rules_count_foreign_classic_histograms_with_filters_and_semcon
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(test_file, sort_keys=False))
     proc = run_promtool("test", "rules", "test.yaml", cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+
+def test_an_empty_window_says_where_the_data_is(tmp_path, fraud_data):
+    slos = "slos:\n  - {name: lat, model: fraud, sli: latency, threshold: 100ms, objective: 0.9, window: 1h}\n"
+    r = evaluate(tmp_path, slos, fraud_data, at=EPOCH + 30 * 86400)["lat"]
+    assert r.status == "inconclusive" and r.events == 0
+    assert "the matching data spans 2027-01-15T08:00:10Z to 2027-01-15T08:10:00Z, outside the window" in r.reason
+
+
+def test_serve_judges_foreign_telemetry_like_evaluate(tmp_path):
+    """``modelotel serve`` receives protobuf export requests: the unit must survive the conversion (it was dropped,
+    so a threshold in ms data was read as seconds) and a retried delta request must count once."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from modelotel.evaluator.stream import StreamState, request_json
+
+    reqs = requests(1500, 14)
+    lines = foreign_lines(reqs, kind="http-old", end=600, cumulative=False)
+    slos = load_slos(
+        [
+            str(
+                spec(
+                    tmp_path,
+                    "slos:\n  - {name: fast, metric: http.server.duration, sli: latency, threshold: 100ms, "
+                    "objective: 0.8, window: 1h}\n  - {name: errors, metric: http.server.duration, sli: error_ratio, "
+                    "objective: 0.9, window: 1h}\n",
+                )
+            )
+        ]
+    )
+    state = StreamState(slos)
+    for line in lines:
+        body = request_json(json_format.Parse(line, ExportMetricsServiceRequest()))
+        state.ingest(body)
+        assert state.ingest(body).deltas == 0  # a collector retry of the same request
+    by_name = {r.slo.name: r for r in state.evaluate(EPOCH + 600).results}
+    assert by_name["fast"].events == len(reqs)
+    assert by_name["fast"].sli == pytest.approx(sum(q.duration <= 0.1 for q in reqs) / len(reqs), abs=1e-12)
+    assert by_name["errors"].sli == pytest.approx(sum(q.status < 500 for q in reqs) / len(reqs), abs=1e-12)

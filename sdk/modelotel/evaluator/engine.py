@@ -124,12 +124,14 @@ def evaluate(
             at = time.time()
         else:
             raise NoData(_no_data_message(reports))
-    results = [judge(led, at, inventory) for led in ledgers]
+    baselines = sum(r.first_cumulative for r in reports)
+    results = [judge(led, at, inventory, baselines) for led in ledgers]
     return Evaluation(at, results, reports, ledgers, inventory)
 
 
-def judge(ledger: Ledger, at: float, inventory: Inventory) -> SLOResult:
-    """The ledger's verdict at ``at``; ``no_match`` when no series of the input passes the SLO's selector."""
+def judge(ledger: Ledger, at: float, inventory: Inventory, baselines: int = 0) -> SLOResult:
+    """The ledger's verdict at ``at``; ``no_match`` when no series of the input passes the SLO's selector, and an
+    ``inconclusive`` without events says why (the data lies outside the window, or only baselines were read)."""
     result = evaluate_slo(ledger, at)
     if ledger.min_scale is not None:
         result.relative_accuracy = relative_accuracy(ledger.min_scale)
@@ -137,11 +139,36 @@ def judge(ledger: Ledger, at: float, inventory: Inventory) -> SLOResult:
     why = None if ledger.matched else unmatched_reason(sli.total, inventory)
     if why is not None:
         result.status, result.reason = "no_match", why
+    elif result.status == "inconclusive" and not result.events:
+        result.reason += _why_empty(ledger, result, inventory, baselines)
     for selector in (sli.good, sli.bad):
         note = None if selector is None else key_never_seen(selector, inventory)
         if note is not None:
             result.notes.append(note)
     return result
+
+
+def _why_empty(ledger: Ledger, result: SLOResult, inventory: Inventory, baselines: int) -> str:
+    first = last = None
+    if ledger.bins:
+        first, last = (min(ledger.bins) - 1) * ledger.resolution, max(ledger.bins) * ledger.resolution
+    elif inventory.last_ns:
+        first, last = inventory.first_ns / 1e9, inventory.last_ns / 1e9
+    if first is not None and last is not None and (last <= result.window_start or first > result.at):
+        return (
+            f": the matching data spans {_iso(first)} to {_iso(last)}, outside the window "
+            f"{_iso(result.window_start)} to {_iso(result.at)} (see --at)"
+        )
+    if baselines:
+        return (
+            f": the matching series had no increments ({baselines} cumulative points without a start time are only "
+            "baselines: a series counts from its second point)"
+        )
+    return ": the matching series had no increments"
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def _no_data_message(reports: Sequence[ReadReport]) -> str:

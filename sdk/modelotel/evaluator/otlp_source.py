@@ -286,6 +286,7 @@ class LineDecoder:
         self._exported: dict[bytes, int] = {}
         self._floor = 0
         self._latest = 0
+        self._earliest = 1 << 63
         self.series_count = 0
         self._text: bytes | None = None  # a whole document being decoded (to find problems' lines)
         self._pieces: list[bytes] = []  # this line's bucketCounts texts (see _stash_buckets)
@@ -371,6 +372,7 @@ class LineDecoder:
             if instance is not None:
                 report.instances.add(str(instance))
         self._floor = self._latest = self._exported.get(rkey, 0)
+        self._earliest = 1 << 63
         for sm in rm.get("scopeMetrics") or ():
             scope = sm.get("scope") or {}
             sname, sversion = scope.get("name", ""), scope.get("version", "")
@@ -424,6 +426,11 @@ class LineDecoder:
                 else:
                     self._histograms(number, name, unit, resource, streams, points, cumulative, kind, out)
         self._exported[rkey] = self._latest
+        inventory = self.inventory
+        if self._latest > inventory.last_ns:
+            inventory.last_ns = self._latest
+        if self._earliest < (inventory.first_ns or self._earliest + 1):
+            inventory.first_ns = self._earliest
 
     def _new_series(
         self, name: str, streams: dict, akey: bytes, resource: dict, pattrs: Any
@@ -452,6 +459,8 @@ class LineDecoder:
                     raise ValueError(f"non-finite value {value}")
                 if end > self._latest:
                     self._latest = end
+                if end < self._earliest:
+                    self._earliest = end
                 if cumulative:
                     outcome, start, value = track(series[0], start, end, value, monotonic=monotonic)
                     if outcome != INCREMENT:
@@ -485,6 +494,8 @@ class LineDecoder:
                     continue
                 if end > self._latest:
                     self._latest = end
+                if end < self._earliest:
+                    self._earliest = end
                 if cumulative and tracker.idle(sid, start, end, int(p.get("count") or 0)):
                     continue  # nothing new since the last point: its buckets are not even decoded
                 counts = decode(p)

@@ -82,6 +82,8 @@ class Inventory:
     metrics: dict[str, int] = field(default_factory=dict)
     series: dict[str, list[dict[str, AttrValue]]] = field(default_factory=dict)
     units: dict[str, set[str]] = field(default_factory=dict)  # wanted metric -> units its data states
+    first_ns: int = 0  # time span of the points of wanted metrics (0: none)
+    last_ns: int = 0
 
     def add_series(self, metric: str, attributes: dict[str, AttrValue]) -> None:
         known = self.series.setdefault(metric, [])
