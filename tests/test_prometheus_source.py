@@ -277,3 +277,51 @@ def test_native_histogram_buckets_map_to_exponential_indices():
     assert counts.neg_offset == 1 and counts.neg.tolist() == [3]
     with pytest.raises(ValueError, match="count 17"):
         prometheus_source._native_histogram({"count": "17", "sum": "0", "buckets": buckets})
+
+
+def test_classic_histograms_of_other_instrumentations_are_judged_exactly(prometheus, tmp_path):
+    """The old HTTP conventions' http.server.duration (ms), with the OTel SDK's default explicit buckets, reaches
+    Prometheus as a classic histogram (_bucket/_count/_sum). Read back from Prometheus, an SLO on it gives the
+    exact counts: latency at a bucket bound (100 ms) and 5xx errors (issue 14: foreign telemetry; before, the
+    source read native histograms only and found nothing)."""
+    from modelotel.evaluator import engine
+    from modelotel.evaluator.spec import load_slos
+
+    rng = np.random.default_rng(21)
+    durations_ms = rng.lognormal(np.log(80.0), 0.8, 400)
+    statuses = rng.choice([200, 200, 200, 404, 500, 503], 400)
+    exporter = OTLPMetricExporter(
+        endpoint=prometheus["otlp"], insecure=True, preferred_temporality={Histogram: AggregationTemporality.CUMULATIVE}
+    )
+    mp = MeterProvider(
+        resource=Resource.create({"service.name": "classic-http", "service.instance.id": "web-1"}),
+        metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)],
+    )
+    hist = mp.get_meter("opentelemetry.instrumentation.flask").create_histogram("http.server.duration", unit="ms")
+    t0 = time.time()
+    for half in (slice(0, 200), slice(200, 400)):
+        for d, status in zip(durations_ms[half], statuses[half], strict=True):
+            hist.record(float(d), {"http.method": "POST", "http.status_code": int(status)})
+        assert mp.force_flush()
+        time.sleep(0.3)
+    mp.shutdown()
+    url = prometheus["url"]
+    deadline = time.monotonic() + DEADLINE_S
+    count = 'http_server_duration_milliseconds_count{job="classic-http"}'
+    while sum(float(r["value"][1]) for r in query(url, count)) != 400:
+        assert time.monotonic() < deadline, prometheus["collector"].output()[-3000:]
+        time.sleep(0.25)
+    spec = tmp_path / "slo.yaml"
+    spec.write_text(
+        "slos:\n"
+        "  - {name: fast, metric: http.server.duration, sli: latency, threshold: 100ms, objective: 0.5, window: 1h,"
+        " alerts: off, attributes: {service.name: classic-http}}\n"
+        "  - {name: errors, metric: http.server.duration, sli: error_ratio, objective: 0.5, window: 1h, alerts: off,"
+        " attributes: {service.name: classic-http}}\n"
+    )
+    ev = engine.evaluate(load_slos([str(spec)]), [url], at=time.time() + 1)
+    fast, errors = ev.results
+    assert fast.events == 400 and fast.units == {"http.server.duration": ("ms", False)}
+    assert fast.sli == fast.sli_lower == fast.sli_upper == pytest.approx(np.mean(durations_ms <= 100.0), abs=1e-12)
+    assert errors.sli == pytest.approx(np.mean(statuses < 500), abs=1e-12)
+    assert ev.reports[0].bad_points == 0 and t0 < ev.at

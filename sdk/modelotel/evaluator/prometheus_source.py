@@ -25,6 +25,11 @@ when the series already has a sample in the ``lookback_s`` (15 min) before ``sta
 inside the range, and its value (accrued since its process started) counts fully, over ``(t, t]``. Caveat: a range
 that starts before the server's retention makes every series look new there. Any decrease is a reset.
 
+Classic histograms (explicit buckets, what other instrumentations' OTel SDKs export by default): for metrics
+modelotel does not define (and the HTTP/RPC names it shares with them), the ``<name>_bucket`` series are read too and
+regrouped per label set and sample time into one explicit-bucket histogram (cumulative ``le`` counts -> per-bucket
+counts); a sample without its ``le="+Inf"`` bucket is a bad point.
+
 Native histograms: each bucket ``[boundary_rule, left, right, count]`` becomes an OTel exponential bucket. The
 schema (= OTel scale) is inferred from the bucket widths, ``right / left = 2**(2**-scale)``, and a positive bucket
 ``(left, right]`` is index ``round(log2(right) * 2**scale) - 1``; a negative one ``[left, right)`` the same with
@@ -52,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from .. import conventions
-from .cumulative import BASELINE, INCREMENT, RESET, STALE, CumulativeTracker, ExpoCounts
+from .cumulative import BASELINE, INCREMENT, RESET, STALE, CumulativeTracker, ExplicitCounts, ExpoCounts
 from .otlp_source import series_ids
 from .points import AttrValue, Delta, Inventory, ReadReport, SourceError
 from .units import unit_from_prometheus_name
@@ -88,6 +93,21 @@ _OTEL_KEYS = (
     "rpc.service",
     "rpc.method",
     "rpc.grpc.status_code",
+    # the old HTTP conventions, which the official instrumentations still emit by default, and span metrics
+    "http.method",
+    "http.status_code",
+    "http.target",
+    "http.scheme",
+    "http.flavor",
+    "http.host",
+    "http.server_name",
+    "net.host.name",
+    "net.host.port",
+    "rpc.response.status_code",
+    "rpc.method",
+    "status.code",
+    "span.name",
+    "span.kind",
 )
 _SCOPE_LABELS = ("otel_scope_name", "otel_scope_version", "otel_scope_schema_url")
 
@@ -223,12 +243,19 @@ class _Reader:
                 selector = f'{{__name__="{names[0]}"}}'
             else:
                 selector = '{__name__=~"' + "|".join(re.escape(n) for n in names) + '"}'
+            classic = None
+            if _classic_too(metric):
+                classic = '{__name__=~"(' + "|".join(re.escape(n) for n in names) + ')_bucket"}'
             for k in range(chunks):
                 t = min(first + (k + 1) * self.chunk_s, self.end)
                 span = t - max(first + k * self.chunk_s, first)
                 query = f"{selector}[{int(math.ceil(span * 1000))}ms]"
                 data = self.client.get("/api/v1/query", {"query": query, "time": _fmt(t)}, self.report)
                 yield from self._result(metric, query, data)
+                if classic is not None:
+                    query = f"{classic}[{int(math.ceil(span * 1000))}ms]"
+                    data = self.client.get("/api/v1/query", {"query": query, "time": _fmt(t)}, self.report)
+                    yield from self._classic_result(metric, query, data)
                 done += 1
                 if progress is not None and time.monotonic() >= next_progress:
                     next_progress = time.monotonic() + PROGRESS_INTERVAL_S
@@ -276,6 +303,56 @@ class _Reader:
                 if delta is not None:
                     report.deltas += 1
                     yield delta
+
+    def _classic_result(self, metric: str, query: str, data: Any) -> Iterator[Delta]:
+        """A classic histogram's ``_bucket`` series (one per ``le``), regrouped into one explicit-bucket histogram
+        per label set and sample time."""
+        report = self.report
+        if not isinstance(data, dict) or data.get("resultType") != "matrix":
+            report.problem(0, f"{query}: expected a matrix, got {str(data)[:100]}")
+            return
+        groups: dict[tuple, dict[int, dict[float, float]]] = {}
+        for item in data.get("result") or ():
+            try:
+                labels = dict(item["metric"])
+                le = float(labels.pop("le"))
+                labels["__name__"] = labels["__name__"][: -len("_bucket")]
+                samples = groups.setdefault(tuple(sorted(labels.items())), {})
+                for ts, v in item.get("values") or ():
+                    samples.setdefault(round(float(ts) * 1000), {})[le] = float(v)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                report.bad_points += 1
+                report.problem(0, f"{query}: unusable bucket series ({exc!r})")
+        for key, by_time in groups.items():
+            sid, attrs, last, unit = self._series_of(metric, dict(key))
+            for ts_ms in sorted(by_time):
+                if ts_ms <= last[0]:
+                    continue  # the same sample at a chunk boundary
+                last[0] = ts_ms
+                report.points += 1
+                self.inventory.metrics[metric] = self.inventory.metrics.get(metric, 0) + 1
+                delta = self._classic_sample(metric, query, sid, attrs, ts_ms * 1_000_000, by_time[ts_ms], unit)
+                if delta is not None:
+                    report.deltas += 1
+                    yield delta
+
+    def _classic_sample(self, metric, query, sid, attrs, ts_ns, buckets: dict[float, float], unit) -> Delta | None:
+        report = self.report
+        try:
+            counts = _classic_counts(buckets)
+            first_counts = ts_ns >= self.start_ns
+            outcome, start, inc = self.tracker.explicit(sid, 0, ts_ns, counts, first_counts=first_counts)
+        except (ValueError, TypeError, OverflowError) as exc:
+            report.bad_points += 1
+            report.problem(0, f"{query}: sample at {ts_ns / 1e9:.3f}: {exc}")
+            return None
+        if outcome == RESET:
+            report.resets += 1
+        elif outcome == BASELINE:
+            report.first_cumulative += 1
+        if inc is None or outcome == STALE or not inc.count or not self.start_ns <= ts_ns <= self.end_ns:
+            return None
+        return Delta(metric, attrs, start, ts_ns, inc.count, None, inc.histogram(), sid, unit)
 
     def _series_of(self, metric: str, labels: dict) -> tuple[int, dict[str, AttrValue], list[int], str]:
         key = tuple(sorted(labels.items()))
@@ -333,6 +410,31 @@ class _Reader:
         if not inc:
             return None
         return Delta(metric, attrs, start, ts_ns, inc, None, None, sid, unit)
+
+
+def _classic_counts(buckets: dict[float, float]) -> ExplicitCounts:
+    """The cumulative ``le`` counts of one classic-histogram sample as per-bucket explicit counts."""
+    if math.inf not in buckets:
+        raise ValueError(f"no le=\"+Inf\" bucket among {len(buckets)}: an incomplete histogram sample")
+    bounds = sorted(b for b in buckets if b != math.inf)
+    cumulative = [buckets[b] for b in bounds] + [buckets[math.inf]]
+    if any(not c.is_integer() or c < 0 for c in cumulative):
+        raise ValueError("bucket counts are not non-negative integers")
+    per = np.diff(np.array([0.0, *cumulative])).astype(np.int64)
+    if len(per) and per.min() < 0:
+        raise ValueError("le bucket counts decrease: not a cumulative histogram")
+    counts = ExplicitCounts(tuple(bounds), per, int(cumulative[-1]), 0.0)
+    why = counts.consistent()
+    if why:
+        raise ValueError(why)
+    return counts
+
+
+def _classic_too(metric: str) -> bool:
+    """Whether the metric may be stored as a classic histogram (explicit buckets: other instrumentations), not
+    only as our native one."""
+    shared = (conventions.HTTP_SERVER_DURATION, conventions.RPC_SERVER_DURATION)
+    return metric not in conventions.METRICS or metric in shared
 
 
 def _native_histogram(h: dict) -> ExpoCounts:
