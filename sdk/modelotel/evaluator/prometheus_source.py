@@ -299,7 +299,8 @@ class _Reader:
                 last[0] = ts_ms
                 report.points += 1
                 self.inventory.metrics[metric] = self.inventory.metrics.get(metric, 0) + 1
-                delta = self._sample(metric, query, sid, attrs, ts_ms * 1_000_000, is_hist, value, unit)
+                kind = "native" if is_hist else "counter"
+                delta = self._sample(metric, query, sid, attrs, ts_ms * 1_000_000, kind, value, unit)
                 if delta is not None:
                     report.deltas += 1
                     yield delta
@@ -331,28 +332,10 @@ class _Reader:
                 last[0] = ts_ms
                 report.points += 1
                 self.inventory.metrics[metric] = self.inventory.metrics.get(metric, 0) + 1
-                delta = self._classic_sample(metric, query, sid, attrs, ts_ms * 1_000_000, by_time[ts_ms], unit)
+                delta = self._sample(metric, query, sid, attrs, ts_ms * 1_000_000, "classic", by_time[ts_ms], unit)
                 if delta is not None:
                     report.deltas += 1
                     yield delta
-
-    def _classic_sample(self, metric, query, sid, attrs, ts_ns, buckets: dict[float, float], unit) -> Delta | None:
-        report = self.report
-        try:
-            counts = _classic_counts(buckets)
-            first_counts = ts_ns >= self.start_ns
-            outcome, start, inc = self.tracker.explicit(sid, 0, ts_ns, counts, first_counts=first_counts)
-        except (ValueError, TypeError, OverflowError) as exc:
-            report.bad_points += 1
-            report.problem(0, f"{query}: sample at {ts_ns / 1e9:.3f}: {exc}")
-            return None
-        if outcome == RESET:
-            report.resets += 1
-        elif outcome == BASELINE:
-            report.first_cumulative += 1
-        if inc is None or outcome == STALE or not inc.count or not self.start_ns <= ts_ns <= self.end_ns:
-            return None
-        return Delta(metric, attrs, start, ts_ns, inc.count, None, inc.histogram(), sid, unit)
 
     def _series_of(self, metric: str, labels: dict) -> tuple[int, dict[str, AttrValue], list[int], str]:
         key = tuple(sorted(labels.items()))
@@ -378,13 +361,17 @@ class _Reader:
             self.inventory.units.setdefault(metric, set()).add(unit)
         return series
 
-    def _sample(self, metric, query, sid, attrs, ts_ns, is_hist, value, unit) -> Delta | None:
+    def _sample(self, metric, query, sid, attrs, ts_ns, kind: str, value, unit) -> Delta | None:
+        """One sample of a ``counter``, a ``native`` histogram or a ``classic`` one (its ``{le: count}``)."""
         report = self.report
         first_counts = ts_ns >= self.start_ns  # no sample in the lookback before the range: the series is new
         try:
-            if is_hist:
+            if kind == "native":
                 counts = _native_histogram(value)
                 outcome, start, inc = self.tracker.exponential(sid, 0, ts_ns, counts, first_counts=first_counts)
+            elif kind == "classic":
+                explicit = _classic_counts(value)
+                outcome, start, inc = self.tracker.explicit(sid, 0, ts_ns, explicit, first_counts=first_counts)
             else:
                 v = float(value)
                 if not math.isfinite(v):
@@ -403,10 +390,12 @@ class _Reader:
             return None
         if inc is None or not self.start_ns <= ts_ns <= self.end_ns:
             return None
-        if is_hist:
+        if kind != "counter":
             if not inc.count:
                 return None
-            return Delta(metric, attrs, start, ts_ns, inc.count, inc.sketch(outcome != INCREMENT), None, sid, unit)
+            sketch = inc.sketch(outcome != INCREMENT) if kind == "native" else None
+            explicit = inc.histogram() if kind == "classic" else None
+            return Delta(metric, attrs, start, ts_ns, inc.count, sketch, explicit, sid, unit)
         if not inc:
             return None
         return Delta(metric, attrs, start, ts_ns, inc, None, None, sid, unit)
