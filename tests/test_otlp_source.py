@@ -420,6 +420,9 @@ def test_delta_sketch_does_not_share_state_with_the_tracker(tmp_path):
 # --------------------------------------------------------------------------- bad input
 
 
+NO_TIME = {"aggregationTemporality": 1, "isMonotonic": True, "dataPoints": [{"asInt": "2"}]}  # a point without a time
+
+
 def test_corrupt_foreign_and_bad_points_are_counted_with_line_numbers(tmp_path):
     good = lines_for([[sum_point(3, [], T0, T0 + INTERVAL)]])[0]
     bad_count = {
@@ -454,7 +457,7 @@ def test_corrupt_foreign_and_bad_points_are_counted_with_line_numbers(tmp_path):
                 }
             ],
         ),  # 12
-        request([], [{"name": COUNTER, "sum": {"aggregationTemporality": 1, "dataPoints": [{"asInt": "2"}]}}]),  # 13
+        request([], [{"name": COUNTER, "sum": NO_TIME}]),  # 13
         good[: len(good) // 2],  # 14: truncated last line (no newline)
     ]
     path = tmp_path / "m.jsonl"
@@ -578,7 +581,11 @@ def test_attributes_merge_resource_and_point_and_flatten_any_values(tmp_path):
         [
             {
                 "name": COUNTER,
-                "sum": {"aggregationTemporality": 1, "dataPoints": [sum_point(2, point_attrs, T0, T0 + INTERVAL)]},
+                "sum": {
+                    "aggregationTemporality": 1,
+                    "isMonotonic": True,
+                    "dataPoints": [sum_point(2, point_attrs, T0, T0 + INTERVAL)],
+                },
             }
         ],
     )

@@ -530,3 +530,31 @@ def test_serve_judges_foreign_telemetry_like_evaluate(tmp_path):
     assert by_name["fast"].events == len(reqs)
     assert by_name["fast"].sli == pytest.approx(sum(q.duration <= 0.1 for q in reqs) / len(reqs), abs=1e-12)
     assert by_name["errors"].sli == pytest.approx(sum(q.status < 500 for q in reqs) / len(reqs), abs=1e-12)
+
+
+def test_an_up_down_counter_is_refused_not_read_as_events(tmp_path):
+    """http.server.active_requests goes down as well as up: read as increments it gave negative 'events'."""
+    points = [
+        {
+            "attributes": [],
+            "startTimeUnixNano": str(int(EPOCH * 1e9)),
+            "timeUnixNano": str(int((EPOCH + t) * 1e9)),
+            "asInt": str(v),
+        }
+        for t, v in ((10, 5), (20, 2), (30, 7))
+    ]
+    metric = {
+        "name": "http.server.active_requests",
+        "unit": "{request}",
+        "sum": {"dataPoints": points, "aggregationTemporality": 2, "isMonotonic": False},
+    }
+    line = json.dumps({"resourceMetrics": [{"resource": {}, "scopeMetrics": [{"metrics": [metric]}]}]})
+    data = write(tmp_path / "m.jsonl", [line])
+    slos = (
+        "slos:\n  - {name: r, sli: ratio, objective: 0.9, ratio: {good: {metric: http.server.active_requests}, "
+        "total: {metric: http.server.active_requests}}}\n"
+    )
+    ev = engine.evaluate(load_slos([str(spec(tmp_path, slos))]), [str(data)])
+    (report,) = ev.reports
+    assert report.bad_points == 3 and "up-down counter" in report.problems[0].reason
+    assert ev.results[0].status == "no_match" and "no usable series" in ev.results[0].reason

@@ -21,7 +21,8 @@ Per data point, of metrics in ``metrics`` only (others are counted in ``skipped_
   count; ``exponentialHistogram`` -> ``sketch`` (LogSketch at the point's scale, or the smaller scale of two
   cumulative points) and ``value`` = its count. DELTA points (aggregationTemporality 1) are yielded as they are;
   CUMULATIVE ones (2) go through cumulative.CumulativeTracker (resets, unknown starts, scale changes).
-  ``gauge``/``summary`` points, an unspecified temporality and inconsistent counts are ``bad_points``.
+  ``gauge``/``summary`` points, non-monotonic sums (up-down counters: no events to count), an unspecified
+  temporality and inconsistent counts are ``bad_points``.
 * A delta is yielded when it counted something (value > 0) and its end lies in ``[start_ns, end_ns]`` (when
   given); cumulative state is tracked for every point regardless.
 * Zero buckets with a ``zeroThreshold`` > 0 are counted as zeros (LogSketch's zero threshold is 0).
@@ -420,9 +421,17 @@ class LineDecoder:
                 if streams is None:
                     streams = self._streams[key] = {}
                 cumulative = temporality == _CUMULATIVE
+                if kind == "sum" and not data.get("isMonotonic"):
+                    # an up-down counter (active requests, queue length) goes down as well as up: it counts no
+                    # events, and its decreases are not resets
+                    report.bad_points += len(points)
+                    report.problem(
+                        self._where(number, name),
+                        f"metric {name!r}: a non-monotonic sum (an up-down counter) has no events to count",
+                    )
+                    continue
                 if kind == "sum":
-                    monotonic = data.get("isMonotonic")
-                    self._sums(number, name, unit, resource, streams, points, cumulative, monotonic, out)
+                    self._sums(number, name, unit, resource, streams, points, cumulative, out)
                 else:
                     self._histograms(number, name, unit, resource, streams, points, cumulative, kind, out)
         self._exported[rkey] = self._latest
@@ -440,10 +449,9 @@ class LineDecoder:
         self.inventory.add_series(name, series[1])
         return series
 
-    def _sums(self, number, name, unit, resource, streams, points, cumulative, monotonic, out: list[Delta]) -> None:
+    def _sums(self, number, name, unit, resource, streams, points, cumulative, out: list[Delta]) -> None:
         track = self.tracker.counter
         lo, hi = self.start_ns, self.end_ns
-        monotonic = bool(monotonic)
         for j, p in enumerate(points):
             try:
                 pattrs = p.get("attributes")
@@ -462,7 +470,7 @@ class LineDecoder:
                 if end < self._earliest:
                     self._earliest = end
                 if cumulative:
-                    outcome, start, value = track(series[0], start, end, value, monotonic=monotonic)
+                    outcome, start, value = track(series[0], start, end, value)
                     if outcome != INCREMENT:
                         if self._outcome(number, outcome):
                             continue

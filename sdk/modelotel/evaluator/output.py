@@ -14,6 +14,7 @@ from .budget import SLOResult
 from .durations import format_duration
 from .engine import Evaluation
 from .points import ReadReport
+from .sources import is_url
 
 
 def iso(t: float) -> str:
@@ -102,6 +103,7 @@ def report_json(r: ReadReport) -> dict[str, Any]:
         "bad_points": r.bad_points,
         "duplicate_points": r.duplicate_points,
         "resets": r.resets,
+        "baseline_points": r.first_cumulative,
         "shared_series": r.shared_series,
         "instances": len(r.instances),
         "problems": [{"line": p.line, "reason": p.reason} for p in r.problems],
@@ -188,6 +190,11 @@ def to_table(ev: Evaluation) -> str:
             lines.append(
                 f"input {rep.source}: {_count(rep.duplicate_points, 'duplicate point')} dropped, already read "
                 f"(first at line {rep.first_duplicate_line}): the same data given twice?"
+            )
+        if rep.first_cumulative and not is_url(rep.source):  # in a Prometheus range, the first sample is one
+            lines.append(
+                f"input {rep.source}: {_count(rep.first_cumulative, 'cumulative point')} without a start time "
+                "counted only as baselines (what their series held before them is not counted)"
             )
         if rep.shared_series:
             lines.append(
