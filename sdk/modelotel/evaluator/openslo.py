@@ -6,14 +6,22 @@ AlertPolicy, SLI and SLO is translated, unreferenced ones too so that their prob
 problem. One SLO object with n objectives gives n ``model.SLO`` (``name/objective``). docs/slo-spec.md maps every
 field; the choices that are ours:
 
-- ``metricSource`` names modelotel metrics: ``type: modelotel`` with ``spec: {metric, model, version, role, match,
-  present, absent, threshold, op, unit}`` (v1alpha: ``source: modelotel`` with that mapping as ``query``). Queries
-  for other systems (PromQL, Datadog...) are refused: we evaluate our own metric stream, not theirs.
+- ``metricSource`` names metrics: ``type: modelotel`` with ``spec: {metric, model, version, role, match,
+  present, absent, threshold, op, unit}`` (v1alpha: ``source: modelotel`` with that mapping as ``query``). modelotel
+  counts the events of a metric itself, from OTLP files or from a Prometheus server read by name; it runs no query
+  language. So ``type: Prometheus`` whose query only selects series (``sum(rate(x{code=~"5.."}[5m]))``, promql.py)
+  becomes that selector, with a note saying what of the query is not run; any other query, and other systems'
+  sources (Datadog, AppDynamics, SQL, OpenSLO's placeholder ``Any``), are one error giving the ``type: modelotel``
+  replacement when a selector can be read from the query. A PromQL thresholdMetric, or a ratio with
+  ``counter: false``, is refused too: its values are samples of a gauge, not counts of events.
 - ``thresholdMetric`` + objective ``op``/``value``: good = histogram values ``op value``, total = all values.
 - AlertCondition ``burnrate``: ``lookbackWindow`` is the long window, ``alertAfter`` the short one (both windows
   must burn above the threshold, so the burn has to be current, not merely inside the lookback); when
   ``alertAfter`` is 0 the short window is lookbackWindow / 12, the ratio of the SRE workbook's tiers.
-- No ``alertPolicies``: modelotel's default tiers (``model.DEFAULT_ALERT_TIERS``).
+- No ``alertPolicies``: modelotel's default tiers (``model.DEFAULT_ALERT_TIERS``), with a note (OpenSLO itself
+  would not alert).
+- Two objects of one kind and name are an error, except Services and AlertNotificationTargets, which are only
+  ignored anyway (a note).
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from .. import conventions as conv
+from . import promql
 from .durations import CALENDAR_UNIT_SECONDS, DurationError, parse_shorthand
 from .model import DEFAULT_ALERT_TIERS, SLI, SLO, AlertTier, Budgeting, Selector, SLIKind, Window
+from .promql import PromQLError, selector_yaml, selectors_in, translation_note
 from .spec import (
     DEFAULT_WINDOW,
     OPS,
@@ -101,6 +111,62 @@ _BUDGETING: dict[str, Budgeting] = {
 }
 _V1ALPHA_UNITS = {u.capitalize(): u for u in CALENDAR_UNIT_SECONDS}
 _V1ALPHA_SLICE = 60.0  # v1alpha has no timeSliceWindow; one minute, as OpenSLO's Timeslices examples use
+_DUPLICATES_NOTED = ("Service", "AlertNotificationTarget")  # ignored kinds: a second one of a name is harmless
+_PROMETHEUS = "prometheus"
+_DEFAULT_TIERS_TEXT = (
+    "modelotel's default tiers: page-fast, page-slow, ticket-fast, ticket-slow (burn rates 14.4, 6, 3, 1 over "
+    "1h/5m, 6h/30m, 1d/2h, 3d/6h: the SRE workbook's for a 30-day window)"
+)
+
+
+def _metric_spec_text(v1: bool, selector: Selector | None) -> str:
+    """How a metric source naming ``selector`` is written (``type: modelotel, spec: {...}`` in v1)."""
+    body = (selector_yaml(selector) if selector is not None else None) or "{metric: ..., match: {...}}"
+    return f"type: modelotel, spec: {body}" if v1 else f"source: modelotel, query: {body}"
+
+
+def _foreign_source(kind: str, v1: bool) -> str:
+    """The error for a metric source of another system: what modelotel does instead, and what to write."""
+    if kind.lower() == "any":
+        what = "type 'Any' is OpenSLO's placeholder" if v1 else "source 'Any' is OpenSLO's placeholder"
+        return f"metric source {what}: name the metric modelotel counts: {_metric_spec_text(v1, None)}"
+    return (
+        f"metric source {kind!r}: modelotel does not query {kind}; it counts the events of a metric itself, from OTLP "
+        "files or from a Prometheus server by name. Name the metric as it arrives there: "
+        f"{_metric_spec_text(v1, None)} (docs/slo-spec.md#metric-sources)"
+    )
+
+
+def _untranslatable(query: str, exc: PromQLError, v1: bool) -> str:
+    """The error for PromQL that is not a plain selector, with the replacement when a selector can be read."""
+    found = selectors_in(query)
+    message = (
+        f"PromQL is not run by modelotel, and this query is more than a selector: {exc}. modelotel counts the events "
+        "of one metric itself (OTLP files, or Prometheus by name): "
+    )
+    if len(found) == 1:
+        return message + (
+            f"if {found[0].metric} counts events (a counter or a histogram), write {_metric_spec_text(v1, found[0])} "
+            "(docs/slo-spec.md#promql)"
+        )
+    if found:
+        listed = "; ".join(selector_yaml(s) or s.metric for s in found[:3])
+        return message + (
+            f"name the metric and its filters, {_metric_spec_text(v1, None)}; the query's selectors are {listed} "
+            "(docs/slo-spec.md#promql)"
+        )
+    return message + f"name the metric and its filters: {_metric_spec_text(v1, None)} (docs/slo-spec.md#promql)"
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A metric source read: the selector, the seconds per unit of numbers written for it (None: plain numbers),
+    whether that unit was written (``spec.unit``), and the PromQL it came from (None for ``type: modelotel``)."""
+
+    selector: Selector
+    scale: float | None
+    unit_given: bool = False
+    promql: str | None = None
 
 
 @dataclass
@@ -125,6 +191,7 @@ class _Indicator:
 
     threshold: Selector | None = None
     scale: float | None = None  # seconds per unit of objective values; None: plain numbers in the metric's unit
+    unit_given: bool = False  # the thresholdMetric's spec.unit was written
     good: Selector | None = None
     bad: Selector | None = None
     total: Selector | None = None
@@ -148,12 +215,25 @@ class _Translator:
     # -- index and references
 
     def add(self, body: Any, where: Where) -> None:
+        if isinstance(body, dict) and body.get("apiVersion") not in KINDS:  # before anything else is required
+            api = body.get("apiVersion")
+            at = Fields(body, where, list(body)).at("apiVersion")
+            if isinstance(api, str) and "v2" in api.lower():
+                raise at.error(
+                    f"unsupported apiVersion {api!r}: OpenSLO v2alpha is a draft modelotel does not read; "
+                    "it reads openslo/v1 and openslo/v1alpha"
+                )
+            hint = did_you_mean(api, KINDS) if isinstance(api, str) else ""
+            raise at.error(
+                f"unsupported apiVersion {describe(api)}{hint}: modelotel reads openslo/v1 and openslo/v1alpha"
+            )
         f = Fields(body, where, ("apiVersion", "kind", "metadata", "spec"), ("apiVersion", "kind", "metadata"))
         api = f.get("apiVersion")
-        if api not in KINDS:
-            hint = did_you_mean(api, KINDS) if isinstance(api, str) else ""
-            raise f.at("apiVersion").error(
-                f"unsupported apiVersion {describe(api)}{hint}: modelotel reads openslo/v1 and openslo/v1alpha"
+        kind = f.get("kind")
+        if api == "openslo/v1alpha" and kind in KINDS["openslo/v1"] and kind not in KINDS[api]:
+            raise f.at("kind").error(
+                f"expected one of {', '.join(KINDS[api])}, got {kind!r}: {kind} is an openslo/v1 kind, not in "
+                "openslo/v1alpha"
             )
         kind = f.choice("kind", KINDS[api])
         name = f.sub("metadata", _METADATA, ("name",)).text("name")
@@ -161,6 +241,11 @@ class _Translator:
         obj = _Object(api, kind, name, body, Fields(body["metadata"], placed.key("metadata"), _METADATA), placed)
         if (kind, name) in self.objects:
             first = self.objects[kind, name].where
+            if kind in _DUPLICATES_NOTED:
+                self.notes.append(
+                    placed.note(f"another {kind} is named {name!r} ({first.file}: {first.prefix}); both are ignored")
+                )
+                return
             raise placed.error(f"another {kind} is named {name!r}: {first.file}: {first.prefix}")
         self.objects[kind, name] = obj
         if kind in _IGNORED:
@@ -196,7 +281,7 @@ class _Translator:
 
     # -- metric sources and indicators
 
-    def metric_source(self, value: Any, where: Where, with_threshold: bool) -> tuple[Selector, float]:
+    def metric_source(self, value: Any, where: Where, with_threshold: bool) -> _Source:
         f = Fields(value, where, ("metricSourceRef", "type", "spec"))
         kind = f.text("type") if "type" in f else None
         if kind is None and "metricSourceRef" in f:
@@ -205,27 +290,79 @@ class _Translator:
             kind = spec.get("type") if isinstance(spec, dict) else None
         if kind is None:
             raise f.at("type").error("missing: set type: modelotel")
+        if str(kind).lower() == _PROMETHEUS:
+            spec = f.sub("spec", ("query", "promql", "dimensions"), why="e.g. {query: 'sum(rate(x[5m]))'}")
+            given = spec.present("query", "promql")
+            if len(given) != 1:
+                raise spec.where.error("needs exactly one of query or promql")
+            if "dimensions" in spec:
+                self.notes.append(spec.at("dimensions").note("ignored: each SLO is judged over all its series"))
+            return self.promql_source(spec.text(given[0]), spec.at(given[0]), True)
         if str(kind).lower() != "modelotel":
-            raise f.at("type").error(
-                f"metric source type {describe(kind)} is not supported: modelotel evaluates its own metrics; "
-                "use type: modelotel with spec: {metric: ..., model: ...} (docs/slo-spec.md)"
-            )
+            raise f.at("type").error(_foreign_source(str(kind), True))
         return self.modelotel_spec(
             f.require("spec", "e.g. {metric: ml.inference.duration, model: fraud}"), f.at("spec"), with_threshold
         )
 
+    def promql_source(self, query: str, where: Where, v1: bool) -> _Source:
+        """A selector translated from PromQL (with a note), or the error saying what to write instead."""
+        try:
+            translation = promql.translate(query)
+        except PromQLError as exc:
+            raise where.error(_untranslatable(query, exc, v1)) from None
+        self.notes.append(where.note(translation_note(translation)))
+        return _Source(translation.selector, None, promql=query)
+
     @staticmethod
-    def modelotel_spec(value: Any, where: Where, with_threshold: bool) -> tuple[Selector, float]:
+    def modelotel_spec(value: Any, where: Where, with_threshold: bool) -> _Source:
         if isinstance(value, dict) and value.get("query") is not None:
             raise (
                 Fields(value, where, list(value))
                 .at("query")
                 .error(
-                    "queries are not supported: name the metric and its filters, "
-                    "e.g. {metric: ml.inference.duration, model: fraud, match: {http.route: /predict}}"
+                    "queries are not supported here: name the metric and its filters, "
+                    "e.g. {metric: ml.inference.duration, model: fraud, match: {http.route: /predict}}; "
+                    "a PromQL query goes in a type: Prometheus metric source"
                 )
             )
-        return parse_selector(value, where, with_model=True, with_threshold=with_threshold, with_unit=True)
+        selector, scale = parse_selector(value, where, with_model=True, with_threshold=with_threshold, with_unit=True)
+        return _Source(selector, scale, unit_given=isinstance(value, dict) and value.get("unit") is not None)
+
+    @staticmethod
+    def threshold_source(source: _Source, where: Where, v1: bool) -> _Indicator:
+        """A thresholdMetric's source: a histogram, whose observations are compared with the objective's value."""
+        metric = source.selector.metric
+        if source.promql is not None:
+            raise where.error(
+                "a PromQL thresholdMetric compares each sample of the query with the objective's value (a gauge, a "
+                "percentile); modelotel compares each observation of a histogram. If "
+                f"{metric} is a histogram, write {_metric_spec_text(v1, source.selector)}; a gauge has no events to "
+                "count"
+            )
+        if metric in conv.METRICS and conv.METRICS[metric].kind == "counter":
+            raise where.error(
+                f"{metric} is a counter; a thresholdMetric compares histogram observations with the objective's "
+                "value: count the counter in a ratioMetric"
+            )
+        return _Indicator(threshold=source.selector, scale=source.scale, unit_given=source.unit_given)
+
+    def counted(self, flag: Fields, key: str, sources: list[_Source]) -> None:
+        """``counter``/``incremental`` false: a gauge, refused for PromQL sources (its samples are not counts)."""
+        if flag.boolean(key, None) is not False:
+            return
+        promql = [s for s in sources if s.promql is not None]
+        if promql:
+            raise flag.at(key).error(
+                f"{key}: false says the query's values go up and down (a gauge): modelotel counts events, the "
+                f"increments of a counter or histogram; {promql[0].selector.metric} read as a counter would turn "
+                "every decrease into a reset. Point the metric source at a counter of the events"
+            )
+        self.notes.append(
+            flag.at(key).note(
+                f"{key}: false ignored: modelotel metrics are monotonic counters and histograms, "
+                "which the sources turn into increments"
+            )
+        )
 
     def sli_spec(self, f: Fields) -> _Indicator:
         kinds = f.present("thresholdMetric", "ratioMetric")
@@ -233,8 +370,8 @@ class _Translator:
             raise f.where.error("needs exactly one of thresholdMetric or ratioMetric")
         if kinds[0] == "thresholdMetric":
             metric = f.sub("thresholdMetric", ("metricSource",), ("metricSource",))
-            selector, scale = self.metric_source(metric.get("metricSource"), metric.at("metricSource"), False)
-            return _Indicator(threshold=selector, scale=scale)
+            source = self.metric_source(metric.get("metricSource"), metric.at("metricSource"), False)
+            return self.threshold_source(source, metric.at("metricSource"), True)
         ratio = f.sub("ratioMetric", ("counter", "good", "bad", "total", "rawType", "raw"))
         raw = ratio.present("raw", "rawType")
         if raw:
@@ -246,18 +383,12 @@ class _Translator:
         numerators = ratio.present("good", "bad")
         if len(numerators) != 1:
             raise ratio.where.error("needs exactly one of good or bad, with total")
-        if ratio.boolean("counter", None) is False:
-            self.notes.append(
-                ratio.at("counter").note(
-                    "counter: false ignored: modelotel metrics are monotonic counters and histograms, "
-                    "which the sources turn into increments"
-                )
-            )
-        selectors = {}
+        sources = {}
         for key in (numerators[0], "total"):
             part = ratio.sub(key, ("metricSource",), ("metricSource",))
-            selectors[key] = self.metric_source(part.get("metricSource"), part.at("metricSource"), True)[0]
-        return _Indicator(**selectors)
+            sources[key] = self.metric_source(part.get("metricSource"), part.at("metricSource"), True)
+        self.counted(ratio, "counter", list(sources.values()))
+        return _Indicator(**{key: source.selector for key, source in sources.items()})
 
     def sli_object(self, obj: _Object) -> _Indicator:
         return self.sli_spec(obj.spec(("description", "thresholdMetric", "ratioMetric")))
@@ -367,8 +498,14 @@ class _Translator:
 
     # -- SLOs
 
-    def window(self, f: Fields, count: int, unit: str, text: str) -> Window:
+    def window(self, f: Fields, count: int, unit: str, text: str, shorthand_m: bool = False) -> Window:
         rolling = f.boolean("isRolling", None)
+        if shorthand_m and unit == "minute" and "calendar" in f:
+            months = "a month" if count == 1 else f"{count} months"
+            raise f.at("duration").error(
+                f"{text} is {count} minute(s) in OpenSLO's duration-shorthand ('m' is minutes), and a calendar "
+                f"window of minutes is never meant: did you mean '{count}M' ({months})?"
+            )
         if "calendar" in f:
             if rolling:
                 raise f.at("isRolling").error("a calendar-aligned window is not rolling: drop calendar or isRolling")
@@ -394,7 +531,8 @@ class _Translator:
             raise spec.at("timeWindow").error(f"expected exactly one time window, got {len(items)}")
         f = Fields(items[0][0], items[0][1], ("duration", "isRolling", "calendar"), ("duration",))
         text = f.get("duration")
-        return self.window(f, *shorthand_parts(text, f.at("duration")), text=f"duration {describe(text)}")
+        count, unit = shorthand_parts(text, f.at("duration"))
+        return self.window(f, count, unit, text=f"duration {describe(text)}", shorthand_m=True)
 
     def window_v1alpha(self, spec: Fields) -> Window:
         items = spec.items("timeWindows")
@@ -422,6 +560,14 @@ class _Translator:
             op = OPS[of.choice("op", ("lt", "lte", "gt", "gte"))]
             of.require("value", "the threshold each value of the metric is compared with")
             threshold = of.number("value")
+            if indicator.scale == 1.0 and not indicator.unit_given and threshold >= 60:
+                self.notes.append(
+                    of.at("value").note(
+                        f"value {threshold:g} is read in seconds, the unit of {indicator.threshold.metric} "
+                        f"({threshold / 60:g} minutes); if it is in milliseconds, write unit: ms in the metric "
+                        "source's spec"
+                    )
+                )
             seconds = indicator.scale is not None
             if seconds:
                 threshold *= indicator.scale  # type: ignore[operator]
@@ -482,16 +628,19 @@ class _Translator:
             indicator = self.indicator_of(spec)
             window = self.window_v1(spec)
             tiers = self.alert_policies(spec)
+            if not spec.items("alertPolicies"):
+                self.notes.append(
+                    spec.at("alertPolicies").note(f"none given: {_DEFAULT_TIERS_TEXT}; OpenSLO itself would not alert")
+                )
         else:
             threshold = spec.fields("indicator", ("thresholdMetric",), ("thresholdMetric",))
             indicator = None
             if threshold is not None:
-                selector, scale = self.v1alpha_metric(
-                    threshold.get("thresholdMetric"), threshold.at("thresholdMetric"), False
-                )
-                indicator = _Indicator(threshold=selector, scale=scale)
+                source = self.v1alpha_metric(threshold.get("thresholdMetric"), threshold.at("thresholdMetric"), False)
+                indicator = self.threshold_source(source, threshold.at("thresholdMetric"), False)
             window = self.window_v1alpha(spec)
             tiers = DEFAULT_ALERT_TIERS
+            self.notes.append(spec.where.note(f"openslo/v1alpha has no alert policies: {_DEFAULT_TIERS_TEXT}"))
         objectives = spec.items("objectives")
         if not objectives:
             raise spec.at("objectives").error("empty: expected at least one objective")
@@ -517,18 +666,20 @@ class _Translator:
                     )
                 chosen = own or indicator
             elif "ratioMetrics" in of:
-                ratio = of.sub("ratioMetrics", ("incremental", "good", "total"), ("good", "total"))
-                if ratio.boolean("incremental", None) is False:
-                    self.notes.append(
-                        ratio.at("incremental").note(
-                            "incremental: false ignored: modelotel metrics are monotonic; the sources turn them into "
-                            "increments"
-                        )
-                    )
-                chosen = _Indicator(
-                    good=self.v1alpha_metric(ratio.get("good"), ratio.at("good"), True)[0],
-                    total=self.v1alpha_metric(ratio.get("total"), ratio.at("total"), True)[0],
-                )
+                # the Go SDK spells it incremental, OpenSLO's v1alpha README counter; the README also has bad
+                ratio = of.sub("ratioMetrics", ("incremental", "counter", "good", "bad", "total"), ("total",))
+                numerators = ratio.present("good", "bad")
+                if len(numerators) != 1:
+                    raise ratio.where.error("needs exactly one of good or bad, with total")
+                flags = ratio.present("incremental", "counter")
+                if len(flags) == 2 and ratio.get("incremental") != ratio.get("counter"):
+                    raise ratio.at("counter").error("incremental and counter say the same thing; they disagree")
+                sources = {
+                    key: self.v1alpha_metric(ratio.get(key), ratio.at(key), True) for key in (numerators[0], "total")
+                }
+                for flag in flags:
+                    self.counted(ratio, flag, list(sources.values()))
+                chosen = _Indicator(**{key: source.selector for key, source in sources.items()})
             else:
                 chosen = indicator
             if chosen is None:
@@ -541,20 +692,21 @@ class _Translator:
             out.append(check_slo(slo, at, self.notes))
         return out
 
-    def v1alpha_metric(self, value: Any, where: Where, with_threshold: bool) -> tuple[Selector, float]:
+    def v1alpha_metric(self, value: Any, where: Where, with_threshold: bool) -> _Source:
         f = Fields(value, where, ("source", "queryType", "query"), ("source", "query"))
         source = f.text("source")
-        if str(source).lower() != "modelotel":
-            raise f.at("source").error(
-                f"metric source {describe(source)} is not supported: modelotel evaluates its own metrics; "
-                "use source: modelotel with query: {metric: ..., model: ...} (docs/slo-spec.md)"
-            )
-        f.choice("queryType", ("metric",), None)
+        f.text("queryType", None)  # free text in v1alpha ("a name for the type of query"): query, promql, metric
         query = f.get("query")
+        if source.lower() == _PROMETHEUS:
+            if not isinstance(query, str):
+                raise f.at("query").error(f"expected a PromQL query, got {describe(query)}")
+            return self.promql_source(query, f.at("query"), False)
+        if source.lower() != "modelotel":
+            raise f.at("source").error(_foreign_source(source, False))
         if not isinstance(query, dict):
             raise f.at("query").error(
                 f"expected a mapping like {{metric: ml.inference.duration, model: fraud}}, got {describe(query)}; "
-                "query languages are not supported"
+                "a PromQL query goes with source: prometheus"
             )
         return self.modelotel_spec(query, f.at("query"), with_threshold)
 
