@@ -670,8 +670,8 @@ NATIVE_ERRORS = [
         "not an SLO file",
         "slo:\n  - name: a\n",
         "",
-        "not an SLO spec: expected a top-level 'slos:' list (native format) or 'apiVersion: openslo/v1' (OpenSLO), "
-        "got a mapping with keys slo (did you mean 'slos'?)",
+        "not an SLO spec: expected a top-level 'slos:' list (native format), 'apiVersion: openslo/v1' (OpenSLO) or "
+        "'version: prometheus/v1' (Sloth), got a mapping with keys slo (did you mean 'slos'?)",
         1,
     ),
     (

@@ -1,9 +1,10 @@
-"""SLO spec files -> ``model.SLO``: file reading, the native format, and the checks ``openslo`` shares.
+"""SLO spec files -> ``model.SLO``: file reading, the native format, and the checks ``openslo`` and ``sloth`` share.
 
-A file holds one or more YAML documents. Each is either native (a mapping with a top-level ``slos:`` list) or
-OpenSLO (``apiVersion: openslo/v1`` or ``openslo/v1alpha``, one object per document or a list of objects). The
-OpenSLO objects of all files form one namespace, so ``indicatorRef``, ``alertPolicyRef`` and ``conditionRef`` may
-point into another file. docs/slo-spec.md documents both formats and how every field maps.
+A file holds one or more YAML documents. Each is native (a mapping with a top-level ``slos:`` list), OpenSLO
+(``apiVersion: openslo/v1`` or ``openslo/v1alpha``, one object per document or a list of objects) or Sloth
+(``version: prometheus/v1``, or ``apiVersion: sloth.slok.dev/v1``; sloth.py). The OpenSLO objects of all files form
+one namespace, so ``indicatorRef``, ``alertPolicyRef`` and ``conditionRef`` may point into another file.
+docs/slo-spec.md documents the formats and how every field maps.
 
 Errors
     Each SLO (a native ``slos[i]`` entry, an OpenSLO document) is checked up to its first problem; the problems of
@@ -978,7 +979,10 @@ def _expand(paths: Sequence[str], errors: list[SpecError]) -> list[str]:
 
 
 def _split_documents(path: str, documents: list[Any], errors: list[SpecError]) -> list[tuple[str, Any, Where]]:
-    """``("native" | "openslo", body, where)`` per non-empty document; OpenSLO lists give one per object."""
+    """``("native" | "openslo" | "sloth", body, where)`` per non-empty document; lists of objects give one per
+    object."""
+    from .sloth import is_sloth
+
     out = []
     for number_, doc in enumerate(documents, 1):
         if doc is None:
@@ -986,10 +990,13 @@ def _split_documents(path: str, documents: list[Any], errors: list[SpecError]) -
         label = f"document {number_}"
         where = Where(path, label if len(documents) > 1 else "", "", line_of(doc))
         if isinstance(doc, dict) and "apiVersion" in doc:
-            out.append(("openslo", doc, Where(path, label, "", line_of(doc))))
+            out.append(("sloth" if is_sloth(doc) else "openslo", doc, Where(path, label, "", line_of(doc))))
         elif isinstance(doc, list) and doc and isinstance(doc[0], dict) and "apiVersion" in doc[0]:
             for index, (item, at) in enumerate(sequence(doc, Where(path, label, "", line_of(doc)))):
-                out.append(("openslo", item, Where(path, f"{label}, item {index + 1}", "", at.line)))
+                kind = "sloth" if is_sloth(item) else "openslo"
+                out.append((kind, item, Where(path, f"{label}, item {index + 1}", "", at.line)))
+        elif is_sloth(doc):  # version: prometheus/v1, before "slos" makes it look native
+            out.append(("sloth", doc, where))
         elif isinstance(doc, dict) and "slos" in doc:
             out.append(("native", doc, where))
         else:
@@ -997,8 +1004,9 @@ def _split_documents(path: str, documents: list[Any], errors: list[SpecError]) -
             hint = next((h for h in (did_you_mean(k, ("slos", "apiVersion")) for k in keys) if h), "")
             errors.append(
                 where.error(
-                    "not an SLO spec: expected a top-level 'slos:' list (native format) or 'apiVersion: openslo/v1' "
-                    f"(OpenSLO), got {describe(doc)}" + (f" with keys {', '.join(keys)}{hint}" if keys else "")
+                    "not an SLO spec: expected a top-level 'slos:' list (native format), 'apiVersion: openslo/v1' "
+                    f"(OpenSLO) or 'version: prometheus/v1' (Sloth), got {describe(doc)}"
+                    + (f" with keys {', '.join(keys)}{hint}" if keys else "")
                 )
             )
     return out
@@ -1009,12 +1017,13 @@ def load_specs(paths: Sequence[str]) -> SpecSet:
 
     Raises ``SpecError`` listing every problem found (the first per SLO), or when no SLO is defined at all.
     """
-    from . import openslo  # openslo builds on this module's helpers, so it is imported when first needed
+    from . import openslo, sloth  # they build on this module's helpers, so they are imported when first needed
 
     notes: list[SpecNote] = []
     errors: list[SpecError] = []
     slos: list[SLO] = []
     objects: list[tuple[Any, Where]] = []
+    found: list[str] = []  # what the files hold besides SLOs, for "no SLOs defined"
     for path in _expand(paths, errors):
         try:
             documents = _read_documents(path)
@@ -1026,7 +1035,10 @@ def load_specs(paths: Sequence[str]) -> SpecSet:
                 objects.append((body, where))
                 continue
             try:
-                slos += _native_document(body, where, notes, errors)
+                if fmt == "sloth":
+                    slos += sloth.translate_document(body, where, notes, errors, found)
+                else:
+                    slos += _native_document(body, where, notes, errors)
             except SpecError as exc:
                 errors.append(exc)
     slos += openslo.translate(objects, notes, errors)
@@ -1042,8 +1054,26 @@ def load_specs(paths: Sequence[str]) -> SpecSet:
             errors[0].file, errors[0].field_path, errors[0].message, errors[0].line, errors[0].column, errors[1:]
         )
     if not slos:
-        raise SpecError(", ".join(map(str, paths)) or "(no files)", "", "no SLOs defined")
+        raise SpecError(", ".join(map(str, paths)) or "(no files)", "", "no SLOs defined" + _found(objects, found))
     return SpecSet(tuple(slos), tuple(notes))
+
+
+def _found(objects: list[tuple[Any, Where]], found: list[str]) -> str:
+    """``": found 2 DataSource (a, b), ..."``: what the files held instead of SLOs."""
+    kinds: dict[str, list[str]] = {}
+    for body, _ in objects:
+        if isinstance(body, dict):
+            metadata = body.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
+            kinds.setdefault(str(body.get("kind")), []).append(str(name))
+    parts = [f"{len(names)} {kind} ({', '.join(names)})" for kind, names in kinds.items()]
+    parts += [f"{found.count(what)} {what}" for what in dict.fromkeys(found)]
+    if not parts:
+        return ""
+    return (
+        f": found {', '.join(parts)}; an SLO is an entry of a native 'slos:' list, an OpenSLO 'kind: SLO' or an SLO "
+        "of a Sloth spec"
+    )
 
 
 def load_slos(paths: list[str]) -> list[SLO]:
