@@ -25,7 +25,7 @@ import numpy as np
 
 from . import conventions as conv
 from .features import Columns, column_values, records_of, report_not_found, report_width
-from .privacy import _is_missing
+from .privacy import is_missing
 from .recorder import Recorder, attr_key, drain
 
 
@@ -133,7 +133,7 @@ class FeatureDistributions:
                         arr = arr[~nan]
                 except (TypeError, ValueError):
                     # anything that is neither missing nor a number becomes NaN: a counted non_finite drop
-                    arr = np.asarray([_as_float(v) for v in values if not _is_missing(v)], dtype=np.float64)
+                    arr = np.asarray([_as_float(v) for v in values if not is_missing(v)], dtype=np.float64)
                 if not arr.size:
                     continue
                 f_attrs = {**attrs, conv.FEATURE_NAME: name}
@@ -143,7 +143,7 @@ class FeatureDistributions:
             if not values:
                 continue
             seen = self._seen[name]
-            for value, count in Counter(_category(v) for v in values if not _is_missing(v)).items():
+            for value, count in Counter(_category(v) for v in values if not is_missing(v)).items():
                 if value not in seen:
                     if len(seen) < self.max_categories:
                         seen.add(value)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .privacy import _is_missing, _missing_items, count_missing
+from .privacy import count_missing, is_missing, missing_items
 from .recorder import SELF
 
 NOT_FOUND = "feature_not_found"
@@ -122,7 +122,7 @@ class _PandasRow(Columns):
 
     def numbers(self, name: Any) -> np.ndarray:
         v = self.frame[name]
-        return np.array([np.nan if _is_missing(v) else v], dtype=_F64)
+        return np.array([np.nan if is_missing(v) else v], dtype=_F64)
 
     def values(self, name: Any) -> list[Any]:
         return [self.frame[name]]
@@ -235,7 +235,7 @@ def value_missing(v: Any) -> int:
     if t is float:
         return 1 if v != v else 0
     if t is list or t is tuple:
-        return _missing_items(v, 0) or 0
+        return missing_items(v, 0) or 0
     return count_missing(v) or 0
 
 

@@ -63,6 +63,8 @@ __all__ = [
     "hasher_from_env",
     "encode",
     "count_missing",
+    "is_missing",
+    "missing_items",
     "scrub",
     "contains_pii",
     "scrub_attributes",
@@ -419,9 +421,9 @@ def count_missing(features: object) -> int | None:
                     s = None
                 if type(s) is int or (type(s) is float and _isfinite(s)):
                     return 0
-            return _missing_items(features, 1)
+            return missing_items(features, 1)
         if t is dict:
-            return _missing_items(dict.values(features), 1)
+            return missing_items(dict.values(features), 1)
         if t is float:
             return 1 if features != features else 0
         if t is int or t is bool or t is str or t is bytes:
@@ -447,11 +449,11 @@ def _missing_array(a: np.ndarray) -> int | None:
     if kind == "O":
         if a.size > MAX_ITEMS:
             return None
-        return sum(1 for v in a.ravel().tolist() if _is_missing(v))
+        return sum(1 for v in a.ravel().tolist() if is_missing(v))
     return None  # structured and other dtypes
 
 
-def _is_missing(v: object) -> bool:
+def is_missing(v: object) -> bool:
     if v is None:
         return True
     t = type(v)
@@ -467,7 +469,7 @@ def _is_missing(v: object) -> bool:
     return type(mod) is str and mod.startswith("pandas") and t.__name__ in ("NAType", "NaTType")
 
 
-def _missing_items(items: Iterable, depth: int) -> int | None:
+def missing_items(items: Iterable, depth: int) -> int | None:
     """Missing values among ``items``; containers inside are looked into while ``depth`` > 0."""
     n = 0
     budget = MAX_ITEMS
@@ -483,12 +485,12 @@ def _missing_items(items: Iterable, depth: int) -> int | None:
             if v != v:
                 n += 1
         elif depth and (t is list or t is tuple):
-            inner = _missing_items(v, depth - 1)
+            inner = missing_items(v, depth - 1)
             if inner is None:
                 return None
             n += inner
         elif depth and t is dict:
-            inner = _missing_items(dict.values(v), depth - 1)
+            inner = missing_items(dict.values(v), depth - 1)
             if inner is None:
                 return None
             n += inner
@@ -497,7 +499,7 @@ def _missing_items(items: Iterable, depth: int) -> int | None:
             if inner is None:
                 return None
             n += inner
-        elif t is not int and t is not str and _is_missing(v):
+        elif t is not int and t is not str and is_missing(v):
             n += 1
     return n
 
@@ -506,14 +508,14 @@ def _missing_other(x: object) -> int | None:
     if isinstance(x, _ndarray):
         return _missing_array(np.asarray(x))
     if isinstance(x, np.generic) or x is None:
-        return None if x is None else int(_is_missing(x))
+        return None if x is None else int(is_missing(x))
     if _is_pandas(x, "DataFrame") or _is_pandas(x, "Series"):
         mask = x.isna().to_numpy()
         return int(np.count_nonzero(mask)) if type(mask) is _ndarray else None
     if isinstance(x, (list, tuple)):
-        return _missing_items(x, 1)
+        return missing_items(x, 1)
     if isinstance(x, dict):
-        return _missing_items(dict.values(x), 1)
+        return missing_items(dict.values(x), 1)
     if isinstance(x, float):
         return int(float.__float__(x) != float.__float__(x))
     if isinstance(x, (int, str, bytes)):
