@@ -481,3 +481,25 @@ def test_frame_counts_are_exact(memory_exporter, n, data, kind, order, fails):
         exact = sum(not _is_missing(v) for v in columns[f])
         assert (points[f].count if f in points else 0) == exact
     assert categories == Counter(v for v in columns["country"] if v is not None)
+
+
+@pytest.mark.parametrize("kind", ["pandas", "polars", "pyarrow"])
+def test_opted_in_raw_features_of_a_one_row_frame_are_read_by_name(spans, kind):
+    """raw_features=["amount"] on a one-row frame put nothing on the span (frames were not read at all); with the
+    columns in another order the value must still be the amount, never another column's."""
+    exporter = MemoryMetricExporter()
+    modelotel.configure(exporter=exporter, export_interval=3600, traces="span")
+    name = _name(f"raw-{kind}")
+    try:
+
+        @modelotel.instrument_model(name=name, raw_features=["amount"], feature_names=["amount", "ratio"])
+        def predict(x):
+            return np.array([0.9, 0.1])
+
+        for data in ({"amount": [120.5], "ratio": [0.25]}, {"ratio": [0.25], "amount": [120.5]}):
+            predict(_frames(data)[kind])
+    finally:
+        modelotel.shutdown()
+    found = [s for s in spans.get_finished_spans() if s.attributes.get(conv.MODEL_NAME) == name]
+    assert [s.attributes.get(conv.FEATURE_PREFIX + "amount") for s in found] == [120.5, 120.5]
+    assert not any(conv.FEATURE_PREFIX + "ratio" in s.attributes for s in found)  # not opted in

@@ -512,7 +512,11 @@ class _Instrumented:
                 if digest is not None:
                     attrs[conv.FEATURES_HASH] = digest
             if self.raw:
-                for key, value in raw_features(feats, self.raw, self.feature_names).items():
+                row = feats
+                cols = as_columns(feats)
+                if cols is not None:  # a frame: by column name, and only a one-row frame (as a batch of one)
+                    row = {n: cols.values(n)[0] for n in self.raw if cols.has(n)} if cols.rows == 1 else None
+                for key, value in raw_features(row, self.raw, self.feature_names).items():
                     attrs[conv.FEATURE_PREFIX + key] = value
         if missing:
             attrs[conv.FEATURES_MISSING] = missing
