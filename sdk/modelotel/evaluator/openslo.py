@@ -67,7 +67,7 @@ KINDS = {
 }
 _IGNORED = {
     "Service": "a Service only groups SLOs (their spec.service becomes the 'service' label)",
-    "DataSource": "modelotel reads its own metrics; connection details are not used",
+    "DataSource": "connection details are not used: modelotel reads the OTLP files or Prometheus server it is given",
     "AlertNotificationTarget": "alerts are reported in the evaluator output; notification targets are not used",
 }
 _METADATA = ("name", "displayName", "labels", "annotations")

@@ -459,8 +459,6 @@ class Translation:
         parts = [", ".join(dict.fromkeys(self.functions))] if self.functions else []
         if self.range is not None:
             parts.append(f"the range [{self.range}]")
-        if self.grouping:
-            parts.append(" and ".join(self.grouping))
         return " and ".join(parts) if parts else "nothing"
 
 
