@@ -753,6 +753,14 @@ def test_sloth_objectives_are_percentages_read_exactly(tmp_path, objective, exac
     assert slos["myservice-requests-availability"].objective == float(exact)
 
 
+@pytest.mark.parametrize("objective", ["101", "100", "0", "'99.9'"])
+def test_sloth_objectives_outside_0_100_are_refused(tmp_path, objective):
+    text = SLOTH.replace("objective: 99.9", f"objective: {objective}").replace("{ticket_disabled}", "false")
+    error = refusal(tmp_path, text)
+    assert (error.field_path, error.line) == ("slos[0].objective", 9)
+    assert error.message.startswith("expected a percentage in (0, 100) like 99.9 (Sloth's objective), got ")
+
+
 SLOTH_LATENCY = """\
 version: "prometheus/v1"
 service: "k8s-apiserver"

@@ -153,8 +153,11 @@ def _plugins_note() -> str:
 
 def _objective(f: Fields, notes: list[SpecNote]) -> float:
     value = f.require("objective")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise f.at("objective").error(f"expected a percentage like 99.9 (Sloth's objective), got {describe(value)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 100:
+        why = " (100 leaves no error budget)" if value == 100 else ""
+        raise f.at("objective").error(
+            f"expected a percentage in (0, 100) like 99.9 (Sloth's objective), got {describe(value)}{why}"
+        )
     if 0 < value <= 1:
         notes.append(
             f.at("objective").note(
