@@ -394,9 +394,9 @@ spec:
 """
     slos, notes = load(tmp_path, text)
     sli = slos["foo-slo"].sli
-    # status_code is how the collector's exporter writes the span-metrics key status.code, so Prometheus data
-    # read back (prometheus_source.attribute_key) carries it as status.code: the translation says so in its note
-    assert sli.good == Selector("http_requests_total", (("status.code", "200"),))
+    # status_code is a label of this metric, not the span-metrics key status.code (which only the connector's
+    # traces_span_metrics_* series map back to): it keeps its name, as the Prometheus source reads it
+    assert sli.good == Selector("http_requests_total", (("status_code", "200"),))
     assert sli.total == Selector("http_requests_total")
     assert any("spec.dimensions: ignored" in n for n in notes)
     assert any("spec.promql: translated from PromQL" in n for n in notes)

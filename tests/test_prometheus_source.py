@@ -325,3 +325,9 @@ def test_classic_histograms_of_other_instrumentations_are_judged_exactly(prometh
     assert fast.sli == fast.sli_lower == fast.sli_upper == pytest.approx(np.mean(durations_ms <= 100.0), abs=1e-12)
     assert errors.sli == pytest.approx(np.mean(statuses < 500), abs=1e-12)
     assert ev.reports[0].bad_points == 0 and t0 < ev.at
+
+
+def test_span_metrics_labels_map_back_only_on_the_connectors_metrics():
+    assert prometheus_source.attribute_key("status_code", "traces.span.metrics.duration") == "status.code"
+    assert prometheus_source.attribute_key("status_code", "http_requests_total") == "status_code"
+    assert prometheus_source.attribute_key("http_status_code", "http.server.duration") == "http.status_code"

@@ -105,10 +105,11 @@ _OTEL_KEYS = (
     "net.host.port",
     "rpc.response.status_code",
     "rpc.method",
-    "status.code",
-    "span.name",
-    "span.kind",
 )
+# The span metrics connector's dimensions: their labels (status_code, span_name) are common words in hand-written
+# Prometheus metrics too, so they map back only on the connector's own metrics.
+_SPAN_METRICS_KEYS = ("status.code", "span.name", "span.kind")
+_SPAN_METRICS = ("traces.span.metrics.", "traces_span_metrics_")
 _SCOPE_LABELS = ("otel_scope_name", "otel_scope_version", "otel_scope_schema_url")
 
 
@@ -135,8 +136,13 @@ def _known_keys() -> dict[str, str]:
 _LABEL_TO_KEY = _known_keys()
 
 
-def attribute_key(label: str) -> str:
-    """Our attribute key for a Prometheus label name (unknown labels keep their name)."""
+_SPAN_LABEL_TO_KEY = {_sanitize(key): key for key in _SPAN_METRICS_KEYS}
+
+
+def attribute_key(label: str, metric: str = "") -> str:
+    """Our attribute key for a Prometheus label name of ``metric`` (unknown labels keep their name)."""
+    if metric.startswith(_SPAN_METRICS) and label in _SPAN_LABEL_TO_KEY:
+        return _SPAN_LABEL_TO_KEY[label]
     return _LABEL_TO_KEY.get(label, label)
 
 
@@ -354,7 +360,7 @@ class _Reader:
                     attrs["service.instance.id"] = value
                     self.report.instances.add(value)
                 else:
-                    attrs[attribute_key(label)] = value
+                    attrs[attribute_key(label, metric)] = value
             unit = unit_from_prometheus_name(str(labels.get("__name__", "")))
             series = self._series[key] = (next(series_ids), attrs, [-1], unit)
             self.inventory.add_series(metric, attrs)

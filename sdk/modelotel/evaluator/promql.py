@@ -524,10 +524,10 @@ def _unwrap(node: _Node) -> tuple[_Selector, tuple[str, ...], str | None, tuple[
     return node, tuple(functions), range_, tuple(grouping)
 
 
-def _key(label: str) -> str:
+def _key(label: str, metric: str) -> str:
     if label == "instance":
         return "service.instance.id"
-    return attribute_key(label)
+    return attribute_key(label, metric)
 
 
 def _selector(node: _Selector) -> tuple[Selector, tuple[str, ...]]:
@@ -564,7 +564,7 @@ def _selector(node: _Selector) -> tuple[Selector, tuple[str, ...]]:
                 [("service.namespace", namespace), ("service.name", job)] if slash else [("service.name", value)]
             )
         else:
-            conditions = [(_key(label), value)]
+            conditions = [(_key(label, node.name or ""), value)]
         for key, text in conditions:
             if op == "=" and text != "":
                 if pairs.get(key, text) != text:
