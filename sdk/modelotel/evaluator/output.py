@@ -169,7 +169,8 @@ def to_table(ev: Evaluation) -> str:
     for r in ev.results:
         remaining = r.budget_remaining_ratio
         if r.status in ("pass", "fail") and remaining is not None and remaining <= 0:
-            lines.append(f"  {r.slo.name}: error budget exhausted ({-remaining:.0%} overspent)")
+            spent = f"{-remaining:.0%} overspent" if remaining < 0 else "spent exactly"
+            lines.append(f"  {r.slo.name}: error budget exhausted ({spent})")
         elif r.time_to_exhaustion is not None and r.status in ("pass", "fail"):
             lines.append(
                 f"  {r.slo.name}: budget exhausted in {_human_seconds(r.time_to_exhaustion)} at the current burn"
