@@ -60,6 +60,7 @@ from .. import conventions
 from .cumulative import BASELINE, INCREMENT, RESET, STALE, CumulativeTracker, ExplicitCounts, ExpoCounts
 from .otlp_source import series_ids
 from .points import AttrValue, Delta, Inventory, ReadReport, SourceError
+from .semconv import may_be_classic
 from .units import unit_from_prometheus_name
 
 try:
@@ -250,7 +251,7 @@ class _Reader:
             else:
                 selector = '{__name__=~"' + "|".join(re.escape(n) for n in names) + '"}'
             classic = None
-            if _classic_too(metric):
+            if may_be_classic(metric):
                 classic = '{__name__=~"(' + "|".join(re.escape(n) for n in names) + ')_bucket"}'
             for k in range(chunks):
                 t = min(first + (k + 1) * self.chunk_s, self.end)
@@ -423,13 +424,6 @@ def _classic_counts(buckets: dict[float, float]) -> ExplicitCounts:
     if why:
         raise ValueError(why)
     return counts
-
-
-def _classic_too(metric: str) -> bool:
-    """Whether the metric may be stored as a classic histogram (explicit buckets: other instrumentations), not
-    only as our native one."""
-    shared = (conventions.HTTP_SERVER_DURATION, conventions.RPC_SERVER_DURATION)
-    return metric not in conventions.METRICS or metric in shared
 
 
 def _native_histogram(h: dict) -> ExpoCounts:

@@ -43,7 +43,7 @@ from .. import conventions as conv
 from .budget import error_allowance
 from .diagnose import describe_filter
 from .model import SLO, AttributeFilter, Selector
-from .semconv import known_unit
+from .semconv import known_unit, may_be_classic
 from .units import in_unit, seconds_per_unit
 
 __all__ = [
@@ -136,12 +136,6 @@ def prometheus_metric(metric: str, histogram_hint: bool = False) -> tuple[str, b
     if spec.kind == "histogram":
         return base, True
     return f"{base}_total", False
-
-
-def _classic_too(metric: str) -> bool:
-    """Whether the metric's histograms may be classic (explicit buckets: the OTel SDK's default), not only our
-    native ones: any metric modelotel does not define, and the HTTP/RPC names other instrumentations share."""
-    return metric not in conv.METRICS or metric in (conv.HTTP_SERVER_DURATION, conv.RPC_SERVER_DURATION)
 
 
 def _bound_text(x: float) -> str:
@@ -281,7 +275,7 @@ def _count_one(slo: SLO, sel: Selector, window: float, fn: str, alternative: tup
     native = f"histogram_count({summed})"
     if sel.threshold is not None:
         native = f"{_fraction(sel, summed)} * {native}"
-    if not _classic_too(sel.metric):
+    if not may_be_classic(sel.metric):
         return native
     # explicit buckets (the OTel SDK's default) arrive as a classic histogram: _count, and _bucket{le} for a
     # threshold, which counts exactly at a bucket bound and gives no value elsewhere
@@ -315,7 +309,7 @@ def _same_series(a: Selector, b: Selector) -> bool:
         and sorted(a.present) == sorted(b.present)
         and a.filters == b.filters
         and a.any_of == b.any_of
-        and not _classic_too(a.metric)
+        and not may_be_classic(a.metric)
     )
 
 

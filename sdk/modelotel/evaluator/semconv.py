@@ -30,7 +30,7 @@ from __future__ import annotations
 from .. import conventions as conv
 from .model import AttributeFilter
 
-__all__ = ["KNOWN_UNITS", "error_alternatives", "known_unit"]
+__all__ = ["KNOWN_UNITS", "error_alternatives", "known_unit", "may_be_classic"]
 
 KNOWN_UNITS: dict[str, str] = {
     # old (experimental) HTTP and RPC conventions: milliseconds
@@ -62,6 +62,13 @@ GRPC_SERVER_ERRORS = {  # name -> number
     "UNAVAILABLE": "14",
     "DATA_LOSS": "15",
 }
+
+
+def may_be_classic(metric: str) -> bool:
+    """Whether the metric's histograms may have explicit buckets (the OTel SDK's default aggregation, a classic
+    histogram in Prometheus) rather than only modelotel's exponential ones: any metric modelotel does not define,
+    and the HTTP/RPC names it shares with other instrumentations."""
+    return metric not in conv.METRICS or metric in (conv.HTTP_SERVER_DURATION, conv.RPC_SERVER_DURATION)
 
 
 def known_unit(metric: str) -> str | None:

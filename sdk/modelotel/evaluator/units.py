@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from .semconv import known_unit
 
-__all__ = ["SECONDS_PER_UNIT", "UnitProblem", "in_unit", "resolve_unit", "seconds_per_unit"]
+__all__ = [
+    "SECONDS_PER_UNIT",
+    "UnitProblem",
+    "in_unit",
+    "resolve_unit",
+    "seconds_per_unit",
+    "unit_from_prometheus_name",
+]
 
 SECONDS_PER_UNIT: dict[str, float] = {
     "ns": 1e-9,
