@@ -74,18 +74,18 @@ def refusal(tmp_path: Path, text: str, name: str = "slo.yaml") -> SpecError:
 
 TRANSLATIONS = [  # (query, the expected selector (built in the test), functions, range)
     (
-        'sum(rate(http_request_duration_seconds_count{job="myservice",code=~"(5..|429)"}[{{.window}}]))',
+        'sum(rate(orders_http_requests_total{job="orders",code=~"(5..|429)"}[{{.window}}]))',
         lambda: Selector(
-            "http_request_duration_seconds_count", (("service.name", "myservice"),), filters=(FIVE_XX_429,)
+            "orders_http_requests_total", (("service.name", "orders"),), filters=(FIVE_XX_429,)
         ),
         ("sum", "rate"),
         "{{.window}}",
     ),
     (
-        'sum(http_requests{k8s_cluster="prod",component="web",code=~"2xx|4xx"})',
+        'sum(shop_requests{cluster="prod",tier="front",code=~"2xx|4xx"})',
         lambda: Selector(
-            "http_requests",
-            (("k8s_cluster", "prod"), ("component", "web")),
+            "shop_requests",
+            (("cluster", "prod"), ("tier", "front")),
             filters=(AttributeFilter("code", "regex", ("2xx|4xx",)),),
         ),
         ("sum",),
@@ -93,11 +93,11 @@ TRANSLATIONS = [  # (query, the expected selector (built in the test), functions
     ),
     ("http_requests_total{}", lambda: Selector("http_requests_total"), (), None),
     (
-        '(\n  sum by (code) (\n    irate(x{job="shop/checkout", instance="10.0.0.7:8080", verb!="WATCH"}[1m])\n  )\n)',
+        '(\n  sum by (code) (\n    irate(x{job="shop/checkout", instance="10.0.0.7:8080", verb!="PUSH"}[1m])\n  )\n)',
         lambda: Selector(
             "x",
             (("service.namespace", "shop"), ("service.name", "checkout"), ("service.instance.id", "10.0.0.7:8080")),
-            filters=(AttributeFilter("verb", "ne", ("WATCH",)),),
+            filters=(AttributeFilter("verb", "ne", ("PUSH",)),),
         ),
         ("sum", "irate"),
         "1m",
@@ -170,15 +170,15 @@ def test_everything_else_is_refused_naming_what_is_not_a_plain_selector(query, w
 def test_a_difference_of_two_selectors_translates_only_through_translate_difference():
     module = promql()
     query = (
-        '(\n  sum(rate(apiserver_request_duration_seconds_count{verb!="WATCH"}[{{.window}}]))\n  -\n'
-        '  sum(rate(apiserver_request_duration_seconds_bucket{le="0.4",verb!="WATCH"}[{{.window}}]))\n)\n'
+        '(\n  sum(rate(checkout_request_duration_seconds_count{verb!="SUBSCRIBE"}[{{.window}}]))\n  -\n'
+        '  sum(rate(checkout_request_duration_seconds_bucket{le="0.4",verb!="SUBSCRIBE"}[{{.window}}]))\n)\n'
     )
     with pytest.raises(module.PromQLError, match="the binary operator '-'"):
         module.translate(query)
     total, good = module.translate_difference(query)
-    not_watch = (AttributeFilter("verb", "ne", ("WATCH",)),)
-    assert total.selector == Selector("apiserver_request_duration_seconds_count", filters=not_watch)
-    assert good.selector == Selector("apiserver_request_duration_seconds_bucket", (("le", "0.4"),), filters=not_watch)
+    not_watch = (AttributeFilter("verb", "ne", ("SUBSCRIBE",)),)
+    assert total.selector == Selector("checkout_request_duration_seconds_count", filters=not_watch)
+    assert good.selector == Selector("checkout_request_duration_seconds_bucket", (("le", "0.4"),), filters=not_watch)
     with pytest.raises(module.PromQLError, match="the binary operator '/'"):
         module.translate_difference("sum(rate(a[5m])) / sum(rate(b[5m]))")
 
@@ -327,12 +327,12 @@ OPENSLO_V1 = """\
             metricSource:
               type: Prometheus
               spec:
-                query: sum(http_requests{k8s_cluster="prod",component="web",code=~"2xx|4xx"})
+                query: sum(shop_requests{cluster="prod",tier="front",code=~"2xx|4xx"})
           total:
             metricSource:
               type: Prometheus
               spec:
-                query: sum(http_requests{k8s_cluster="prod",component="web"})
+                query: sum(shop_requests{cluster="prod",tier="front"})
     timeWindow:
       - duration: 1w
         isRolling: true
@@ -341,23 +341,23 @@ OPENSLO_V1 = """\
       - displayName: Good
         target: 0.995
 """
-WEB = (("k8s_cluster", "prod"), ("component", "web"))
+WEB = (("cluster", "prod"), ("tier", "front"))
 
 
 def test_openslo_v1_prometheus_queries_load_as_selectors_with_a_note_each(tmp_path):
     slos, notes = load(tmp_path, OPENSLO_V1)
     slo = slos["web-availability"]
     assert slo.sli.kind == "ratio" and slo.sli.bad is None
-    assert slo.sli.good == Selector("http_requests", WEB, filters=(AttributeFilter("code", "regex", ("2xx|4xx",)),))
-    assert slo.sli.total == Selector("http_requests", WEB)
+    assert slo.sli.good == Selector("shop_requests", WEB, filters=(AttributeFilter("code", "regex", ("2xx|4xx",)),))
+    assert slo.sli.total == Selector("shop_requests", WEB)
     assert slo.objective == 0.995 and slo.window == Window(7 * DAY)
     assert slo.alert_tiers == DEFAULT_ALERT_TIERS
     good = [n for n in notes if "ratioMetric.good.metricSource.spec.query" in n]
     assert good == [
         f"{tmp_path / 'slo.yaml'}: document 1, item 1 (SLO web-availability): "
         "spec.indicator.spec.ratioMetric.good.metricSource.spec.query: translated from PromQL to "
-        '{metric: http_requests, match: {k8s_cluster: prod, component: web, code: {regex: "2xx|4xx"}}}; sum not run: '
-        "modelotel counts the events of http_requests itself, from OTLP files or from Prometheus by name (line 17)"
+        '{metric: shop_requests, match: {cluster: prod, tier: front, code: {regex: "2xx|4xx"}}}; sum not run: '
+        "modelotel counts the events of shop_requests itself, from OTLP files or from Prometheus by name (line 17)"
     ]
     assert sum("translated from PromQL" in n for n in notes) == 2
     assert any("spec.alertPolicies: none given: modelotel's default tiers" in n for n in notes)
@@ -410,7 +410,7 @@ metadata:
   displayName: Requests Availability
 spec:
   service: my-service
-  description: "Common SLO based on availability for HTTP request responses."
+  description: "Orders answered without a server error."
   budgetingMethod: Occurrences
   objectives:
     - ratioMetrics:
@@ -418,17 +418,17 @@ spec:
         {numerator}:
           source: prometheus
           queryType: {query_type}
-          query: sum(rate(http_request_duration_seconds_count{{job="myservice",code{op}"(5..|429)"}}[{{{{.window}}}}]))
+          query: sum(rate(orders_http_requests_total{{job="orders",code{op}"(5..|429)"}}[{{{{.window}}}}]))
         total:
           source: prometheus
           queryType: {query_type}
-          query: sum(rate(http_request_duration_seconds_count{{job="myservice"}}[{{{{.window}}}}]))
+          query: sum(rate(orders_http_requests_total{{job="orders"}}[{{{{.window}}}}]))
       target: 0.999
   timeWindows:
     - count: 30
       unit: Day
 """
-MYSERVICE = (("service.name", "myservice"),)
+MYSERVICE = (("service.name", "orders"),)
 
 
 @pytest.mark.parametrize(
@@ -445,9 +445,9 @@ def test_openslo_v1alpha_prometheus_sources_any_query_type_counter_and_bad(tmp_p
     slo = slos["sloth-slo-my-service"]
     kind = "not_regex" if op == "!~" else "regex"
     assert getattr(slo.sli, numerator) == Selector(
-        "http_request_duration_seconds_count", MYSERVICE, filters=(AttributeFilter("code", kind, ("(5..|429)",)),)
+        "orders_http_requests_total", MYSERVICE, filters=(AttributeFilter("code", kind, ("(5..|429)",)),)
     )
-    assert slo.sli.total == Selector("http_request_duration_seconds_count", MYSERVICE)
+    assert slo.sli.total == Selector("orders_http_requests_total", MYSERVICE)
     assert slo.objective == 0.999 and slo.window == Window(30 * DAY) and slo.alert_tiers == DEFAULT_ALERT_TIERS
     assert any(
         f"ratioMetrics.{numerator}.query: translated from PromQL to" in n
@@ -511,12 +511,12 @@ GOOD_SOURCE = "document 1 (SLO x): spec.indicator.spec.ratioMetric.good.metricSo
         ),
         (
             "Prometheus",
-            '{query: \'sum(min_over_time(kafka_consumergroup_lag{k8s_cluster="prod", topic="annotator-in"}[2m]))\'}',
+            '{query: \'sum(min_over_time(kafka_consumergroup_lag{cluster="prod", topic="annotator-in"}[2m]))\'}',
             "spec.query",
             "PromQL is not run by modelotel, and this query is more than a selector: the function min_over_time() "
             "(only rate, irate, increase and sum() translate) (column 5). modelotel counts the events of one metric "
             "itself (OTLP files, or Prometheus by name): if kafka_consumergroup_lag counts events (a counter or a "
-            "histogram), write type: modelotel, spec: {metric: kafka_consumergroup_lag, match: {k8s_cluster: prod, "
+            "histogram), write type: modelotel, spec: {metric: kafka_consumergroup_lag, match: {cluster: prod, "
             "topic: annotator-in}} (docs/slo-spec.md#promql)",
         ),
         (
@@ -638,28 +638,28 @@ def test_openslo_v2alpha_and_no_slos_messages(tmp_path):
 
 SLOTH = """\
 version: "prometheus/v1"
-service: "myservice"
+service: "orders"
 labels:
-  owner: "myteam"
+  owner: "payments"
   tier: "2"
 slos:
-  # We allow failing (5xx and 429) 1 request every 1000 requests (99.9%).
+  # 1 in 1,000 order requests may fail with a 5xx or a 429.
   - name: "requests-availability"
     objective: 99.9
-    description: "Common SLO based on availability for HTTP request responses."
+    description: "Orders answered without a server error."
     labels:
       category: availability
     sli:
       events:
-        error_query: sum(rate(http_request_duration_seconds_count{job="myservice",code=~"(5..|429)"}[{{.window}}]))
-        total_query: sum(rate(http_request_duration_seconds_count{job="myservice"}[{{.window}}]))
+        error_query: sum(rate(orders_http_requests_total{job="orders",code=~"(5..|429)"}[{{.window}}]))
+        total_query: sum(rate(orders_http_requests_total{job="orders"}[{{.window}}]))
     alerting:
-      name: MyServiceHighErrorRate
+      name: OrdersErrorBudgetBurn
       labels:
         category: "availability"
       page_alert:
         labels:
-          severity: pageteam
+          severity: payments-oncall
       ticket_alert:
         disable: {ticket_disabled}
 """
@@ -670,25 +670,25 @@ metadata:
   name: sloth-slo-my-service
   namespace: monitoring
 spec:
-  service: "myservice"
+  service: "orders"
   labels:
-    owner: "myteam"
+    owner: "payments"
     tier: "2"
   slos:
     - name: "requests-availability"
       objective: 99.9
-      description: "Common SLO based on availability for HTTP request responses."
+      description: "Orders answered without a server error."
       labels:
         category: availability
       sli:
         events:
-          errorQuery: sum(rate(http_request_duration_seconds_count{job="myservice",code=~"(5..|429)"}[{{.window}}]))
-          totalQuery: sum(rate(http_request_duration_seconds_count{job="myservice"}[{{.window}}]))
+          errorQuery: sum(rate(orders_http_requests_total{job="orders",code=~"(5..|429)"}[{{.window}}]))
+          totalQuery: sum(rate(orders_http_requests_total{job="orders"}[{{.window}}]))
       alerting:
-        name: MyServiceHighErrorRate
+        name: OrdersErrorBudgetBurn
         pageAlert:
           labels:
-            severity: pageteam
+            severity: payments-oncall
         ticketAlert:
           disable: {ticket_disabled}
 """
@@ -697,10 +697,10 @@ spec:
 @pytest.mark.parametrize("template", [SLOTH, SLOTH_K8S], ids=["prometheus/v1", "sloth.slok.dev/v1"])
 def test_sloth_specs_load_as_ratio_slos(tmp_path, template):
     slos, notes = load(tmp_path, template.replace("{ticket_disabled}", "false"))
-    slo = slos["myservice-requests-availability"]
+    slo = slos["orders-requests-availability"]
     assert slo.sli.kind == "ratio" and slo.sli.good is None
-    assert slo.sli.bad == Selector("http_request_duration_seconds_count", MYSERVICE, filters=(FIVE_XX_429,))
-    assert slo.sli.total == Selector("http_request_duration_seconds_count", MYSERVICE)
+    assert slo.sli.bad == Selector("orders_http_requests_total", MYSERVICE, filters=(FIVE_XX_429,))
+    assert slo.sli.total == Selector("orders_http_requests_total", MYSERVICE)
     assert slo.objective == float(Fraction(999, 1000)) == 0.999
     assert slo.window == Window(30 * DAY) and slo.budgeting == "occurrences"
     # Sloth's page alert: 14.4x over 1h/5m or 6x over 6h/30m; ticket: 3x over 1d/2h or 1x over 3d/6h: its google-30d
@@ -715,8 +715,8 @@ def test_sloth_specs_load_as_ratio_slos(tmp_path, template):
         (name, name.split("-")[0], pytest.approx(share / 100 * 30 * 24 / long_h), long_h * 3600, short_h * 3600)
         for name, share, long_h, short_h in sloth
     ]
-    assert slo.labels == {"owner": "myteam", "tier": "2", "category": "availability", "service": "myservice"}
-    assert slo.description == "Common SLO based on availability for HTTP request responses."
+    assert slo.labels == {"owner": "payments", "tier": "2", "category": "availability", "service": "orders"}
+    assert slo.description == "Orders answered without a server error."
     assert slo.source.endswith("slos[0]")
     assert any(
         "a Sloth spec: each SLO is judged over a rolling 30-day window (Sloth's default period" in n for n in notes
@@ -728,13 +728,13 @@ def test_sloth_specs_load_as_ratio_slos(tmp_path, template):
 @pytest.mark.parametrize("template", [SLOTH, SLOTH_K8S], ids=["prometheus/v1", "sloth.slok.dev/v1"])
 def test_sloth_disabled_alerts_drop_their_tiers(tmp_path, template):
     slos, _ = load(tmp_path, template.replace("{ticket_disabled}", "true"))
-    assert slos["myservice-requests-availability"].alert_tiers == (TIERS["page-fast"], TIERS["page-slow"])
+    assert slos["orders-requests-availability"].alert_tiers == (TIERS["page-fast"], TIERS["page-slow"])
     both = template.replace("{ticket_disabled}", "true").replace(
-        "labels:\n          severity: pageteam", "disable: true"
+        "labels:\n          severity: payments-oncall", "disable: true"
     )
-    both = both.replace("labels:\n            severity: pageteam", "disable: true")
+    both = both.replace("labels:\n            severity: payments-oncall", "disable: true")
     slos, _ = load(tmp_path, both)
-    assert slos["myservice-requests-availability"].alert_tiers == ()
+    assert slos["orders-requests-availability"].alert_tiers == ()
 
 
 @pytest.mark.parametrize(
@@ -750,7 +750,7 @@ def test_sloth_objectives_are_percentages_read_exactly(tmp_path, objective, exac
     slos, _ = load(
         tmp_path, SLOTH.replace("objective: 99.9", f"objective: {objective}").replace("{ticket_disabled}", "false")
     )
-    assert slos["myservice-requests-availability"].objective == float(exact)
+    assert slos["orders-requests-availability"].objective == float(exact)
 
 
 @pytest.mark.parametrize("objective", ["101", "100", "0", "'99.9'"])
@@ -763,7 +763,7 @@ def test_sloth_objectives_outside_0_100_are_refused(tmp_path, objective):
 
 SLOTH_LATENCY = """\
 version: "prometheus/v1"
-service: "k8s-apiserver"
+service: "checkout-api"
 slos:
   - name: "requests-latency"
     objective: 99
@@ -771,33 +771,33 @@ slos:
       events:
         error_query: |
           (
-            sum(rate(apiserver_request_duration_seconds_count{verb!="WATCH"}[{{.window}}]))
+            sum(rate(checkout_request_duration_seconds_count{verb!="SUBSCRIBE"}[{{.window}}]))
             -
-            sum(rate(apiserver_request_duration_seconds_bucket{le="0.4",verb!="WATCH"}[{{.window}}]))
+            sum(rate(checkout_request_duration_seconds_bucket{le="0.4",verb!="SUBSCRIBE"}[{{.window}}]))
           )
-        total_query: sum(rate(apiserver_request_duration_seconds_count{verb!="WATCH"}[{{.window}}]))
+        total_query: sum(rate(checkout_request_duration_seconds_count{verb!="SUBSCRIBE"}[{{.window}}]))
     alerting:
       name: K8sApiserverLatencyAlert
       page_alert: {labels: {severity: critical}}
       ticket_alert: {labels: {severity: warning}}
 """
-NOT_WATCH = (AttributeFilter("verb", "ne", ("WATCH",)),)
+NOT_SUBSCRIBE = (AttributeFilter("verb", "ne", ("SUBSCRIBE",)),)
 
 
 def test_sloth_latency_as_total_minus_good_bucket(tmp_path):
     slos, notes = load(tmp_path, SLOTH_LATENCY)
-    slo = slos["k8s-apiserver-requests-latency"]
+    slo = slos["checkout-api-requests-latency"]
     assert slo.sli.bad is None
-    assert slo.sli.good == Selector("apiserver_request_duration_seconds_bucket", (("le", "0.4"),), filters=NOT_WATCH)
-    assert slo.sli.total == Selector("apiserver_request_duration_seconds_count", filters=NOT_WATCH)
+    assert slo.sli.good == Selector("checkout_request_duration_seconds_bucket", (("le", "0.4"),), filters=NOT_SUBSCRIBE)
+    assert slo.sli.total == Selector("checkout_request_duration_seconds_count", filters=NOT_SUBSCRIBE)
     assert slo.objective == 0.99
     assert any("error_query: the total minus good events; good: translated from PromQL" in n for n in notes)
     other = SLOTH_LATENCY.replace(
-        '_count{verb!="WATCH"}[{{.window}}]))\n            -', "_count[{{.window}}]))\n            -"
+        '_count{verb!="SUBSCRIBE"}[{{.window}}]))\n            -', "_count[{{.window}}]))\n            -"
     )
     error = refusal(tmp_path, other)
     assert error.field_path == "slos[0].sli.events.error_query" and error.line == 8
-    assert "subtracts from {metric: apiserver_request_duration_seconds_count}, which is not total_query's" in (
+    assert "subtracts from {metric: checkout_request_duration_seconds_count}, which is not total_query's" in (
         error.message
     )
 
@@ -826,7 +826,7 @@ slos:
             "events itself and cannot take a ratio apart. Write sli.events with error_query and total_query",
         ),
         (
-            "      plugin:\n        id: getting_started_availability\n        options: {job: myservice}\n",
+            "      plugin:\n        id: getting_started_availability\n        options: {job: orders}\n",
             "slos[0].sli.plugin",
             7,
             "the SLI plugin 'getting_started_availability' writes its PromQL when sloth generate runs; modelotel "
@@ -874,7 +874,7 @@ spec:
         "OpenSLO 'kind: SLO' or an SLO of a Sloth spec"
     )
     slos, notes = load(tmp_path, windows + "---\n" + SLOTH.replace("{ticket_disabled}", "false"))
-    assert list(slos) == ["myservice-requests-availability"]
+    assert list(slos) == ["orders-requests-availability"]
     assert any(
         "document 1: kind: AlertWindows is Sloth's alert-window catalog" in n and "not SLOs: ignored" in n
         for n in notes
@@ -888,17 +888,17 @@ def test_sloth_plugins_are_noted_and_several_documents_load(tmp_path):
     text = SLOTH.replace("{ticket_disabled}", "false").replace(
         'tier: "2"\n', 'tier: "2"\nslo_plugins:\n  chain:\n    - {id: "sloth.dev/core/debug/v1", config: {msg: hi}}\n'
     )
-    second = text.replace('service: "myservice"', 'service: "myservice2"').replace(
-        'job="myservice"', 'job="myservice2"'
+    second = text.replace('service: "orders"', 'service: "refunds"').replace(
+        'job="orders"', 'job="refunds"'
     )
     slos, notes = load(tmp_path, "---\n" + text + "---\n" + second)
-    assert sorted(slos) == ["myservice-requests-availability", "myservice2-requests-availability"]
-    assert slos["myservice2-requests-availability"].sli.total == Selector(
-        "http_request_duration_seconds_count", (("service.name", "myservice2"),)
+    assert sorted(slos) == ["orders-requests-availability", "refunds-requests-availability"]
+    assert slos["refunds-requests-availability"].sli.total == Selector(
+        "orders_http_requests_total", (("service.name", "refunds"),)
     )
     assert sum("slo_plugins: ignored: Sloth plugins shape the Prometheus rules" in n for n in notes) == 2
     error = refusal(tmp_path, "---\n" + text + "---\n" + text)
-    assert "SLO name 'myservice-requests-availability' is already used by" in error.message
+    assert "SLO name 'orders-requests-availability' is already used by" in error.message
 
 
 # -- end to end: the SLI of exact counts ---------------------------------------------------------------------
@@ -909,18 +909,18 @@ class Call:
     t: float  # seconds after EPOCH
     code: int
     duration: float
-    service: str = "myservice"
+    service: str = "orders"
     verb: str = "GET"
 
 
-def calls(n: int, seed: int, services: Sequence[str] = ("myservice",), end: float = 600.0) -> list[Call]:
-    """``n`` calls over ``(0, end]``: 2% 500, 1% 503, 1% 429, 3% 404, the rest 200; some WATCH verbs."""
+def calls(n: int, seed: int, services: Sequence[str] = ("orders",), end: float = 600.0) -> list[Call]:
+    """``n`` calls over ``(0, end]``: 2% 500, 1% 503, 1% 429, 3% 404, the rest 200; some SUBSCRIBE verbs."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
         u = rng.random()
         code = 500 if u < 0.02 else 503 if u < 0.03 else 429 if u < 0.04 else 404 if u < 0.07 else 200
-        verb = "WATCH" if rng.random() < 0.1 else "GET"
+        verb = "SUBSCRIBE" if rng.random() < 0.1 else "GET"
         t = float(rng.uniform(0.001, end))
         out.append(Call(t, code, float(rng.lognormal(np.log(0.2), 0.9)), services[i % len(services)], verb))
     return out
@@ -998,7 +998,7 @@ def evaluate(tmp_path: Path, text: str, lines: list[str]) -> dict:
 
 
 def http_count(call: Call) -> list[tuple[str, dict]]:
-    return [("http_request_duration_seconds_count", {"code": call.code, "method": "GET"})]
+    return [("orders_http_requests_total", {"code": call.code, "method": "GET"})]
 
 
 def by_service(call: Call) -> dict[str, str]:
@@ -1014,41 +1014,41 @@ def bad_code(call: Call) -> bool:
 
 
 def test_sloth_spec_end_to_end_gives_the_exact_sli(tmp_path):
-    reqs = calls(3000, 1, services=("myservice", "other"))
+    reqs = calls(3000, 1, services=("orders", "other"))
     results = evaluate(
         tmp_path, SLOTH.replace("{ticket_disabled}", "false"), counter_lines(reqs, http_count, resource=by_service)
     )
-    r = results["myservice-requests-availability"]
-    mine = [c for c in reqs if c.service == "myservice"]
+    r = results["orders-requests-availability"]
+    mine = [c for c in reqs if c.service == "orders"]
     assert r.status in ("pass", "fail") and r.events == len(mine)
     assert r.sli == pytest.approx(1 - sum(map(bad_code, mine)) / len(mine), abs=1e-12)
 
 
 def test_sloth_k8s_spec_with_a_namespaced_job_end_to_end(tmp_path):
-    reqs = calls(2000, 2, services=("shop/myservice", "myservice", "shop/other"))
-    text = SLOTH_K8S.replace("{ticket_disabled}", "false").replace('job="myservice"', 'job="shop/myservice"')
+    reqs = calls(2000, 2, services=("shop/orders", "orders", "shop/other"))
+    text = SLOTH_K8S.replace("{ticket_disabled}", "false").replace('job="orders"', 'job="shop/orders"')
     r = evaluate(tmp_path, text, counter_lines(reqs, http_count, resource=by_service))[
-        "myservice-requests-availability"
+        "orders-requests-availability"
     ]
-    mine = [c for c in reqs if c.service == "shop/myservice"]
+    mine = [c for c in reqs if c.service == "shop/orders"]
     assert r.events == len(mine)
     assert r.sli == pytest.approx(1 - sum(map(bad_code, mine)) / len(mine), abs=1e-12)
 
 
 def test_sloth_latency_difference_end_to_end(tmp_path):
-    reqs = calls(3000, 3, services=("k8s-apiserver",))
+    reqs = calls(3000, 3, services=("checkout-api",))
     bounds = ("0.1", "0.4", "1", "+Inf")
 
     def series(call: Call) -> list[tuple[str, dict]]:
-        out = [("apiserver_request_duration_seconds_count", {"verb": call.verb})]
+        out = [("checkout_request_duration_seconds_count", {"verb": call.verb})]
         for le in bounds:
             if call.duration <= float(le):
-                out.append(("apiserver_request_duration_seconds_bucket", {"verb": call.verb, "le": le}))
+                out.append(("checkout_request_duration_seconds_bucket", {"verb": call.verb, "le": le}))
         return out
 
     r = evaluate(tmp_path, SLOTH_LATENCY, counter_lines(reqs, series, resource=by_service))
-    result = r["k8s-apiserver-requests-latency"]
-    counted = [c for c in reqs if c.verb != "WATCH"]
+    result = r["checkout-api-requests-latency"]
+    counted = [c for c in reqs if c.verb != "SUBSCRIBE"]
     assert result.events == len(counted)
     assert result.sli == pytest.approx(sum(c.duration <= 0.4 for c in counted) / len(counted), abs=1e-12)
 
@@ -1058,7 +1058,7 @@ def test_openslo_v1_prometheus_queries_end_to_end(tmp_path):
 
     def series(call: Call) -> list[tuple[str, dict]]:
         cluster = "prod" if call.t < 450 else "staging"
-        return [("http_requests", {"k8s_cluster": cluster, "component": "web", "code": f"{call.code // 100}xx"})]
+        return [("shop_requests", {"cluster": cluster, "tier": "front", "code": f"{call.code // 100}xx"})]
 
     r = evaluate(tmp_path, OPENSLO_V1, counter_lines(reqs, series, resource=by_service))["web-availability"]
     prod = [c for c in reqs if c.t < 450]
@@ -1067,10 +1067,10 @@ def test_openslo_v1_prometheus_queries_end_to_end(tmp_path):
 
 
 def test_openslo_v1alpha_sloth_flavour_end_to_end(tmp_path):
-    reqs = calls(2500, 5, services=("myservice", "other"))
+    reqs = calls(2500, 5, services=("orders", "other"))
     text = OPENSLO_V1ALPHA.format(numerator="good", op="!~", query_type="promql", flag="")
     r = evaluate(tmp_path, text, counter_lines(reqs, http_count, resource=by_service))["sloth-slo-my-service"]
-    mine = [c for c in reqs if c.service == "myservice"]
+    mine = [c for c in reqs if c.service == "orders"]
     assert r.events == len(mine)
     assert r.sli == pytest.approx(sum(not bad_code(c) for c in mine) / len(mine), abs=1e-12)
 
@@ -1083,13 +1083,13 @@ def test_the_suggested_replacement_counts_what_the_query_selected(tmp_path):
         tmp_path,
         OPENSLO_SOURCE.format(
             kind="Prometheus",
-            spec="{query: 'sum(increase(http_request_duration_seconds_count{code=~\"2..\"}[5m])) > 0'}",
+            spec="{query: 'sum(increase(orders_http_requests_total{code=~\"2..\"}[5m])) > 0'}",
             counter="true",
         ),
     )
     (replacement,) = re.findall(r"write (type: modelotel, spec: \{.*\}) \(docs", error.message)
     assert replacement == (
-        'type: modelotel, spec: {metric: http_request_duration_seconds_count, match: {code: {regex: "2.."}}}'
+        'type: modelotel, spec: {metric: orders_http_requests_total, match: {code: {regex: "2.."}}}'
     )
     assert (
         module.selector_yaml(module.translate('x{code=~"2.."}').selector)
@@ -1097,7 +1097,7 @@ def test_the_suggested_replacement_counts_what_the_query_selected(tmp_path):
     )
     text = OPENSLO_SOURCE.format(kind="modelotel", spec=replacement.split("spec: ", 1)[1], counter="true")
     text = text.replace("type: modelotel\n            spec:", "type: modelotel\n            spec:").replace(
-        "metric: http_requests_total", "metric: http_request_duration_seconds_count"
+        "metric: http_requests_total", "metric: orders_http_requests_total"
     )
     r = evaluate(tmp_path, text, counter_lines(reqs, http_count, resource=by_service))["x"]
     assert r.sli == pytest.approx(sum(c.code // 100 == 2 for c in reqs) / len(reqs), abs=1e-12)
