@@ -16,6 +16,17 @@ from typing import Any
 from . import conventions as conv
 
 DEFAULT_EXPORT_FILE = "modelotel-telemetry.jsonl"
+# The file exporter's size bound: a write that would take the file past MODELOTEL_FILE_MAX_BYTES first renames
+# it to ``<path>.1`` (older backups shift to ``.2`` ... up to MODELOTEL_FILE_BACKUPS, the oldest is deleted), so
+# the telemetry on disk stays under about (backups + 1) x max bytes. 0 turns rotation off. ``modelotel evaluate``
+# given ``<path>`` reads the backups first, as one stream.
+ENV_FILE_MAX_BYTES = "MODELOTEL_FILE_MAX_BYTES"
+DEFAULT_FILE_MAX_BYTES = 100 * 1024 * 1024
+ENV_FILE_BACKUPS = "MODELOTEL_FILE_BACKUPS"
+DEFAULT_FILE_BACKUPS = 5
+# How long a write waits for the file's lock (another thread or process writing) before it gives up and the
+# export counts as failed (modelotel.dropped{reason=export_failed}): a stuck writer must never hang serving.
+FILE_LOCK_TIMEOUT_S = 5.0
 TRACE_MODES = ("span", "enrich", "off")
 
 
@@ -30,6 +41,9 @@ class Settings:
     service_name: str | None = None
     exporter: Any = "file"  # "otlp" | "file" | "console" | "none" | a MetricExporter instance
     path: str = DEFAULT_EXPORT_FILE
+    path_default: bool = True  # nothing chose the exporter or the path: the file in the working directory
+    file_max_bytes: int = DEFAULT_FILE_MAX_BYTES
+    file_backups: int = DEFAULT_FILE_BACKUPS
     otlp_protocol: str = "grpc"  # "grpc" | "http/protobuf"
     traces: str = "off"  # "span" | "enrich" | "off"
     traces_explicit: bool = False  # the user asked for traces (argument or env), not the auto choice
@@ -140,7 +154,11 @@ def resolve(
     elif not hasattr(exporter, "export"):
         raise ConfigError(f"exporter={exporter!r} is neither a name nor an OpenTelemetry MetricExporter")
 
-    file_path = os.fspath(path) if path is not None else (_env(env, "MODELOTEL_EXPORT_FILE") or DEFAULT_EXPORT_FILE)
+    env_path = _env(env, "MODELOTEL_EXPORT_FILE")
+    file_path = os.fspath(path) if path is not None else (env_path or DEFAULT_EXPORT_FILE)
+    path_default = path is None and env_path is None
+    file_max_bytes = int(_env_number(env, ENV_FILE_MAX_BYTES, DEFAULT_FILE_MAX_BYTES, lo=0, hi=2**62))
+    file_backups = int(_env_number(env, ENV_FILE_BACKUPS, DEFAULT_FILE_BACKUPS, lo=1, hi=1000))
 
     protocol = (
         _env(env, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or _env(env, "OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
@@ -202,6 +220,9 @@ def resolve(
         service_name=service_name,
         exporter=exporter,
         path=file_path,
+        path_default=path_default,
+        file_max_bytes=file_max_bytes,
+        file_backups=file_backups,
         otlp_protocol=protocol,
         traces=trace_mode,
         traces_explicit=traces_explicit,

@@ -67,7 +67,13 @@ def make_metric_exporter(settings: Settings) -> tuple[MetricExporter | None, boo
     if kind == "file":
         from .otlp_json import OTLPJsonFileMetricExporter
 
-        return OTLPJsonFileMetricExporter(settings.path, preferred_temporality=temporality), True
+        exporter = OTLPJsonFileMetricExporter(
+            settings.path,
+            preferred_temporality=temporality,
+            max_bytes=settings.file_max_bytes,
+            backups=settings.file_backups,
+        )
+        return exporter, True
     if kind == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 

@@ -36,13 +36,11 @@ Remaining differences, by construction rather than by choice:
 from __future__ import annotations
 
 import base64
-import fcntl
 import gzip
 import json
 import logging
 import math
 import os
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -68,6 +66,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
+from .config import DEFAULT_FILE_BACKUPS, DEFAULT_FILE_MAX_BYTES
+from .file_append import LineAppender
 from .tracing import UNSET_STATUS
 
 __all__ = [
@@ -606,104 +606,9 @@ def read_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[st
 # --------------------------------------------------------------------------- exporters
 
 
-_IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 1024
-
-
-class _LineAppender:
-    """Appends whole lines to one file, safely across threads and (forked) processes.
-
-    Every write opens its own file description: flock() locks belong to the open file description,
-    so a descriptor inherited across fork() (or shared by threads) would not exclude anything.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], what: str) -> None:
-        self.path = os.path.abspath(os.fspath(path))
-        self._what = what
-        self._shutdown = False
-        self._warned = False
-        self._lock = threading.Lock()
-        # Fail here, in the caller's thread, rather than on every export in a background thread.
-        parent = os.path.dirname(self.path)
-        try:
-            os.makedirs(parent, exist_ok=True)
-        except OSError as exc:
-            reason = "it exists and is not a directory" if os.path.exists(parent) else exc.strerror
-            raise OSError(
-                exc.errno, f"{what}: cannot create directory {parent!r} for {self.path!r} ({reason})"
-            ) from exc
-        try:
-            os.close(self._open())
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"{what}: cannot open {self.path!r} for appending ({exc.strerror or exc})"
-            ) from exc
-
-    def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-
-    def accepting(self) -> bool:
-        """False (and logs once) after shutdown, so callers skip encoding entirely."""
-        if self._shutdown:
-            self._warn_once("export called after shutdown; nothing written")
-        return not self._shutdown
-
-    def append(self, line: str) -> bool:
-        if not self.accepting():
-            return False
-        data = memoryview((line + "\n").encode("utf-8"))
-        try:
-            fd = self._open()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                while data:  # os.write may be partial; the lock keeps the line contiguous
-                    data = data[os.write(fd, data) :]
-            finally:
-                os.close(fd)  # also releases the lock
-        except OSError as exc:
-            self._warn_once(f"writing to {self.path!r} failed: {exc}", error=True)
-            return False
-        return True
-
-    def append_parts(self, parts: list[bytes]) -> bool:
-        """``append`` of the line ``b"".join(parts)``, written with writev: no big joined copy is made."""
-        if not self.accepting():
-            return False
-        parts.append(b"\n")
-        try:
-            fd = self._open()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                start = 0
-                while start < len(parts):  # at most IOV_MAX buffers per call; writes may be partial
-                    chunk = parts[start : start + _IOV_MAX]
-                    written = os.writev(fd, chunk)
-                    for buf in chunk:
-                        if written < len(buf):
-                            parts[start] = buf[written:]
-                            break
-                        written -= len(buf)
-                        start += 1
-            finally:
-                os.close(fd)  # also releases the lock
-        except OSError as exc:
-            self._warn_once(f"writing to {self.path!r} failed: {exc}", error=True)
-            return False
-        return True
-
-    def _warn_once(self, message: str, error: bool = False) -> None:
-        with self._lock:
-            first, self._warned = not self._warned, True
-        if first:
-            _logger.log(logging.ERROR if error else logging.WARNING, "%s: %s", self._what, message)
-        else:
-            _logger.debug("%s: %s", self._what, message)
-
-    def shutdown(self) -> None:
-        self._shutdown = True
-
-
 class OTLPJsonFileMetricExporter(MetricExporter, OTLPMetricExporterMixin):
-    """Appends one collector-format OTLP/JSON line per export to ``path``.
+    """Appends one collector-format OTLP/JSON line per export to ``path`` (file_append.LineAppender: locked,
+    fork-safe, rotated past ``max_bytes`` into ``path.1`` ... ``path.<backups>``; 0 turns rotation off).
 
     Temporality and aggregation preferences (and their ``OTEL_EXPORTER_OTLP_METRICS_*`` environment
     variables) behave as in the SDK's OTLP metric exporters.
@@ -714,13 +619,21 @@ class OTLPJsonFileMetricExporter(MetricExporter, OTLPMetricExporterMixin):
         path: str | os.PathLike[str],
         preferred_temporality: dict[type, AggregationTemporality] | None = None,
         preferred_aggregation: dict[type, Aggregation] | None = None,
+        *,
+        max_bytes: int = DEFAULT_FILE_MAX_BYTES,
+        backups: int = DEFAULT_FILE_BACKUPS,
     ) -> None:
         self._common_configuration(preferred_temporality, preferred_aggregation)
-        self._appender = _LineAppender(path, type(self).__name__)
+        self._appender = LineAppender(path, type(self).__name__, max_bytes=max_bytes, backups=backups)
 
     @property
     def path(self) -> str:
         return self._appender.path
+
+    @property
+    def failure(self) -> str | None:
+        """Why the last failed export failed (None after a success)."""
+        return self._appender.failure
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         if not self._appender.accepting():
@@ -743,14 +656,25 @@ class OTLPJsonFileMetricExporter(MetricExporter, OTLPMetricExporterMixin):
 
 
 class OTLPJsonFileSpanExporter(SpanExporter):
-    """Appends one collector-format OTLP/JSON line per export to ``path``."""
+    """Appends one collector-format OTLP/JSON line per export to ``path`` (as OTLPJsonFileMetricExporter)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._appender = _LineAppender(path, type(self).__name__)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = DEFAULT_FILE_MAX_BYTES,
+        backups: int = DEFAULT_FILE_BACKUPS,
+    ) -> None:
+        self._appender = LineAppender(path, type(self).__name__, max_bytes=max_bytes, backups=backups)
 
     @property
     def path(self) -> str:
         return self._appender.path
+
+    @property
+    def failure(self) -> str | None:
+        """Why the last failed export failed (None after a success)."""
+        return self._appender.failure
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not self._appender.accepting():

@@ -137,6 +137,8 @@ def _start_locked(settings: config.Settings, *, app_tp: Any = None, base_resourc
     resource = build_resource(settings, base_resource)
     STATE.resource = resource
     exporter, owned = make_metric_exporter(settings)
+    if settings.path_default and settings.exporter == "file" and exporter is not None:
+        _say_where_telemetry_goes(settings, exporter.path)
     STATE.loop = ExportLoop(
         rec,
         resource,
@@ -173,6 +175,29 @@ def _start_locked(settings: config.Settings, *, app_tp: Any = None, base_resourc
     if not STATE.atexit_registered:
         atexit.register(shutdown)
         STATE.atexit_registered = True
+
+
+_said_where = False  # once per process (a forked child inherits it)
+
+
+def _say_where_telemetry_goes(settings: config.Settings, path: str) -> None:
+    """Nothing chose where telemetry goes: say so once, with the absolute path and how to change it."""
+    global _said_where
+    if _said_where:
+        return
+    _said_where = True
+    bound = (
+        f"rotated at {settings.file_max_bytes} bytes, {settings.file_backups} backups kept"
+        if settings.file_max_bytes
+        else "no size bound"
+    )
+    _log.warning(
+        "modelotel: no exporter configured: telemetry is appended to %s (%s); set %s=<path> or "
+        "OTEL_EXPORTER_OTLP_ENDPOINT=<collector>, or call modelotel.configure(exporter=..., path=...), to change it",
+        path,
+        bound,
+        "MODELOTEL_EXPORT_FILE",
+    )
 
 
 def _stop_locked(timeout_s: float = 30.0) -> bool:

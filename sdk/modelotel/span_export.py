@@ -40,7 +40,7 @@ def make_span_exporter(settings: Settings) -> SpanExporter | None:
     if kind == "file":
         from .otlp_json import OTLPJsonFileSpanExporter
 
-        return OTLPJsonFileSpanExporter(settings.path)
+        return OTLPJsonFileSpanExporter(settings.path, max_bytes=settings.file_max_bytes, backups=settings.file_backups)
     if kind == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 

@@ -15,6 +15,11 @@ file to the next (rotated files), the same points read twice (a file given twice
 dropped and counted as duplicates, and ``Reader.inventory`` tells what all the inputs held (for "matched nothing"
 messages).
 
+A file that the SDK's file exporter rotated (``x.jsonl`` with backups ``x.jsonl.1`` newest ... ``x.jsonl.N``
+oldest, next to it) is read as one stream: given ``x.jsonl``, the backups are read first, oldest first, and
+the whole set has one report (problems still name the file they were found in). A backup also given by name
+is not read twice.
+
 ``metrics`` names the metrics wanted (None: all, for files); everything else is skipped cheaply. Deltas ending outside
 ``[start_ns, end_ns]`` are not yielded. ``progress(done, total)`` is called at most about every 0.25 s and once
 at the end (bytes of a file, compressed if it is; queries made to a server). A location that cannot be read at
@@ -24,12 +29,14 @@ inside the data never raise, they are counted in the report.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable, Collection, Iterator
 
 from .otlp_source import LineDecoder, read_otlp_file
 from .points import Delta, Inventory, ReadReport, SourceError
 
-__all__ = ["Reader", "SourceError", "is_url", "read"]
+__all__ = ["Reader", "SourceError", "is_url", "read", "rotated_backups"]
 
 
 def is_url(location: str) -> bool:
@@ -58,6 +65,7 @@ class Reader:
         self.start_ns, self.end_ns = start_ns, end_ns
         self.inventory = Inventory()
         self._decoder: LineDecoder | None = None
+        self._backups_read: set[tuple[int, int] | None] = set()
 
     def read(
         self, location: str, progress: Callable[[int, int], None] | None = None
@@ -73,7 +81,89 @@ class Reader:
                 progress=progress,
                 inventory=self.inventory,
             )
+        if self._backups_read and _file_key(location) in self._backups_read:
+            report = ReadReport(source=location)
+            report.problem(0, "already read as a rotated backup of a file given before it")
+            return iter(()), report
+        backups = [b for b in rotated_backups(location) if _file_key(b) not in self._backups_read]
+        if not backups:
+            return self._read_file(location, progress)
+        opened = []
+        for backup in backups:
+            try:
+                opened.append(self._read_file(backup, progress))
+            except SourceError:
+                if os.path.exists(backup):
+                    raise
+                continue  # rotated away since it was listed
+            key = _file_key(backup)
+            if key is not None:
+                self._backups_read.add(key)
+        opened.append(self._read_file(location, progress))
+        whole = ReadReport(source=location)
+        return _one_stream(opened, whole), whole
+
+    def _read_file(self, path: str, progress: Callable[[int, int], None] | None) -> tuple[Iterator[Delta], ReadReport]:
         if self._decoder is None:
-            self._decoder = LineDecoder(self.metrics, self.start_ns, self.end_ns, ReadReport(source=location))
+            self._decoder = LineDecoder(self.metrics, self.start_ns, self.end_ns, ReadReport(source=path))
             self._decoder.inventory = self.inventory
-        return read_otlp_file(location, self.metrics, progress=progress, decoder=self._decoder)
+        return read_otlp_file(path, self.metrics, progress=progress, decoder=self._decoder)
+
+
+def rotated_backups(path: str) -> list[str]:
+    """The backups ``path.1`` (newest) ... ``path.N`` of a rotated file (file_append.py names them), oldest
+    first; empty when ``path`` is not a regular file or has none."""
+    if not os.path.isfile(path):
+        return []
+    directory, base = os.path.split(path)
+    try:
+        names = os.listdir(directory or ".")
+    except OSError:
+        return []
+    prefix = base + "."
+    numbered = []
+    for name in names:
+        suffix = name[len(prefix) :]
+        if name.startswith(prefix) and suffix.isascii() and suffix.isdigit():
+            backup = os.path.join(directory, name)
+            if os.path.isfile(backup):
+                numbered.append((int(suffix), backup))
+    return [backup for _, backup in sorted(numbered, reverse=True)]
+
+
+def _file_key(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _one_stream(parts: list[tuple[Iterator[Delta], ReadReport]], whole: ReadReport) -> Iterator[Delta]:
+    """The deltas of each file in turn; each file's report is added into ``whole`` once its deltas are read."""
+    for deltas, report in parts:
+        try:
+            yield from deltas
+        finally:
+            _add_report(whole, report)
+
+
+def _add_report(whole: ReadReport, part: ReadReport) -> None:
+    for f in dataclasses.fields(ReadReport):
+        mine, theirs = getattr(whole, f.name), getattr(part, f.name)
+        if f.name == "source":
+            continue
+        if f.name.startswith("first_") and f.name.endswith("_line"):
+            if not mine:
+                setattr(whole, f.name, theirs)
+        elif isinstance(mine, bool):
+            setattr(whole, f.name, mine or theirs)
+        elif isinstance(mine, (int, float)):
+            setattr(whole, f.name, mine + theirs)
+        elif isinstance(mine, dict):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+        elif isinstance(mine, set):
+            mine |= theirs
+        elif isinstance(mine, list):
+            mine.extend(theirs[: max(0, whole.MAX_PROBLEMS - len(mine))])
