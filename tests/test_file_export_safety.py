@@ -249,6 +249,60 @@ def test_a_lock_held_elsewhere_times_out_as_a_counted_drop(tmp_path):
     assert path.read_bytes() == b""
 
 
+FORK_DURING_A_WAIT = """
+    import json, os, sys, threading, time
+    from modelotel.file_append import LineAppender
+
+    appender = LineAppender(sys.argv[1], "test")
+    result = {}
+
+    def export():  # waits for the lock another process holds, then gives up
+        result["parent_ok"] = appender.append('{"parent":1}')
+
+    thread = threading.Thread(target=export)
+    thread.start()
+    time.sleep(0.5)
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if appender.append('{"child":1}') else 1)
+    result["fork_s"] = time.monotonic() - start
+    thread.join()
+    _, status = os.waitpid(pid, 0)
+    result["child_exit"] = os.waitstatus_to_exitcode(status)
+    print(json.dumps(result))
+"""
+
+
+def test_a_fork_while_a_write_waits_for_the_lock_is_bounded(tmp_path):
+    """Finding 2, the slow case: another process holds the flock for 7 s while a thread's write waits for it and
+    the main thread forks. The fork waits only until that write gives up (5 s), the child's own write then
+    succeeds once the holder lets go, and nothing hangs."""
+    from modelotel import config
+
+    path = tmp_path / "wait.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, str(_script(tmp_path, "holder.py", LOCK_HOLDER)), str(path), "7"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        try:
+            proc = _run(_script(tmp_path, "waitfork.py", FORK_DURING_A_WAIT), path, timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a fork during a lock wait hung")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["parent_ok"] is False  # gave up at its deadline: a counted failure, not a hang
+    assert config.FILE_LOCK_TIMEOUT_S - 1.0 <= result["fork_s"] <= config.FILE_LOCK_TIMEOUT_S + 1.5
+    assert result["child_exit"] == 0
+    assert path.read_text() == '{"child":1}\n'
+
+
 # --------------------------------------------------------------------------- finding 6: torn lines, failed writes
 
 SLOW_WRITER = """
