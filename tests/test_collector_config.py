@@ -10,7 +10,8 @@ import pytest
 from collector_support import CONFIGS, otelcol
 
 AGENT_PROFILES = {
-    "gateway": {},
+    "default": {},  # the file exporter
+    "gateway": {"MODELOTEL_EXPORTERS": "[otlp_grpc/gateway]"},
     "file": {"MODELOTEL_EXPORTERS": "[file]"},
     "gateway+file": {"MODELOTEL_EXPORTERS": "[otlp_grpc/gateway, file]"},
 }
