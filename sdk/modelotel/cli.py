@@ -658,6 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"modelotel {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
+    except config.ConfigError as exc:  # an unusable MODELOTEL_* setting
+        print(f"modelotel {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_SPEC
     except KeyboardInterrupt:
         print(f"modelotel {args.command}: interrupted", file=sys.stderr)
         return 130

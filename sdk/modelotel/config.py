@@ -269,3 +269,35 @@ def debug_tracebacks(environ: Mapping[str, str] | None = None) -> bool:
     """``MODELOTEL_DEBUG``: the CLI shows internal tracebacks instead of one-line errors."""
     env = os.environ if environ is None else environ
     return _truthy(_env(env, "MODELOTEL_DEBUG"))
+
+
+# Bounds on what the evaluator reads from a file (``modelotel evaluate``, ``gate``, ``drift`` ...): a line (one
+# export request) longer than MODELOTEL_MAX_LINE_BYTES is skipped unread and counted as a corrupt line, so memory
+# never follows an input's worst line; a compressed file (gzip, zstd) may inflate to at most
+# MODELOTEL_MAX_INFLATION times its own size (never less than MIN_INFLATED_BYTES), past which it is refused as a
+# compression bomb. Collector files compress 15-25x with gzip -9; a gzip bomb is ~1000x.
+ENV_MAX_LINE_BYTES = "MODELOTEL_MAX_LINE_BYTES"
+DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024  # modelotel serve's request body cap: one export request
+ENV_MAX_INFLATION = "MODELOTEL_MAX_INFLATION"
+DEFAULT_MAX_INFLATION = 200
+MIN_INFLATED_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """What the evaluator's file reader accepts (see ENV_MAX_LINE_BYTES and ENV_MAX_INFLATION)."""
+
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    max_inflation: float = DEFAULT_MAX_INFLATION
+
+    def max_inflated_bytes(self, compressed_bytes: int) -> int:
+        return max(MIN_INFLATED_BYTES, int(self.max_inflation * compressed_bytes))
+
+
+def input_limits(environ: Mapping[str, str] | None = None) -> InputLimits:
+    """The reader's bounds from MODELOTEL_MAX_LINE_BYTES and MODELOTEL_MAX_INFLATION (ConfigError if unusable)."""
+    env = os.environ if environ is None else environ
+    return InputLimits(
+        max_line_bytes=int(_env_number(env, ENV_MAX_LINE_BYTES, DEFAULT_MAX_LINE_BYTES, lo=1024, hi=2**40)),
+        max_inflation=_env_number(env, ENV_MAX_INFLATION, DEFAULT_MAX_INFLATION, lo=1, hi=1e9),
+    )

@@ -178,5 +178,7 @@ def _no_data_message(reports: Sequence[ReadReport]) -> str:
             f"{r.lines} lines, {r.points} points of the needed metrics, {r.corrupt_lines} corrupt, "
             f"{r.foreign_lines} not OTLP metrics, {r.bad_points} unusable points"
         )
+        if r.problems:  # the first reason, e.g. a line over the line limit
+            what += f"; line {r.problems[0].line}: {r.problems[0].reason}"
         parts.append(f"{r.source}: {what}")
     return "no usable metric data in the input (" + "; ".join(parts) + ")"

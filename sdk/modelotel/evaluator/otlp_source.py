@@ -40,6 +40,7 @@ import io
 import itertools
 import json
 import os
+import stat
 import time
 import zlib
 from collections.abc import Callable, Collection, Iterator
@@ -48,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import ENV_MAX_INFLATION, ENV_MAX_LINE_BYTES, InputLimits, input_limits
 from .cumulative import (
     BASELINE,
     CONCURRENT,
@@ -98,18 +100,24 @@ def read_otlp_file(
     end_ns: int | None = None,
     progress: Progress | None = None,
     decoder: LineDecoder | None = None,
+    limits: InputLimits | None = None,
 ) -> tuple[Iterator[Delta], ReadReport]:
     """Open ``path`` now (``SourceError`` if it cannot be read) and return the lazy deltas and the report they
     fill in as they are consumed. ``metrics`` None means every metric.
 
     ``decoder``: one shared by every file of an evaluation (its ``metrics`` and range are then its own), so that a
-    series continues from file to file (rotated files), and points read twice are dropped as duplicates."""
+    series continues from file to file (rotated files), and points read twice are dropped as duplicates.
+
+    ``limits``: the longest line read (longer ones are skipped unread, counted as corrupt) and how far a compressed
+    file may inflate (past it: ``SourceError`` while iterating); default from the environment (config.py)."""
     name = os.fspath(path)
+    limits = limits or input_limits()
     raw, lines, total = _open(name)
     report = ReadReport(source=name)
     if decoder is None:
         decoder = LineDecoder(None if metrics is None else frozenset(metrics), start_ns, end_ns, report)
-    return _deltas(raw, lines, total, decoder, report, progress), report
+    inflated_cap = limits.max_inflated_bytes(total) if lines is not raw else None
+    return _deltas(raw, lines, total, decoder, report, progress, limits.max_line_bytes, inflated_cap), report
 
 
 # -- opening ---------------------------------------------------------------------------------------------------
@@ -117,6 +125,7 @@ def read_otlp_file(
 
 def _open(path: str) -> tuple[io.BufferedReader, Any, int]:
     """(raw file, binary line stream, file size); SourceError with one clear message if unreadable."""
+    _check_regular(path)
     try:
         raw = open(path, "rb", buffering=_BUFFER)  # noqa: SIM115 - closed by _deltas
     except FileNotFoundError:
@@ -160,15 +169,76 @@ def _open(path: str) -> tuple[io.BufferedReader, Any, int]:
     return raw, lines, total
 
 
+def _check_regular(path: str) -> None:
+    """SourceError unless ``path`` is a regular file: a device (/dev/zero), a FIFO or a socket would be read
+    forever or block; checked with stat, which neither opens nor blocks."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise SourceError(f"{path}: is a directory, not an OTLP JSON lines file")
+    if not stat.S_ISREG(mode):
+        raise SourceError(f"{path}: is {_file_kind(mode)}, not a regular file; expected OTLP JSON lines")
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _bounded_lines(stream: Any, max_line: int, max_total: int | None) -> Iterator[bytes | int]:
+    """The lines of ``stream``; a line over ``max_line`` bytes (newline excluded) is skipped a chunk at a time and
+    stands as its length (an int), so memory never holds more than ``max_line`` bytes of it. Skipping stops once
+    ``max_total`` bytes were read in all (a compression bomb: the caller refuses the file)."""
+    readline = stream.readline
+    limit = max_line + 1
+    total = 0
+    while True:
+        line = readline(limit)
+        total += len(line)
+        if len(line) < limit or line[-1:] == b"\n":
+            if not line:
+                return
+            yield line
+            continue
+        size = len(line)
+        del line
+        while max_total is None or total <= max_total:
+            chunk = readline(_BUFFER)
+            size += len(chunk)
+            total += len(chunk)
+            if not chunk or chunk[-1:] == b"\n":
+                break
+        yield size
+
+
 def _deltas(
-    raw: io.BufferedReader, lines: Any, total: int, decoder: LineDecoder, report: ReadReport, progress: Progress | None
+    raw: io.BufferedReader,
+    lines: Any,
+    total: int,
+    decoder: LineDecoder,
+    report: ReadReport,
+    progress: Progress | None,
+    max_line: int,
+    inflated_cap: int | None,
 ) -> Iterator[Delta]:
     decoder.report = report
     series_before = decoder.series_count
     number = 0
+    inflated = 0  # bytes out of the decompressor, when the file is compressed
     next_progress = time.monotonic() + PROGRESS_INTERVAL_S
     try:
-        it = iter(lines)
+        it = _bounded_lines(lines, max_line, inflated_cap)
         while True:
             try:
                 line = next(it)
@@ -179,6 +249,21 @@ def _deltas(
                 report.problem(number + 1, f"compressed data unreadable from here on ({exc})")
                 break
             number += 1
+            if inflated_cap is not None:
+                inflated += line if isinstance(line, int) else len(line)
+                if inflated > inflated_cap:
+                    raise SourceError(
+                        f"{report.source}: decompresses to over {inflated_cap} bytes from {total} (more than "
+                        f"{inflated_cap / max(total, 1):.0f}x): refused as a compression bomb; "
+                        f"{ENV_MAX_INFLATION} raises the ratio"
+                    )
+            if isinstance(line, int):
+                report.lines += 1
+                report.corrupt_lines += 1
+                report.problem(
+                    number, f"line of {line} bytes, over the {max_line}-byte limit: skipped ({ENV_MAX_LINE_BYTES})"
+                )
+                continue
             if progress is not None:
                 now = time.monotonic()
                 if now >= next_progress:
@@ -187,7 +272,7 @@ def _deltas(
                     progress(report.bytes_read, total)
             if number == 1 and _document_start(line):
                 # pretty-printed JSON (one document over many lines): decoded whole, as one line
-                text, lines_in = _whole_document(line, it)
+                text, lines_in = _whole_document(line, it)  # type: ignore[arg-type]
                 yield from decoder.document(text, lines_in)
                 break
             deltas = decoder.line(number, line)
@@ -217,7 +302,7 @@ def _document_start(line: bytes) -> bool:
     return False
 
 
-def _whole_document(first: bytes, rest: Iterator[bytes]) -> tuple[bytes, int]:
+def _whole_document(first: bytes, rest: Iterator[bytes | int]) -> tuple[bytes, int]:
     """The document's bytes (the first line and all the others) and its number of lines."""
     parts = [first]
     size = len(first)
@@ -228,6 +313,8 @@ def _whole_document(first: bytes, rest: Iterator[bytes]) -> tuple[bytes, int]:
             break
         except Exception:  # a truncated compressed stream: the document is incomplete, its parse says so
             break
+        if isinstance(line, int):  # a line over the line limit: the document cannot be read whole
+            raise SourceError(f"a pretty-printed JSON document with a line of {line} bytes ({ENV_MAX_LINE_BYTES})")
         parts.append(line)
         size += len(line)
         if size > MAX_DOCUMENT_BYTES:
@@ -289,6 +376,10 @@ class LineDecoder:
         self._latest = 0
         self._earliest = 1 << 63
         self.series_count = 0
+        # modelotel serve --max-series: a point of a new series past it is refused (a bad point, counted here too);
+        # the caches keyed by resource and stream stop growing with it
+        self.max_series: int | None = None
+        self.series_refused = 0
         self._text: bytes | None = None  # a whole document being decoded (to find problems' lines)
         self._pieces: list[bytes] = []  # this line's bucketCounts texts (see _stash_buckets)
         self._arrays: list[tuple[np.ndarray, int] | None] | None = None  # ... decoded on first use
@@ -368,7 +459,9 @@ class LineDecoder:
         rkey = _dumps(rattrs) if rattrs else b""
         resource = self._resources.get(rkey)
         if resource is None:
-            resource = self._resources[rkey] = _attributes(rattrs)
+            resource = _attributes(rattrs)
+            if not self._full():
+                self._resources[rkey] = resource
             instance = resource.get("service.instance.id")
             if instance is not None:
                 report.instances.add(str(instance))
@@ -419,7 +512,9 @@ class LineDecoder:
                 key = (rkey, sname, sversion, name)
                 streams = self._streams.get(key)
                 if streams is None:
-                    streams = self._streams[key] = {}
+                    streams = {}
+                    if not self._full():
+                        self._streams[key] = streams
                 cumulative = temporality == _CUMULATIVE
                 if kind == "sum" and not data.get("isMonotonic"):
                     # an up-down counter (active requests, queue length) goes down as well as up: it counts no
@@ -434,7 +529,8 @@ class LineDecoder:
                     self._sums(number, name, unit, resource, streams, points, cumulative, out)
                 else:
                     self._histograms(number, name, unit, resource, streams, points, cumulative, kind, out)
-        self._exported[rkey] = self._latest
+        if rkey in self._resources or rkey in self._exported:
+            self._exported[rkey] = self._latest
         inventory = self.inventory
         if self._latest > inventory.last_ns:
             inventory.last_ns = self._latest
@@ -444,10 +540,16 @@ class LineDecoder:
     def _new_series(
         self, name: str, streams: dict, akey: bytes, resource: dict, pattrs: Any
     ) -> tuple[int, dict[str, AttrValue]]:
+        if self._full():
+            self.series_refused += 1
+            raise ValueError(f"a new series past the limit of {self.max_series} series (--max-series): refused")
         series = streams[akey] = (next(series_ids), {**resource, **_attributes(pattrs or ())})
         self.series_count += 1
         self.inventory.add_series(name, series[1])
         return series
+
+    def _full(self) -> bool:
+        return self.max_series is not None and self.series_count >= self.max_series
 
     def _sums(self, number, name, unit, resource, streams, points, cumulative, out: list[Delta]) -> None:
         track = self.tracker.counter

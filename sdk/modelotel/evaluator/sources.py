@@ -8,7 +8,10 @@ A location is
 * an ``http://`` or ``https://`` URL: the Prometheus HTTP API of a Prometheus or Mimir server (the base URL,
   e.g. ``http://127.0.0.1:9090`` or ``http://mimir:8080/prometheus``; see prometheus_source.py), or
 * a file path: OTLP JSON lines (otlp_source.py), plain, gzip or zstd (detected by content, not by name; zstd
-  needs the optional ``zstandard`` package, which modelotel does not depend on).
+  needs the optional ``zstandard`` package, which modelotel does not depend on). Only a regular file is opened
+  (a device, FIFO or socket is refused before it could block or never end); lines over
+  ``MODELOTEL_MAX_LINE_BYTES`` are skipped unread and counted as corrupt, and a compressed file inflating past
+  ``MODELOTEL_MAX_INFLATION`` times its size is refused (config.py), so memory never follows the worst line.
 
 ``Reader`` reads the locations of one evaluation in turn with shared series state: a series continues from one
 file to the next (rotated files), the same points read twice (a file given twice, a file and its ``.gz``) are
@@ -33,6 +36,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Collection, Iterator
 
+from ..config import input_limits
 from .otlp_source import LineDecoder, read_otlp_file
 from .points import Delta, Inventory, ReadReport, SourceError
 
@@ -64,6 +68,7 @@ class Reader:
         self.metrics = None if metrics is None else frozenset(metrics)
         self.start_ns, self.end_ns = start_ns, end_ns
         self.inventory = Inventory()
+        self.limits = input_limits()  # line length and inflation bounds (config.py): read once per evaluation
         self._decoder: LineDecoder | None = None
         self._backups_read: set[tuple[int, int] | None] = set()
 
@@ -107,7 +112,7 @@ class Reader:
         if self._decoder is None:
             self._decoder = LineDecoder(self.metrics, self.start_ns, self.end_ns, ReadReport(source=path))
             self._decoder.inventory = self.inventory
-        return read_otlp_file(path, self.metrics, progress=progress, decoder=self._decoder)
+        return read_otlp_file(path, self.metrics, progress=progress, decoder=self._decoder, limits=self.limits)
 
 
 def rotated_backups(path: str) -> list[str]:

@@ -26,7 +26,9 @@ import datetime as dt
 import difflib
 import logging
 import math
+import os
 import re
+import stat
 import zoneinfo
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -206,9 +208,20 @@ def line_of(value: Any) -> int | None:
     return getattr(value, "line", None) or None
 
 
+MAX_SPEC_BYTES = 16 * 1024 * 1024  # a spec is read whole; real ones are kilobytes
+
+
 def _read_documents(path: str) -> list[Any]:
-    """The YAML documents of a file (``None`` for empty ones)."""
+    """The YAML documents of a file (``None`` for empty ones). Only a regular file of at most MAX_SPEC_BYTES is
+    read: a device (/dev/zero), a FIFO or a socket would never end or block."""
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kinds = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device"}
+            kind = kinds.get(stat.S_IFMT(info.st_mode), "not a regular file (a device?)")
+            raise SpecError(path, "", f"is {kind}, not a regular file; expected a YAML spec file")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise SpecError(path, "", f"{info.st_size} bytes, over the {MAX_SPEC_BYTES >> 20} MiB a spec may have")
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(path, "", "no such file") from None
