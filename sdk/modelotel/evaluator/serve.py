@@ -2,6 +2,7 @@
 
     modelotel serve --slo slo.yaml [--host 127.0.0.1] [--grpc-port 4317] [--http-port 4318] [--metrics-port 9464]
                     [--state DIR] [--evaluate-every 10s] [--otlp-endpoint URL]
+                    [--max-series 50000] [--max-connections 64] [--request-timeout 30s]
 
 Data flows one way: receivers (OTLP/gRPC ``MetricsService/Export``; OTLP/HTTP ``POST /v1/metrics``, protobuf or
 JSON, optionally gzip) -> ``stream.StreamState`` (the file reader's decoder, one ledger per SLO) -> every
@@ -16,8 +17,15 @@ JSON, optionally gzip) -> ``stream.StreamState`` (the file reader's decoder, one
 
 State is snapshotted to ``--state DIR`` every ``--snapshot-every`` and on SIGTERM/SIGINT, and restored at
 start-up (stream.py describes the format and its guarantees). SIGTERM/SIGINT stop the receivers, export and
-snapshot a last time and exit 0. A bad request body is answered (HTTP 400, gRPC INVALID_ARGUMENT) and counted;
-it never stops the server. docs/serve.md is the user guide.
+snapshot a last time and exit 0 (4 when that last snapshot cannot be written). A bad request body is answered
+(HTTP 400, gRPC INVALID_ARGUMENT) and counted; it never stops the server.
+
+Limits (docs/serve.md "Limits"): at most ``--max-series`` series (points of new ones are refused as a partial
+success and counted); per HTTP port at most ``--max-connections`` connections, one thread each, every request
+read within ``--request-timeout`` (a connection still sending its request past it, or the one sending longest
+when a new connection finds no free slot, is closed and counted: slow clients cannot starve /status); a body
+shorter than its Content-Length is a 400 and counts nothing; a client that goes away is one counted log line.
+docs/serve.md is the user guide.
 """
 
 from __future__ import annotations
@@ -49,6 +57,14 @@ from .stream import SNAPSHOT_NAME, Ingested, SnapshotError, StreamState, request
 __all__ = ["GAUGES", "Service", "add_parser", "cmd_serve", "exposition"]
 
 MAX_BODY = 64 * 1024 * 1024  # bytes of a request body, compressed or not (the collector's batches are far smaller)
+DEFAULT_MAX_SERIES = 50_000  # a cumulative histogram series holds ~7 KB: ~350 MB at the cap
+DEFAULT_MAX_CONNECTIONS = 64  # per HTTP port (one thread each); a collector uses a few
+DEFAULT_REQUEST_TIMEOUT = "30s"
+READ_TIMEOUT_S = 10.0  # one read of a socket: a peer silent this long is gone
+LISTEN_BACKLOG = 128
+DROP_LOG_INTERVAL_S = 60.0  # dropped connections are logged at most this often (each one is counted)
+LATEST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time /status can print
+EXIT_SNAPSHOT = 4  # cli.EXIT_INPUT: the last snapshot could not be written
 GRPC_WORKERS = 4
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 INVALID_ARGUMENT = 3  # google.rpc.Code
@@ -83,6 +99,26 @@ def add_parser(subparsers: Any) -> None:
         metavar="DURATION",
         help="forget cumulative series silent this long (default 6h; must exceed any collector outage)",
     )
+    p.add_argument(
+        "--max-series",
+        type=int,
+        default=DEFAULT_MAX_SERIES,
+        metavar="N",
+        help=f"series held at most; points of new series past it are refused, counted (default {DEFAULT_MAX_SERIES})",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help=f"open HTTP connections per port, one thread each (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--request-timeout",
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metavar="DURATION",
+        help=f"an HTTP request must be read within this, idle keep-alive included (default {DEFAULT_REQUEST_TIMEOUT})",
+    )
     p.add_argument("--otlp-endpoint", metavar="URL", help="also export the SLO status as OTLP gauges to this URL")
     p.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"), default="grpc")
     p.set_defaults(func=cmd_serve)
@@ -100,6 +136,9 @@ class Options:
     series_ttl: float
     otlp_endpoint: str | None
     otlp_protocol: str
+    max_series: int = DEFAULT_MAX_SERIES
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    request_timeout: float = 30.0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -107,20 +146,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     options = _options(args)
     slos = _load_slos(args.slo)
-    state = StreamState(slos)
+    state = StreamState(slos, max_series=options.max_series)
     if options.state_dir is not None:
+        _remove_stray_temporaries(options.state_dir)
         _restore(state, options.state_dir)
     service = Service(state, options)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    saved = False
     try:
         service.start()
         _say(service.describe())
         service.run(stop)
     finally:
-        service.stop()
+        saved = service.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not saved:  # the error was said; what arrived since the previous snapshot is not on disk
+        _say(f"error: exiting with {EXIT_SNAPSHOT}: the state was not saved on the way out")
+        return EXIT_SNAPSHOT
     return EXIT_PASS
 
 
@@ -151,6 +195,10 @@ def _options(args: argparse.Namespace) -> Options:
         raise _usage("--grpc-port and --http-port are both 0: nothing would receive data")
     if args.grpc_port and args.grpc_port in (args.http_port, args.metrics_port):
         raise _usage(f"--grpc-port {args.grpc_port} is also used for HTTP")
+    if args.max_series < 1:
+        raise _usage(f"--max-series: {args.max_series} (at least 1)")
+    if args.max_connections < 1:
+        raise _usage(f"--max-connections: {args.max_connections} (at least 1)")
     if args.otlp_endpoint and not args.otlp_endpoint.startswith(("http://", "https://")):
         raise _usage(f"--otlp-endpoint: expected an http:// or https:// URL, got {args.otlp_endpoint!r}")
     state_dir = None
@@ -177,6 +225,9 @@ def _options(args: argparse.Namespace) -> Options:
         series_ttl=seconds("--series-ttl", args.series_ttl, 60.0),
         otlp_endpoint=args.otlp_endpoint,
         otlp_protocol=args.otlp_protocol,
+        max_series=args.max_series,
+        max_connections=args.max_connections,
+        request_timeout=seconds("--request-timeout", args.request_timeout, 0.5),
     )
 
 
@@ -190,6 +241,34 @@ def _load_slos(paths: list[str]) -> list[SLO]:
     for note in specs.notes:
         print(f"note: {note}", file=sys.stderr)
     return list(specs.slos)
+
+
+def _remove_stray_temporaries(directory: Path) -> None:
+    """Delete the temporary snapshots (``.<snapshot>.<pid>.tmp``, stream.write_snapshot) that a process killed
+    mid-write left behind, saying which; one whose pid is a running process may be in use and is kept."""
+    removed = []
+    for path in sorted(directory.glob(f".{SNAPSHOT_NAME}.*.tmp")):
+        pid = path.name[len(SNAPSHOT_NAME) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and _running(int(pid)):
+            continue
+        try:
+            path.unlink()
+        except OSError as exc:
+            _say(f"warning: cannot remove the stray temporary snapshot {path}: {exc.strerror or exc}")
+            continue
+        removed.append(path.name)
+    if removed:
+        _say(f"removed {len(removed)} temporary snapshot(s) left by an interrupted write: {', '.join(removed)}")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
 
 
 def _restore(state: StreamState, directory: Path) -> None:
@@ -219,8 +298,29 @@ class Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests: dict[tuple[str, str], int] = {}
+        self.dropped: dict[str, int] = {}  # HTTP connections closed before a full answer, by reason
+        self._next_drop_log = 0.0
         self.snapshot_failures = 0
         self.last_snapshot: float | None = None
+
+    def drop(self, reason: str) -> None:
+        """A connection closed before its answer (``client_disconnect``, ``timeout``, ``evicted``, ``refused``):
+        counted; logged as one line at most every DROP_LOG_INTERVAL_S, with the totals."""
+        with self._lock:
+            self.dropped[reason] = self.dropped.get(reason, 0) + 1
+            now = time.monotonic()
+            if now < self._next_drop_log:
+                return
+            self._next_drop_log = now + DROP_LOG_INTERVAL_S
+            totals = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items()))
+        _say(
+            f"HTTP connection closed before its answer ({reason}); so far: {totals} "
+            f"(modelotel_serve_dropped_connections_total; logged at most every {DROP_LOG_INTERVAL_S:g} s)"
+        )
+
+    def dropped_by_reason(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return sorted(self.dropped.items())
 
     def count(self, protocol: str, outcome: str) -> None:
         with self._lock:
@@ -308,8 +408,9 @@ class Service:
             except Exception as exc:  # a bug must not stop the receivers: one line, and carry on
                 _say(f"error: periodic evaluation failed: {type(exc).__name__}: {exc}")
 
-    def stop(self) -> None:
-        """Receivers first (no data after the last snapshot), then the last export and snapshot."""
+    def stop(self) -> bool:
+        """Receivers first (no data after the last snapshot), then the last export and snapshot. False when the
+        state should have been saved and could not be."""
         with self._gate:  # from now on requests are refused with a retryable answer (503, UNAVAILABLE)
             self._closing = True
         if self._grpc is not None:
@@ -325,9 +426,13 @@ class Service:
             self.evaluate(time.time())
             self._meters.shutdown(timeout_millis=EXPORT_TIMEOUT_S * 1000)  # collects and exports once more
             self._meters = None
-        if self._started and self.snapshot() and self.options.state_dir is not None:
-            _say(f"stopped; state saved to {self.options.state_dir / SNAPSHOT_NAME}")
+        saved = True
+        if self._started and self.options.state_dir is not None:
+            saved = self.snapshot()
+            if saved:
+                _say(f"stopped; state saved to {self.options.state_dir / SNAPSHOT_NAME}")
         self._started = False  # stop() may run twice (a failed start, then cmd_serve's finally)
+        return saved
 
     def evaluate(self, at: float) -> Evaluation:
         self.state.prune(at)
@@ -344,6 +449,10 @@ class Service:
         except OSError as exc:
             self.counters.snapshot_failures += 1
             _say(f"error: cannot write the snapshot to {directory}: {exc.strerror or exc}")
+            return False
+        except SnapshotError as exc:  # it would not read back: the previous one stays
+            self.counters.snapshot_failures += 1
+            _say(f"error: {exc}")
             return False
         self.counters.last_snapshot = time.time()
         return True
@@ -426,14 +535,115 @@ def _check_port(host: str, port: int) -> None:
 # -- OTLP/HTTP and the GET endpoints ---------------------------------------------------------------------------
 
 
+class _Connection:
+    """One open HTTP connection: whether its handler is waiting for (or reading) a request, and since when."""
+
+    __slots__ = ("closed_by_us", "reading_since", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reading_since: float | None = time.monotonic()  # None while a read request is being answered
+        self.closed_by_us = False
+
+    def close(self) -> None:
+        """Wake its handler thread (a blocked read returns end-of-file) so that the thread ends."""
+        self.closed_by_us = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class _Server(ThreadingHTTPServer):
+    """One handler thread per connection, at most ``max_connections`` of them; a request must be read within
+    ``request_timeout`` (checked every poll of ``serve_forever``). A new connection that finds every slot taken
+    closes the connection that has been reading the longest (a slow or idle client: it may retry), or, when all
+    are being answered, is itself answered 503. Whatever is closed early is counted (``Counters.drop``)."""
+
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], handler: type, service: Service) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.service = service
+        self.max_connections = service.options.max_connections
+        self.request_timeout = service.options.request_timeout
+        self._connections: dict[socket.socket, _Connection] = {}
+        self._connections_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            refuse = False
+            if len(self._connections) >= self.max_connections:
+                waiting = [c for c in self._connections.values() if c.reading_since is not None and not c.closed_by_us]
+                if waiting:
+                    min(waiting, key=lambda c: c.reading_since or 0.0).close()
+                    self.service.counters.drop("evicted")
+                else:
+                    refuse = True
+            if not refuse:
+                self._connections[request] = _Connection(request)
+        if refuse:
+            self.service.counters.drop("refused")
+            try:
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def connection(self, request: Any) -> _Connection | None:
+        with self._connections_lock:
+            return self._connections.get(request)
+
+    def claim(self, request: Any) -> bool:
+        """Mark a connection's request as read (no timeout or eviction from now on); False if it was closed
+        already: the request must then not be acted on (its client saw no answer and may retry)."""
+        with self._connections_lock:
+            conn = self._connections.get(request)
+            if conn is None or conn.closed_by_us:
+                return False
+            conn.reading_since = None
+            return True
+
+    def close_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.pop(request, None)
+        super().close_request(request)
+
+    def service_actions(self) -> None:
+        """Close the connections that have been reading one request for longer than ``request_timeout``."""
+        late = time.monotonic() - self.request_timeout
+        with self._connections_lock:
+            expired = [c for c in self._connections.values() if c.reading_since is not None and c.reading_since < late]
+            expired = [c for c in expired if not c.closed_by_us]
+            for c in expired:
+                c.close()
+        for _ in expired:
+            self.service.counters.drop("timeout")
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Instead of socketserver's traceback on stderr: a peer gone or too slow is a counted drop; anything
+        else is a bug, said in one line (the connection is closed, the server goes on)."""
+        exc = sys.exc_info()[1]
+        conn = self.connection(request)
+        if conn is not None and conn.closed_by_us:
+            return  # counted when we closed it
+        if isinstance(exc, TimeoutError):
+            self.service.counters.drop("timeout")
+        elif isinstance(exc, OSError):
+            self.service.counters.drop("client_disconnect")
+        else:
+            _say(f"error: internal error on an HTTP request: {type(exc).__name__}: {exc}")
+
+
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 34\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\n\r\nall connections busy; retry later\n"
+)
 
 
 def _http_server(service: Service, host: str, port: int) -> ThreadingHTTPServer:
@@ -443,17 +653,32 @@ def _http_server(service: Service, host: str, port: int) -> ThreadingHTTPServer:
 class _Handler(BaseHTTPRequestHandler):
     server_version = "modelotel-serve"
     protocol_version = "HTTP/1.1"  # keep-alive: the collector's exporter reuses connections
+    timeout = READ_TIMEOUT_S  # per read; the whole request is bounded by _Server.request_timeout
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
         pass
+
+    def handle_one_request(self) -> None:
+        conn = self.server.connection(self.request)
+        if conn is not None:
+            conn.reading_since = time.monotonic()  # waiting for the request: a timeout or an eviction may close it
+        super().handle_one_request()
+
+    def _answering(self) -> bool:
+        """The request is read: from now on the connection is neither timed out nor evicted. False (and the
+        connection is closed) if it was closed while the request was read."""
+        if self.server.claim(self.request):
+            return True
+        self.close_connection = True
+        return False
 
     # -- OTLP/HTTP
 
     def do_POST(self) -> None:  # noqa: N802
         path = urllib.parse.urlsplit(self.path).path
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None or not (length.isascii() and length.isdigit()):
             self.close_connection = True
             self._send(411, "text/plain", b"Content-Length required\n")
             return
@@ -462,6 +687,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(413, "text/plain", f"body over {MAX_BODY} bytes\n".encode())
             return
         body = self.rfile.read(int(length))
+        if not self._answering():
+            return
+        if len(body) < int(length):  # the client went away (or was closed) mid-body: nothing of it is counted
+            self.close_connection = True
+            self.server.service.counters.count("http", "malformed")
+            short = f"body of {len(body)} bytes, shorter than its Content-Length {length}; nothing counted\n"
+            self._send(400, "text/plain", short.encode())
+            return
         if path != "/v1/metrics":
             self._send(404, "text/plain", b"only /v1/metrics (OTLP metrics) is served here\n")
             return
@@ -530,6 +763,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- GET endpoints
 
     def do_GET(self) -> None:  # noqa: N802
+        if not self._answering():
+            return
         url = urllib.parse.urlsplit(self.path)
         service = self.server.service
         if url.path == "/metrics":
@@ -552,10 +787,17 @@ class _Handler(BaseHTTPRequestHandler):
             except UsageError as exc:
                 self._send(400, "application/json", json.dumps({"error": str(exc)}).encode())
                 return
-            if not math.isfinite(at):
-                self._send(400, "application/json", json.dumps({"error": "at: not a finite time"}).encode())
+            if not 0 <= at <= LATEST_TIME:  # NaN fails this too
+                error = f"at: {query['at'][-1]!r} is not a time between 1970-01-01 and 9999-12-31"
+                self._send(400, "application/json", json.dumps({"error": error}).encode())
                 return
-        self._send(200, "application/json", to_json(service.state.evaluate(at)).encode())
+        try:
+            document = to_json(service.state.evaluate(at)).encode()
+        except Exception as exc:  # a bug must not drop the connection: one line, a 500
+            _say(f"error: /status at {at!r} failed: {type(exc).__name__}: {exc}")
+            self._send(500, "application/json", json.dumps({"error": "internal error (see the log)"}).encode())
+            return
+        self._send(200, "application/json", document)
 
     def _send(self, code: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
@@ -782,6 +1024,20 @@ def exposition(service: Service) -> str:
     )
     family("modelotel_serve_resets_total", "counter", "cumulative series restarts seen", [({}, report.resets)])
     family("modelotel_serve_series", "gauge", "series with state (latest cumulative point)", [({}, state.series)])
+    family("modelotel_serve_max_series", "gauge", "the --max-series limit", [({}, service.options.max_series)])
+    family(
+        "modelotel_serve_series_refused_points_total",
+        "counter",
+        "data points of new series refused because --max-series series are held (also in rejected_points)",
+        [({}, state.series_refused)],
+    )
+    family(
+        "modelotel_serve_dropped_connections_total",
+        "counter",
+        "HTTP connections closed before their answer: client_disconnect, timeout (--request-timeout), evicted (a "
+        "slot for a new connection past --max-connections), refused (503: all slots answering)",
+        (({"reason": r}, float(n)) for r, n in counters.dropped_by_reason()),
+    )
     family("modelotel_serve_bins", "gauge", "ledger time bins held, all SLOs", [({}, state.bins)])
     family(
         "modelotel_serve_snapshot_failures_total",

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..sketch import LogSketch
+from .budget import SLOResult, window_bounds
 from .cumulative import ExplicitCounts, ExpoCounts
 from .engine import Evaluation, judge, lookback, resolution_for
 from .ledger import Bin, Ledger
@@ -219,8 +220,10 @@ _COUNTERS = (
 class StreamState:
     """Ledgers of ``slos`` fed by export requests; thread-safe (one lock around every change and evaluation)."""
 
-    def __init__(self, slos: Sequence[SLO]) -> None:
+    def __init__(self, slos: Sequence[SLO], max_series: int | None = None) -> None:
         self.slos = list(slos)
+        self.max_series = max_series  # points of new series past it are refused (counted in series_refused)
+        self.series_refused = 0
         self.resolution = resolution_for(self.slos)
         self.metrics = frozenset(m for slo in self.slos for m in slo.metrics())
         self.ledgers = [Ledger(slo, self.resolution) for slo in self.slos]
@@ -235,7 +238,9 @@ class StreamState:
         self._decoder = self._new_decoder()
 
     def _new_decoder(self) -> LineDecoder:
-        return LineDecoder(self.metrics, None, None, ReadReport(source=SOURCE))
+        decoder = LineDecoder(self.metrics, None, None, ReadReport(source=SOURCE))
+        decoder.max_series = self.max_series
+        return decoder
 
     # -- ingestion
 
@@ -246,7 +251,9 @@ class StreamState:
             number = self.requests
             seen = ReadReport(source=SOURCE)  # this request's counts, merged into the running report below
             self._decoder.report = seen
+            refused = self._decoder.series_refused
             deltas = self._decoder.line(number, line)
+            self.series_refused += self._decoder.series_refused - refused
             for delta in deltas:
                 if delta.end_ns > self.latest_ns:
                     self.latest_ns = delta.end_ns
@@ -271,10 +278,11 @@ class StreamState:
     # -- evaluation
 
     def evaluate(self, at: float) -> Evaluation:
-        """Every SLO evaluated at ``at`` (epoch seconds), as ``engine.evaluate`` does over a file."""
+        """Every SLO evaluated at ``at`` (epoch seconds), as ``engine.evaluate`` does over a file. An SLO whose
+        evaluation fails is ``invalid`` with the reason; the others are evaluated as if it were not there."""
         with self.lock:
             inventory = self._decoder.inventory
-            results = [judge(ledger, at, inventory) for ledger in self.ledgers]
+            results = [_judged(ledger, at, inventory) for ledger in self.ledgers]
             report = replace(self.report, problems=list(self.report.problems), instances=set(self.report.instances))
             return Evaluation(at, results, [report], list(self.ledgers))
 
@@ -353,9 +361,19 @@ class StreamState:
         return json.dumps(header).encode() + b"\n" + body
 
     def write_snapshot(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the snapshot atomically (temporary file, fsync, rename); OSError if the directory is unusable."""
+        """Write the snapshot atomically (temporary file, fsync, rename), once it reads back: ``SnapshotError``
+        (the previous snapshot kept) if it does not, OSError if the directory is unusable."""
         data = self.snapshot()
         target = Path(directory) / SNAPSHOT_NAME
+        try:
+            self._parse(_decode_snapshot(target, data))
+        except SnapshotError as exc:
+            raise SnapshotError(f"the new snapshot does not read back, the previous one is kept: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise SnapshotError(
+                f"{target}: the new snapshot does not read back ({type(exc).__name__}: {exc}); the previous one "
+                "is kept"
+            ) from None
         tmp = target.with_name(f".{SNAPSHOT_NAME}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as fh:
@@ -396,6 +414,19 @@ class StreamState:
             raise SnapshotError(f"{path}: inconsistent contents ({type(exc).__name__}: {exc})") from None
 
     def _restore(self, state: dict[str, Any]) -> list[str]:
+        ledgers, decoder, counters, notes = self._parse(state)
+        # all parsed: only now replace the state
+        self.ledgers = ledgers
+        self._decoder = decoder
+        self.requests = counters.pop("requests")
+        self.latest_ns = counters.pop("latest_ns")
+        for name, value in counters.items():
+            setattr(self.report, name, value)
+        self.report.series = decoder.series_count
+        return notes
+
+    def _parse(self, state: dict[str, Any]) -> tuple[list[Ledger], LineDecoder, dict[str, int], list[str]]:
+        """The ledgers, decoder, counters and notes a snapshot's state restores (``self`` is not changed)."""
         notes = []
         saved = {entry["slo"]: entry for entry in state["ledgers"]}
         same_resolution = float(state["resolution"]) == self.resolution
@@ -422,18 +453,23 @@ class StreamState:
         decoder = self._new_decoder()
         decoder.import_series(series, keep_ids=False)
         decoder.inventory = _inventory_from(state.get("inventory") or {})
-        # all parsed: only now replace the state
-        self.ledgers = ledgers
-        self._decoder = decoder
-        self.requests = int(state["requests"])
-        self.latest_ns = int(state["latest_ns"])
-        for name, value in state["report"].items():
-            if hasattr(self.report, name):
-                setattr(self.report, name, int(value))
-        self.report.series = decoder.series_count
+        counters = {name: int(value) for name, value in state["report"].items() if hasattr(self.report, name)}
+        counters.update(requests=int(state["requests"]), latest_ns=int(state["latest_ns"]))
         saved_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(state["saved_at"])))
         notes.insert(0, f"restored {bins} bins of {len(ledgers)} SLOs and {len(series)} series (saved {saved_at})")
-        return notes
+        return ledgers, decoder, counters, notes
+
+
+def _judged(ledger: Ledger, at: float, inventory: Inventory) -> SLOResult:
+    """``engine.judge``, or an ``invalid`` result saying why it failed (a bug must not hide the other SLOs)."""
+    try:
+        return judge(ledger, at, inventory)
+    except Exception as exc:  # noqa: BLE001 - any failure of one SLO is reported on that SLO
+        start, _ = window_bounds(ledger.slo.window, at)
+        reason = f"could not be evaluated ({type(exc).__name__}: {exc})"
+        return SLOResult(
+            ledger.slo, "invalid", reason, at, start, 0.0, 0.0, 0.0, 0.0, None, None, None, "events", 0.0, 0.0, None
+        )
 
 
 def _rebuilt(ledger: Ledger, bins: dict[int, Bin]) -> Ledger:
