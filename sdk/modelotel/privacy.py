@@ -66,6 +66,7 @@ __all__ = [
     "is_missing",
     "missing_items",
     "scrub",
+    "scrub_capped",
     "contains_pii",
     "scrub_attributes",
     "AllowList",
@@ -532,28 +533,100 @@ TRUNCATION_MARKER = "...[truncated]"
 _LOOKAHEAD_CHARS = 1024
 
 # Linear time by construction: each pattern is entered only at the start of a run (a negative
-# lookbehind on the run's own characters), every repetition is bounded, and no two quantifiers
-# can split the same characters between them. Patterns begin with a character class and put
-# that lookbehind after it ("X(?<![...].)" means "the character before X is not in [...]"), so
-# the regex engine skips ahead to candidate characters instead of trying every position.
+# lookbehind on the run's own characters), every repetition is bounded or ends at a character the
+# run cannot contain, and no two quantifiers can split the same characters between them. Patterns
+# begin with a character class and put that lookbehind after it ("X(?<![...].)" means "the
+# character before X is not in [...]"), so the regex engine skips ahead to candidate characters
+# instead of trying every position; the keyword and prefix patterns cannot, and run only when
+# their gate (below) matched.
 _EMAIL = re.compile(
     r"[A-Za-z0-9._%+\-](?<![\w.%+\-].)[A-Za-z0-9._%+\-]{0,63}"
-    r"@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,63}(?![\w\-])",
+    r"(?:@|%40)[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,63}(?![\w\-])",
     re.ASCII,
 )
 _IBAN = re.compile(r"[A-Z](?<!\w.)[A-Z][0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])", re.ASCII)
+# Cards: 13-19 digits, contiguous or in the printed groups (4-4-4-4, 4-4-4-4-3, Amex 4-6-5, Diners
+# 4-6-4) separated by spaces, dots, dashes or underscores, mixed or not; Luhn-checked. A letter or
+# "_" may come right before ("card_4111..."): only a digit (inside a longer number) or "digit."
+# (the fraction of a decimal such as 0.4111111111111111) may not.
+_SEP = r"[ .\-_]"
 _CARD = re.compile(
-    r"[2-6](?<![\w.+\-].)(?:"  # major networks start with 2-6: epoch-ms and ids starting 1 stay
+    r"[2-6](?<![0-9].)(?<![0-9]\..)(?:"  # major networks start with 2-6: epoch-ms and ids starting 1 stay
     r"[0-9]{12,18}"  # contiguous
-    r"|[0-9]{3}(?P<s1>[ \-])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{4}(?:(?P=s1)[0-9]{3})?"  # 4-4-4-4(-3)
-    r"|(?<=3)[0-9]{3}(?P<s2>[ \-])[0-9]{6}(?P=s2)[0-9]{4,5}"  # Amex 4-6-5, Diners 4-6-4
-    r")(?![\w\-]|\.[0-9])",
+    rf"|[0-9]{{3}}{_SEP}[0-9]{{4}}{_SEP}[0-9]{{4}}{_SEP}[0-9]{{4}}(?:{_SEP}[0-9]{{3}})?"  # 4-4-4-4(-3)
+    rf"|(?<=3)[0-9]{{3}}{_SEP}[0-9]{{6}}{_SEP}[0-9]{{4,5}}"  # Amex 4-6-5, Diners 4-6-4
+    r")(?![0-9]|\.[0-9])",
     re.ASCII,
 )
+_NON_DIGITS = re.compile(r"[^0-9]+", re.ASCII)
+# SSNs written 3-2-4 with dashes, spaces or dots (mixed or not), anywhere, identifiers included.
 # Areas 000, 666 and 9xx, group 00 and serial 0000 are never issued.
-_SSN = re.compile(r"[0-8](?<![\w\-].)[0-9]{2}(?<!000)(?<!666)-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![\w\-])", re.ASCII)
-# Candidates are runs of hex digits, colons and dots, validated by ``ipaddress``. A run may start
-# after a ":" ("host:10.0.0.1"), so a rejected run is retried from its colons.
+_SSN = re.compile(
+    r"[0-8](?<![0-9].)(?<![0-9][\-.].)[0-9]{2}(?<!000)(?<!666)[ .\-](?!00)[0-9]{2}[ .\-](?!0000)[0-9]{4}"
+    r"(?![0-9]|[\-.][0-9])",
+    re.ASCII,
+)
+# Nine digits in a row are an SSN only after a keyword within 16 characters ("ssn=123456789",
+# "SSN: 123 456 789", "tax id 123456789"): bare nine-digit runs are far more often order ids,
+# ZIP+4 codes or phone numbers. The keyword stays; the digits are replaced.
+_SSN_KEYWORD = re.compile(
+    r"([SsTtIi](?<![A-Za-z].)(?i:sn|s\#|ocial[ _\-]?sec(?:urity)?|ax[ _\-]?(?:payer[ _\-]?)?id|in|tin))(?![A-Za-z])"
+    r"[^0-9\n]{0,16}([0-9]{3}[ .\-]?[0-9]{2}[ .\-]?[0-9]{4})(?![0-9])",
+    re.ASCII,
+)
+_SSN_WORDS = re.compile(
+    r"(?:ssn|ss\#|social[ _\-]?sec(?:urity)?|tax[ _\-]?(?:payer[ _\-]?)?id|i?tin)\Z", re.ASCII
+).match
+
+
+def _prefixed(*alternatives: str) -> str:
+    """Alternatives that each begin with a literal character, with "not inside a word" after it: the
+    regex engine then skips ahead to those characters."""
+    return "|".join(f"{re.escape(a[0])}(?<![A-Za-z0-9].){a[1:]}" for a in alternatives)
+
+
+# Credentials with a recognisable shape, wherever they are: vendor key prefixes and JWTs.
+_SECRET_PREFIXED = re.compile(
+    "(?:"
+    + _prefixed(
+        r"sk-(?:proj-|live-|test-)?[A-Za-z0-9_\-]{16,}",  # OpenAI and compatible APIs
+        r"sk_(?:live|test)_[A-Za-z0-9]{10,}",  # Stripe secret, publishable and restricted keys
+        r"pk_(?:live|test)_[A-Za-z0-9]{10,}",
+        r"rk_(?:live|test)_[A-Za-z0-9]{10,}",
+        r"gh[pousr]_[A-Za-z0-9]{20,}",  # GitHub tokens
+        r"github_pat_[A-Za-z0-9_]{20,}",
+        r"AKIA[0-9A-Z]{16}",  # AWS access key ids
+        r"ASIA[0-9A-Z]{16}",
+        r"xox[abposr]-[A-Za-z0-9\-]{10,}",  # Slack
+        r"AIza[0-9A-Za-z_\-]{35}",  # Google API keys
+        r"glpat-[A-Za-z0-9_\-]{20,}",  # GitLab
+        r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
+        r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*",  # JWTs: base64url('{"') twice
+    )
+    + r")(?![A-Za-z0-9_\-])",
+    re.ASCII,
+)
+# "Bearer <token>", "Basic <base64>", "token <token>": the credential is replaced, the scheme stays.
+_AUTH_SCHEME = re.compile(
+    r"[BbTt](?<![A-Za-z].)(?i:earer|asic|oken)[ \t]+([A-Za-z0-9._~+/\-]{8,}=*)(?![A-Za-z0-9._~+/=\-])",
+    re.ASCII,
+)
+# A credential-named parameter's value: "?api_key=...", "password: hunter2", '"token": "..."'.
+_SECRET_PARAM = re.compile(
+    r"(?<![A-Za-z0-9])(?i:api[_\-]?key|x[_\-]api[_\-]key|(?:access|refresh|id|auth)[_\-]?token"
+    r"|token|secret|client[_\-]?secret|password|passwd|pwd|session[_\-]?id|private[_\-]?key|signature)"
+    r"(?![A-Za-z0-9])[\"']?[ \t]*([=:])[ \t]*[\"']?([^\s&#;,\"'<>]{1,1024})",
+    re.ASCII,
+)
+# A whole URL path segment or parameter value that looks random: 32+ hex digits, or 20+ base64url
+# characters mixing cases and digits with no run of 7 lowercase letters (a word: model names
+# such as Meta-Llama-3-70B-Instruct keep theirs). UUIDs (with their dashes) are ids, kept.
+_TOKEN_SEGMENT = re.compile(r"[/=]([A-Za-z0-9_\-+]{20,}=*)(?![^/?&#;\s\"'])", re.ASCII)
+_HEX = re.compile(r"[0-9a-fA-F]{32,}\Z", re.ASCII).match
+_WORD = re.compile(r"[a-z]{7}", re.ASCII).search
+_DIGIT = re.compile(r"[0-9]", re.ASCII).search
+# IP candidates are runs of hex digits, colons and dots, validated by ``ipaddress``. A run may
+# start after a ":" ("host:10.0.0.1"), so a rejected run is retried from its colons.
 _IP = re.compile(r"[0-9A-Fa-f:](?<![\w.].)(?<!::)[0-9A-Fa-f:.]{2,44}(?![\w:])", re.ASCII)
 _PHONE_INTL = re.compile(r"\+(?<![\w+].)[0-9](?:[ .\-]?\(?[0-9]\)?){6,14}(?![0-9])", re.ASCII)  # 7-15 digits
 _PHONE_US = re.compile(  # NANP, separators required: 415-555-2671, (415) 555 2671, 1-800-555-0199
@@ -564,10 +637,15 @@ _PHONE_US = re.compile(  # NANP, separators required: 415-555-2671, (415) 555 26
     re.ASCII,
 )
 # Cheap gates: a detector runs only if its gate matches somewhere in the text.
-_DIGIT_RUN = re.compile(r"[0-9][0-9 .\-()]{5,}[0-9]", re.ASCII).search  # 7+ chars: every numeric kind
+_DIGIT_RUN = re.compile(r"[0-9][0-9 .\-()_]{5,}[0-9]", re.ASCII).search  # 7+ chars: every numeric kind
 _IBAN_START = re.compile(r"[A-Z][A-Z][0-9][0-9]", re.ASCII).search  # unrolled: lets re skip ahead
 _HEX_COLONS = re.compile(r"::|:[0-9A-Fa-f]{1,4}:", re.ASCII).search
 _IPV4_PART = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\Z", re.ASCII).match
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_\-]{16}", re.ASCII).search  # every prefixed key, JWT and random segment
+# Names of credentials and of SSNs: supersets of the keywords above (any case), matched from a
+# character class so the engine skips ahead.
+_SECRET_WORD = re.compile(r"[BbTtPpSsKk](?i:earer|asic|oken|ass|wd|ecret|ession|ignature|ey)", re.ASCII).search
+_SSN_WORD = re.compile(r"[SsTtIi](?i:sn|s\#|ocial|ax|in)", re.ASCII).search
 
 
 def _luhn(digits: str) -> bool:
@@ -583,8 +661,40 @@ def _luhn(digits: str) -> bool:
 
 
 def _card_span(m: re.Match) -> tuple[int, int] | None:
-    digits = m.group().replace(" ", "").replace("-", "")
+    digits = _NON_DIGITS.sub("", m.group())
     return m.span() if 13 <= len(digits) <= 19 and _luhn(digits) else None
+
+
+def _ssn_after_keyword(m: re.Match) -> tuple[int, int] | None:
+    """The digits only (the keyword stays), if the keyword is one of ``_SSN_WORDS``."""
+    return m.span(2) if _SSN_WORDS(m.group(1).lower()) else None
+
+
+def _param_value(m: re.Match) -> tuple[int, int] | None:
+    """``name=value`` always; ``name: value`` only if the value looks like a credential, not a word
+    ("token: expected int" stays): 6+ characters with a digit, a symbol or both letter cases."""
+    value = m.group(2)
+    if m.group(1) == ":" and not (
+        len(value) >= 6 and (not value.isalpha() or (not value.islower() and not value.isupper()))
+    ):
+        return None
+    return m.span(2)
+
+
+def _credential(m: re.Match) -> tuple[int, int] | None:
+    """An authorization scheme's credential, unless it is a plain word ("Bearer authentication")."""
+    if m.group().split(None, 1)[0].lower() not in ("bearer", "basic", "token"):
+        return None
+    return None if m.group(1).isalpha() and m.group(1).islower() else m.span(1)
+
+
+def _random_segment(m: re.Match) -> tuple[int, int] | None:
+    text = m.group(1).rstrip("=")
+    if len(text) >= 32 and _HEX(text):
+        return m.span(1) if not text.isdigit() and not text.isalpha() else None
+    if text == text.lower() or text == text.upper():  # one case only: words, ids, lowercase hex (UUIDs)
+        return None
+    return m.span(1) if _DIGIT(text) is not None and _WORD(text) is None else None
 
 
 def _iban_ok(compact: str) -> bool:
@@ -636,12 +746,17 @@ def _whole(m: re.Match) -> tuple[int, int] | None:
 
 # (pattern, validator returning the span to replace or None, placeholder, gate), in priority
 # order: a span claimed by an earlier detector is not matched again by a later one.
-_EMAIL_GATE, _IBAN_GATE, _DIGIT_GATE, _IP_GATE = 1, 2, 4, 8
+_EMAIL_GATE, _IBAN_GATE, _DIGIT_GATE, _IP_GATE, _TOKEN_GATE, _SECRET_WORD_GATE, _SSN_WORD_GATE = 1, 2, 4, 8, 16, 32, 64
 _DETECTORS = (
     (_EMAIL, _whole, "<email>", _EMAIL_GATE),
+    (_SECRET_PREFIXED, _whole, "<secret>", _TOKEN_GATE),
+    (_AUTH_SCHEME, _credential, "<secret>", _SECRET_WORD_GATE),
+    (_SECRET_PARAM, _param_value, "<secret>", _SECRET_WORD_GATE),
+    (_TOKEN_SEGMENT, _random_segment, "<secret>", _TOKEN_GATE),
     (_IBAN, _iban_span, "<iban>", _IBAN_GATE),
     (_CARD, _card_span, "<card>", _DIGIT_GATE),
     (_SSN, _whole, "<ssn>", _DIGIT_GATE),
+    (_SSN_KEYWORD, _ssn_after_keyword, "<ssn>", _SSN_WORD_GATE),
     (_IP, _ip_span, "<ip>", _IP_GATE),
     (_PHONE_INTL, _whole, "<phone>", _DIGIT_GATE),
     (_PHONE_US, _whole, "<phone>", _DIGIT_GATE),
@@ -651,10 +766,16 @@ _DETECTORS = (
 def _gates(text: str) -> int:
     """Bit set of the gates ``text`` passes; 0 means no detector can match."""
     gates = 0
-    if "@" in text:
+    if "@" in text or "%40" in text:
         gates |= _EMAIL_GATE
+    if _TOKEN_RUN(text) is not None:
+        gates |= _TOKEN_GATE
+    if ("=" in text or ":" in text or " " in text or "\t" in text) and _SECRET_WORD(text) is not None:
+        gates |= _SECRET_WORD_GATE
     if _DIGIT_RUN(text) is not None:
         gates |= _DIGIT_GATE | _IP_GATE
+        if _SSN_WORD(text) is not None:
+            gates |= _SSN_WORD_GATE
     if _IBAN_START(text) is not None:
         gates |= _IBAN_GATE
     if ":" in text and _HEX_COLONS(text) is not None:
@@ -724,6 +845,25 @@ def scrub(text: str) -> str:
         return ""
 
 
+def scrub_capped(text: str, max_chars: int) -> str:
+    """``scrub(text)`` in at most ``max_chars`` characters, ending with ``TRUNCATION_MARKER`` when cut.
+
+    For attribute values with a length limit of their own (prediction labels). Never raises.
+    """
+    try:
+        if type(text) is not str:
+            if not isinstance(text, str):
+                return ""
+            text = str.__str__(text)
+        # Enough past the cut for any PII item that starts before it to be seen whole.
+        out = scrub(text[: max_chars + _LOOKAHEAD_CHARS])
+        if len(out) <= max_chars and len(text) <= max_chars + _LOOKAHEAD_CHARS:
+            return out
+        return out[: max(0, max_chars - len(TRUNCATION_MARKER))] + TRUNCATION_MARKER
+    except Exception:
+        return ""
+
+
 def contains_pii(text: str) -> bool:
     """Whether ``scrub`` would replace anything in ``text`` (only its first ``MAX_SCRUB_CHARS``)."""
     try:
@@ -778,6 +918,8 @@ class AllowList:
 
     def raw_features(self, features: object, feature_names: Iterable[str] | None = None) -> dict[str, object]:
         """Allow-listed values of one input, coerced to str/int/float/bool; ``{}`` if none apply.
+
+        Strings are scrubbed (``scrub``) and cut to ``max_str_len`` characters (then "..." marks the cut).
 
         ``features`` is a mapping (looked up by name) or a sequence/1-D array (positions given by
         ``feature_names``); a single-row batch is unwrapped, larger batches give ``{}``. Names
@@ -851,8 +993,8 @@ def _coerce(v: object, max_len: int) -> str | int | float | bool | None:
         return v
     if t is int:
         return v if -(1 << 63) <= v < (1 << 63) else None
-    if t is str:
-        return v if len(v) <= max_len else v[:max_len] + "..."
+    if t is str:  # scrubbed like every exported text, opted-in values included; cut after scrubbing
+        return scrub(v) if len(v) <= max_len else scrub(v[: max_len + _LOOKAHEAD_CHARS])[:max_len] + "..."
     if isinstance(v, np.generic):
         return _coerce(v.item(), max_len) if not isinstance(v, (np.void, np.bytes_)) else None
     if isinstance(v, bool):
