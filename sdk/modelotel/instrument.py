@@ -38,10 +38,11 @@ from .distributions import FeatureDistributions
 from .extract import extract
 from .features import Columns, as_columns, record_rows, records_of, report_not_found, value_missing
 from .feedback import PENDING, as_list, new_prediction_id
+from .labels import WITHHELD_REASON, LabelPolicy, withheld_message
 from .ood import OODScorer
 from .privacy import count_missing, raw_features
 from .recorder import SELF, ModelBuffers
-from .runtime import OFF, STATE, autostart
+from .runtime import OFF, STATE, arm_sigterm, autostart
 from .tracing import MAX_ATTRIBUTES, LightSpan, attach_context, current_context_with, record_exception, start_span
 
 _MISSING = object()
@@ -106,6 +107,7 @@ class _Instrumented:
         max_labels: int,
         numeric_features: Sequence[str] = (),
         categorical_features: Sequence[str] = (),
+        free_text_labels: bool = False,
     ) -> None:
         self.fn = fn
         self.name = name
@@ -132,6 +134,8 @@ class _Instrumented:
         self.features_at = _feature_locator(fn, features)
         self.feature_index = getattr(self.features_at, "index", -1)
         self.buffers.class_names = self.class_names
+        # what of a label may be exported (labels.py): declared classes, class ids, or free text if opted in
+        self.buffers.label_policy = LabelPolicy(self.class_names, free_text_labels, owner=fn)
         self.buffers.softmax = softmax
         # Small float probability vectors are copied (tolist) and checked on the export thread.
         self.defer_outputs = extract_outputs and confidence is None and label is None
@@ -245,16 +249,20 @@ class _Instrumented:
         except Exception as exc:
             SELF.error("record", exc)
 
-    def _outputs_now(self, result: Any) -> tuple[Any, Any]:
-        """Confidences and labels of one output, appended to the buffers; (confidences, labels)."""
+    def _outputs_now(self, result: Any) -> tuple[Any, Any, Any]:
+        """Confidences and labels of one output, appended to the buffers; (confidences, labels, exported
+        labels): the labels as the model gave them (for feedback, in memory) and as they may leave the
+        process (labels.py: None where withheld)."""
         b = self.buffers
         confs: Any = None
         labels: Any = None
+        scored = False  # each extracted label came with its own probability
         if self.extract_outputs:
             ex = extract(result, softmax=self.softmax)
             if ex is not None:
                 confs = ex.confidences
                 labels = ex.labels
+                scored = labels is not None and len(confs) == len(labels)
             elif self.confidence_fn is None and not isinstance(result, _NUMBERS):
                 b.misses.append(1)
         if self.confidence_fn is not None:
@@ -266,19 +274,24 @@ class _Instrumented:
         if self.label_fn is not None:
             try:
                 labels = as_list(self.label_fn(result))
+                scored = False
             except Exception as exc:
                 SELF.error("label_callable", exc)
+        shown = None
         if labels and self.class_names is not None:
             labels = [_class_name(self.class_names, lab) for lab in labels]
         if confs:
             b.confidences.extend(confs)
         if labels:
-            b.labels.extend(labels)
+            shown, withheld = b.label_policy.exported(labels, scored)
+            if withheld:
+                SELF.drop(WITHHELD_REASON, withheld, withheld_message(self.name), f"{WITHHELD_REASON}:{self.name}")
+            b.labels.extend(shown)
         elif confs and len(confs) > 1:
             b.labels.extend([None] * len(confs))
         else:
             b.labels.append(None)
-        return confs, labels
+        return confs, labels, shown
 
     def success(
         self, result: Any, args: tuple, kwargs: dict, dt: int, pid: str | None, span: Any = None, owned: bool = False
@@ -325,7 +338,7 @@ class _Instrumented:
         self, span: Any, result: Any, feats: Any, pid: str | None, owned: bool, ended: bool = False
     ) -> None:
         b = self.buffers
-        confs, labels = self._outputs_now(result)
+        confs, labels, shown = self._outputs_now(result)
         missing = 0
         cols = None
         if feats is not _MISSING:
@@ -348,13 +361,13 @@ class _Instrumented:
         if span is None:
             return
         if ended:  # past end(): set_attributes would refuse; same limit as LightSpan.set_attribute
-            attrs = self._span_attributes(True, pid, feats, confs, labels, scores, missing)
+            attrs = self._span_attributes(True, pid, feats, confs, shown, scores, missing)
             target = span.attributes
             for key, value in attrs.items():
                 if len(target) < MAX_ATTRIBUTES or key in target:
                     target[key] = value
         elif span.is_recording():
-            span.set_attributes(self._span_attributes(owned, pid, feats, confs, labels, scores, missing))
+            span.set_attributes(self._span_attributes(owned, pid, feats, confs, shown, scores, missing))
 
     def _features_now(self, feats: Any, full: bool = True) -> tuple[int, Columns | None]:
         """Missing count (appended to the buffers) and, if ``full``, distributions of one input read in the call.
@@ -499,7 +512,8 @@ class _Instrumented:
     def _span_attributes(
         self, owned: bool, pid: str | None, feats: Any, confs: Any, labels: Any, scores: Any, missing: int
     ) -> dict[str, Any]:
-        """What the call adds to its span (to an application's span in enrich mode: the model's too)."""
+        """What the call adds to its span (to an application's span in enrich mode: the model's too).
+        ``labels``: as they may be exported (None where withheld)."""
         if owned:  # our own span was started with the model attributes and the id
             attrs: dict[str, Any] = {}
         else:
@@ -527,7 +541,7 @@ class _Instrumented:
             if confs:
                 attrs[conv.PREDICTION_CONFIDENCE] = confs[0]
             if labels and labels[0] is not None:
-                attrs[conv.PREDICTION_LABEL] = str(labels[0])
+                attrs[conv.PREDICTION_LABEL] = labels[0]
             if scores:
                 attrs[conv.OOD_SCORE] = scores[0]
                 threshold = self.buffers.ood_threshold
@@ -748,6 +762,7 @@ def instrument_model(
     max_labels: int = conv.DEFAULT_MAX_LABELS,
     numeric_features: Sequence[str] = (),
     categorical_features: Sequence[str] = (),
+    free_text_labels: bool = False,
 ) -> Any:
     """Instrument a predict function: duration, outcome, confidence, OOD score, label, missing features.
 
@@ -761,6 +776,9 @@ def instrument_model(
     overrides the process setting for this model: "span", "enrich" or "off". ``numeric_features`` and
     ``categorical_features`` allow-list features whose distributions are exported for drift
     (sketches and bounded counts, never raw values; arrays need ``feature_names``).
+    A string output is exported as ``ml.prediction.label`` only if it is one of the model's classes
+    (``labels``, or the wrapped estimator's ``classes_``) or a short class name that came with its
+    probability; ``free_text_labels=True`` exports any (scrubbed, capped): see ``modelotel.labels``.
 
     Bad options raise ``modelotel.ConfigError`` at decoration time, never during a call.
     """
@@ -806,6 +824,7 @@ def instrument_model(
             max_labels=max_labels,
             numeric_features=numeric_features,
             categorical_features=categorical_features,
+            free_text_labels=free_text_labels,
         )
         if inspect.isasyncgenfunction(fn):
             wrapper = _async_gen_wrapper(inst)
@@ -822,6 +841,7 @@ def instrument_model(
             wrapper.__name__ = getattr(fn, "__name__", type(fn).__name__)  # type: ignore[attr-defined]
             wrapper.__doc__ = getattr(fn, "__doc__", None)
         wrapper.__modelotel__ = inst  # type: ignore[attr-defined]
+        arm_sigterm()  # decorating usually happens in the main thread; the first call may come on another
         return rewrap(wrapper) if rewrap is not None else wrapper
 
     return decorate

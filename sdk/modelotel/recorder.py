@@ -38,6 +38,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import conventions as conv
 from .extract import extract_rows
+from .labels import LabelPolicy
+from .privacy import scrub
 from .sketch import LogSketch
 
 _log = logging.getLogger("modelotel")
@@ -176,6 +178,7 @@ class ModelBuffers:
         "key",
         "ood_threshold",
         "class_names",
+        "label_policy",
         "softmax",
         "count_missing",
         "distributions",
@@ -220,6 +223,7 @@ class ModelBuffers:
         self.failed_features: list[bytes] = []
         self.failed_features32: list[bytes] = []
         self.class_names: list[Any] | None = None
+        self.label_policy = LabelPolicy()  # labels.py; ``labels`` holds what it let through (None for the rest)
         self.softmax = False
         self.misses: list[int] = []  # outputs whose shape gave no confidence
         # Traced calls whose span is exported by modelotel's own queue leave their work here as
@@ -260,6 +264,7 @@ class ModelBuffers:
     def bounded_group(self, group: str) -> str:
         """The group itself for the first ``max_groups`` distinct values (each at most MAX_GROUP_LENGTH
         characters), OTHER_LABEL after; called on the export thread only, like bounded_label."""
+        group = scrub(group)  # a name the caller chose, scrubbed like every exported text
         if group in self._seen_groups:
             return group
         if len(group) <= conv.MAX_GROUP_LENGTH and len(self._seen_groups) < self.max_groups:
@@ -320,8 +325,13 @@ class ModelBuffers:
                 conf_parts.append(confs)
                 values, counts = np.unique(idx, return_counts=True)
                 names = self.class_names
-                for i, n in zip(values.tolist(), counts.tolist(), strict=True):
-                    label_counts[names[i] if names is not None and i < len(names) else i] += n
+                indices = values.tolist()
+                # class ids and declared names: never withheld, but exported in the policy's form (scrubbed, capped)
+                shown, _ = self.label_policy.exported(
+                    [names[i] if names is not None and i < len(names) else i for i in indices], True
+                )
+                for label, n in zip(shown, counts.tolist(), strict=True):
+                    label_counts[label] += n
                 if rejected:
                     label_counts[None] += rejected
                     self.misses.append(rejected)

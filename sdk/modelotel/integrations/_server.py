@@ -23,7 +23,7 @@ from .. import config
 from .. import conventions as conv
 from ..privacy import scrub
 from ..recorder import SELF, ModelBuffers, Recorder, attr_key, drain
-from ..runtime import OFF, STATE, autostart
+from ..runtime import OFF, STATE, arm_sigterm, autostart
 from ..tracing import (
     SPAN_KEY,
     LightSpan,
@@ -106,7 +106,7 @@ def scrubbed_path(path: str) -> str:
     if path in _CLEAN_PATHS:
         return path
     out = scrub(path)
-    if out == path and len(_CLEAN_PATHS) < _CLEAN_PATHS_MAX:
+    if out == path and len(_CLEAN_PATHS) < _CLEAN_PATHS_MAX and len(path) <= 256:  # bounded memory: short ones
         _CLEAN_PATHS[path] = path
     return out
 
@@ -316,6 +316,7 @@ class ServerTelemetry:
         self._source = duration_source(metric)
         # (attribute values in metric_attributes order) -> (series key, metric attributes)
         self._keys: dict[tuple, tuple[tuple, dict[str, Any]]] = {}
+        arm_sigterm()  # set up in the main thread, usually; the first request may come on another
 
     def metric_key(self, attrs: Mapping[str, Any]) -> tuple[tuple, dict[str, Any]]:
         """(series key, metric attributes) of a finished request's attributes; called on the export thread."""

@@ -21,6 +21,7 @@ from typing import Any
 from opentelemetry.propagators.textmap import Getter
 
 from .. import conventions as conv
+from ..privacy import scrub_capped
 from ..recorder import SELF
 from ..runtime import STATE, autostart, force_flush
 from ..tracing import LightSpan
@@ -295,7 +296,7 @@ class ModelotelMiddleware:
             if (tel.traces or STATE.trace_mode) == "span":  # span-only attributes
                 attrs[URL_PATH] = scrubbed_path(scope.get("path", ""))
                 if method == "_OTHER":
-                    attrs[HTTP_METHOD_ORIGINAL] = raw_method
+                    attrs[HTTP_METHOD_ORIGINAL] = scrub_capped(raw_method, 64)  # the client's text: scrubbed, capped
         except Exception as exc:
             SELF.error("asgi_start", exc)
         req = Request(attrs)
