@@ -5,9 +5,12 @@ agent at a steady rate, every data point / span / log record carrying a unique `
 records which requests the agent acknowledged (HTTP 200). The agent is stopped with SIGTERM in the
 middle of the load five times in a row, then restarted once more with its gateway (a second real
 collector) finally up. Afterwards every acknowledged item is counted, exactly, in the agent's own
-file and in what the gateway received from the agent's persistent queue.
+file and in what the gateway received from the agent's persistent queue. A second test does the same
+with SIGKILL for the gateway route. Against the agent.yaml before this test (a batch processor in each
+pipeline, gateway by default) all three fail: a panic on SIGTERM, items lost on SIGKILL, and
+"connection refused" with no file for the first command.
 
-Cost on 2 shared cores: the restart test ~20 s, the first-command test ~3 s.
+Cost on 2 shared cores (measured): SIGTERM test ~11 s, SIGKILL test ~5 s, first command ~3 s.
 Needs the collector (`make collector`); missing, it fails under MODELOTEL_CI=1.
 """
 
@@ -371,7 +374,7 @@ def test_agent_sigkill_keeps_what_it_acknowledged_for_the_gateway(tmp_path):
     finally:
         loader.stop()
         agent.proc.stop()
-    assert all(len(a) >= 500 for a in loader.acked.values()), loader.acked
+    assert all(len(a) >= 300 for a in loader.acked.values()), loader.acked
 
     gateway = Collector(
         "gateway",
