@@ -471,9 +471,12 @@ def test_patterns_are_linear_time():
         times = []
         for n in (4_000, 16_000):
             text = unit * (n // len(unit))
-            start = time.perf_counter()
-            _find(text, False)
-            times.append(time.perf_counter() - start)
+            trials = []
+            for _ in range(3):  # the fastest of three: a busy machine only adds time
+                start = time.perf_counter()
+                _find(text, False)
+                trials.append(time.perf_counter() - start)
+            times.append(min(trials))
         assert times[1] < 8 * times[0] + 0.002  # 4x the input: about 4x the time; quadratic would be 16x
 
 

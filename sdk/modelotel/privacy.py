@@ -608,7 +608,7 @@ _SECRET_PREFIXED = re.compile(
 )
 # "Bearer <token>", "Basic <base64>", "token <token>": the credential is replaced, the scheme stays.
 _AUTH_SCHEME = re.compile(
-    r"[BbTt](?<![A-Za-z].)(?i:earer|asic|oken)[ \t]+([A-Za-z0-9._~+/\-]{8,}=*)(?![A-Za-z0-9._~+/=\-])",
+    r"[BbTt](?<![A-Za-z].)(?i:earer|asic|oken)[ \t]+([A-Za-z0-9._~+/\-]{8,}=*)(?![A-Za-z0-9._~+/\-])",
     re.ASCII,
 )
 # A credential-named parameter's value: "?api_key=...", "password: hunter2", '"token": "..."'.
@@ -619,8 +619,9 @@ _SECRET_PARAM = re.compile(
     re.ASCII,
 )
 # A whole URL path segment or parameter value that looks random: 32+ hex digits, or 20+ base64url
-# characters mixing cases and digits with no run of 7 lowercase letters (a word: model names
-# such as Meta-Llama-3-70B-Instruct keep theirs). UUIDs (with their dashes) are ids, kept.
+# characters with both cases and a digit, unless they read as words (a run of 7 lowercase letters
+# in CamelCase: model names such as Meta-Llama-3-70B-Instruct keep theirs). UUIDs (with their
+# dashes) are ids, kept.
 _TOKEN_SEGMENT = re.compile(r"[/=]([A-Za-z0-9_\-+]{20,}=*)(?![^/?&#;\s\"'])", re.ASCII)
 _HEX = re.compile(r"[0-9a-fA-F]{32,}\Z", re.ASCII).match
 _WORD = re.compile(r"[a-z]{7}", re.ASCII).search
@@ -694,7 +695,25 @@ def _random_segment(m: re.Match) -> tuple[int, int] | None:
         return m.span(1) if not text.isdigit() and not text.isalpha() else None
     if text == text.lower() or text == text.upper():  # one case only: words, ids, lowercase hex (UUIDs)
         return None
-    return m.span(1) if _DIGIT(text) is not None and _WORD(text) is None else None
+    if _DIGIT(text) is None:
+        return None
+    return m.span(1) if _WORD(text) is None or not _word_like(text) else None
+
+
+def _word_like(text: str) -> bool:
+    """Letters that change case less than 4 times in 10 adjacent pairs: CamelCase words such as
+    ResNet50ImageClassifier, where random text changes case every other letter."""
+    pairs = changes = 0
+    prev = ""
+    for ch in text:
+        if ch.isalpha():
+            if prev:
+                pairs += 1
+                changes += prev.isupper() != ch.isupper()
+            prev = ch
+        else:
+            prev = ""
+    return changes < 0.4 * pairs
 
 
 def _iban_ok(compact: str) -> bool:
