@@ -38,7 +38,7 @@ from .distributions import FeatureDistributions
 from .extract import extract
 from .features import Columns, as_columns, record_rows, records_of, report_not_found, value_missing
 from .feedback import PENDING, as_list, new_prediction_id
-from .labels import WITHHELD_REASON, LabelPolicy, withheld_message
+from .labels import WITHHELD_REASON, LabelPolicy
 from .ood import OODScorer
 from .privacy import count_missing, raw_features
 from .recorder import SELF, ModelBuffers
@@ -135,7 +135,7 @@ class _Instrumented:
         self.feature_index = getattr(self.features_at, "index", -1)
         self.buffers.class_names = self.class_names
         # what of a label may be exported (labels.py): declared classes, class ids, or free text if opted in
-        self.buffers.label_policy = LabelPolicy(self.class_names, free_text_labels, owner=fn)
+        self.buffers.label_policy = LabelPolicy(self.class_names, free_text_labels, owner=fn, model=name)
         self.buffers.softmax = softmax
         # Small float probability vectors are copied (tolist) and checked on the export thread.
         self.defer_outputs = extract_outputs and confidence is None and label is None
@@ -283,9 +283,10 @@ class _Instrumented:
         if confs:
             b.confidences.extend(confs)
         if labels:
-            shown, withheld = b.label_policy.exported(labels, scored)
+            policy = b.label_policy
+            shown, withheld = policy.exported(labels, scored)
             if withheld:
-                SELF.drop(WITHHELD_REASON, withheld, withheld_message(self.name), f"{WITHHELD_REASON}:{self.name}")
+                SELF.drop(WITHHELD_REASON, withheld, policy.message, policy.log_key)
             b.labels.extend(shown)
         elif confs and len(confs) > 1:
             b.labels.extend([None] * len(confs))

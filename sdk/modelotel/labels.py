@@ -79,17 +79,26 @@ def _text(value: Any) -> str:
 class LabelPolicy:
     """The exported form of a model's labels (see the module docstring)."""
 
-    __slots__ = ("declared", "free_text", "_owner", "_texts", "_next_lookup")
+    __slots__ = ("declared", "free_text", "message", "log_key", "_owner", "_strs", "_ints", "_others", "_next_lookup")
 
-    def __init__(self, declared: Iterable[Any] | None = None, free_text: bool = False, owner: Any = None) -> None:
-        """``declared``: the ``labels=`` option; ``owner``: the wrapped callable (its classes are discovered)."""
+    def __init__(
+        self, declared: Iterable[Any] | None = None, free_text: bool = False, owner: Any = None, model: str = ""
+    ) -> None:
+        """``declared``: the ``labels=`` option; ``owner``: the wrapped callable (its classes are discovered);
+        ``model``: the model's name, for the message logged when a label is withheld (``message``)."""
         self.declared = frozenset(_text(x) for x in declared) if declared is not None else frozenset()
         self.free_text = bool(free_text)
+        self.message = withheld_message(model)
+        self.log_key = f"{WITHHELD_REASON}:{model}"  # logged once per model
         self._owner = owner
         self._next_lookup = 0.0
         if owner is not None:
             self._discover()
-        self._texts: dict[Any, str] = {}  # label -> exported text, for accepted labels
+        # exported text of accepted labels: str and int labels (nearly all) by value, others by (class, value)
+        # since 1, 1.0 and True are equal keys
+        self._strs: dict[str, str] = {}
+        self._ints: dict[int, str] = {}
+        self._others: dict[tuple, str] = {}
 
     def _discover(self) -> bool:
         """Add the owner's classes to ``declared``; True if there were any."""
@@ -112,15 +121,20 @@ class LabelPolicy:
         came with its own probability. None stays None (unknown, not withheld). Never raises."""
         out: list[str | None] = []
         withheld = 0
-        texts = self._texts
         for label in labels:
-            if label is None:
+            cls = label.__class__
+            if cls is str:
+                text = self._strs.get(label)
+            elif cls is int:
+                text = self._ints.get(label)
+            elif label is None:
                 out.append(None)
                 continue
-            try:
-                text = texts.get((label.__class__, label))  # the class too: 1, 1.0 and True are equal keys
-            except TypeError:  # unhashable
-                text = None
+            else:
+                try:
+                    text = self._others.get((cls, label))
+                except TypeError:  # unhashable
+                    text = None
             if text is None:
                 text = self._accept(label, scored)
                 if text is None:
@@ -146,10 +160,16 @@ class LabelPolicy:
             exported = scrub_capped(text, MAX_LABEL_CHARS)
         except Exception:  # str() of a hostile object: withheld like any unusable label
             return None
-        if len(self._texts) < _CACHE_MAX:
+        cls = label.__class__
+        if cls is str:
+            if len(label) <= MAX_LABEL_CHARS and len(self._strs) < _CACHE_MAX:  # never keep a large text alive
+                self._strs[label] = exported
+        elif cls is int:
+            if len(self._ints) < _CACHE_MAX:
+                self._ints[label] = exported
+        elif len(self._others) < _CACHE_MAX:
             try:
-                if type(label) is not str or len(label) <= MAX_LABEL_CHARS:  # never keep a large text alive
-                    self._texts[(label.__class__, label)] = exported
-            except TypeError:
+                self._others[(cls, label)] = exported
+            except TypeError:  # unhashable
                 pass
         return exported
