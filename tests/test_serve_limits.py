@@ -15,16 +15,23 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import grpc
+from google.protobuf import json_format
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from test_serve import SERVE_SPEC, Serve, http, parse_exposition, sample
 
 from modelotel.evaluator.stream import SNAPSHOT_NAME
 
 from collector_support import wait_for
 from telemetry_gen import EPOCH, Event, export_lines
+
+Request = metrics_service_pb2.ExportMetricsServiceRequest
 
 
 def serve(tmp_path: Path, *extra: str, state: Path | None = None, name: str = "serve") -> Serve:
@@ -94,6 +101,13 @@ def test_series_past_max_series_are_refused_as_partial_success_and_counted(tmp_p
         later = next(ln for ln in lines if ln not in first and '"stringValue":"i0"' in ln)
         assert post_json(s, later) == (200, {})
         assert events_at(s, EPOCH + 20) == 4 * 20
+        # over gRPC the same: a partial success naming the cap
+        with grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
+            stub = metrics_service_pb2_grpc.MetricsServiceStub(channel)
+            new_series = next(ln for ln in lines if ln not in first and '"stringValue":"i7"' in ln)
+            response = stub.Export(json_format.Parse(new_series, Request()), timeout=10)
+            assert response.partial_success.rejected_data_points >= 1, response
+            assert "--max-series" in response.partial_success.error_message
     finally:
         assert s.stop() == 0, s.output()
     assert "Traceback" not in s.output()
@@ -266,3 +280,17 @@ def test_temporary_snapshots_left_by_a_killed_writer_are_removed_at_start(tmp_pa
         assert stray.name in log and "removed 1 temporary snapshot" in log, log
     finally:
         assert s.stop() == 0, s.output()
+
+
+def test_unusable_limit_flags_are_one_line_exit_3(tmp_path):
+    spec_path = tmp_path / "slo.yaml"
+    spec_path.write_text(SERVE_SPEC)
+    for flag, value in (("--max-series", "0"), ("--max-connections", "0"), ("--request-timeout", "0.1s")):
+        p = subprocess.run(
+            [sys.executable, "-m", "modelotel", "serve", "--slo", str(spec_path), flag, value, "--grpc-port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert p.returncode == 3, (flag, p.returncode, p.stderr)
+        assert flag in p.stderr and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
