@@ -16,6 +16,7 @@ from typing import Any
 from . import conventions as conv
 
 DEFAULT_EXPORT_FILE = "modelotel-telemetry.jsonl"
+
 # The file exporter's size bound: a write that would take the file past MODELOTEL_FILE_MAX_BYTES first renames
 # it to ``<path>.1`` (older backups shift to ``.2`` ... up to MODELOTEL_FILE_BACKUPS, the oldest is deleted), so
 # the telemetry on disk stays under about (backups + 1) x max bytes. 0 turns rotation off. ``modelotel evaluate``
@@ -28,6 +29,12 @@ DEFAULT_FILE_BACKUPS = 5
 # export counts as failed (modelotel.dropped{reason=export_failed}): a stuck writer must never hang serving.
 FILE_LOCK_TIMEOUT_S = 5.0
 TRACE_MODES = ("span", "enrich", "off")
+
+# SIGTERM (docker stop, systemd, Kubernetes) kills a Python process without running atexit. Where modelotel runs,
+# a SIGTERM handler exports what is pending (bounded by SIGTERM_FLUSH_TIMEOUT_S) and then does what the previous
+# handler would have done. MODELOTEL_SIGTERM_FLUSH=0 (or configure(sigterm_flush=False)) leaves SIGTERM alone.
+ENV_SIGTERM_FLUSH = "MODELOTEL_SIGTERM_FLUSH"
+SIGTERM_FLUSH_TIMEOUT_S = 5.0
 
 
 class ConfigError(ValueError):
@@ -60,6 +67,7 @@ class Settings:
     span_batch_size: int = 512  # OTEL_BSP_MAX_EXPORT_BATCH_SIZE
     span_schedule_delay_s: float = 5.0  # OTEL_BSP_SCHEDULE_DELAY (milliseconds in the environment)
     resource_attributes: Mapping[str, Any] = field(default_factory=dict)
+    sigterm_flush: bool = True  # ENV_SIGTERM_FLUSH
 
 
 def _env(environ: Mapping[str, str], name: str) -> str | None:
@@ -140,6 +148,7 @@ def resolve(
     resource_attributes: Mapping[str, Any] | None = None,
     app_has_tracer: bool = False,
     environ: Mapping[str, str] | None = None,
+    sigterm_flush: bool | None = None,
 ) -> Settings:
     """Merge explicit arguments over the environment; raise ConfigError naming the bad setting."""
     env = os.environ if environ is None else environ
@@ -235,7 +244,15 @@ def resolve(
         deployment_role=role,
         disabled=disabled,
         resource_attributes=dict(resource_attributes or {}),
+        sigterm_flush=sigterm_flush_enabled(env) if sigterm_flush is None else bool(sigterm_flush),
     )
+
+
+def sigterm_flush_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """ENV_SIGTERM_FLUSH: on unless set to 0, false, no or off."""
+    env = os.environ if environ is None else environ
+    raw = _env(env, ENV_SIGTERM_FLUSH)
+    return raw is None or raw.lower() not in ("0", "false", "no", "off")
 
 
 def trace_mode_of(value: bool | str) -> str:

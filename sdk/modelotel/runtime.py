@@ -10,10 +10,11 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
-from . import config
+from . import config, sigterm
 from .export import ExportLoop, build_resource, exporter_temporality, make_metric_exporter
 from .privacy import FeatureHasher, hasher_from_env
 from .recorder import SELF, Recorder
@@ -40,6 +41,9 @@ class _State:
         self.atexit_registered = False
         self.closed = False  # shutdown() was called: record nothing until configure() again
         self.deployment_role = "primary"
+        # A forked child's inherited TracerProvider when it was ours in the parent: the child adopts it.
+        self.forked_span_provider: Any = None
+        self.mp_finalizer_registered = False  # this multiprocessing child flushes at its exit
 
 
 STATE = _State()
@@ -57,10 +61,12 @@ def configure(
     max_series: int | None = None,
     deployment_role: str | None = None,
     resource_attributes: dict[str, Any] | None = None,
+    sigterm_flush: bool | None = None,
 ) -> config.Settings:
     """Set up export (and tracing) for this process; returns the resolved settings.
 
-    Without arguments everything comes from the environment (see config.py). Raises
+    Without arguments everything comes from the environment (see config.py). ``sigterm_flush=False``
+    leaves SIGTERM's handler alone (default: export on SIGTERM, see sigterm.py). Raises
     ``modelotel.ConfigError`` naming the bad setting; this is the only modelotel call that raises.
     """
     from .tracing import app_tracer_provider
@@ -82,7 +88,8 @@ def configure(
         max_series=max_series,
         deployment_role=deployment_role,
         resource_attributes=resource_attributes,
-        app_has_tracer=app_tp is not None,
+        app_has_tracer=app_tp is not None and app_tp is not STATE.forked_span_provider,
+        sigterm_flush=sigterm_flush,
     )
     with STATE.lock:
         _stop_locked()
@@ -152,9 +159,15 @@ def _start_locked(settings: config.Settings, *, app_tp: Any = None, base_resourc
     STATE.tracer = None
     STATE.span_provider = None
     mode = settings.traces
+    forked_provider, STATE.forked_span_provider = STATE.forked_span_provider, None
     if mode != OFF:
         provider = app_tp
-        if provider is None:
+        if provider is not None and provider is forked_provider:
+            # Our parent's provider, inherited by fork: still ours (flushed at shutdown), and its spans
+            # carry this process's service.instance.id, the one the metrics carry.
+            tracing.set_provider_resource(provider, resource)
+            STATE.span_provider = provider
+        elif provider is None:
             provider = tracing.make_tracer_provider(settings, resource)
             if provider is None:
                 if settings.traces_explicit:
@@ -175,6 +188,33 @@ def _start_locked(settings: config.Settings, *, app_tp: Any = None, base_resourc
     if not STATE.atexit_registered:
         atexit.register(shutdown)
         STATE.atexit_registered = True
+    if settings.sigterm_flush:
+        sigterm.install(force_flush)
+    else:
+        sigterm.uninstall()
+    _flush_at_multiprocessing_exit()
+
+
+def _flush_at_multiprocessing_exit() -> None:
+    """multiprocessing children end with os._exit (no atexit); their exit path runs util.Finalize hooks."""
+    if STATE.mp_finalizer_registered or "multiprocessing" not in sys.modules:
+        return
+    import multiprocessing
+    import multiprocessing.util
+
+    if multiprocessing.parent_process() is None:
+        return  # the main process: atexit runs shutdown()
+    multiprocessing.util.Finalize(None, shutdown, exitpriority=0)
+    STATE.mp_finalizer_registered = True
+
+
+def arm_sigterm() -> None:
+    """Install the SIGTERM export now if this is the main thread (a decorator or middleware being set up):
+    the first instrumented call, which starts export, may come on a server's request thread, where Python
+    allows no signal handler to be installed."""
+    settings = STATE.settings
+    if settings.sigterm_flush if settings is not None else config.sigterm_flush_enabled():
+        sigterm.install(force_flush)
 
 
 _said_where = False  # once per process (a forked child inherits it)
@@ -242,7 +282,7 @@ def autostart() -> None:
 
 def shutdown(timeout: float = 30.0) -> bool:
     """Export everything pending, stop the background thread and flush spans. Idempotent."""
-    with STATE.lock:
+    with STATE.lock, sigterm.final_export():
         STATE.closed = True
         ok = _stop_locked(timeout)
         provider = None
@@ -276,6 +316,8 @@ def force_flush(timeout: float = 30.0) -> bool:
 def _after_fork_child() -> None:
     """The child exports its own data under its own service.instance.id; nothing of the parent's."""
     STATE.lock = threading.RLock()
+    STATE.forked_span_provider = STATE.span_provider
+    STATE.mp_finalizer_registered = False  # the parent's Finalize is not this process's
     SELF.__init__()
     STATE.recorder.reset()
     # The parent's thread does not exist here; the next instrumented call restarts the pipeline
