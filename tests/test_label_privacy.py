@@ -20,11 +20,14 @@ from collections import Counter
 import httpx
 import pytest
 
+import modelotel
 from modelotel import conventions as conv
 from modelotel.labels import MAX_LABEL_CHARS, WITHHELD_REASON, LabelPolicy
 from modelotel.privacy import TRUNCATION_MARKER
+from modelotel.recorder import iter_points
 
 from collector_support import stop_process, wait_for
+from conftest import MemoryMetricExporter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -203,3 +206,44 @@ def test_estimator_classes_are_found_once_it_is_fitted():
     clf.fit(np.array([[0.0], [1.0]]), np.array(["cat", "dog"]))
     time.sleep(1.1)  # looked up again at most once a second
     assert policy.exported(["dog", "cow"], False) == (["dog", None], 1)
+
+
+# -- every other text attribute a user chooses: scrubbed too (in-process, a real memory exporter) ----------
+
+
+def test_categories_groups_and_raw_features_are_scrubbed(spans):
+    exporter = MemoryMetricExporter()
+    modelotel.configure(service_name="scrub-attrs", exporter=exporter, export_interval=3600, traces="span")
+    try:
+
+        @modelotel.instrument_model(
+            name="attrs", labels=["no", "yes"], categorical_features=["contact"], raw_features=["note"]
+        )
+        def predict(row):
+            return {"probabilities": [0.2, 0.8], "labels": ["no", "yes"]}
+
+        for contact in ("ann@example.com", "north", "x" * 60 + " 4111 1111 1111 1111"):
+            predict({"contact": contact, "note": "call me at jane.roe@example.com"})
+
+        @modelotel.instrument_model(name="fb", labels=["no", "yes"])
+        def judged(row):
+            ids.append(modelotel.current_prediction_id())
+            return [0.2, 0.8]
+
+        ids: list[str] = []
+        judged([1.0])
+        assert modelotel.record_feedback(ids[0], label="yes", group="bob@example.com")
+        modelotel.force_flush()
+    finally:
+        modelotel.shutdown()
+    texts = []
+    for batch in exporter.batches:
+        for _, point in iter_points(batch):
+            texts += [str(v) for v in point.attributes.values()]
+    texts += [str(v) for s in spans.get_finished_spans() for v in s.attributes.values()]
+    joined = "\n".join(texts)
+    for secret in ("ann@example.com", "4111 1111", "jane.roe@example.com", "bob@example.com"):
+        assert secret not in joined, secret
+    assert "<email>" in texts and "north" in texts  # categories and the group: scrubbed, not dropped
+    assert "call me at <email>" in texts  # the allow-listed raw feature, scrubbed
+    assert any(t.startswith("x" * 60) and len(t) <= 64 for t in texts)

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import conventions as conv
 from .features import Columns, column_values, records_of, report_not_found, report_width
-from .privacy import is_missing
+from .privacy import is_missing, scrub
 from .recorder import Recorder, attr_key, drain
 
 
@@ -144,6 +144,8 @@ class FeatureDistributions:
                 continue
             seen = self._seen[name]
             for value, count in Counter(_category(v) for v in values if not is_missing(v)).items():
+                if value not in seen:  # scrubbed like every exported text, then cut; a seen value is clean
+                    value = scrub(value)[:_CATEGORY_CHARS]
                 if value not in seen:
                     if len(seen) < self.max_categories:
                         seen.add(value)
@@ -166,8 +168,11 @@ def _as_float(v: Any) -> float:
         return float("nan")  # counted as a non-finite drop by the sketch
 
 
+_CATEGORY_CHARS = 64  # an exported category value at most
+
+
 def _category(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         v = int(v)  # category codes read from float arrays
     text = v if type(v) is str else str(v)
-    return text[:64]
+    return text[: _CATEGORY_CHARS + 1024]  # enough past the cut for scrub() to see an item across it whole
