@@ -247,3 +247,22 @@ def test_categories_groups_and_raw_features_are_scrubbed(spans):
     assert "<email>" in texts and "north" in texts  # categories and the group: scrubbed, not dropped
     assert "call me at <email>" in texts  # the allow-listed raw feature, scrubbed
     assert any(t.startswith("x" * 60) and len(t) <= 64 for t in texts)
+
+
+def test_withheld_label_is_logged_once_per_model_with_how_to_opt_in(memory_exporter, caplog):
+    @modelotel.instrument_model(name="summarizer-log")
+    def summarize(text):
+        return f"summary of {text}: write to ann@example.com"
+
+    with caplog.at_level("WARNING", logger="modelotel"):
+        for i in range(3):
+            summarize(f"doc {i}")
+    lines = [r.getMessage() for r in caplog.records if "summarizer-log" in r.getMessage()]
+    assert len(lines) == 1 and "labels=[...]" in lines[0] and "free_text_labels=True" in lines[0]
+    assert "ann@example.com" not in lines[0]
+    modelotel.force_flush()
+    preds = memory_exporter.last_points(conv.PREDICTIONS)
+    mine = [p for p in preds if p.attributes.get(conv.MODEL_NAME) == "summarizer-log"]
+    assert [(conv.PREDICTION_LABEL in p.attributes, p.value) for p in mine] == [(False, 3)]
+    dropped = memory_exporter.last_points(conv.DROPPED)
+    assert sum(p.value for p in dropped if p.attributes[conv.DROP_REASON] == WITHHELD_REASON) >= 3
