@@ -122,19 +122,19 @@ class LabelPolicy:
         out: list[str | None] = []
         withheld = 0
         for label in labels:
-            cls = label.__class__
-            if cls is str:
-                text = self._strs.get(label)
-            elif cls is int:
-                text = self._ints.get(label)
-            elif label is None:
-                out.append(None)
-                continue
-            else:
-                try:
+            try:
+                cls = label.__class__
+                if cls is str:
+                    text = self._strs.get(label)
+                elif cls is int:
+                    text = self._ints.get(label)
+                elif label is None:
+                    out.append(None)
+                    continue
+                else:
                     text = self._others.get((cls, label))
-                except TypeError:  # unhashable
-                    text = None
+            except Exception:  # unhashable, or a hostile __class__/__hash__
+                text = None
             if text is None:
                 text = self._accept(label, scored)
                 if text is None:
@@ -160,16 +160,16 @@ class LabelPolicy:
             exported = scrub_capped(text, MAX_LABEL_CHARS)
         except Exception:  # str() of a hostile object: withheld like any unusable label
             return None
-        cls = label.__class__
-        if cls is str:
-            if len(label) <= MAX_LABEL_CHARS and len(self._strs) < _CACHE_MAX:  # never keep a large text alive
-                self._strs[label] = exported
-        elif cls is int:
-            if len(self._ints) < _CACHE_MAX:
-                self._ints[label] = exported
-        elif len(self._others) < _CACHE_MAX:
-            try:
+        try:
+            cls = label.__class__
+            if cls is str:
+                if len(label) <= MAX_LABEL_CHARS and len(self._strs) < _CACHE_MAX:  # never keep a large text alive
+                    self._strs[label] = exported
+            elif cls is int:
+                if len(self._ints) < _CACHE_MAX:
+                    self._ints[label] = exported
+            elif len(self._others) < _CACHE_MAX:
                 self._others[(cls, label)] = exported
-            except TypeError:  # unhashable
-                pass
+        except Exception:  # unhashable: not remembered
+            pass
         return exported
