@@ -567,7 +567,7 @@ _SSN = re.compile(
     re.ASCII,
 )
 # Nine digits in a row are an SSN only after a keyword within 16 characters ("ssn=123456789",
-# "SSN: 123 456 789", "tax id 123456789"): bare nine-digit runs are far more often order ids,
+# "SSN: 123 45 6789", "tax id 123456789"): bare nine-digit runs are far more often order ids,
 # ZIP+4 codes or phone numbers. The keyword stays; the digits are replaced.
 _SSN_KEYWORD = re.compile(
     r"([SsTtIi](?<![A-Za-z].)(?i:sn|s\#|ocial[ _\-]?sec(?:urity)?|ax[ _\-]?(?:payer[ _\-]?)?id|in|tin))(?![A-Za-z])"
@@ -830,7 +830,9 @@ def _find(text: str, first_only: bool) -> list[tuple[int, int, str]]:
 
 
 def scrub(text: str) -> str:
-    """``text`` with emails, phones, cards, SSNs, IBANs and IP addresses replaced by placeholders.
+    """``text`` with emails, phones, cards, SSNs, IBANs, IP addresses and credentials replaced by placeholders.
+
+    What each detector catches, and what it cannot: docs/guarantees.md.
 
     Texts longer than ``MAX_SCRUB_CHARS`` are cut there and end with ``TRUNCATION_MARKER``; an
     item straddling the cut is replaced whole. Non-``str`` input gives ``""``. Never raises.
