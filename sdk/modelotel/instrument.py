@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import weakref
 from array import array
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,7 @@ from opentelemetry import trace
 
 from . import config
 from . import conventions as conv
+from .decorations import DECORATIONS, options_key
 from .distributions import FeatureDistributions
 from .extract import extract
 from .features import Columns, as_columns, record_rows, records_of, report_not_found, value_missing
@@ -117,6 +119,8 @@ class _Instrumented:
         if ood is not None and hasattr(ood, "score"):
             self.buffers.ood_scorer = ood  # its threshold is read at each export, so it may be set later
         STATE.recorder.register(self.buffers)
+        # When this decoration is garbage (re-decorated in a loop), its buffers are folded once more and dropped.
+        weakref.finalize(self, STATE.recorder.release, self.buffers).atexit = False
         self.span_attributes = dict(base)
         self.confidence_fn = confidence
         self.label_fn = label
@@ -795,6 +799,11 @@ def instrument_model(
         if opt is not None and not callable(opt):
             raise config.ConfigError(f"{opt_name}={opt!r} must be a callable on the model output")
     _check_feature_options(feature_names, numeric_features, categorical_features, raw_features, ood)
+    options = options_key(
+        name, version, role, extra, confidence, label, labels, softmax, extract_outputs, ood, ood_threshold,
+        features, count_missing, hash_features, raw_features, feature_names, trace_mode, max_labels,
+        numeric_features, categorical_features, free_text_labels,
+    )  # fmt: skip
 
     def decorate(fn: Any) -> Any:
         rewrap = None
@@ -802,6 +811,9 @@ def instrument_model(
             rewrap, fn = type(fn), fn.__func__
         if not callable(fn):
             raise config.ConfigError(f"instrument_model needs a callable, got {type(fn).__name__}")
+        wrapper = DECORATIONS.get(fn, options)  # the same function and options again: the same state
+        if wrapper is not None:
+            return rewrap(wrapper) if rewrap is not None else wrapper
         model_name = name if isinstance(name, str) else getattr(fn, "__qualname__", type(fn).__name__)
         inst = _Instrumented(
             fn,
@@ -842,6 +854,7 @@ def instrument_model(
             wrapper.__name__ = getattr(fn, "__name__", type(fn).__name__)  # type: ignore[attr-defined]
             wrapper.__doc__ = getattr(fn, "__doc__", None)
         wrapper.__modelotel__ = inst  # type: ignore[attr-defined]
+        DECORATIONS.add(fn, options, wrapper)
         arm_sigterm()  # decorating usually happens in the main thread; the first call may come on another
         return rewrap(wrapper) if rewrap is not None else wrapper
 

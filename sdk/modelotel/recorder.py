@@ -12,6 +12,7 @@ per-series sketches and counters and builds one ``MetricsData`` in the chosen te
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -501,6 +502,11 @@ class Recorder:
         self._hist: dict[str, dict[AttrKey, _HistSeries]] = {}
         self._sums: dict[str, dict[AttrKey, _SumSeries]] = {}
         self._sources: list[Any] = []
+        # Sources whose owner is gone (a decoration garbage-collected): appended by a GC finalizer (no lock
+        # there: it may run in a thread holding ours), folded once more, then kept only while something
+        # else holds them (a pending feedback entry), so memory does not follow re-decorations.
+        self._released: list[Any] = []
+        self._released_alive: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()  # collect() may run from the thread and from force_flush at once
         self._window_start_ns = start_ns if start_ns is not None else time.time_ns()
         self._now_ns = self._window_start_ns
@@ -511,6 +517,10 @@ class Recorder:
         with self._lock:
             if source not in self._sources:
                 self._sources.append(source)
+
+    def release(self, source: Any) -> None:
+        """``source``'s owner is gone: fold it at the next fold, then hold it weakly. Lock-free."""
+        self._released.append(source)
 
     @property
     def sources(self) -> list[Any]:
@@ -560,11 +570,16 @@ class Recorder:
             self._fold_locked()
 
     def _fold_locked(self) -> None:
-        for source in list(self._sources):
+        released = drain(self._released) if self._released else ()  # owners gone before this fold
+        for source in [*self._sources, *self._released_alive]:
             try:
                 source.fold(self)
             except Exception as exc:  # one broken source must not stop the others
                 SELF.error("fold", exc)
+        for source in released:  # everything they held is folded now
+            with contextlib.suppress(ValueError):
+                self._sources.remove(source)
+            self._released_alive.add(source)
 
     def collect(self, resource: Resource, now_ns: int | None = None) -> MetricsData | None:
         """Fold all buffers and build MetricsData; None when there is nothing to export."""

@@ -1,0 +1,81 @@
+"""The decorations of this process: one state per (function, options), and a warning for a decorating loop.
+
+``instrument_model`` applied inside a hot loop (``instrument_model(name="m")(predict)(x)`` on every
+request) used to build and register new per-model state on each call: memory grew by about 3 kB per
+decoration and every export pass folded every state ever made, so calls slowed without bound. Now the
+same function decorated with the same options gets the same wrapper back (at most ``MAX_CACHED`` kept,
+oldest first out), and the state of a wrapper that is garbage-collected is folded once more and dropped
+(``Recorder.release``). Decorating ``WARN_AFTER`` distinct times in one process logs one warning.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from .recorder import SELF
+
+MAX_CACHED = 256
+WARN_AFTER = 1000
+_PLAIN = frozenset({str, int, float, bool})
+
+
+def options_key(*options: Any) -> Hashable | None:
+    """A hashable form of a decorator's options (sequences as tuples, mappings as sorted items), or None."""
+    parts: list[Any] = []
+    for value in options:
+        if value is None or type(value) in _PLAIN:  # most options: no conversion, no ABC check
+            parts.append(value)
+        elif isinstance(value, (list, tuple)):
+            parts.append(tuple(value))
+        elif isinstance(value, Mapping):
+            parts.append(tuple(sorted(value.items(), key=repr)))
+        else:
+            parts.append(value)
+    key = tuple(parts)
+    try:
+        hash(key)
+    except TypeError:  # e.g. an unhashable scorer object: such a decoration is simply not reused
+        return None
+    return key
+
+
+class Decorations:
+    """The wrappers made so far by (function, options key); counts the decorations that made new state."""
+
+    def __init__(self) -> None:
+        self._wrappers: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+        self.made = 0
+
+    def get(self, fn: Any, options: Hashable | None) -> Any:
+        if options is None:
+            return None
+        try:
+            return self._wrappers.get((fn, options))
+        except TypeError:  # an unhashable callable object
+            return None
+
+    def add(self, fn: Any, options: Hashable | None, wrapper: Any) -> None:
+        with self._lock:
+            self.made += 1
+            made = self.made
+            if options is not None:
+                try:
+                    self._wrappers[(fn, options)] = wrapper
+                except TypeError:
+                    pass
+                while len(self._wrappers) > MAX_CACHED:
+                    del self._wrappers[next(iter(self._wrappers))]
+        if made == WARN_AFTER:
+            SELF.warn_once(
+                "redecoration",
+                f"instrument_model has been applied {WARN_AFTER} times in this process: is it inside a loop or a "
+                "request handler? Decorate the function once (at import) and call the decorated function; "
+                "re-decorating the same function with the same options reuses its state, but each new function "
+                "object costs a new one",
+            )
+
+
+DECORATIONS = Decorations()
