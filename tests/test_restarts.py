@@ -260,6 +260,45 @@ def test_sigterm_with_the_default_action_exports_then_dies_by_the_signal(tmp_pat
     assert took < 5
 
 
+def test_sigkill_costs_what_was_recorded_since_the_last_export(tmp_path):
+    """SIGKILL cannot be handled: what the last periodic export delivered stays, the calls after it are lost."""
+    path = tmp_path / "t.jsonl"
+    script = _SCRIPT_HEAD + textwrap.dedent("""
+    modelotel.configure(export_interval=3)
+    predict = modelotel.instrument_model(name="sigkill-model")(lambda x: x)
+    for _ in range(37):
+        predict(1)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for _ in range(5):
+        predict(1)
+    print("recorded", flush=True)
+    time.sleep(60)
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=_server_env(path),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _expect_line(proc, "ready")
+        wait_for(lambda: recorded(path, conv.INFERENCE_DURATION) == 37, 10, "the periodic export", interval=0.05)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        _expect_line(proc, "recorded")
+        proc.send_signal(signal.SIGKILL)  # well within the 3 s until the next export
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert recorded(path, conv.INFERENCE_DURATION) == 37  # the 5 calls after the last export are gone
+
+
 def test_sigterm_chains_to_the_applications_handler(tmp_path):
     path = tmp_path / "t.jsonl"
     body = (
