@@ -166,6 +166,7 @@ def _assert_counts(load: Load, signalled: float, path: Path, *, graceful: bool) 
     before = load.answered_before(signalled)
     http = recorded(path, conv.HTTP_SERVER_DURATION, "/predict")
     calls = recorded(path, conv.INFERENCE_DURATION)
+    print(f"answered {answered} ({before} before the signal), failed {load.failed}, recorded {http} / {calls}")
     assert before > 50, f"too little load to mean anything ({before} requests)"
     if graceful:  # what was accepted was answered, and everything answered was recorded
         assert http == calls == answered, (http, calls, answered, load.failed)
@@ -258,6 +259,23 @@ def test_sigterm_with_the_default_action_exports_then_dies_by_the_signal(tmp_pat
     assert proc.returncode == -signal.SIGTERM, proc.stderr.read()
     assert recorded(path, conv.INFERENCE_DURATION) == 37
     assert took < 5
+
+
+def test_sigterm_while_the_main_thread_starts_a_thread_does_not_deadlock(tmp_path):
+    """werkzeug's threaded server starts a thread per request from the main thread; Thread.start holds the
+    threading module's lock, so a handler that started a thread itself would block on it for good."""
+    path = tmp_path / "t.jsonl"
+    body = _RECORD_37.replace("time.sleep(60)", "")
+    body += textwrap.dedent("""
+    import threading
+    with threading._active_limbo_lock:  # where Thread.start is when the signal lands
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)
+    """)
+    proc, took = _run_script(body, path, sigterm=False, timeout=SIGTERM_FLUSH_TIMEOUT_S + 10)
+    assert proc.returncode == -signal.SIGTERM
+    assert recorded(path, conv.INFERENCE_DURATION) == 37
+    assert took < SIGTERM_FLUSH_TIMEOUT_S
 
 
 def test_sigkill_costs_what_was_recorded_since_the_last_export(tmp_path):

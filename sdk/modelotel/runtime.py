@@ -189,7 +189,8 @@ def _start_locked(settings: config.Settings, *, app_tp: Any = None, base_resourc
         atexit.register(shutdown)
         STATE.atexit_registered = True
     if settings.sigterm_flush:
-        sigterm.install(force_flush)
+        sigterm.install()
+        sigterm.start_flusher(force_flush)
     else:
         sigterm.uninstall()
     _flush_at_multiprocessing_exit()
@@ -214,7 +215,7 @@ def arm_sigterm() -> None:
     allows no signal handler to be installed."""
     settings = STATE.settings
     if settings.sigterm_flush if settings is not None else config.sigterm_flush_enabled():
-        sigterm.install(force_flush)
+        sigterm.install()
 
 
 _said_where = False  # once per process (a forked child inherits it)

@@ -5,9 +5,11 @@ kills the process without running atexit: everything recorded since the last exp
 modelotel runs (configure(), a decorated model, a server middleware), ``install`` puts ``handle_sigterm`` in
 front of the current disposition, from the main thread only (Python allows no other). The handler:
 
-* exports on a separate thread and waits for it at most ``SIGTERM_FLUSH_TIMEOUT_S``: the handler runs in the
-  main thread between two bytecodes, possibly while that thread holds a lock the export needs, so exporting
-  inline could deadlock; waiting with a bound cannot;
+* asks a flusher thread, started with the export pipeline (``start_flusher``), to export, and waits for it at
+  most ``SIGTERM_FLUSH_TIMEOUT_S``: the handler runs in the main thread between two bytecodes, possibly while
+  that thread holds a lock the export needs (or the threading module's own, inside ``Thread.start``, which a
+  werkzeug server calls per request), so it neither exports inline nor starts a thread; it touches only two
+  Events of its own, and waiting with a bound cannot deadlock;
 * then chains: it calls the previous Python handler, or, when the previous disposition was the default
   action, restores it and sends SIGTERM again, so the process still dies with SIGTERM's status;
 * never swallows the signal. A second SIGTERM that arrives during the export skips it and chains at once;
@@ -35,6 +37,10 @@ from .recorder import SELF
 _previous: Any = None  # the disposition handle_sigterm chains to
 _flush: Callable[[float], Any] | None = None
 _flushing = False  # an export started by a SIGTERM is running: a second SIGTERM does not wait for it
+_flusher: threading.Thread | None = None
+_flusher_pid = 0  # the process whose thread _flusher is (a forked child has none until it starts its own)
+_flush_requested = threading.Event()
+_flush_done = threading.Event()
 # Installed once per process: a handler installed after ours (uvicorn's, gunicorn's) took SIGTERM over on
 # purpose, and installing again in front of it would chain it to us and us to it (uvicorn restores ours at
 # its end and raises SIGTERM again: that loop would swallow the signal).
@@ -62,14 +68,12 @@ def final_export() -> Iterator[None]:
             _chain(*pending)
 
 
-def install(flush: Callable[[float], Any]) -> bool:
+def install() -> bool:
     """Put handle_sigterm in front of SIGTERM's current disposition; True when it is (or already was) there.
 
-    ``flush(timeout_s)`` exports everything pending. Outside the main thread, and when SIGTERM is ignored
-    or handled by non-Python code, nothing is installed.
+    Outside the main thread, and when SIGTERM is ignored or handled by non-Python code, nothing is installed.
     """
-    global _previous, _flush, _installed_once
-    _flush = flush
+    global _previous, _installed_once
     if threading.current_thread() is not threading.main_thread():
         return False
     try:
@@ -104,14 +108,31 @@ def installed() -> bool:
     return signal.getsignal(signal.SIGTERM) is handle_sigterm
 
 
-def _flush_quietly() -> None:
-    flush = _flush
-    if flush is None:
+def start_flusher(flush: Callable[[float], Any]) -> None:
+    """Start this process's flusher thread (once; again in a forked child), which exports on request."""
+    global _flusher, _flusher_pid, _flush, _flush_requested, _flush_done
+    _flush = flush
+    if _flusher is not None and _flusher_pid == os.getpid() and _flusher.is_alive():
         return
-    try:
-        flush(SIGTERM_FLUSH_TIMEOUT_S)
-    except Exception as exc:
-        SELF.error("sigterm_flush", exc)
+    _flush_requested, _flush_done = threading.Event(), threading.Event()  # none inherited mid-use from a parent
+    _flusher = threading.Thread(
+        target=_flusher_main, args=(_flush_requested, _flush_done), name="modelotel-sigterm-flush", daemon=True
+    )
+    _flusher_pid = os.getpid()
+    _flusher.start()
+
+
+def _flusher_main(requested: threading.Event, done: threading.Event) -> None:
+    while True:
+        requested.wait()
+        requested.clear()
+        flush = _flush
+        try:
+            if flush is not None:
+                flush(SIGTERM_FLUSH_TIMEOUT_S)
+        except Exception as exc:
+            SELF.error("sigterm_flush", exc)
+        done.set()
 
 
 def handle_sigterm(signum: int, frame: Any) -> Any:
@@ -122,14 +143,12 @@ def handle_sigterm(signum: int, frame: Any) -> Any:
             _pending = (signum, frame)
             return None
         _final_export_done.wait(SIGTERM_FLUSH_TIMEOUT_S)
-    elif not _flushing:
+    elif not _flushing and _flusher is not None and _flusher_pid == os.getpid():  # else nothing was started here
         _flushing = True
         try:
-            worker = threading.Thread(target=_flush_quietly, name="modelotel-sigterm-flush", daemon=True)
-            worker.start()
-            worker.join(SIGTERM_FLUSH_TIMEOUT_S)
-        except Exception as exc:  # no new thread at interpreter shutdown: chain anyway
-            SELF.error("sigterm_flush", exc)
+            _flush_done.clear()
+            _flush_requested.set()
+            _flush_done.wait(SIGTERM_FLUSH_TIMEOUT_S)
         finally:
             _flushing = False
     return _chain(signum, frame)
