@@ -342,13 +342,15 @@ def test_an_ignored_sigterm_stays_ignored(tmp_path):
     assert took >= 1.5
 
 
-@pytest.mark.parametrize("how", ["environment", "configure"])
+@pytest.mark.parametrize("how", ["environment", "configure", "configure-after-decorating"])
 def test_sigterm_opt_out_leaves_the_default_action(tmp_path, how):
     path = tmp_path / "t.jsonl"
     env = _server_env(path, MODELOTEL_SIGTERM_FLUSH="0") if how == "environment" else None
     body = _RECORD_37
     if how == "configure":
         body = "modelotel.configure(sigterm_flush=False)\n" + _RECORD_37
+    elif how == "configure-after-decorating":  # the handler the decorator installed is taken out again
+        body = _RECORD_37.replace("for _ in", "modelotel.configure(sigterm_flush=False)\nfor _ in", 1)
     script = _SCRIPT_HEAD + textwrap.dedent(body)
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
