@@ -145,7 +145,10 @@ class Gateway:
             "MODELOTEL_HEALTH_ENDPOINT": f"127.0.0.1:{self.ports['health']}",
             "MODELOTEL_COLLECTOR_METRICS_PORT": str(self.ports["metrics"]),
             "MODELOTEL_QUEUE_DIR": str(self.queue_dir),
+            # file route: one file per signal (metrics are what the evaluator reads)
             "MODELOTEL_FILE_EXPORT_PATH": str(tmp_path / "gateway.jsonl"),
+            "MODELOTEL_FILE_EXPORT_TRACES_PATH": str(tmp_path / "gateway-traces.jsonl"),
+            "MODELOTEL_FILE_EXPORT_LOGS_PATH": str(tmp_path / "gateway-logs.jsonl"),
             # Test timings: decide and flush within a second, retry at least every 2 s.
             "MODELOTEL_DECISION_WAIT": "1s",
             "MODELOTEL_SPAN_METRICS_INTERVAL": "1s",
@@ -472,7 +475,7 @@ def test_datadog_route_delta_exponential_histograms_and_tail_sampled_spans(tmp_p
 def test_file_route_sketches_decode_to_the_calls_made(tmp_path):
     plan = {"service": "file-route-svc", "fast": 30, "failing": 3, "ood_in": 2, "ood_out": 2}
     expected = expected_per_model(plan)
-    out = tmp_path / "gateway.jsonl"
+    out, spans_out = tmp_path / "gateway.jsonl", tmp_path / "gateway-traces.jsonl"
 
     def counts(name: str) -> dict[str, int]:
         if not out.exists():
@@ -484,9 +487,11 @@ def test_file_route_sketches_decode_to_the_calls_made(tmp_path):
         return dict(totals)
 
     def spans_written() -> int:
+        if not spans_out.exists():
+            return 0
         return sum(
             len(ss.get("spans", []))
-            for _, obj in read_json_lines(out)
+            for _, obj in read_json_lines(spans_out)
             for rs in (obj or {}).get("resourceSpans", [])
             for ss in rs.get("scopeSpans", [])
         )
@@ -507,6 +512,9 @@ def test_file_route_sketches_decode_to_the_calls_made(tmp_path):
     assert {data["aggregationTemporality"] for data, _ in points} == {CUMULATIVE}  # the evaluator reads cumulative
     assert counts(conv.INFERENCE_DURATION) == expected
     assert spans_written() == sum(expected.values())  # 100 %: every call's span, once
+    # one file per signal (a file exporter shared by pipelines panics on SIGTERM, tests/test_gateway_restart.py)
+    assert all(obj is not None and "resourceMetrics" in obj for _, obj in read_json_lines(out))
+    assert all(obj is not None and "resourceSpans" in obj for _, obj in read_json_lines(spans_out))
 
 
 # --------------------------------------------------------------------------- grafana / jaeger routes
@@ -616,7 +624,7 @@ def test_agent_masks_pii_before_the_file_and_the_gateway(tmp_path):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    agent_file, gateway_file = tmp_path / "agent.jsonl", tmp_path / "gateway.jsonl"
+    agent_file, gateway_file = tmp_path / "agent.jsonl", tmp_path / "gateway-traces.jsonl"
     with Gateway(tmp_path, "file", {"MODELOTEL_SAMPLING_PERCENT": "100"}) as gw:
         agent_ports = {k: free_port() for k in ("grpc", "http", "health", "metrics")}
         agent_env = {

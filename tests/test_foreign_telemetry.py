@@ -20,15 +20,15 @@ OTEL_PYTHON_DISABLED_INSTRUMENTATIONS they would add modelotel's middleware too)
   UNKNOWN) leaves rpc.grpc.status_code = 0 and the status UNSET, an error invisible in its telemetry, so the
   workload ends calls only through `context.abort` / `set_code`.
 
-The collector is `collector_config/gateway.yaml` + `profiles/file.yaml` (the file route: OTLP JSON lines, which
-also hold the sampled spans). Every app is stopped with SIGTERM right after its last response, so what arrives
-after the last periodic export comes from the shutdown flush. Finding (`test_sigterm_flush`): the SDK does NOT flush
-on SIGTERM by itself in any of these servers. uvicorn shuts down gracefully and then re-raises SIGTERM with the
-default handler; werkzeug and grpc install no handler at all; either way the interpreter dies of the signal
-before its exit handlers (the SDK's provider shutdown) run, and everything recorded since the last export is
-lost. The apps therefore flush the documented ways, enabled by APP_FLUSH_ON_SIGTERM=1: FastAPI shuts the
-global tracer and meter providers down in its lifespan shutdown; Flask and gRPC turn SIGTERM into sys.exit(0),
-so the SDK's atexit shutdown runs.
+The collector is `collector_config/gateway.yaml` + `profiles/file.yaml` (the file route: OTLP JSON lines, one file
+per signal; the evaluation reads the metrics and the sampled spans' files together). Every app is stopped with
+SIGTERM right after its last response, so what arrives after the last periodic export comes from the shutdown flush.
+Finding (`test_sigterm_flush`): the SDK does NOT flush on SIGTERM by itself in any of these servers. uvicorn shuts
+down gracefully and then re-raises SIGTERM with the default handler; werkzeug and grpc install no handler at all;
+either way the interpreter dies of the signal before its exit handlers (the SDK's provider shutdown) run, and
+everything recorded since the last export is lost. The apps therefore flush the documented ways, enabled by
+APP_FLUSH_ON_SIGTERM=1: FastAPI shuts the global tracer and meter providers down in its lifespan shutdown; Flask and
+gRPC turn SIGTERM into sys.exit(0), so the SDK's atexit shutdown runs.
 
 Ground truth is the client's: every request's designed route/method, measured duration and received status.
 The workload is built so the truth is unambiguous: designed sleeps of 30 / 130 / 300 ms, far from the
@@ -384,7 +384,8 @@ class Collector:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.path = tmp / "foreign.jsonl"
+        self.path = tmp / "foreign.jsonl"  # metrics
+        self.traces_path = tmp / "foreign-traces.jsonl"
         ports = {k: free_port() for k in ("grpc", "http", "sampling", "health", "metrics")}
         self.otlp_port = ports["grpc"]
         override = tmp / "span-metrics-dimensions.yaml"
@@ -398,6 +399,8 @@ class Collector:
             "MODELOTEL_COLLECTOR_METRICS_PORT": str(ports["metrics"]),
             "MODELOTEL_QUEUE_DIR": str(tmp / "queue"),
             "MODELOTEL_FILE_EXPORT_PATH": str(self.path),
+            "MODELOTEL_FILE_EXPORT_TRACES_PATH": str(self.traces_path),
+            "MODELOTEL_FILE_EXPORT_LOGS_PATH": str(tmp / "foreign-logs.jsonl"),
             "MODELOTEL_DECISION_WAIT": "1s",
             "MODELOTEL_SPAN_METRICS_INTERVAL": "1s",
         }
@@ -425,12 +428,12 @@ class Collector:
             return latest_points(self.path)  # the tests report what is missing
 
     def wait_spans(self) -> None:
-        """Until the file holds a span line (sampled traces: the 5xx / gRPC errors of the first run)."""
+        """Until the traces file holds a span line (sampled traces: the 5xx / gRPC errors of the first run)."""
 
         def done() -> bool:
-            if not self.path.exists():
+            if not self.traces_path.exists():
                 return False
-            with open(self.path, "rb") as fh:
+            with open(self.traces_path, "rb") as fh:
                 return any(line.startswith(b'{"resourceSpans"') for line in fh)
 
         try:
@@ -590,7 +593,7 @@ def bounds_of(run: Run) -> tuple[float, ...]:
     return tuple(b * 1000 for b in HTTP_SECONDS_BOUNDS) if run.stable else OTEL_DEFAULT_BOUNDS
 
 
-def evaluate(spec_path: Path, data: Path) -> tuple[dict | None, str]:
+def evaluate(spec_path: Path, *data: Path) -> tuple[dict | None, str]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -600,7 +603,7 @@ def evaluate(spec_path: Path, data: Path) -> tuple[dict | None, str]:
             "--slo",
             str(spec_path),
             "--data",
-            str(data),
+            *map(str, data),
             "--format",
             "json",
         ],
@@ -628,7 +631,7 @@ class RunResult:
     results: dict[str, dict]  # SLO name -> its JSON
     errors: dict[str, str]  # group -> why it has no results
     inputs: dict[str, list]  # group -> the "inputs" part of the JSON
-    span_lines: int  # span lines in the file just before the evaluation
+    span_lines: int  # span lines in the traces file just before the evaluation
 
 
 def execute(collector: Collector, run: Run) -> RunResult:
@@ -649,10 +652,11 @@ def execute(collector: Collector, run: Run) -> RunResult:
     results: dict[str, dict] = {}
     errors: dict[str, str] = {}
     inputs: dict[str, list] = {}
-    with open(collector.path, "rb") as fh:
+    with open(collector.traces_path, "rb") as fh:
         span_lines = sum(line.startswith(b'{"resourceSpans"') for line in fh)
+    data = (collector.path, collector.traces_path)
     with concurrent.futures.ThreadPoolExecutor(len(paths)) as pool:
-        done = dict(zip(paths, pool.map(lambda p: evaluate(p, collector.path), paths.values()), strict=True))
+        done = dict(zip(paths, pool.map(lambda p: evaluate(p, *data), paths.values()), strict=True))
     for group, (doc, message) in done.items():
         if doc is None:
             errors[group] = message
@@ -786,21 +790,23 @@ def test_slo_matches_ground_truth(runs, run_id, slo):
 
 @pytest.mark.parametrize("run_id", [r.id for r in RUNS])
 def test_evaluator_reads_the_file_route(runs, run_id):
-    """The file route also writes span lines: accounted for (as foreign lines or as another signal's), never as
-    corrupt lines or problems; every metric point usable."""
+    """The file route also writes span lines (their own file, read in the same evaluation): accounted for (as
+    foreign lines or as another signal's), never as corrupt lines or problems; every metric point usable."""
     res = runs(run_id)
     assert "core" not in res.errors, res.errors.get("core")
-    (report,) = res.inputs["core"]
+    reports = res.inputs["core"]
+    assert len(reports) == 2, reports  # the metrics file and the traces file
     assert res.span_lines > 0, "the file route wrote no span line before the evaluation"
-    assert report["corrupt_lines"] == 0, report
-    assert report["bad_points"] == 0, report
-    assert not report.get("problems"), report
     reported = 0
-    for key, value in report.items():
-        if any(word in key for word in ("foreign", "signal", "span", "trace")):
-            reported += sum(value.values()) if isinstance(value, dict) else int(value)
+    for report in reports:
+        assert report["corrupt_lines"] == 0, report
+        assert report["bad_points"] == 0, report
+        assert not report.get("problems"), report
+        for key, value in report.items():
+            if any(word in key for word in ("foreign", "signal", "span", "trace")):
+                reported += sum(value.values()) if isinstance(value, dict) else int(value)
     assert reported >= res.span_lines, (
-        f"{res.span_lines} span lines in the file, the report accounts for {reported}: {report}"
+        f"{res.span_lines} span lines in the traces file, the reports account for {reported}: {reports}"
     )
 
 
