@@ -108,3 +108,31 @@ def test_a_new_function_each_time_is_bounded_counted_and_warned_once():
     assert out["count"] == n + 2 * 3 * 10_000  # nothing lost from the states that were let go
     assert out["fresh_us"] < 3 * out["first_us"] + 1, out  # was 19x after 20,000 re-decorations
     assert stderr.count(f"instrument_model has been applied {WARN_AFTER} times") == 1, stderr
+
+
+def test_replaced_models_are_not_kept_alive_and_unhashable_options_still_work():
+    out, _ = _run(f"""
+    import weakref
+
+    class Model:
+        def predict(self, x):
+            return [0.3, 0.7]
+
+    refs = []
+    for _ in range({3 * MAX_CACHED}):  # a model replaced at run time, decorated again each time
+        model = Model()
+        refs.append(weakref.ref(model))
+        modelotel.instrument_model(name="m")(model.predict)(1)
+    del model
+    gc.collect()
+    STATE.recorder.fold()  # a released decoration's state is let go once its data is folded
+    gc.collect()
+    alive = sum(r() is not None for r in refs)
+    odd = [modelotel.instrument_model(name="odd", labels=[["a"], ["b"]])(predict) for _ in range(2)]
+    results = [f(1) for f in odd]
+    print(json.dumps({{"alive": alive, "distinct": odd[0] is not odd[1], "results": results,
+                       "count": inference_count()}}))
+    """)
+    assert out["alive"] <= MAX_CACHED, out  # only the most recently decorated are kept, not every model
+    assert out["distinct"] and out["results"] == [[0.1, 0.9]] * 2  # not reusable, still instrumented
+    assert out["count"] == 3 * MAX_CACHED + 2

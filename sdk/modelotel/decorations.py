@@ -3,9 +3,13 @@
 ``instrument_model`` applied inside a hot loop (``instrument_model(name="m")(predict)(x)`` on every
 request) used to build and register new per-model state on each call: memory grew by about 3 kB per
 decoration and every export pass folded every state ever made, so calls slowed without bound. Now the
-same function decorated with the same options gets the same wrapper back (at most ``MAX_CACHED`` kept,
-oldest first out), and the state of a wrapper that is garbage-collected is folded once more and dropped
-(``Recorder.release``). Decorating ``WARN_AFTER`` distinct times in one process logs one warning.
+same function decorated with the same options gets the same wrapper back, and the state of a wrapper that
+is garbage-collected is folded once more and dropped (``Recorder.release``). Decorating ``WARN_AFTER``
+distinct times in one process logs one warning.
+
+Reuse needs the wrappers held between two decorations, so the ``MAX_CACHED`` most recently used are kept
+alive, and with them their functions and what those reference (a bound method's model object): few, so that
+models replaced at run time are not kept for long; a loop needs one.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from .recorder import SELF
 
-MAX_CACHED = 256
+MAX_CACHED = 16
 WARN_AFTER = 1000
 _PLAIN = frozenset({str, int, float, bool})
 
@@ -53,7 +57,12 @@ class Decorations:
         if options is None:
             return None
         try:
-            return self._wrappers.get((fn, options))
+            key = (fn, options)
+            with self._lock:
+                wrapper = self._wrappers.pop(key, None)
+                if wrapper is not None:
+                    self._wrappers[key] = wrapper  # the most recently used last: evicted last
+            return wrapper
         except TypeError:  # an unhashable callable object
             return None
 
