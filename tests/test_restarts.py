@@ -514,3 +514,36 @@ def test_multiprocessing_pool_terminated_mid_load(tmp_path):
     calls = recorded(path, conv.INFERENCE_DURATION)
     assert completed > 100
     assert completed <= calls <= completed + 4, (completed, calls)
+
+
+def test_multiprocessing_spawn_workers_lose_nothing(tmp_path):
+    """The spawn start method (macOS, Windows default): a fresh interpreter per worker, ended through
+    multiprocessing's exit path, or by SIGTERM when leaving ``with Pool()``."""
+    path = tmp_path / "spawn.jsonl"
+    (tmp_path / "spawned_model.py").write_text(
+        "import modelotel\n"
+        "predict = modelotel.instrument_model(name='spawn-model')(lambda x: x)\n"
+        "def work(i):\n"
+        "    return predict(i)\n"
+    )
+    script = """
+    import multiprocessing as mp, spawned_model
+    if __name__ == "__main__":
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(2) as pool:
+            assert sum(pool.map(spawned_model.work, range(1000), chunksize=10)) == sum(range(1000))
+        worker = ctx.Process(target=spawned_model.work, args=(1,))
+        worker.start()
+        worker.join()
+        assert worker.exitcode == 0
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=tmp_path,
+        env=_server_env(path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert recorded(path, conv.INFERENCE_DURATION) == 1001
