@@ -35,8 +35,12 @@ def test_agent_config_validates(profile):
 
 @pytest.mark.parametrize(
     "env",
-    [{}, {"MODELOTEL_TRACES_EXPORTERS": "[file]", "MODELOTEL_LOGS_EXPORTERS": "[debug]"}],
-    ids=["default", "file-and-debug"],
+    [
+        {},
+        {"MODELOTEL_TRACES_EXPORTERS": "[file]", "MODELOTEL_LOGS_EXPORTERS": "[debug]"},
+        {"MODELOTEL_TRACES_EXPORTERS": "[file]", "MODELOTEL_LOGS_EXPORTERS": "[file/logs]"},
+    ],
+    ids=["default", "file-and-debug", "file-and-file-logs"],
 )
 def test_grafana_config_validates(env):
     result = validate(CONFIGS / "grafana.yaml", env)
