@@ -27,6 +27,15 @@ Downscaling
     enforced this way (never by collapsing buckets), and ``merge`` first brings both sketches to the smaller
     scale.
 
+Representable buckets
+    Only buckets ``finite_index_range(scale)`` can hold a finite double (``2**-1074`` to ``DBL_MAX``): 2099
+    per sign at scale 0, about ``2099 * 2**scale`` above it, 525 at scale -2 and 3 at -10. So the whole double
+    range fits in 1024 buckets from scale -2 down, and any merge of representable sketches succeeds (at -10
+    they fit even ``max_buckets=3``). ``bucket_range_problem`` rejects the others (``from_otlp_point``, the
+    evaluator's decoder), and ``merge`` works out the final scale from the index ranges before it changes
+    anything: a merge that cannot be represented raises ``ValueError`` with both sketches unchanged, and no
+    merge allocates more than ``max_buckets`` per sign for the result.
+
 DDSketch
     A DDSketch whose ``LogarithmicMapping`` has ``gamma = b`` uses keys ``ceil(log_gamma(v))``, i.e.
     ``key = index + 1``, and the same estimate ``2 * gamma**key / (1 + gamma)``.
@@ -52,6 +61,8 @@ __all__ = [
     "bucket_bounds",
     "bucket_estimate",
     "bucket_index",
+    "bucket_range_problem",
+    "finite_index_range",
     "relative_accuracy",
     "scale_base",
 ]
@@ -101,6 +112,30 @@ def bucket_estimate(index: int, scale: int) -> float:
     return _exp2(index * width) * (2.0 / (1.0 + _exp2(-width)))
 
 
+def finite_index_range(scale: int) -> tuple[int, int]:
+    """``(lowest, highest)`` index of a bucket at ``scale`` that holds a positive finite double (the smallest
+    subnormal ``2**-1074`` and ``DBL_MAX``); ``(-2, 0)`` at scale -10, ``(-34369, 32767)`` at scale 5."""
+    return _FINITE[scale - MIN_SCALE]
+
+
+def bucket_range_problem(scale: int, lowest: int, highest: int) -> str | None:
+    """Why buckets ``lowest..highest`` at ``scale`` cannot be represented, or None: the scale is outside
+    ``[MIN_SCALE, MAX_SCALE]`` or a bucket holds no finite double (``finite_index_range``)."""
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        return f"scale {scale} outside [{MIN_SCALE}, {MAX_SCALE}]"
+    lo, hi = _FINITE[scale - MIN_SCALE]
+    if lowest < lo or highest > hi:
+        return (
+            f"buckets {lowest}..{highest} at scale {scale} hold no finite double (buckets {lo}..{hi} do, "
+            "from 2**-1074 to the largest double)"
+        )
+    return None
+
+
+def _shifted(span: tuple[int, int] | None, k: int) -> tuple[int, int] | None:
+    return None if span is None else (span[0] >> k, span[1] >> k)
+
+
 def _shift_to_fit(ranges: Iterable[tuple[int, int] | None], max_buckets: int) -> int:
     """Smallest ``k >= 0`` with ``(hi >> k) - (lo >> k) + 1 <= max_buckets`` for every ``(lo, hi)`` range."""
     k = 0
@@ -118,6 +153,12 @@ def _union(a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[int, i
     if a is None or b is None:
         return b if a is None else a
     return min(a[0], b[0]), max(a[1], b[1])
+
+
+_FINITE = tuple(
+    (bucket_index(math.ldexp(1.0, -1074), s), bucket_index(sys.float_info.max, s))
+    for s in range(MIN_SCALE, MAX_SCALE + 1)
+)
 
 
 class BucketStore:
@@ -414,16 +455,32 @@ class LogSketch:
         self.negative.downscale(by)
 
     def merge(self, other: LogSketch) -> None:
-        """Add ``other``'s values. Both are brought to the smaller scale first (``other`` is not modified);
-        the result is then downscaled further if its spans exceed this sketch's ``max_buckets``."""
+        """Add ``other``'s values (``other`` is not modified). Both are brought to the smaller scale, and further
+        down if the merged spans exceed this sketch's ``max_buckets``.
+
+        Atomic: the final scale is computed from the index ranges first, so a merge that would need a scale
+        below ``MIN_SCALE`` (buckets no finite double falls in) raises ``ValueError`` with this sketch unchanged,
+        and no array wider than ``max_buckets`` is ever allocated for the result."""
         if other is self:
             other = other.copy()
         target = min(self.scale, other.scale)
-        self.downscale(self.scale - target)
-        shift = other.scale - target
-        self.positive.merge(other.positive, shift)
-        self.negative.merge(other.negative, shift)
-        self._fit(self.positive.index_range(), self.negative.index_range())
+        mine, theirs = self.scale - target, other.scale - target
+        k = _shift_to_fit(
+            (
+                _union(_shifted(self.positive.index_range(), mine), _shifted(other.positive.index_range(), theirs)),
+                _union(_shifted(self.negative.index_range(), mine), _shifted(other.negative.index_range(), theirs)),
+            ),
+            self.max_buckets,
+        )
+        if target - k < MIN_SCALE:
+            raise ValueError(
+                f"cannot merge sketches at scales {self.scale} and {other.scale}: their buckets would need scale "
+                f"{target - k} < {MIN_SCALE} to fit {self.max_buckets} buckets (buckets that hold no finite double)"
+            )
+        # nothing has changed yet, and nothing below can fail
+        self.downscale(mine + k)
+        self.positive.merge(other.positive, theirs + k)
+        self.negative.merge(other.negative, theirs + k)
         self.count += other.count
         self.zero_count += other.zero_count
         self.sum += other.sum
@@ -539,7 +596,8 @@ class LogSketch:
         """Build from an SDK ``ExponentialHistogramDataPoint``, an OTLP-JSON dict (collector file exporter:
         camelCase keys, int64 as strings, absent fields 0/empty) or an OTLP protobuf message.
 
-        ``count`` must equal ``zero_count`` plus the bucket counts. If ``min``/``max`` are absent they are
+        ``count`` must equal ``zero_count`` plus the bucket counts, and every occupied bucket must hold finite
+        doubles (``bucket_range_problem``); ``ValueError`` otherwise. If ``min``/``max`` are absent they are
         replaced by the outer bounds of the occupied buckets, which never clamp an estimate.
         """
         if isinstance(point, Mapping):
@@ -561,6 +619,11 @@ class LogSketch:
         sk = cls(scale=int(scale), max_buckets=max_buckets)
         sk.positive.add_counts(int(positive[0]), [int(c) for c in positive[1]])
         sk.negative.add_counts(int(negative[0]), [int(c) for c in negative[1]])
+        for store in (sk.positive, sk.negative):
+            span = store.index_range()
+            why = None if span is None else bucket_range_problem(sk.scale, *span)
+            if why:
+                raise ValueError(why)
         sk.zero_count = int(zero_count)
         sk.count = int(count)
         if sk.zero_count < 0 or sk.count != sk.zero_count + sk.positive.total() + sk.negative.total():
