@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sketch import MIN_SCALE, BucketStore, LogSketch
+from ..sketch import BucketStore, LogSketch, bucket_range_problem
 from .points import ExplicitHistogram
 
 __all__ = [
@@ -57,6 +57,8 @@ __all__ = [
     "CumulativeTracker",
     "ExpoCounts",
     "ExplicitCounts",
+    "MAX_COUNT",
+    "MAX_POINT_BUCKETS",
 ]
 
 # What one point did to its series (returned with the increment).
@@ -71,13 +73,21 @@ MAX_CONCURRENT = 8  # older starts tracked per series; beyond that the least rec
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
+MAX_POINT_BUCKETS = 1 << 16
+"""Most buckets per sign one exponential-histogram point may carry (400x the OTel SDKs' default of 160): what one
+series' state can claim is ``2 * 8 * MAX_POINT_BUCKETS`` bytes, 1 MiB."""
+MAX_COUNT = 1 << 53
+"""Largest count of a point or bucket: counts are added up as float64 downstream, exact only up to 2**53 (and a
+larger bucket count could wrap the int64 sums that check a point's consistency)."""
+
 
 @dataclass(slots=True)
 class ExpoCounts:
     """An exponential histogram's totals: ``pos[j]`` counts bucket ``pos_offset + j`` at ``scale`` (int64).
 
-    ``count`` must equal ``zero_count + pos.sum() + neg.sum()`` (checked by ``consistent``). ``min``/``max``
-    are None when unknown.
+    ``count`` must equal ``zero_count + pos.sum() + neg.sum()``, at most ``MAX_COUNT``; each sign holds at
+    most ``MAX_POINT_BUCKETS`` buckets, all of which must hold finite doubles at ``scale`` (checked by
+    ``consistent``, before any state changes). ``min``/``max`` are None when unknown.
     """
 
     scale: int
@@ -94,10 +104,17 @@ class ExpoCounts:
     def consistent(self, pos_total: int | None = None, neg_total: int | None = None) -> str | None:
         """Why these counts are unusable, or None. A caller that knows the bucket totals (and that no count is
         negative) passes them."""
-        if not MIN_SCALE <= self.scale <= 20:
-            return f"scale {self.scale} outside [{MIN_SCALE}, 20]"
+        for name, offset, counts in (("positive", self.pos_offset, self.pos), ("negative", self.neg_offset, self.neg)):
+            n = len(counts)
+            if n > MAX_POINT_BUCKETS:
+                return f"{n} {name} buckets, over the {MAX_POINT_BUCKETS} one point may carry"
+            why = bucket_range_problem(self.scale, offset, offset + n - 1) if n else None
+            if why:
+                return f"{name} {why}"
         if self.zero_count < 0:
             return "negative zero count"
+        if not 0 <= self.count <= MAX_COUNT:
+            return f"count {self.count} outside [0, 2**53]"
         if pos_total is None or neg_total is None:
             pos, neg = self.pos, self.neg
             if (len(pos) and pos.min() < 0) or (len(neg) and neg.min() < 0):
@@ -376,24 +393,25 @@ def _downscale(offset: int, counts: np.ndarray, by: int) -> tuple[int, np.ndarra
 
 
 def _subtract(cur_off: int, cur: np.ndarray, prev_off: int, prev: np.ndarray) -> tuple[int, np.ndarray] | None:
-    """``cur - prev`` aligned by bucket index, or None if any bucket would go negative."""
+    """``cur - prev`` aligned by bucket index, or None if any bucket would go negative. The result is never
+    wider than ``cur`` (a ``prev`` bucket outside it is a decrease), however far apart the two offsets are."""
     n, m = len(cur), len(prev)
     if m == 0:
         return cur_off, cur
     if n == 0:
         return None if prev.any() else (cur_off, cur)
-    if prev_off >= cur_off and prev_off + m <= cur_off + n:  # the usual case: buckets only ever grow outwards
-        out = cur.copy()
-        out[prev_off - cur_off : prev_off - cur_off + m] -= prev
-        lo = cur_off
-    else:
-        lo = min(cur_off, prev_off)
-        out = np.zeros(max(cur_off + n, prev_off + m) - lo, dtype=np.int64)
-        out[cur_off - lo : cur_off - lo + n] = cur
-        out[prev_off - lo : prev_off - lo + m] -= prev
+    if not (prev_off >= cur_off and prev_off + m <= cur_off + n):  # zero ends aside, buckets only grow outwards
+        prev_off, prev = _trim(prev_off, prev)
+        m = len(prev)
+        if m == 0:
+            return cur_off, cur
+        if not (prev_off >= cur_off and prev_off + m <= cur_off + n):
+            return None  # a counted bucket of prev is missing from cur: it decreased
+    out = cur.copy()
+    out[prev_off - cur_off : prev_off - cur_off + m] -= prev
     if out[out.argmin()] < 0:
         return None
-    return lo, out
+    return cur_off, out
 
 
 def _trim(offset: int, counts: np.ndarray) -> tuple[int, np.ndarray]:

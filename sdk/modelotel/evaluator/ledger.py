@@ -231,23 +231,30 @@ class Ledger:
         except ValueError as exc:
             self._error(delta, str(exc))
             return
+        if is_total and sli.kind in ("drift", "calibration") and sk is None:
+            # a counter or explicit buckets: no values to compare (a bin without a sketch cannot be judged)
+            self._error(delta, f"{delta.metric} is not an exponential histogram; a {sli.kind} SLI needs one")
+            return
         k = math.ceil(delta.end_ns / (self.resolution * 1e9))
-        b = self.bins.get(k)
-        if b is None:
-            b = self.bins[k] = Bin()
+        b = self.bins.get(k) or Bin()
+        if is_total and sli.kind in ("drift", "calibration") and sk is not None:
+            # first the merge, which may refuse (atomically): then nothing of the delta is counted
+            bad = sli.kind == "calibration" and not is_good
+            merged = (b.sketch_bad if bad else b.sketch) or LogSketch(sk.scale)
+            try:
+                merged.merge(sk)
+            except ValueError as exc:
+                self._error(delta, str(exc))
+                return
+            if bad:
+                b.sketch_bad = merged
+            else:
+                b.sketch = merged
+        self.bins[k] = b
         b.total += total
         b.good += good
         b.good_lower += lower
         b.good_upper += upper
-        if is_total and sli.kind in ("drift", "calibration") and sk is not None:
-            if sli.kind == "calibration" and not is_good:
-                if b.sketch_bad is None:
-                    b.sketch_bad = LogSketch(sk.scale)
-                b.sketch_bad.merge(sk)
-            else:
-                if b.sketch is None:
-                    b.sketch = LogSketch(sk.scale)
-                b.sketch.merge(sk)
 
     def _error(self, delta: Delta, message: str) -> None:
         self.errors += 1

@@ -40,6 +40,7 @@ import io
 import itertools
 import json
 import os
+import re
 import stat
 import time
 import zlib
@@ -55,6 +56,7 @@ from .cumulative import (
     CONCURRENT,
     FIRST,
     INCREMENT,
+    MAX_COUNT,
     RESET,
     STALE,
     CumulativeTracker,
@@ -87,6 +89,8 @@ _SIGNAL_HEADS = {b'{"resourceSpans"': "traces", b'{"resourceLogs"': "logs", b'{"
 _SIGNAL_KEYS = {"resourceSpans": "traces", "resourceLogs": "logs", "resourceProfiles": "profiles"}
 _DELTA, _CUMULATIVE = 1, 2
 _EMPTY = np.zeros(0, dtype=np.int64)
+_TIME_LIMIT = 1 << 64  # OTLP times are fixed64 nanoseconds
+_INT_LIMIT = 1 << 63  # asInt is sfixed64
 
 series_ids = itertools.count(1)
 """Process-wide series ids: deltas of different reads never share one (the engine caches by it)."""
@@ -561,12 +565,16 @@ class LineDecoder:
                 series = streams.get(akey) or self._new_series(name, streams, akey, resource, pattrs)
                 end = int(p["timeUnixNano"])
                 start = int(p.get("startTimeUnixNano") or 0)
+                if not (0 <= end < _TIME_LIMIT and 0 <= start < _TIME_LIMIT):
+                    raise ValueError(f"time {end} or start time {start} outside [0, 2**64) nanoseconds")
                 if p.get("flags", 0) & 1:  # FLAG_NO_RECORDED_VALUE: a staleness marker, no value
                     continue
                 value = p.get("asInt")
                 value = int(value) if value is not None else float(p.get("asDouble", 0.0))
                 if value - value != 0:
                     raise ValueError(f"non-finite value {value}")
+                if type(value) is int and not -_INT_LIMIT <= value < _INT_LIMIT:
+                    raise ValueError(f"asInt {value} outside the 64-bit range")
                 if end > self._latest:
                     self._latest = end
                 if end < self._earliest:
@@ -583,7 +591,7 @@ class LineDecoder:
                     continue
                 if value and lo <= end <= hi:
                     out.append(_delta(name, series[1], start or end, end, value, None, None, series[0], unit))
-            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as exc:
                 self.report.bad_points += 1
                 self.report.problem(self._where(number, name), f"metric {name!r} point {j}: {_why(exc)}")
 
@@ -600,6 +608,8 @@ class LineDecoder:
                 sid, attrs = streams.get(akey) or self._new_series(name, streams, akey, resource, pattrs)
                 end = int(p["timeUnixNano"])
                 start = int(p.get("startTimeUnixNano") or 0)
+                if not (0 <= end < _TIME_LIMIT and 0 <= start < _TIME_LIMIT):
+                    raise ValueError(f"time {end} or start time {start} outside [0, 2**64) nanoseconds")
                 if p.get("flags", 0) & 1:
                     continue
                 if end > self._latest:
@@ -629,7 +639,7 @@ class LineDecoder:
                 else:
                     delta = _delta(name, attrs, start or end, end, counts.count, None, counts.histogram(), sid, unit)
                 out.append(delta)
-            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as exc:
                 self.report.bad_points += 1
                 self.report.problem(self._where(number, name), f"metric {name!r} point {j}: {_why(exc)}")
 
@@ -698,13 +708,15 @@ class LineDecoder:
             if self._arrays is None:
                 self._arrays = _decode_pieces(self._pieces)
             decoded = self._arrays[counts]
-            if decoded is None:
-                raise ValueError(f"bucketCounts not all non-negative integers: [{_clip(self._pieces[counts])}]")
+            if type(decoded) is str:
+                raise ValueError(f"bucketCounts {decoded}: [{_clip(self._pieces[counts])}]")
             return decoded
         array = np.array([int(c) for c in counts], dtype=np.int64)
         if len(array) and array.min() < 0:
             raise ValueError("negative bucket count")
-        return array, int(array.sum())
+        if len(array) and array.max() > MAX_COUNT:
+            raise ValueError("a bucket count over 2**53")
+        return array, _total(array)
 
     def _outcome(self, number: int, outcome: int) -> bool:
         """Count what the tracker did with a point; True when it was stale (nothing to yield)."""
@@ -767,6 +779,7 @@ def _why(exc: Exception) -> str:
 
 
 _BUCKETS_KEY = b'"bucketCounts":['
+_SPACED_BUCKETS_KEY = re.compile(rb'"bucketCounts"\s*:\s*\[')
 
 
 def _stash_buckets(line: bytes) -> tuple[bytes, list[bytes]]:
@@ -777,21 +790,26 @@ def _stash_buckets(line: bytes) -> tuple[bytes, list[bytes]]:
     key: inside a JSON string every ``"`` is escaped. A malformed array fails here (no ``]``) or when decoded.
     """
     parts = line.split(_BUCKETS_KEY)
+    if len(parts) - 1 < line.count(b'"bucketCounts"'):
+        # JSON with spaces (json.dumps, Go's protojson): the same, found by a regex. Unstashed, every count would
+        # be a Python string, ~25x the bytes of the line in memory
+        parts = _SPACED_BUCKETS_KEY.split(line)
     if len(parts) == 1:
         return line, []
     out = [parts[0]]
     pieces = []
     for k, part in enumerate(parts[1:]):
         end = part.index(b"]")
-        pieces.append(part[:end])
+        pieces.append(part[:end].strip())
         out.append(b'"bucketCounts":%d' % k)
         out.append(part[end + 1 :])
     return b"".join(out), pieces
 
 
-def _decode_pieces(pieces: list[bytes]) -> list[tuple[np.ndarray, int] | None]:
-    """Each stashed array's text (``"1","0",...`` or ``1,0,...``) as (int64 counts, their total); None for one
-    that is not all non-negative integers. One ``fromstring`` and one ``reduceat`` for the whole line."""
+def _decode_pieces(pieces: list[bytes]) -> list[tuple[np.ndarray, int] | str]:
+    """Each stashed array's text (``"1","0",...`` or ``1,0,...``) as (int64 counts, their total); for one that is
+    not all integers in ``[0, MAX_COUNT]``, why. One ``fromstring`` and one ``reduceat`` for the whole line (when
+    no int64 sum can wrap: every count <= MAX_COUNT and ``max * n < 2**63``)."""
     lengths = [piece.count(b",") + 1 if piece else 0 for piece in pieces]
     try:
         joined = b",".join([piece for piece in pieces if piece])
@@ -800,6 +818,9 @@ def _decode_pieces(pieces: list[bytes]) -> list[tuple[np.ndarray, int] | None]:
         values = np.fromstring(joined.translate(None, b'"'), dtype=np.int64, sep=",")  # translate: 6x replace
         if len(values) != sum(lengths):
             raise ValueError("an array is not all integers")
+        top = int(values[values.argmax()]) if len(values) else 0
+        if top > MAX_COUNT or top * len(values) >= 1 << 63:
+            raise ValueError("a large count")
     except ValueError:  # find which, one by one
         return [_decode_piece(piece, n) for piece, n in zip(pieces, lengths, strict=True)]
     starts = []
@@ -816,14 +837,25 @@ def _decode_pieces(pieces: list[bytes]) -> list[tuple[np.ndarray, int] | None]:
     ]
 
 
-def _decode_piece(piece: bytes, n: int) -> tuple[np.ndarray, int] | None:
+def _decode_piece(piece: bytes, n: int) -> tuple[np.ndarray, int] | str:
     try:
         values = np.fromstring(piece.translate(None, b'"'), dtype=np.int64, sep=",")
     except ValueError:
-        return None
+        return "not all non-negative integers"
     if len(values) != n or (n and values.min() < 0):
-        return None
-    return values, int(values.sum())
+        return "not all non-negative integers"
+    if n and values.max() > MAX_COUNT:  # (fromstring saturates at 2**63 - 1)
+        return "holds a count over 2**53"
+    return values, _total(values)
+
+
+def _total(values: np.ndarray) -> int:
+    """Exact sum of non-negative counts <= MAX_COUNT (the int64 sum when it cannot wrap)."""
+    if not len(values):
+        return 0
+    if int(values[values.argmax()]) * len(values) < 1 << 63:
+        return int(values.sum())
+    return sum(values.tolist())
 
 
 def _clip(text: bytes, limit: int = 60) -> str:
