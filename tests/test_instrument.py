@@ -567,3 +567,35 @@ def test_list_outputs_left_to_the_export_thread_match_extract(memory_exporter, s
     for label, n in labels.items():
         assert total_count(counted, **{conv.MODEL_NAME: name, conv.PREDICTION_LABEL: label}) == n
     assert total_count(memory_exporter.last_points(conv.EXTRACT_MISSES), **{conv.MODEL_NAME: name}) == misses > 0
+
+
+def test_feedback_on_long_free_text_keeps_a_digest_and_judges_exactly(memory_exporter):
+    """A generator's 1 MB answers waiting for feedback: the table keeps 32-byte digests, not the texts, and
+    correctness is still exact (same text: correct; one character changed: incorrect)."""
+    import tracemalloc
+
+    from modelotel.feedback import PENDING
+
+    answers = {i: (f"answer {i} " * 100_000)[:1_000_000] for i in range(3)}
+    ids = []
+
+    @modelotel.instrument_model(name="fb-text", free_text_labels=True)
+    def generate(i):
+        ids.append(modelotel.current_prediction_id())
+        return answers[i]
+
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(3):
+        generate(i)
+    kept = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(PENDING) >= 3
+    assert kept < 200_000, f"{kept} bytes kept for three pending 1 MB answers"
+    assert modelotel.record_feedback(ids[0], label=answers[0])
+    assert modelotel.record_feedback(ids[1], label=answers[1][:-1] + "!")
+    assert modelotel.record_feedback(ids[2], label=answers[2] + " ")
+    modelotel.force_flush()
+    fb = memory_exporter.last_points(conv.FEEDBACK)
+    assert total_count(fb, **{conv.MODEL_NAME: "fb-text", conv.FEEDBACK_CORRECT: True}) == 1
+    assert total_count(fb, **{conv.MODEL_NAME: "fb-text", conv.FEEDBACK_CORRECT: False}) == 2

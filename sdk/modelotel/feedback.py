@@ -13,6 +13,7 @@ predicted and the true label are that class, which is what selection rate, TPR a
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 from collections import OrderedDict
@@ -22,6 +23,30 @@ from typing import Any
 from .recorder import SELF, ModelBuffers, complete_all_traced
 
 DEFAULT_CAPACITY = 100_000
+# Longer predicted labels (a generator's free text) are kept as a digest: the table holds up to
+# DEFAULT_CAPACITY entries, and 100,000 five-megabyte answers would be 500 GB.
+MAX_KEPT_LABEL_CHARS = 256
+
+
+class LabelDigest:
+    """A long text label as its length and SHA-256: equal to a truth whose text has the same digest."""
+
+    __slots__ = ("length", "digest")
+
+    def __init__(self, text: str) -> None:
+        self.length = len(text)
+        self.digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+    def matches(self, truth: Any) -> bool:
+        text = str(truth)
+        return len(text) == self.length and LabelDigest(text).digest == self.digest
+
+
+def kept_labels(labels: Any) -> Any:
+    """The labels as the table keeps them: strings over MAX_KEPT_LABEL_CHARS become a LabelDigest."""
+    if not labels or not any(isinstance(v, str) and len(v) > MAX_KEPT_LABEL_CHARS for v in labels):
+        return labels
+    return [LabelDigest(v) if isinstance(v, str) and len(v) > MAX_KEPT_LABEL_CHARS else v for v in labels]
 
 
 class PendingPredictions:
@@ -40,7 +65,7 @@ class PendingPredictions:
     def put(self, pid: str, buffers: ModelBuffers, confidences: Any, labels: Any) -> None:
         with self._lock:
             table = self._table
-            table[pid] = (buffers, confidences, labels)
+            table[pid] = (buffers, confidences, kept_labels(labels))
             while len(table) > self.capacity:
                 table.popitem(last=False)
                 self.evicted += 1
@@ -161,6 +186,10 @@ def _groups(group: Any, n: int) -> list[str | None]:
 
 
 def _same_label(truth: Any, predicted: Any) -> bool:
+    if isinstance(predicted, LabelDigest):
+        return predicted.matches(truth)
+    if isinstance(truth, LabelDigest):
+        return truth.matches(predicted)
     if truth == predicted:
         return True
     return str(truth) == str(predicted)
