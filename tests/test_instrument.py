@@ -576,13 +576,15 @@ def test_feedback_on_long_free_text_keeps_a_digest_and_judges_exactly(memory_exp
 
     from modelotel.feedback import PENDING
 
-    answers = {i: (f"answer {i} " * 100_000)[:1_000_000] for i in range(3)}
+    def answer(i):  # built afresh on every call: only what the table keeps stays alive
+        return (f"answer {i} " * 100_000)[:1_000_000]
+
     ids = []
 
     @modelotel.instrument_model(name="fb-text", free_text_labels=True)
     def generate(i):
         ids.append(modelotel.current_prediction_id())
-        return answers[i]
+        return answer(i)
 
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -592,9 +594,9 @@ def test_feedback_on_long_free_text_keeps_a_digest_and_judges_exactly(memory_exp
     tracemalloc.stop()
     assert len(PENDING) >= 3
     assert kept < 200_000, f"{kept} bytes kept for three pending 1 MB answers"
-    assert modelotel.record_feedback(ids[0], label=answers[0])
-    assert modelotel.record_feedback(ids[1], label=answers[1][:-1] + "!")
-    assert modelotel.record_feedback(ids[2], label=answers[2] + " ")
+    assert modelotel.record_feedback(ids[0], label=answer(0))
+    assert modelotel.record_feedback(ids[1], label=answer(1)[:-1] + "!")
+    assert modelotel.record_feedback(ids[2], label=answer(2) + " ")
     modelotel.force_flush()
     fb = memory_exporter.last_points(conv.FEEDBACK)
     assert total_count(fb, **{conv.MODEL_NAME: "fb-text", conv.FEEDBACK_CORRECT: True}) == 1
