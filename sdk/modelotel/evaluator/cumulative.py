@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sketch import BucketStore, LogSketch, bucket_range_problem
+from ..sketch import MAX_SCALE, MIN_SCALE, BucketStore, LogSketch, bucket_range_problem, finite_index_range
 from .points import ExplicitHistogram
 
 __all__ = [
@@ -104,13 +104,16 @@ class ExpoCounts:
     def consistent(self, pos_total: int | None = None, neg_total: int | None = None) -> str | None:
         """Why these counts are unusable, or None. A caller that knows the bucket totals (and that no count is
         negative) passes them."""
-        for name, offset, counts in (("positive", self.pos_offset, self.pos), ("negative", self.neg_offset, self.neg)):
-            n = len(counts)
-            if n > MAX_POINT_BUCKETS:
-                return f"{n} {name} buckets, over the {MAX_POINT_BUCKETS} one point may carry"
-            why = bucket_range_problem(self.scale, offset, offset + n - 1) if n else None
-            if why:
-                return f"{name} {why}"
+        scale, po, n, no, m = self.scale, self.pos_offset, len(self.pos), self.neg_offset, len(self.neg)
+        if not MIN_SCALE <= scale <= MAX_SCALE:
+            return f"scale {scale} outside [{MIN_SCALE}, {MAX_SCALE}]"
+        lo, hi = finite_index_range(scale)
+        if n > MAX_POINT_BUCKETS or m > MAX_POINT_BUCKETS:
+            return f"{max(n, m)} buckets of one sign, over the {MAX_POINT_BUCKETS} one point may carry"
+        if n and (po < lo or po + n - 1 > hi):
+            return f"positive {bucket_range_problem(scale, po, po + n - 1)}"
+        if m and (no < lo or no + m - 1 > hi):
+            return f"negative {bucket_range_problem(scale, no, no + m - 1)}"
         if self.zero_count < 0:
             return "negative zero count"
         if not 0 <= self.count <= MAX_COUNT:
