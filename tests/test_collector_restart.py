@@ -52,19 +52,30 @@ def _seq_attr(seq: int) -> common_pb2.KeyValue:
     return common_pb2.KeyValue(key="seq", value=common_pb2.AnyValue(int_value=seq))
 
 
+def _service(resource) -> None:
+    # A service name, as every SDK sends: the gateway's span_metrics connector skips spans without one.
+    resource.attributes.append(
+        common_pb2.KeyValue(key="service.name", value=common_pb2.AnyValue(string_value="restart-probe"))
+    )
+
+
 def _request(signal_name: str, seqs: range) -> bytes:
     """One OTLP export request with one item per seq (a gauge point, a span or a log record)."""
     now = time.time_ns()
     if signal_name == "metrics":
         req = metrics_service_pb2.ExportMetricsServiceRequest()
-        metric = req.resource_metrics.add().scope_metrics.add().metrics.add()
+        rm = req.resource_metrics.add()
+        _service(rm.resource)
+        metric = rm.scope_metrics.add().metrics.add()
         metric.name = "restart.probe"
         for seq in seqs:
             point = metric.gauge.data_points.add(time_unix_nano=now, as_int=seq)
             point.attributes.append(_seq_attr(seq))
     elif signal_name == "traces":
         req = trace_service_pb2.ExportTraceServiceRequest()
-        scope = req.resource_spans.add().scope_spans.add()
+        rs = req.resource_spans.add()
+        _service(rs.resource)
+        scope = rs.scope_spans.add()
         for seq in seqs:
             span = scope.spans.add(
                 name="restart.probe",
@@ -76,7 +87,9 @@ def _request(signal_name: str, seqs: range) -> bytes:
             span.attributes.append(_seq_attr(seq))
     else:
         req = logs_service_pb2.ExportLogsServiceRequest()
-        scope = req.resource_logs.add().scope_logs.add()
+        rl = req.resource_logs.add()
+        _service(rl.resource)
+        scope = rl.scope_logs.add()
         for seq in seqs:
             record = scope.log_records.add(time_unix_nano=now)
             record.body.string_value = "restart.probe"
