@@ -8,7 +8,6 @@ Real ``modelotel evaluate`` subprocesses with their peak RSS, as in test_input_b
 
 from __future__ import annotations
 
-
 import zstandard
 from test_input_bounds import MiB, evaluate, events_of, good_lines, spec  # noqa: F401 (spec is a fixture)
 
