@@ -46,12 +46,13 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ddsketch import DDSketch
-from ddsketch.mapping import LogarithmicMapping
 from opentelemetry.sdk.metrics.export import Buckets, ExponentialHistogramDataPoint
+
+if TYPE_CHECKING:  # the DDSketch interop loads ddsketch when used: a model server never needs it
+    from ddsketch import DDSketch
 
 __all__ = [
     "MAX_SCALE",
@@ -666,6 +667,8 @@ class LogSketch:
         alpha = self.relative_accuracy
         if alpha >= 1.0:
             raise ValueError(f"ddsketch cannot represent scale {self.scale} (relative accuracy rounds to 1)")
+        from ddsketch import DDSketch
+
         sk = DDSketch(alpha)
         mapping = sk._mapping
         mapping.gamma = scale_base(self.scale)
@@ -688,6 +691,8 @@ class LogSketch:
         with offset 0 and ``gamma = 2**(2**-scale)`` for an integer scale (a relative tolerance of 1e-9 on
         ``log2(gamma)`` accepts gammas rebuilt from a relative accuracy); bin counts must be integers and the
         stores not collapsed."""
+        from ddsketch.mapping import LogarithmicMapping
+
         mapping = sk._mapping
         if not isinstance(mapping, LogarithmicMapping) or mapping._offset != 0:
             raise ValueError(f"need a LogarithmicMapping with offset 0, got {type(mapping).__name__}")
