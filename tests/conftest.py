@@ -83,3 +83,30 @@ def total_count(points, **attrs) -> int:
         if all(p.attributes.get(k) == v for k, v in attrs.items()):
             total += getattr(p, "count", None) if hasattr(p, "count") else p.value
     return total
+
+
+# End-to-end suites: they run the collector, Prometheus/promtool, Chromium or real servers and restarts, or build
+# the wheel. `make test` runs them on the main venv only; the other Python versions run `-m "not e2e"` (the SDK
+# and evaluator unit suites). A test marked `collector` elsewhere is end-to-end too.
+E2E_FILES = {
+    "test_collector_config.py",
+    "test_collector_gateway.py",
+    "test_collector_jaeger.py",
+    "test_collector_prometheus.py",
+    "test_collector_restart.py",
+    "test_dashboard.py",
+    "test_docs.py",
+    "test_examples.py",
+    "test_foreign_telemetry.py",
+    "test_gateway_restart.py",
+    "test_grafana_restart.py",
+    "test_restarts.py",
+    "test_rules.py",
+    "test_wheel.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in E2E_FILES or item.get_closest_marker("collector"):
+            item.add_marker(pytest.mark.e2e)
