@@ -115,7 +115,7 @@ class EncodeLightSpans:
     def export_light(self, spans):
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        from modelotel.otlp_proto import light_spans_to_request
+        from modelotel.otlp.proto import light_spans_to_request
 
         light_spans_to_request(spans).SerializeToString()
         return SpanExportResult.SUCCESS
@@ -808,7 +808,7 @@ def breakdown(requests: int, loop) -> list[str]:
     # A traced model call leaves its work (extraction, features hash, span attributes) to whichever export
     # thread comes first (ModelBuffers.complete_traced): time it where it runs, charge it to its variant,
     # and take it out of the export figures that are shared out.
-    from modelotel.recorder import ModelBuffers
+    from modelotel.metrics.buffers import ModelBuffers
 
     deferred_ns: dict[str, int] = {name: 0 for name in apps}
     deferred_on_main = 0  # within the timed span flushes

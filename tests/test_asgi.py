@@ -24,10 +24,10 @@ from starlette.routing import Mount, Route
 
 import modelotel
 from modelotel import conventions as conv
-from modelotel.integrations._server import HTTP_SERVER_DURATION
 from modelotel.integrations.asgi import CLIENT_DISCONNECT_EVENT, ModelotelMiddleware
 from modelotel.integrations.fastapi import instrument_app, is_instrumented, uninstrument_app
-from modelotel.otlp_json import read_json_lines
+from modelotel.integrations.server import HTTP_SERVER_DURATION
+from modelotel.otlp.json import read_json_lines
 
 from collector_support import stop_process
 from collector_support import wait_for as poll

@@ -35,7 +35,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from modelotel import conventions as conv
-from modelotel.otlp_json import read_json_lines
+from modelotel.otlp.json import read_json_lines
 from modelotel.sketch import LogSketch
 
 from collector_support import CONFIGS, ROOT, Process, free_port, otelcol, run_collector, wait_http, which

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelotel.otlp_json import read_json_lines
+from modelotel.otlp.json import read_json_lines
 from modelotel.sketch import bucket_bounds, bucket_index
 
 from collector_support import CONFIGS, ROOT, Process, free_port, run_collector, run_prometheus, which

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from modelotel import conventions as conv
-from modelotel.otlp_json import read_json_lines
+from modelotel.otlp.json import read_json_lines
 from modelotel.sketch import LogSketch
 
 from collector_support import Process, free_port, otelcol

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from modelotel.otlp_json import read_json_lines
+from modelotel.otlp.json import read_json_lines
 
 SLO = textwrap.dedent(
     """
@@ -201,7 +201,7 @@ LOCK_HOLDER = """
 BLOCKED_WRITER = """
     import json, sys, time
     import modelotel
-    from modelotel.recorder import SELF
+    from modelotel.metrics.selftelemetry import SELF
 
     modelotel.configure(service_name="blocked", exporter="file", path=sys.argv[1], export_interval=3600)
 
@@ -251,7 +251,7 @@ def test_a_lock_held_elsewhere_times_out_as_a_counted_drop(tmp_path):
 
 FORK_DURING_A_WAIT = """
     import json, os, sys, threading, time
-    from modelotel.file_append import LineAppender
+    from modelotel.otlp.file_append import LineAppender
 
     appender = LineAppender(sys.argv[1], "test")
     result = {}
@@ -384,7 +384,7 @@ def test_a_writer_killed_mid_line_does_not_swallow_the_next_export(tmp_path):
 FULL_DISK_WRITER = """
     import json, os, resource, sys
     import modelotel
-    from modelotel.recorder import SELF
+    from modelotel.metrics.selftelemetry import SELF
 
     path = sys.argv[1]
     modelotel.configure(service_name="full", exporter="file", path=path, export_interval=3600)

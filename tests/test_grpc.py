@@ -17,9 +17,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import modelotel
 from modelotel import conventions as conv
-from modelotel.integrations._server import RPC_METHOD, RPC_SERVER_DURATION, RPC_STATUS, RPC_SYSTEM
 from modelotel.integrations.grpc import aio_server_interceptor, server_interceptor
-from modelotel.recorder import SELF
+from modelotel.integrations.server import RPC_METHOD, RPC_SERVER_DURATION, RPC_STATUS, RPC_SYSTEM
+from modelotel.metrics.selftelemetry import SELF
 
 from apps import grpc_app
 from conftest import MemoryMetricExporter, total_count

@@ -23,8 +23,8 @@ import pytest
 import modelotel
 from modelotel import conventions as conv
 from modelotel.labels import MAX_LABEL_CHARS, WITHHELD_REASON, LabelPolicy
+from modelotel.metrics.recorder import iter_points
 from modelotel.privacy import TRUNCATION_MARKER
-from modelotel.recorder import iter_points
 
 from collector_support import stop_process, wait_for
 from conftest import MemoryMetricExporter

@@ -40,7 +40,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TraceFlags
 
-from modelotel.otlp_json import (
+from modelotel.otlp.json import (
     OTLPJsonFileMetricExporter,
     OTLPJsonFileSpanExporter,
     _format_double,

@@ -34,7 +34,7 @@ from opentelemetry.sdk.resources import Resource
 
 from modelotel.evaluator import cumulative, otlp_source, sources
 from modelotel.evaluator.points import Delta, SourceError
-from modelotel.otlp_json import OTLPJsonFileMetricExporter
+from modelotel.otlp.json import OTLPJsonFileMetricExporter
 from modelotel.sketch import LogSketch
 
 from telemetry_gen import attr, expo_point

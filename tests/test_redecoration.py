@@ -14,7 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from modelotel.decorations import MAX_CACHED, WARN_AFTER
+from modelotel.instrument.decorations import MAX_CACHED, WARN_AFTER
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from modelotel import config
-from modelotel.tracing import context_with_span, make_tracer_provider, record_exception, start_span
+from modelotel.tracing.provider import make_tracer_provider
+from modelotel.tracing.span import record_exception
+from modelotel.tracing.start import context_with_span, start_span
 
 from collector_support import stop_process
 from otlp_receiver import OTLPReceiver

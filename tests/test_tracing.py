@@ -31,18 +31,20 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from modelotel import config
-from modelotel.integrations._server import extract_context
+from modelotel.integrations.server import extract_context
 from modelotel.integrations.wsgi import _GETTER as WSGI_GETTER
-from modelotel.otlp_json import (
+from modelotel.metrics.selftelemetry import SELF
+from modelotel.otlp.json import (
     OTLPJsonFileSpanExporter,
     json_line_to_proto,
     light_spans_to_json_line,
     spans_to_json_line,
 )
-from modelotel.otlp_proto import light_spans_to_request
-from modelotel.recorder import SELF
-from modelotel.span_export import SpanQueue
-from modelotel.tracing import LightSpan, context_with_span, make_tracer_provider, record_exception, start_span
+from modelotel.otlp.proto import light_spans_to_request
+from modelotel.tracing.provider import make_tracer_provider
+from modelotel.tracing.queue import SpanQueue
+from modelotel.tracing.span import LightSpan, record_exception
+from modelotel.tracing.start import context_with_span, start_span
 
 
 def _provider(sampler=None):
@@ -107,7 +109,7 @@ def test_sampler_decides():
 def test_ratio_samplers_decided_inline_as_the_sdk_decides(sampler):
     """Ratio samplers are answered without calling them: every span's decision is the sampler's own for its
     trace id (roots), and a ParentBased one follows its parent (children of sampled and unsampled spans)."""
-    from modelotel.tracing import _plan_of
+    from modelotel.tracing.start import _plan_of
 
     provider, exporter = _provider(sampler)
     tracer = provider.get_tracer("m")

@@ -26,8 +26,8 @@ from werkzeug.serving import make_server
 import modelotel
 from modelotel import conventions as conv
 from modelotel.integrations import wsgi as wsgi_module
-from modelotel.integrations._server import HTTP_SERVER_DURATION
 from modelotel.integrations.flask import instrument_app, uninstrument_app
+from modelotel.integrations.server import HTTP_SERVER_DURATION
 from modelotel.integrations.wsgi import ModelotelWSGIMiddleware
 
 from apps.wsgi_app import AppError, create_app

@@ -10,8 +10,7 @@ Public API (everything else lives in modules documented as internal)::
     modelotel.shutdown()
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .config import ConfigError, Settings
 from .feedback import record_feedback
 from .instrument import current_prediction_id, instrument_model

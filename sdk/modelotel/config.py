@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conventions as conv
+import modelotel.conventions as conv
 
 DEFAULT_EXPORT_FILE = "modelotel-telemetry.jsonl"
 

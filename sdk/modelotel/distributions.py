@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from . import conventions as conv
+import modelotel.conventions as conv
+
 from .features import Columns, column_values, records_of, report_not_found, report_width
+from .metrics.buffers import attr_key, drain
+from .metrics.recorder import Recorder
 from .privacy import is_missing, scrub
-from .recorder import Recorder, attr_key, drain
 
 
 class FeatureDistributions:

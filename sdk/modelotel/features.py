@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .metrics.selftelemetry import SELF
 from .privacy import count_missing, is_missing, missing_items
-from .recorder import SELF
 
 NOT_FOUND = "feature_not_found"
 WIDTH_MISMATCH = "feature_width_mismatch"

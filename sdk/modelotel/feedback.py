@@ -20,7 +20,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from .recorder import SELF, ModelBuffers, complete_all_traced
+from .metrics.buffers import ModelBuffers, complete_all_traced
+from .metrics.selftelemetry import SELF
 
 DEFAULT_CAPACITY = 100_000
 # Longer predicted labels (a generator's free text) are kept as a digest: the table holds up to

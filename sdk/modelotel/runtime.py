@@ -14,10 +14,13 @@ import sys
 import threading
 from typing import Any
 
-from . import config, sigterm
-from .export import ExportLoop, build_resource, exporter_temporality, make_metric_exporter
+import modelotel.config as config
+import modelotel.sigterm as sigterm
+
+from .metrics.export import ExportLoop, build_resource, exporter_temporality, make_metric_exporter
+from .metrics.recorder import Recorder
+from .metrics.selftelemetry import SELF
 from .privacy import FeatureHasher, hasher_from_env
-from .recorder import SELF, Recorder
 
 _log = logging.getLogger("modelotel")
 
@@ -69,7 +72,7 @@ def configure(
     leaves SIGTERM's handler alone (default: export on SIGTERM, see sigterm.py). Raises
     ``modelotel.ConfigError`` naming the bad setting; this is the only modelotel call that raises.
     """
-    from .tracing import app_tracer_provider
+    from .tracing.provider import app_tracer_provider
 
     app_tp = app_tracer_provider()
     app_mp_resource, app_exporter = _app_meter_pipeline()
@@ -130,7 +133,7 @@ def _app_meter_pipeline() -> tuple[Any, Any]:
 
 
 def _start_locked(settings: config.Settings, *, app_tp: Any = None, base_resource: Any = None) -> None:
-    from . import tracing
+    from .tracing import provider as tracing
 
     STATE.settings = settings
     STATE.hasher = hasher_from_env(settings.hash_key)
@@ -179,7 +182,7 @@ def _start_locked(settings: config.Settings, *, app_tp: Any = None, base_resourc
 
                 trace.set_tracer_provider(provider)  # a no-op with a warning if someone raced us
         if provider is not None:
-            from . import __version__
+            from ._version import __version__
 
             STATE.tracer = provider.get_tracer("modelotel", __version__)
     STATE.trace_mode = mode
@@ -266,7 +269,7 @@ def autostart() -> None:
             return
         try:
             if STATE.settings is not None:  # a forked child, or after shutdown(): same settings again
-                from .tracing import app_tracer_provider
+                from .tracing.provider import app_tracer_provider
 
                 _start_locked(STATE.settings, app_tp=app_tracer_provider())
             else:
@@ -302,7 +305,7 @@ def force_flush(timeout: float = 30.0) -> bool:
         ok = loop.force_flush(timeout)
     provider = STATE.span_provider
     if provider is None and STATE.tracer is not None:
-        from .tracing import app_tracer_provider
+        from .tracing.provider import app_tracer_provider
 
         provider = app_tracer_provider()
     if provider is not None:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .config import SIGTERM_FLUSH_TIMEOUT_S
-from .recorder import SELF
+from .metrics.selftelemetry import SELF
 
 _previous: Any = None  # the disposition handle_sigterm chains to
 _flush: Callable[[float], Any] | None = None

@@ -20,22 +20,23 @@ from typing import Any
 
 from opentelemetry.propagators.textmap import Getter
 
-from .. import conventions as conv
+import modelotel.conventions as conv
+
+from ..metrics.selftelemetry import SELF
 from ..privacy import scrub_capped
-from ..recorder import SELF
 from ..runtime import STATE, autostart, force_flush
-from ..tracing import LightSpan
-from ._server import (
-    _KNOWN_METHODS,
-    _SPAN_NAMES,
-    _STATUS_ATTRS,
+from ..tracing.span import LightSpan
+from .server import (
     CLIENT_DISCONNECT_EVENT,
     DISCONNECT_ERROR,
     HTTP_METHOD,
     HTTP_ROUTE,
     HTTP_SERVER_DURATION,
     HTTP_STATUS,
+    KNOWN_METHODS,
     PROTOCOL_VERSION,
+    SPAN_NAMES,
+    STATUS_ATTRS,
     URL_PATH,
     URL_SCHEME,
     Request,
@@ -284,7 +285,7 @@ class ModelotelMiddleware:
     def _start(self, scope: Scope) -> Request:
         tel = self.telemetry
         raw_method = scope.get("method", "")
-        method = raw_method if raw_method in _KNOWN_METHODS else http_method(raw_method)
+        method = raw_method if raw_method in KNOWN_METHODS else http_method(raw_method)
         attrs = {
             HTTP_METHOD: method,
             URL_SCHEME: scope.get("scheme", "http"),
@@ -335,7 +336,7 @@ class ModelotelMiddleware:
                 if span is None or type(span) is LightSpan:
                     req.route = req.attrs[HTTP_ROUTE] = template
                     if span is not None:
-                        span.name = _SPAN_NAMES.get((method, template)) or span_name(method, template)
+                        span.name = SPAN_NAMES.get((method, template)) or span_name(method, template)
                 else:
                     self.telemetry.set_route(req, template, span_name(method, template))
         except Exception as exc:
@@ -370,7 +371,7 @@ class ModelotelMiddleware:
                 error_type = str(status)
                 span_error = True
             if status:
-                status_attrs = _STATUS_ATTRS.get(status) or http_status_attrs(status)
+                status_attrs = STATUS_ATTRS.get(status) or http_status_attrs(status)
         except Exception as inner:  # e.g. an app that sent a non-integer status
             SELF.error("asgi_finish", inner)
         # finish must not detach: the last send may run in a child task (Starlette's streaming), and

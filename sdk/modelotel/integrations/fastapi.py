@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .. import config
-from ._server import ExcludeList
+import modelotel.config as config
+
 from .asgi import ModelotelMiddleware
+from .server import ExcludeList
 
 __all__ = ["ModelotelMiddleware", "instrument_app", "is_instrumented", "uninstrument_app"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..recorder import SELF
+from ..metrics.selftelemetry import SELF
 from .wsgi import EXCEPTION_KEY, ROUTE_KEY, ModelotelWSGIMiddleware
 
 __all__ = ["flask_route", "instrument_app", "uninstrument_app"]

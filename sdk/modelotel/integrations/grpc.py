@@ -29,9 +29,10 @@ from typing import Any
 import grpc
 from opentelemetry.propagators.textmap import Getter
 
-from .. import conventions as conv
-from ..recorder import SELF
-from ._server import RPC_METHOD, RPC_SERVER_DURATION, RPC_STATUS, RPC_SYSTEM, Request, ServerTelemetry
+import modelotel.conventions as conv
+
+from ..metrics.selftelemetry import SELF
+from .server import RPC_METHOD, RPC_SERVER_DURATION, RPC_STATUS, RPC_SYSTEM, Request, ServerTelemetry
 
 __all__ = ["aio_server_interceptor", "server_interceptor"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from ..recorder import SELF
+from ..metrics.selftelemetry import SELF
 
 
 def _unwrap(owner: Any, name: str) -> None:

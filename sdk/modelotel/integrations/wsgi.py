@@ -22,21 +22,23 @@ from typing import Any
 
 from opentelemetry.propagators.textmap import Getter
 
-from .. import conventions as conv
-from ..recorder import SELF
+import modelotel.conventions as conv
+
+from ..metrics.selftelemetry import SELF
 from ..runtime import STATE, autostart
-from ..tracing import LightSpan, attach_context, detach_context
-from ._server import (
-    _KNOWN_METHODS,
-    _SPAN_NAMES,
-    _STATUS_ATTRS,
+from ..tracing.span import LightSpan
+from ..tracing.start import attach_context, detach_context
+from .server import (
     CLIENT_DISCONNECT_EVENT,
     DISCONNECT_ERROR,
     HTTP_METHOD,
     HTTP_ROUTE,
     HTTP_SERVER_DURATION,
     HTTP_STATUS,
+    KNOWN_METHODS,
     PROTOCOL_VERSION,
+    SPAN_NAMES,
+    STATUS_ATTRS,
     URL_PATH,
     URL_SCHEME,
     Request,
@@ -159,7 +161,7 @@ class _Response(Request):
                         self.route = self.attrs[HTTP_ROUTE] = route
                         if span is not None:
                             method = self.attrs[HTTP_METHOD]
-                            span.name = _SPAN_NAMES.get((method, route)) or span_name(method, route)
+                            span.name = SPAN_NAMES.get((method, route)) or span_name(method, route)
                     else:
                         self._mw._set_route(self, route)
             except Exception as exc:
@@ -255,7 +257,7 @@ class ModelotelWSGIMiddleware:
             if not STATE.started:
                 autostart()
             method = environ.get("REQUEST_METHOD", "")
-            if method not in _KNOWN_METHODS:
+            if method not in KNOWN_METHODS:
                 method = http_method(method)
             attrs: dict[str, Any] = {HTTP_METHOD: method, URL_SCHEME: environ.get("wsgi.url_scheme", "http")}
             protocol = environ.get("SERVER_PROTOCOL", "")
@@ -321,7 +323,7 @@ class ModelotelWSGIMiddleware:
             if exc is None and status is not None and (complete or resp.produced == 2):  # a complete response
                 code = _STATUS_CODES.get(status) or _status_code(status)
                 if code < 500:  # the common case, in short
-                    self.telemetry.finish(req, status_attrs=_STATUS_ATTRS.get(code) or http_status_attrs(code))
+                    self.telemetry.finish(req, status_attrs=STATUS_ATTRS.get(code) or http_status_attrs(code))
                     resp.environ = _NO_ENVIRON
                     return
             # An exception before the first chunk means the server sends a 500 (headers are not out yet).
@@ -329,7 +331,7 @@ class ModelotelWSGIMiddleware:
                 code = 500
             else:
                 code = _STATUS_CODES.get(status) or _status_code(status)
-            status_attrs = _STATUS_ATTRS.get(code) or http_status_attrs(code)
+            status_attrs = STATUS_ATTRS.get(code) or http_status_attrs(code)
             error_type = None
             disconnected = False
             exception = exc

@@ -66,9 +66,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
-from .config import DEFAULT_FILE_BACKUPS, DEFAULT_FILE_MAX_BYTES
+from ..config import DEFAULT_FILE_BACKUPS, DEFAULT_FILE_MAX_BYTES
+from ..tracing.span import UNSET_STATUS
 from .file_append import LineAppender
-from .tracing import UNSET_STATUS
 
 __all__ = [
     "OTLPJsonFileMetricExporter",

@@ -26,8 +26,9 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .config import Settings
-from .recorder import SELF, drain
+from ..config import Settings
+from ..metrics.buffers import drain
+from ..metrics.selftelemetry import SELF
 
 _log = logging.getLogger("modelotel")
 
@@ -38,7 +39,7 @@ def make_span_exporter(settings: Settings) -> SpanExporter | None:
     """The SpanExporter matching the metric exporter choice, or None when there is nowhere to send spans."""
     kind = settings.exporter
     if kind == "file":
-        from .otlp_json import OTLPJsonFileSpanExporter
+        from ..otlp.json import OTLPJsonFileSpanExporter
 
         return OTLPJsonFileSpanExporter(settings.path, max_bytes=settings.file_max_bytes, backups=settings.file_backups)
     if kind == "console":
@@ -68,7 +69,7 @@ class EncodedSpans(Sequence[ReadableSpan]):
     @property
     def request(self) -> Any:
         if self._request is None:
-            from .otlp_proto import light_spans_to_request
+            from ..otlp.proto import light_spans_to_request
 
             self._request = light_spans_to_request(self.spans)
         return self._request

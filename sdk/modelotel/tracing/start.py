@@ -1,18 +1,9 @@
-"""Spans: choosing a TracerProvider, modelotel's cheap span, and recording exceptions without leaking PII.
-
-When the application already set an SDK TracerProvider we use it (its sampler, id generator,
-resource and span processors); otherwise, when traces are on, we build one that exports where the
-metrics go and install it globally so the application's own spans join the same pipeline. That
-provider's only span processor is a ``SpanQueue`` (span_export.py): a span of ours that ends there is
-one list append, and everything else (encoding, writing) happens on the queue's thread.
-"""
+"""Starting spans cheaply: the tracer's plan (sampler, ids, processors) worked out once, and context helpers."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import time
-import traceback
 from collections.abc import Callable
 from random import getrandbits
 from typing import Any
@@ -20,69 +11,12 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 
-from .config import Settings
-from .privacy import scrub
-from .span_export import SpanQueue, make_span_exporter
+from .queue import SpanQueue
+from .span import RANDOM_FLAG, SAMPLED_FLAG, SPAN_KEY, LightSpan
 
 _log = logging.getLogger("modelotel")
-
-MAX_STACKTRACE_CHARS = 16_384
-MAX_ATTRIBUTES = 128  # the SDK's default OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, for attributes others set on our spans
-MAX_EVENTS = 128
-
-# The context key under which the API keeps the current span (``trace.set_span_in_context`` uses it).
-SPAN_KEY = next(iter(trace.set_span_in_context(NonRecordingSpan(trace.INVALID_SPAN_CONTEXT), Context())))
-UNSET_STATUS = Status(StatusCode.UNSET)  # every LightSpan starts with this object (encoders test identity)
-_SAMPLED = int(TraceFlags.SAMPLED)
-_RANDOM = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
-
-
-def app_tracer_provider() -> Any | None:
-    """The application's SDK TracerProvider, or None when only the API's proxy/no-op is installed."""
-    try:
-        from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-    except ImportError:  # pragma: no cover - the SDK is a dependency
-        return None
-    provider = trace.get_tracer_provider()
-    return provider if isinstance(provider, SdkTracerProvider) else None
-
-
-def make_tracer_provider(settings: Settings, resource: Any) -> Any | None:
-    """Our own SDK TracerProvider exporting like the metrics, or None when there is nowhere to send spans."""
-    from opentelemetry.sdk.trace import TracerProvider
-
-    exporter = make_span_exporter(settings)
-    if exporter is None:
-        return None
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(
-        SpanQueue(
-            exporter,
-            max_queue_size=settings.span_queue_size,
-            max_export_batch_size=settings.span_batch_size,
-            schedule_delay_s=settings.span_schedule_delay_s,
-        )
-    )
-    return provider
-
-
-def set_provider_resource(provider: Any, resource: Any) -> None:
-    """Give an SDK TracerProvider another Resource, for our own provider in a forked child.
-
-    Tracers it hands out from now on are new objects carrying it (encoders cache a tracer's resource
-    framing by the tracer's identity); those handed out before the fork (an application's module-level
-    tracer) get it too, for the SDK spans they start. The SDK has no public setter: the provider keeps
-    the resource in ``_resource`` and its tracers, cached by scope, in ``_tracers``.
-    """
-    if hasattr(provider, "_resource"):
-        provider._resource = resource
-    tracers = getattr(provider, "_tracers", None)
-    if isinstance(tracers, dict):
-        for tracer in list(tracers.values()):
-            tracer.resource = resource
-        tracers.clear()
 
 
 def _context_var() -> Any:
@@ -116,193 +50,6 @@ def context_with_span(span: Span, parent: Context | None) -> Context:
     return trace.set_span_in_context(span, parent)
 
 
-def record_exception(span: Span, exc: BaseException) -> None:
-    """The OTel ``exception`` event and ERROR status, with PII scrubbed from message and stacktrace."""
-    try:
-        message = scrub(str(exc))
-    except Exception:
-        message = "<unprintable>"
-    try:
-        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        if len(stack) > MAX_STACKTRACE_CHARS:
-            stack = "...\n" + stack[-MAX_STACKTRACE_CHARS:]
-        stack = "\n".join(scrub(line) for line in stack.split("\n"))
-    except Exception:
-        stack = ""
-    exc_type = type(exc)
-    qualname = exc_type.__qualname__
-    module = exc_type.__module__
-    type_name = qualname if module in ("builtins", "__main__", None) else f"{module}.{qualname}"
-    span.add_event(
-        "exception",
-        {"exception.type": type_name, "exception.message": message, "exception.stacktrace": stack},
-    )
-    span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"))
-
-
-class LightSpan(Span):
-    """A recording span that is plain Python data: ids as ints, attributes in a dict, events as tuples.
-
-    The OTel SDK's ``Tracer.start_span`` builds a locked, validating ``_Span`` (about 20 us per span
-    here). modelotel's spans carry attributes it built itself, so this span keeps plain fields and
-    hands itself to a sink when it ends: on modelotel's own provider the sink appends it to the
-    ``SpanQueue`` (the export thread encodes it); on an application's provider it becomes the SDK's
-    ``ReadableSpan`` for the provider's span processors (``on_start`` gets this object). The
-    ``SpanContext`` is built only when someone asks for it (``get_span_context``); modelotel's own
-    child spans read the ids directly. SpanLimits: at most 128 attributes and 128 events (the SDK's
-    defaults) from code other than modelotel's; values are not validated here but by the encoder.
-    """
-
-    __slots__ = (
-        "name",
-        "trace_id",
-        "span_id",
-        "trace_flags",
-        "trace_state",
-        "parent_id",
-        "parent_remote",
-        "kind",
-        "attributes",
-        "events",
-        "status",
-        "start_time",
-        "end_time",
-        "tracer",
-        "_sink",
-        "_context",
-        "queued",
-        "deferred_owner",
-    )
-
-    def __init__(
-        self,
-        tracer: Any,
-        sink: Any,
-        name: str,
-        trace_id: int,
-        span_id: int,
-        trace_flags: int,
-        trace_state: Any,
-        parent_id: int,
-        parent_remote: bool,
-        kind: SpanKind,
-        attributes: dict,
-        queued: bool = False,
-    ) -> None:
-        self.tracer = tracer
-        self._sink = sink
-        self.name = name  # rename with update_name (ignored after the end); the middleware also sets it directly
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.trace_flags = trace_flags
-        self.trace_state = trace_state  # a TraceState or None
-        self.parent_id = parent_id  # 0: a root span
-        self.parent_remote = parent_remote
-        self.kind = kind
-        self.attributes = attributes
-        self.events: list[tuple[str, Any, int]] | None = None  # (name, attributes, time_ns)
-        self.status = UNSET_STATUS
-        self.start_time = time.time_ns()
-        self.end_time = 0  # 0 while recording
-        self._context: SpanContext | None = None
-        # True when ending appends it to modelotel's SpanQueue, whose thread encodes it: then work on
-        # its attributes may be left for that thread (ModelBuffers.traced, with ``deferred_owner``
-        # the buffers holding it; the queue completes it before export).
-        self.queued = queued
-        self.deferred_owner: Any = None
-
-    def get_span_context(self) -> SpanContext:
-        context = self._context
-        if context is None:
-            context = self._context = SpanContext(
-                self.trace_id,
-                self.span_id,
-                is_remote=False,
-                trace_flags=TraceFlags(self.trace_flags),
-                trace_state=self.trace_state,
-            )
-        return context
-
-    def is_recording(self) -> bool:
-        return not self.end_time
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        if not self.end_time and (len(self.attributes) < MAX_ATTRIBUTES or key in self.attributes):
-            self.attributes[key] = value
-
-    def set_attributes(self, attributes: Any) -> None:
-        if not self.end_time:
-            if len(self.attributes) + len(attributes) <= MAX_ATTRIBUTES:
-                self.attributes.update(attributes)
-            else:
-                for key, value in attributes.items():
-                    self.set_attribute(key, value)
-
-    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
-        if self.end_time:
-            return
-        events = self.events
-        if events is None:
-            events = self.events = []
-        if len(events) < MAX_EVENTS:
-            events.append((name, dict(attributes) if attributes else {}, timestamp or time.time_ns()))
-
-    def add_link(self, context: Any, attributes: Any = None) -> None:  # not used by modelotel
-        pass
-
-    def update_name(self, name: str) -> None:
-        if not self.end_time:
-            self.name = name
-
-    def set_status(self, status: Any, description: str | None = None) -> None:
-        if self.end_time:
-            return
-        if not isinstance(status, Status):
-            status = Status(status, description)
-        # As the SDK: OK is final, and UNSET never replaces a status already set.
-        if self.status.status_code is StatusCode.OK or status.status_code is StatusCode.UNSET:
-            return
-        self.status = status
-
-    def record_exception(self, exception: BaseException, attributes: Any = None, timestamp: Any = None, escaped=False):
-        record_exception(self, exception)
-
-    def end(self, end_time: int | None = None) -> None:
-        if self.end_time:
-            return
-        self.end_time = end_time or time.time_ns()
-        try:
-            self._sink(self)
-        except Exception as exc:
-            _log.debug("modelotel: span end failed: %s", exc)
-
-    # -- the SDK's view ----------------------------------------------------------------------------
-    def parent_context(self) -> SpanContext | None:
-        if not self.parent_id:
-            return None
-        return SpanContext(self.trace_id, self.parent_id, is_remote=self.parent_remote)
-
-    def to_readable(self) -> Any:
-        """The SDK ``ReadableSpan`` of this (ended) span, as the SDK's own span would have produced it."""
-        from opentelemetry.sdk.trace import Event, ReadableSpan
-
-        tracer = self.tracer
-        return ReadableSpan(
-            name=self.name,
-            context=self.get_span_context(),
-            parent=self.parent_context(),
-            resource=tracer.resource,
-            attributes=self.attributes,
-            events=tuple(Event(name, attrs, ts) for name, attrs, ts in self.events or ()),
-            kind=self.kind,
-            status=self.status,
-            start_time=self.start_time,
-            end_time=self.end_time or None,
-            instrumentation_scope=tracer._instrumentation_scope,
-        )
-
-    def __repr__(self) -> str:
-        return f"LightSpan({self.name!r}, trace_id={self.trace_id:032x}, span_id={self.span_id:016x})"
 
 
 # -- starting spans --------------------------------------------------------------------------------
@@ -399,7 +146,7 @@ class _TracerPlan:
             self.on_start = multi.on_start
         self.table = _static_table(tracer.sampler)
         self.random_ids = type(tracer.id_generator) is RandomIdGenerator
-        self.random_flag = _RANDOM if tracer.id_generator.is_trace_id_random() else 0
+        self.random_flag = RANDOM_FLAG if tracer.id_generator.is_trace_id_random() else 0
 
     def usable(self, tracer: Any) -> bool:
         """Still the plan of this tracer (same processors) and the tracer is enabled."""
@@ -507,9 +254,9 @@ def start_span(tracer: Any, name: str, parent_context: Context | None, kind: Spa
         if not parent_id:
             sample = table[_ROOT]
         elif remote:
-            sample = table[_REMOTE_ON if flags & _SAMPLED else _REMOTE_OFF]
+            sample = table[_REMOTE_ON if flags & SAMPLED_FLAG else _REMOTE_OFF]
         else:
-            sample = table[_LOCAL_ON if flags & _SAMPLED else _LOCAL_OFF]
+            sample = table[_LOCAL_ON if flags & SAMPLED_FLAG else _LOCAL_OFF]
         if type(sample) is int:  # TraceIdRatioBased's bound
             sample = (trace_id & _LOW_64) < sample
     else:
@@ -520,7 +267,7 @@ def start_span(tracer: Any, name: str, parent_context: Context | None, kind: Spa
         if sample is not None and result.attributes:
             attributes.update(result.attributes)
     span_id = (getrandbits(64) or _new_id(64)) if plan.random_ids else tracer.id_generator.generate_span_id()
-    flags = (_SAMPLED | (flags & _RANDOM)) if sample else flags & _RANDOM
+    flags = (SAMPLED_FLAG | (flags & RANDOM_FLAG)) if sample else flags & RANDOM_FLAG
     if not sample:
         if sample is None or table is not None:  # not recorded (a static sampler records what it samples)
             return NonRecordingSpan(

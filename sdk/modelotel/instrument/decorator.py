@@ -33,19 +33,22 @@ import numpy as np
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from . import config
-from . import conventions as conv
+import modelotel.config as config
+import modelotel.conventions as conv
+
+from ..distributions import FeatureDistributions
+from ..extract import extract
+from ..features import Columns, as_columns, record_rows, records_of, report_not_found, value_missing
+from ..feedback import PENDING, as_list, new_prediction_id
+from ..labels import WITHHELD_REASON, LabelPolicy
+from ..metrics.buffers import ModelBuffers
+from ..metrics.selftelemetry import SELF
+from ..ood import OODScorer
+from ..privacy import count_missing, raw_features
+from ..runtime import OFF, STATE, arm_sigterm, autostart
+from ..tracing.span import MAX_ATTRIBUTES, LightSpan, record_exception
+from ..tracing.start import attach_context, current_context_with, start_span
 from .decorations import DECORATIONS, options_key
-from .distributions import FeatureDistributions
-from .extract import extract
-from .features import Columns, as_columns, record_rows, records_of, report_not_found, value_missing
-from .feedback import PENDING, as_list, new_prediction_id
-from .labels import WITHHELD_REASON, LabelPolicy
-from .ood import OODScorer
-from .privacy import count_missing, raw_features
-from .recorder import SELF, ModelBuffers
-from .runtime import OFF, STATE, arm_sigterm, autostart
-from .tracing import MAX_ATTRIBUTES, LightSpan, attach_context, current_context_with, record_exception, start_span
 
 _MISSING = object()
 _NO = object()  # _snapshot: no cheap exact copy

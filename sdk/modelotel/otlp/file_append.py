@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 
-from .config import DEFAULT_FILE_BACKUPS, DEFAULT_FILE_MAX_BYTES, FILE_LOCK_TIMEOUT_S
+from ..config import DEFAULT_FILE_BACKUPS, DEFAULT_FILE_MAX_BYTES, FILE_LOCK_TIMEOUT_S
 
 __all__ = ["LineAppender", "rotated_path"]
 

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from .recorder import SELF
+from ..metrics.selftelemetry import SELF
 
 MAX_CACHED = 16
 WARN_AFTER = 1000

@@ -19,20 +19,16 @@ from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from .. import config
-from .. import conventions as conv
+import modelotel.config as config
+import modelotel.conventions as conv
+
+from ..metrics.buffers import ModelBuffers, attr_key, drain
+from ..metrics.recorder import Recorder
+from ..metrics.selftelemetry import SELF
 from ..privacy import scrub
-from ..recorder import SELF, ModelBuffers, Recorder, attr_key, drain
 from ..runtime import OFF, STATE, arm_sigterm, autostart
-from ..tracing import (
-    SPAN_KEY,
-    LightSpan,
-    attach_context,
-    context_with_span,
-    detach_context,
-    record_exception,
-    start_span,
-)
+from ..tracing.span import SPAN_KEY, LightSpan, record_exception
+from ..tracing.start import attach_context, context_with_span, detach_context, start_span
 
 HTTP_SERVER_DURATION = conv.HTTP_SERVER_DURATION
 RPC_SERVER_DURATION = conv.RPC_SERVER_DURATION
@@ -58,26 +54,26 @@ DISCONNECT_ERROR = "ClientDisconnect"  # error.type when no exception says more
 
 _CLAIM = threading.Lock()  # finish() may race between a stream's thread and a cancellation callback
 
-_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"})
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"})
 
 
 def http_method(raw: str) -> str:
     """OTel's bounded method value: unknown methods become ``_OTHER`` (cardinality)."""
     upper = raw.upper() if raw else ""
-    return upper if upper in _KNOWN_METHODS else "_OTHER"
+    return upper if upper in KNOWN_METHODS else "_OTHER"
 
 
-_STATUS_ATTRS: dict[Any, dict[str, Any]] = {}
-_SPAN_NAMES: dict[tuple[Any, str], str] = {}
+STATUS_ATTRS: dict[Any, dict[str, Any]] = {}
+SPAN_NAMES: dict[tuple[Any, str], str] = {}
 
 
 def http_status_attrs(status: int) -> dict[str, Any]:
     """``{http.response.status_code: status}``, one shared (read-only) dict per status code."""
-    attrs = _STATUS_ATTRS.get(status)
+    attrs = STATUS_ATTRS.get(status)
     if attrs is None:
         attrs = {HTTP_STATUS: status}
-        if len(_STATUS_ATTRS) < 1024:
-            _STATUS_ATTRS[status] = attrs
+        if len(STATUS_ATTRS) < 1024:
+            STATUS_ATTRS[status] = attrs
     return attrs
 
 
@@ -85,13 +81,13 @@ def span_name(method: Any, route: str) -> str:
     """``{method} {route}`` (``HTTP {route}`` for unknown methods), the HTTP server span's name; cached."""
     key = (method, route)
     try:
-        name = _SPAN_NAMES.get(key)
+        name = SPAN_NAMES.get(key)
     except TypeError:  # an unhashable route from a misbehaving framework hook: not cached
         return f"{'HTTP' if method == '_OTHER' else method} {route}"
     if name is None:
         name = f"{'HTTP' if method == '_OTHER' else method} {route}"
-        if len(_SPAN_NAMES) < 4096:
-            _SPAN_NAMES[key] = name
+        if len(SPAN_NAMES) < 4096:
+            SPAN_NAMES[key] = name
     return name
 
 

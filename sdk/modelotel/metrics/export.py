@@ -18,8 +18,9 @@ from opentelemetry.sdk.metrics import Counter, Histogram, UpDownCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricExportResult
 from opentelemetry.sdk.resources import Resource
 
-from .config import Settings
-from .recorder import SELF, Recorder, iter_points
+from ..config import Settings
+from .recorder import Recorder, iter_points
+from .selftelemetry import SELF
 
 _log = logging.getLogger("modelotel")
 
@@ -65,7 +66,7 @@ def make_metric_exporter(settings: Settings) -> tuple[MetricExporter | None, boo
     if kind == "none":
         return None, True
     if kind == "file":
-        from .otlp_json import OTLPJsonFileMetricExporter
+        from ..otlp.json import OTLPJsonFileMetricExporter
 
         exporter = OTLPJsonFileMetricExporter(
             settings.path,

@@ -1,0 +1,285 @@
+"""Series registry with a cardinality cap, and collect() of every ``ModelBuffers`` into OTel MetricsData.
+
+A background thread (export.py) calls ``Recorder.collect()``, which folds every buffer into
+per-series sketches and counters and builds one ``MetricsData`` in the chosen temporality.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    ExponentialHistogram,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+import modelotel.conventions as conv
+
+from ..sketch import LogSketch
+from .buffers import AttrKey, attr_key, drain
+from .selftelemetry import SELF
+
+_log = logging.getLogger("modelotel")
+
+
+COARSE_EXTREMES = frozenset({conv.FEATURE_VALUE})
+
+
+def _coarse_extremes(point: Any) -> Any:
+    """min/max replaced by the outer edges of the occupied buckets (they still bound every value)."""
+    if not point.count:
+        return point
+    base = 2.0 ** (2.0**-point.scale)
+    lows, highs = [], []
+    pos, neg = point.positive, point.negative
+    if any(neg.bucket_counts):
+        first = next(i for i, c in enumerate(neg.bucket_counts) if c)
+        last = max(i for i, c in enumerate(neg.bucket_counts) if c)
+        lows.append(-(base ** (neg.offset + last + 1)))
+        highs.append(-(base ** (neg.offset + first)))
+    if point.zero_count:
+        lows.append(0.0)
+        highs.append(0.0)
+    if any(pos.bucket_counts):
+        first = next(i for i, c in enumerate(pos.bucket_counts) if c)
+        last = max(i for i, c in enumerate(pos.bucket_counts) if c)
+        lows.append(base ** (pos.offset + first))
+        highs.append(base ** (pos.offset + last + 1))
+    return dataclasses.replace(point, min=min(lows), max=max(highs))
+
+
+class _HistSeries:
+    __slots__ = ("attributes", "start_ns", "sketch")
+
+    def __init__(self, attributes: Mapping[str, Any], start_ns: int, sketch: LogSketch) -> None:
+        self.attributes = dict(attributes)
+        self.start_ns = start_ns
+        self.sketch = sketch
+
+
+class _SumSeries:
+    __slots__ = ("attributes", "start_ns", "value")
+
+    def __init__(self, attributes: Mapping[str, Any], start_ns: int) -> None:
+        self.attributes = dict(attributes)
+        self.start_ns = start_ns
+        self.value = 0
+
+
+_OVERFLOW_ATTRS = {conv.OVERFLOW: True}
+_OVERFLOW_KEY = attr_key(_OVERFLOW_ATTRS)
+
+
+class Recorder:
+    """Per-metric series (sketches for histograms, integers for counters) and the buffers feeding them."""
+
+    def __init__(
+        self,
+        *,
+        scale: int = conv.DEFAULT_SCALE,
+        max_buckets: int = conv.DEFAULT_MAX_BUCKETS,
+        max_series: int = conv.DEFAULT_MAX_SERIES,
+        temporality: str = "cumulative",
+        start_ns: int | None = None,
+    ) -> None:
+        self.scale = scale
+        self.max_buckets = max_buckets
+        self.max_series = max_series
+        self.delta = temporality == "delta"
+        self._hist: dict[str, dict[AttrKey, _HistSeries]] = {}
+        self._sums: dict[str, dict[AttrKey, _SumSeries]] = {}
+        self._sources: list[Any] = []
+        # Sources whose owner is gone (a decoration garbage-collected): appended by a GC finalizer (no lock
+        # there: it may run in a thread holding ours), folded once more, then kept only while something
+        # else holds them (a pending feedback entry), so memory does not follow re-decorations.
+        self._released: list[Any] = []
+        self._released_alive: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()  # collect() may run from the thread and from force_flush at once
+        self._window_start_ns = start_ns if start_ns is not None else time.time_ns()
+        self._now_ns = self._window_start_ns
+
+    # -- sources ------------------------------------------------------------------------------
+    def register(self, source: Any) -> None:
+        """A source has ``fold(recorder)``; ModelBuffers and the integrations' buffers are sources."""
+        with self._lock:
+            if source not in self._sources:
+                self._sources.append(source)
+
+    def release(self, source: Any) -> None:
+        """``source``'s owner is gone: fold it at the next fold, then hold it weakly. Lock-free."""
+        self._released.append(source)
+
+    @property
+    def sources(self) -> list[Any]:
+        return list(self._sources)
+
+    # -- series -------------------------------------------------------------------------------
+    def _series(self, table: dict, metric: str, key: AttrKey, attrs: Mapping[str, Any], factory):
+        per_metric = table.setdefault(metric, {})
+        series = per_metric.get(key)
+        if series is None:
+            if len(per_metric) >= self.max_series and key != _OVERFLOW_KEY:
+                SELF.warn_once(
+                    "cardinality_overflow",
+                    f"{metric} reached {self.max_series} series; further series go to the "
+                    f"{conv.OVERFLOW}=true series (values are kept, attributes are not)",
+                )
+                overflow = per_metric.get(_OVERFLOW_KEY)
+                if overflow is None:
+                    overflow = per_metric[_OVERFLOW_KEY] = factory(_OVERFLOW_ATTRS)
+                return overflow
+            series = per_metric[key] = factory(attrs)
+        return series
+
+    def observe(self, metric: str, key: AttrKey, attrs: Mapping[str, Any], values: np.ndarray) -> None:
+        start = self._window_start_ns
+        series = self._series(
+            self._hist,
+            metric,
+            key,
+            attrs,
+            lambda a: _HistSeries(a, start, LogSketch(self.scale, self.max_buckets)),
+        )
+        dropped = series.sketch.add_many(values)
+        if dropped:
+            SELF.drop("non_finite", dropped, f"NaN or infinite values for {metric}")
+
+    def add(self, metric: str, key: AttrKey, attrs: Mapping[str, Any], amount: int) -> None:
+        start = self._window_start_ns
+        series = self._series(self._sums, metric, key, attrs, lambda a: _SumSeries(a, start))
+        series.value += amount
+
+    # -- collect ------------------------------------------------------------------------------
+    def fold(self) -> None:
+        """Move everything buffered into the series now (the export thread does this every second,
+        so buffers hold about one second of calls whatever the export interval)."""
+        with self._lock:
+            self._fold_locked()
+
+    def _fold_locked(self) -> None:
+        released = drain(self._released) if self._released else ()  # owners gone before this fold
+        for source in [*self._sources, *self._released_alive]:
+            try:
+                source.fold(self)
+            except Exception as exc:  # one broken source must not stop the others
+                SELF.error("fold", exc)
+        for source in released:  # everything they held is folded now
+            with contextlib.suppress(ValueError):
+                self._sources.remove(source)
+            self._released_alive.add(source)
+
+    def collect(self, resource: Resource, now_ns: int | None = None) -> MetricsData | None:
+        """Fold all buffers and build MetricsData; None when there is nothing to export."""
+        with self._lock:
+            self._fold_locked()
+            errors, drops = SELF.take()
+            now = now_ns if now_ns is not None else time.time_ns()
+            now = max(now, self._window_start_ns + 1)
+            for kind, count in errors.items():
+                attrs = {conv.INTERNAL_ERROR_KIND: kind}
+                self.add(conv.INTERNAL_ERRORS, attr_key(attrs), attrs, count)
+            for reason, count in drops.items():
+                attrs = {conv.DROP_REASON: reason}
+                self.add(conv.DROPPED, attr_key(attrs), attrs, count)
+            metrics = self._build(now)
+            if self.delta:
+                self._hist.clear()
+                self._sums.clear()
+                self._window_start_ns = now
+            self._now_ns = now
+        if not metrics:
+            return None
+        scope = InstrumentationScope(conv.INSTRUMENTATION_SCOPE, _version())
+        return MetricsData(
+            resource_metrics=[
+                ResourceMetrics(
+                    resource=resource,
+                    scope_metrics=[ScopeMetrics(scope=scope, metrics=metrics, schema_url="")],
+                    schema_url="",
+                )
+            ]
+        )
+
+    def _build(self, now: int) -> list[Metric]:
+        temporality = AggregationTemporality.DELTA if self.delta else AggregationTemporality.CUMULATIVE
+        out: list[Metric] = []
+        for name, table in self._hist.items():
+            points = [
+                s.sketch.to_otlp_point(s.attributes, s.start_ns, now, max_scale=conv.MAX_EXPORT_SCALE)
+                for s in table.values()
+                if s.sketch.count or not self.delta
+            ]
+            if name in COARSE_EXTREMES:
+                points = [_coarse_extremes(p) for p in points]
+            if points:
+                out.append(_metric(name, ExponentialHistogram(data_points=points, aggregation_temporality=temporality)))
+        for name, table in self._sums.items():
+            points = [
+                NumberDataPoint(
+                    attributes=s.attributes, start_time_unix_nano=s.start_ns, time_unix_nano=now, value=s.value
+                )
+                for s in table.values()
+                if s.value or not self.delta
+            ]
+            if points:
+                out.append(
+                    _metric(name, Sum(data_points=points, aggregation_temporality=temporality, is_monotonic=True))
+                )
+        return out
+
+    def reset_series(self) -> None:
+        """Start every series afresh (a new configure() means a new service.instance.id)."""
+        with self._lock:
+            self._hist.clear()
+            self._sums.clear()
+            self._window_start_ns = time.time_ns()
+
+    def reset(self) -> None:
+        """Forget all series and buffered values (a forked child starts from nothing)."""
+        self._lock = threading.Lock()
+        self._hist.clear()
+        self._sums.clear()
+        for source in self._sources:
+            clear = getattr(source, "clear", None)
+            if clear is not None:
+                clear()
+        self._window_start_ns = time.time_ns()
+
+
+def _metric(name: str, data: Any) -> Metric:
+    """A Metric with the name, unit and description conventions.py gives it."""
+    spec = conv.METRICS.get(name)
+    return Metric(name=name, description=spec.description if spec else "", unit=spec.unit if spec else "", data=data)
+
+
+def _version() -> str:
+    from .._version import __version__
+
+    return __version__
+
+
+def iter_points(metrics_data: MetricsData | None) -> Iterable[tuple[str, Any]]:
+    """(metric name, data point) pairs of a MetricsData, for tests and the console."""
+    if metrics_data is None:
+        return
+    for rm in metrics_data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    yield metric.name, point

@@ -1,0 +1,1 @@
+"""OTLP writers: JSON lines (``json``) and protobuf (``proto``) encoders, and the bounded file appender."""
