@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelotel.evaluator.calibration import calibration
+from modelotel.evaluator.quality.calibration import calibration
 from modelotel.sketch import LogSketch, bucket_bounds, bucket_index, scale_base
 
 fast = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom, binomtest, fisher_exact, norm
 
-from modelotel.evaluator.compare import (
+from modelotel.evaluator.quality.compare import (
     Arm,
     Tolerances,
     compare,

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from modelotel.evaluator.dashboard import SCHEMA_VERSION, dashboard_json, panel_queries
+from modelotel.evaluator.outputs.dashboard import SCHEMA_VERSION, dashboard_json, panel_queries
 
 from test_rules import accuracy_slo, loaded_stack, rule_times, stack_slos
 

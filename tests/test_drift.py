@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp, kstwobign
 
-from modelotel.evaluator import drift as dr
+from modelotel.evaluator.quality import drift as dr
 from modelotel.sketch import LogSketch, bucket_bounds, bucket_index
 
 seeds = st.integers(0, 2**32 - 1)

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelotel import conventions as conv
-from modelotel.evaluator.fairness import GroupCounts, fairness, tally
+from modelotel.evaluator.quality.fairness import GroupCounts, fairness, tally
 
 fast = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,7 +8,7 @@ import pytest
 
 import modelotel
 from modelotel import conventions as conv
-from modelotel.evaluator.fairness import fairness, tally
+from modelotel.evaluator.quality.fairness import fairness, tally
 
 from conftest import total_count
 

@@ -25,14 +25,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from modelotel.evaluator import engine
-from modelotel.evaluator.model import DEFAULT_ALERT_TIERS, Selector, Window
-from modelotel.evaluator.prometheus_source import attribute_key
+from modelotel.evaluator.slo import DEFAULT_ALERT_TIERS, Selector, Window
+from modelotel.evaluator.sources.prometheus import attribute_key
 from modelotel.evaluator.spec import SpecError, Where, load_slos, load_specs, parse_selector
 
 from telemetry_gen import EPOCH, NS, write_lines
 
 try:
-    from modelotel.evaluator.model import AttributeFilter
+    from modelotel.evaluator.slo import AttributeFilter
 except ImportError:  # before issue 14 selectors had no filters: a stand-in, so each test fails on its own
 
     @dataclass(frozen=True)
@@ -50,7 +50,7 @@ FIVE_XX_429 = AttributeFilter("code", "regex", ("(5..|429)",))
 def promql():
     """The module under test, imported per test: it does not exist before issue 14, and the tests that do not
     need it must still run (and fail for their own reasons) there."""
-    return importlib.import_module("modelotel.evaluator.promql")
+    return importlib.import_module("modelotel.evaluator.spec.promql")
 
 
 def write(tmp_path: Path, text: str, name: str = "slo.yaml") -> str:

@@ -35,8 +35,8 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
 from modelotel.evaluator import engine, spec
-from modelotel.evaluator.output import result_json
-from modelotel.evaluator.stream import SNAPSHOT_NAME, SnapshotError, StreamState
+from modelotel.evaluator.engine.stream import SNAPSHOT_NAME, SnapshotError, StreamState
+from modelotel.evaluator.outputs.text import result_json
 from modelotel.sketch import LogSketch
 
 from collector_support import ROOT, Process, free_port, wait_for, wait_http

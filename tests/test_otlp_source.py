@@ -32,8 +32,10 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExp
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
-from modelotel.evaluator import cumulative, otlp_source, sources
-from modelotel.evaluator.points import Delta, SourceError
+from modelotel.evaluator import sources
+from modelotel.evaluator.sources import cumulative
+from modelotel.evaluator.sources import otlp_file as otlp_source
+from modelotel.evaluator.sources.points import Delta, SourceError
 from modelotel.otlp.json import OTLPJsonFileMetricExporter
 from modelotel.sketch import LogSketch
 

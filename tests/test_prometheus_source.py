@@ -29,8 +29,9 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExp
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
-from modelotel.evaluator import prometheus_source, sources
-from modelotel.evaluator.points import SourceError
+from modelotel.evaluator import sources
+from modelotel.evaluator.sources import prometheus as prometheus_source
+from modelotel.evaluator.sources.points import SourceError
 from modelotel.sketch import LogSketch
 
 from collector_support import CONFIGS, free_port, run_collector, run_prometheus

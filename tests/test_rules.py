@@ -47,11 +47,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelotel.evaluator.budget import SLOResult, evaluate_slo, slice_good
-from modelotel.evaluator.ledger import Ledger, matches
-from modelotel.evaluator.model import DEFAULT_ALERT_TIERS, SLI, SLO, AlertTier, Selector, Window
-from modelotel.evaluator.points import Delta
-from modelotel.evaluator.rules import (
+from modelotel.evaluator.engine.ledger import Ledger, matches
+from modelotel.evaluator.engine.verdict import SLOResult, evaluate_slo, slice_good
+from modelotel.evaluator.outputs.rules import (
     RulesError,
     duration_text,
     label_name,
@@ -61,6 +59,8 @@ from modelotel.evaluator.rules import (
     rules_yaml,
     timeslice_expr,
 )
+from modelotel.evaluator.slo import DEFAULT_ALERT_TIERS, SLI, SLO, AlertTier, Selector, Window
+from modelotel.evaluator.sources.points import Delta
 from modelotel.sketch import LogSketch, scale_base
 
 from collector_support import CONFIGS, Process, free_port, run_collector, run_prometheus, which

@@ -41,10 +41,10 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
 from modelotel.evaluator import engine, spec
-from modelotel.evaluator.otlp_source import LineDecoder
-from modelotel.evaluator.output import result_json
-from modelotel.evaluator.points import ReadReport
-from modelotel.evaluator.stream import SNAPSHOT_NAME, SnapshotError, StreamState, request_json
+from modelotel.evaluator.engine.stream import SNAPSHOT_NAME, SnapshotError, StreamState, request_json
+from modelotel.evaluator.outputs.text import result_json
+from modelotel.evaluator.sources.otlp_file import LineDecoder
+from modelotel.evaluator.sources.points import ReadReport
 
 from collector_support import ROOT, Process, free_port, otelcol, run_collector, wait_for, wait_http
 from telemetry_gen import EPOCH, Event, export_lines, write_lines

@@ -26,7 +26,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from test_serve import SERVE_SPEC, Serve, http, parse_exposition, sample
 
-from modelotel.evaluator.stream import SNAPSHOT_NAME
+from modelotel.evaluator.engine.stream import SNAPSHOT_NAME
 
 from collector_support import wait_for
 from telemetry_gen import EPOCH, Event, export_lines

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelotel.evaluator import engine
-from modelotel.evaluator.budget import window_bounds
 from modelotel.evaluator.durations import format_duration
-from modelotel.evaluator.model import SLI, SLO, AlertTier, Selector, Window
+from modelotel.evaluator.engine.verdict import window_bounds
+from modelotel.evaluator.slo import SLI, SLO, AlertTier, Selector, Window
 
 from telemetry_gen import EPOCH, Event, export_lines, write_lines
 
@@ -337,7 +337,7 @@ def test_explicit_bucket_histograms_from_other_instrumentation(tmp_path, duratio
 def test_drift_sli_slices_equal_the_statistic_on_raw_data(tmp_path, seed, shifts):
     """sli: drift: a slice is good when PSI(reference, slice) <= threshold, PSI computed on sketches of the raw
     values (exactly what drift.psi gives; drift.psi itself is checked against raw data in test_drift)."""
-    from modelotel.evaluator import drift
+    from modelotel.evaluator.quality import drift
     from modelotel.evaluator.spec import load_specs
     from modelotel.sketch import LogSketch
 
@@ -373,7 +373,7 @@ def test_calibration_sli(tmp_path):
     """sli: calibration: a slice is good when its ECE (from the feedback-confidence sketches) <= threshold."""
     import json as _json
 
-    from modelotel.evaluator.calibration import calibration
+    from modelotel.evaluator.quality.calibration import calibration
     from modelotel.evaluator.spec import load_specs
     from modelotel.sketch import LogSketch
 

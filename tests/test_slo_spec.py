@@ -23,7 +23,7 @@ from modelotel.evaluator.durations import (
     parse_duration_exact,
     parse_shorthand,
 )
-from modelotel.evaluator.model import DEFAULT_ALERT_TIERS, SLO, AlertTier, Selector, Window
+from modelotel.evaluator.slo import DEFAULT_ALERT_TIERS, SLO, AlertTier, Selector, Window
 from modelotel.evaluator.spec import SpecError, Where, fraction, load_slos, load_specs
 
 DATA = pathlib.Path(__file__).parent / "data" / "slo"

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelotel.evaluator import engine
-from modelotel.evaluator.budget import error_allowance
-from modelotel.evaluator.model import DEFAULT_ALERT_TIERS
-from modelotel.evaluator.rules import rule_groups, rules_yaml
+from modelotel.evaluator.engine.verdict import error_allowance
+from modelotel.evaluator.outputs.rules import rule_groups, rules_yaml
+from modelotel.evaluator.slo import DEFAULT_ALERT_TIERS
 from modelotel.evaluator.spec import SpecError, load_slos
 
 from telemetry_gen import EPOCH, Event, export_lines, write_lines
@@ -505,7 +505,7 @@ def test_serve_judges_foreign_telemetry_like_evaluate(tmp_path):
     from google.protobuf import json_format
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-    from modelotel.evaluator.stream import StreamState, request_json
+    from modelotel.evaluator.engine.stream import StreamState, request_json
 
     reqs = requests(1500, 14)
     lines = foreign_lines(reqs, kind="http-old", end=600, cumulative=False)

@@ -103,7 +103,7 @@ def _evaluate(args: argparse.Namespace, sinks=()):
 
 
 def _print(args: argparse.Namespace, evaluation) -> None:
-    from .evaluator import output
+    from .evaluator.outputs import text as output
 
     print(output.to_json(evaluation) if args.format == "json" else output.to_table(evaluation))
 
@@ -164,7 +164,7 @@ def parse_range(text: str | None, span: tuple[float, float], default: tuple[floa
 def _drift_setup(args: argparse.Namespace, slos=(), extra=(), require_signals: bool = True):
     """Read the inputs once with the signal timelines; pick the reference and current ranges (None without model
     signals when not ``require_signals``: a report on HTTP metrics alone)."""
-    from .evaluator.signals import Signals
+    from .evaluator.quality.signals import Signals
 
     model = getattr(args, "model", None)
     match = {"ml.model.name": model} if model else None
@@ -192,7 +192,7 @@ def _drift_setup(args: argparse.Namespace, slos=(), extra=(), require_signals: b
 
 def _check_model(model: str, inventory, metrics: Sequence[str]) -> None:
     """Exit 6 when no series of ``metrics`` in the input is of ``model`` (a typo), listing the models it holds."""
-    from .evaluator.diagnose import listing, values_of
+    from .evaluator.engine.diagnose import listing, values_of
 
     seen: set[str] = set()
     for metric in metrics:
@@ -210,8 +210,8 @@ def _check_model(model: str, inventory, metrics: Sequence[str]) -> None:
 
 def _overlap_reason(reference, current, signals, reference_signals) -> str | None:
     """Why the drift of these ranges would say nothing: they overlap in one input, or hold the same values."""
-    from .evaluator.output import iso
-    from .evaluator.signals import same_values
+    from .evaluator.outputs.text import iso
+    from .evaluator.quality.signals import same_values
 
     start, end = max(reference[0], current[0]), min(reference[1], current[1])
     if start >= end:
@@ -233,8 +233,8 @@ def _overlap_reason(reference, current, signals, reference_signals) -> str | Non
 def _drift_json(rows, reference, current, data_driven: bool) -> str:
     import json
 
-    from .evaluator.output import iso, json_number
-    from .evaluator.signals import drifted_by
+    from .evaluator.outputs.text import iso, json_number
+    from .evaluator.quality.signals import drifted_by
 
     out = []
     for r in rows:
@@ -260,7 +260,7 @@ def _drift_json(rows, reference, current, data_driven: bool) -> str:
 
 
 def _drift_table(rows, data_driven: bool) -> str:
-    from .evaluator.signals import drifted_by
+    from .evaluator.quality.signals import drifted_by
 
     lines = [
         f"{'model':<12} {'signal':<22} {'ref n':>8} {'cur n':>8} {'PSI':>7} {'KS':>7} {'JS':>7} {'Hell.':>7}  drifted"
@@ -277,7 +277,7 @@ def _drift_table(rows, data_driven: bool) -> str:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from .evaluator.signals import drift_rows, drifted_by
+    from .evaluator.quality.signals import drift_rows, drifted_by
 
 
     _, signals, ref_signals, reference, current = _drift_setup(args)
@@ -300,7 +300,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def _reliability(signals, start: float, end: float):
-    from .evaluator.calibration import calibration
+    from .evaluator.quality.calibration import calibration
 
     tl = signals.feedback_confidence
     diagrams = []
@@ -323,8 +323,8 @@ def _reliability(signals, start: float, end: float):
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .evaluator import report
-    from .evaluator.signals import FeedbackCounts, drift_rows
+    from .evaluator.outputs import report
+    from .evaluator.quality.signals import FeedbackCounts, drift_rows
 
     slos = _load_slos(args.slo)
     feedback = FeedbackCounts()
@@ -369,9 +369,9 @@ def _relative_time(text: str) -> float:
 def cmd_compare(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluator.arms import ArmCollector, parse_filter
-    from .evaluator.compare import Tolerances, compare
-    from .evaluator.output import json_number
+    from .evaluator.outputs.text import json_number
+    from .evaluator.quality.arms import ArmCollector, parse_filter
+    from .evaluator.quality.compare import Tolerances, compare
 
     try:
         base_match, cand_match = parse_filter(args.baseline), parse_filter(args.candidate)
@@ -431,8 +431,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _check_arm(what: str, match: dict[str, str], inventory) -> None:
     """Exit 6 when an arm's filter matches no series of the input (a typo), naming the filter that fails."""
     from . import conventions as conv
-    from .evaluator.diagnose import unmatched_reason
-    from .evaluator.model import Selector
+    from .evaluator.engine.diagnose import unmatched_reason
+    from .evaluator.slo import Selector
 
     selector = Selector(conv.INFERENCE_DURATION, match=tuple(match.items()))
     why = unmatched_reason(selector, inventory)
@@ -448,7 +448,7 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     import json
     import math
 
-    from .evaluator.signals import FeedbackCounts
+    from .evaluator.quality.signals import FeedbackCounts
 
     counts = FeedbackCounts(
         parse_time(args.since) if args.since else None, parse_time(args.until) if args.until else None, args.model
@@ -518,7 +518,7 @@ def cmd_fairness(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from .evaluator.rules import RulesError, rules_yaml
+    from .evaluator.outputs.rules import RulesError, rules_yaml
 
     try:
         print(rules_yaml(_load_slos(args.slo)), end="")
@@ -528,7 +528,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from .evaluator.dashboard import dashboard_json
+    from .evaluator.outputs.dashboard import dashboard_json
 
     slos = _load_slos(args.slo) if args.slo else None
     print(dashboard_json(slos, args.datasource))

@@ -28,7 +28,7 @@ Prometheus rules can sum them.
 from __future__ import annotations
 
 from .. import conventions as conv
-from .model import AttributeFilter
+from .slo import AttributeFilter
 
 __all__ = ["KNOWN_UNITS", "error_alternatives", "known_unit", "may_be_classic"]
 

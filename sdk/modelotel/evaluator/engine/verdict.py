@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ..sketch import LogSketch
-from .durations import format_duration, parse_duration, parse_instant
+from ...sketch import LogSketch
+from ..durations import format_duration, parse_duration, parse_instant
+from ..slo import SLICED_KINDS, SLO, Window
 from .ledger import Bin, Ledger
-from .model import SLICED_KINDS, SLO, Window
 
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 STATUSES = ("pass", "fail", "inconclusive", "no_match", "invalid")
@@ -175,7 +175,7 @@ def slice_good(slo: SLO, b: Bin, reference: LogSketch | None = None) -> tuple[bo
         value = drift_statistic(reference, b.sketch, slo.sli.statistic or "psi")
         return value <= t, value <= t, value <= t
     if kind == "calibration":
-        from .calibration import calibration
+        from ..quality.calibration import calibration
 
         cal = calibration(b.sketch, b.sketch_bad)
         if not cal.count:
@@ -191,7 +191,7 @@ def slice_good(slo: SLO, b: Bin, reference: LogSketch | None = None) -> tuple[bo
 
 
 def drift_statistic(reference: LogSketch, current: LogSketch, statistic: str) -> float:
-    from . import drift
+    from ..quality import drift
 
     if statistic == "ks":
         return drift.ks(reference, current).statistic

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sketch import MAX_SCALE, MIN_SCALE, BucketStore, LogSketch, bucket_range_problem, finite_index_range
+from ...sketch import MAX_SCALE, MIN_SCALE, BucketStore, LogSketch, bucket_range_problem, finite_index_range
 from .points import ExplicitHistogram
 
 __all__ = [

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sketch import LogSketch
+from ...sketch import LogSketch
 
 __all__ = ["DEFAULT_BINS", "Calibration", "CalibrationBin", "calibration"]
 

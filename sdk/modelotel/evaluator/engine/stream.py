@@ -42,14 +42,14 @@ from typing import Any
 
 import numpy as np
 
-from ..sketch import LogSketch
-from .budget import SLOResult, window_bounds
-from .cumulative import ExplicitCounts, ExpoCounts
-from .engine import Evaluation, judge, lookback, resolution_for
+from ...sketch import LogSketch
+from ..slo import SLO
+from ..sources.cumulative import ExplicitCounts, ExpoCounts
+from ..sources.otlp_file import LineDecoder, SeriesPoint
+from ..sources.points import Inventory, ReadReport
+from .batch import Evaluation, judge, lookback, resolution_for
 from .ledger import Bin, Ledger
-from .model import SLO
-from .otlp_source import LineDecoder, SeriesPoint
-from .points import Inventory, ReadReport
+from .verdict import SLOResult, window_bounds
 
 try:
     from orjson import dumps as _dumps

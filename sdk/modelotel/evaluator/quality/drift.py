@@ -53,7 +53,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..sketch import LogSketch
+from ...sketch import LogSketch
 
 __all__ = [
     "DEFAULT_EPSILON",

@@ -10,11 +10,11 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from .budget import SLOResult
-from .durations import format_duration
-from .engine import Evaluation
-from .points import ReadReport
-from .sources import is_url
+from ..durations import format_duration
+from ..engine.batch import Evaluation
+from ..engine.verdict import SLOResult
+from ..sources import is_url
+from ..sources.points import ReadReport
 
 
 def iso(t: float) -> str:

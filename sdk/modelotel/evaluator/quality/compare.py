@@ -44,7 +44,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..sketch import LogSketch
+from ...sketch import LogSketch
 from .drift import KS, ks, sketch_cells
 
 __all__ = [

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .. import conventions as conv
+from ... import conventions as conv
 
 __all__ = ["Fairness", "GroupCounts", "GroupRates", "fairness", "tally"]
 

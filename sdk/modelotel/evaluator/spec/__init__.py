@@ -38,11 +38,11 @@ from typing import Any
 
 import yaml
 
-from .. import conventions as conv
-from .durations import CALENDAR_UNIT_SECONDS, DurationError, parse_duration_exact
-from .model import DEFAULT_ALERT_TIERS, SLI, SLICED_KINDS, SLO, AlertTier, AttributeFilter, Selector, Window
-from .semconv import error_alternatives, known_unit
-from .units import seconds_per_unit
+from ... import conventions as conv
+from ..durations import CALENDAR_UNIT_SECONDS, DurationError, parse_duration_exact
+from ..semconv import error_alternatives, known_unit
+from ..slo import DEFAULT_ALERT_TIERS, SLI, SLICED_KINDS, SLO, AlertTier, AttributeFilter, Selector, Window
+from ..units import seconds_per_unit
 
 __all__ = [
     "SLI_KINDS",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..sketch import LogSketch
+from ...sketch import LogSketch
 
 AttrValue = str | bool | int | float
 

@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..sketch import relative_accuracy
-from . import sources
-from .budget import SLOResult, evaluate_slo, window_bounds
+from ...sketch import relative_accuracy
+from .. import sources
+from ..slo import SLO
+from ..sources.points import Delta, Inventory, ReadReport
 from .diagnose import key_never_seen, unmatched_reason
 from .ledger import Ledger
-from .model import SLO
-from .points import Delta, Inventory, ReadReport
+from .verdict import SLOResult, evaluate_slo, window_bounds
 
 MAX_RESOLUTION = 60
 

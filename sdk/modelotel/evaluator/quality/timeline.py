@@ -13,8 +13,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..sketch import LogSketch
-from .points import Delta, attribute_text
+from ...sketch import LogSketch
+from ..sources.points import Delta, attribute_text
 
 Group = tuple[str, ...]
 

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
 
-from .. import __version__
-from .budget import evaluate_slo
-from .durations import format_duration
-from .engine import Evaluation
-from .signals import DriftRow, Signals, drifted_by
+from ... import __version__
+from ..durations import format_duration
+from ..engine.batch import Evaluation
+from ..engine.verdict import evaluate_slo
+from ..quality.signals import DriftRow, Signals, drifted_by
 from .svg import STYLE, bar_chart, line_chart
 
 POINTS = 60

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import conventions as conv
-from ..sketch import LogSketch
+from ... import conventions as conv
+from ...sketch import LogSketch
+from ..sources.points import Delta, attribute_text
 from .compare import Arm
-from .points import Delta, attribute_text
 
 SHORT_KEYS = {"model": conv.MODEL_NAME, "version": conv.MODEL_VERSION, "role": conv.DEPLOYMENT_ROLE}
 

@@ -56,12 +56,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import conventions
+from ... import conventions
+from ..semconv import may_be_classic
+from ..units import unit_from_prometheus_name
 from .cumulative import BASELINE, INCREMENT, RESET, STALE, CumulativeTracker, ExplicitCounts, ExpoCounts
-from .otlp_source import series_ids
+from .otlp_file import series_ids
 from .points import AttrValue, Delta, Inventory, ReadReport, SourceError
-from .semconv import may_be_classic
-from .units import unit_from_prometheus_name
 
 try:
     from orjson import loads as _loads

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import DEFAULT_ALERT_TIERS, SLI, SLO, Window
+from ..slo import DEFAULT_ALERT_TIERS, SLI, SLO, Window
+from . import Fields, SpecError, SpecNote, Where, attribute_value, check_slo, describe, fraction
 from .promql import (
     PromQLError,
     Translation,
@@ -37,7 +38,6 @@ from .promql import (
     translate_difference,
     translation_note,
 )
-from .spec import Fields, SpecError, SpecNote, Where, attribute_value, check_slo, describe, fraction
 
 __all__ = ["API_VERSION", "VERSION", "is_sloth", "translate_document"]
 

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ENV_MAX_INFLATION, ENV_MAX_LINE_BYTES, InputLimits, input_limits
+from ...config import ENV_MAX_INFLATION, ENV_MAX_LINE_BYTES, InputLimits, input_limits
 from .cumulative import (
     BASELINE,
     CONCURRENT,

@@ -33,12 +33,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
-from .. import conventions as conv
-from . import promql
-from .durations import CALENDAR_UNIT_SECONDS, DurationError, parse_shorthand
-from .model import DEFAULT_ALERT_TIERS, SLI, SLO, AlertTier, Budgeting, Selector, SLIKind, Window
-from .promql import PromQLError, selector_yaml, selectors_in, translation_note
-from .spec import (
+from ... import conventions as conv
+from ..durations import CALENDAR_UNIT_SECONDS, DurationError, parse_shorthand
+from ..slo import DEFAULT_ALERT_TIERS, SLI, SLO, AlertTier, Budgeting, Selector, SLIKind, Window
+from ..units import seconds_per_unit
+from . import (
     DEFAULT_WINDOW,
     OPS,
     Fields,
@@ -54,10 +53,11 @@ from .spec import (
     local_time,
     metric_unit,
     parse_selector,
+    promql,
     sequence,
     zone,
 )
-from .units import seconds_per_unit
+from .promql import PromQLError, selector_yaml, selectors_in, translation_note
 
 __all__ = ["KINDS", "translate"]
 

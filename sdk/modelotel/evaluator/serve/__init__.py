@@ -48,11 +48,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..conventions import MODEL_NAME
-from .budget import STATUSES, SLOResult
-from .engine import Evaluation
-from .model import SLO
-from .stream import SNAPSHOT_NAME, Ingested, SnapshotError, StreamState, request_json
+from ...conventions import MODEL_NAME
+from ..engine.batch import Evaluation
+from ..engine.stream import SNAPSHOT_NAME, Ingested, SnapshotError, StreamState, request_json
+from ..engine.verdict import STATUSES, SLOResult
+from ..slo import SLO
 
 __all__ = ["GAUGES", "Service", "add_parser", "cmd_serve", "exposition"]
 
@@ -142,7 +142,7 @@ class Options:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..cli import EXIT_PASS
+    from ...cli import EXIT_PASS
 
     options = _options(args)
     slos = _load_slos(args.slo)
@@ -169,13 +169,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _usage(message: str) -> Exception:
-    from ..cli import EXIT_SPEC, UsageError
+    from ...cli import EXIT_SPEC, UsageError
 
     return UsageError(message, EXIT_SPEC)
 
 
 def _options(args: argparse.Namespace) -> Options:
-    from .durations import DurationError, parse_duration
+    from ..durations import DurationError, parse_duration
 
     def seconds(flag: str, text: str, minimum: float) -> float:
         try:
@@ -232,7 +232,7 @@ def _options(args: argparse.Namespace) -> Options:
 
 
 def _load_slos(paths: list[str]) -> list[SLO]:
-    from . import spec
+    from .. import spec
 
     try:
         specs = spec.load_specs(paths)
@@ -777,8 +777,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, "text/plain", b"GET /metrics, /status[?at=TIME] or /healthz; POST /v1/metrics\n")
 
     def _status(self, service: Service, query: dict[str, list[str]]) -> None:
-        from ..cli import UsageError, parse_time
-        from .output import to_json
+        from ...cli import UsageError, parse_time
+        from ..outputs.text import to_json
 
         at = time.time()
         if "at" in query:
@@ -1065,7 +1065,7 @@ def _meter_provider(service: Service, endpoint: str, protocol: str, every: float
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
 
-    from .. import __version__
+    from ... import __version__
 
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter

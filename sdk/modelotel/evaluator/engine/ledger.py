@@ -27,10 +27,10 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from ..sketch import LogSketch, bucket_bounds, bucket_index
-from .model import SLO, AttributeFilter, Selector
-from .points import AttrValue, Delta, ExplicitHistogram, attribute_text
-from .units import UnitProblem, in_unit, resolve_unit
+from ...sketch import LogSketch, bucket_bounds, bucket_index
+from ..slo import SLO, AttributeFilter, Selector
+from ..sources.points import AttrValue, Delta, ExplicitHistogram, attribute_text
+from ..units import UnitProblem, in_unit, resolve_unit
 
 
 @lru_cache(maxsize=256)

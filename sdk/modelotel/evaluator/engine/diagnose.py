@@ -12,9 +12,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from ..slo import AttributeFilter, Selector
+from ..sources.points import MAX_INVENTORY_SERIES, AttrValue, Inventory, attribute_text
 from .ledger import matches, passes
-from .model import AttributeFilter, Selector
-from .points import MAX_INVENTORY_SERIES, AttrValue, Inventory, attribute_text
 
 __all__ = ["describe_filter", "describe_selector", "key_never_seen", "listing", "unmatched_reason", "values_of"]
 

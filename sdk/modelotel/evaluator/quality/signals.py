@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import conventions as conv
-from ..sketch import LogSketch
+from ... import conventions as conv
+from ...sketch import LogSketch
+from ..sources.points import Delta, attribute_text
 from . import drift as drift_stats
 from . import fairness as fairness_stats
-from .points import Delta, attribute_text
 from .timeline import Timeline
 
 MODEL = conv.MODEL_NAME

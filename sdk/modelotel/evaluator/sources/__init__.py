@@ -36,8 +36,8 @@ import dataclasses
 import os
 from collections.abc import Callable, Collection, Iterator
 
-from ..config import input_limits
-from .otlp_source import LineDecoder, read_otlp_file
+from ...config import input_limits
+from .otlp_file import LineDecoder, read_otlp_file
 from .points import Delta, Inventory, ReadReport, SourceError
 
 __all__ = ["Reader", "SourceError", "is_url", "read", "rotated_backups"]
@@ -76,7 +76,7 @@ class Reader:
         self, location: str, progress: Callable[[int, int], None] | None = None
     ) -> tuple[Iterator[Delta], ReadReport]:
         if is_url(location):
-            from .prometheus_source import read_prometheus
+            from .prometheus import read_prometheus
 
             return read_prometheus(
                 location,

@@ -1,0 +1,332 @@
+"""A Grafana dashboard over the series our collector's Prometheus route writes and the rules ``rules.py`` records.
+
+Template variables: ``datasource`` (any Prometheus data source), ``model`` and ``version`` (``label_values`` of
+``ml_inference_duration_seconds``; multi-value, "All" = ``.*``). Every model panel aggregates by model and
+version with ``sum by (ml_model_name, ml_model_version)`` over ``rate(...[$__rate_interval])``:
+
+* latency p50/p95/p99: ``histogram_quantile`` over the native histogram (within one bucket: 2.2% at scale 5);
+* calls per second and error ratio (calls with ``error_type`` over all calls);
+* confidence p10/p50/p90 and its distribution (a heatmap of the native histogram);
+* OOD rate (``ml_ood_outliers_total`` over the number of scored predictions) and OOD score quantiles;
+* accuracy from feedback (``ml_feedback_correct="true"`` over all feedback).
+
+Per SLO (``rules.py`` must be loaded): error budget remaining, SLI against the objective, burn rate over every
+recorded window against the alert tiers' rates, and firing alert tiers. Without SLOs, one table lists the budget
+of every SLO whose rules Prometheus has.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from ... import conventions as conv
+from ..slo import SLO
+from .rules import duration_text, label_name, prometheus_metric
+
+__all__ = ["dashboard_json", "dashboard", "panel_queries"]
+
+SCHEMA_VERSION = 39
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+BY = f"{label_name(conv.MODEL_NAME)}, {label_name(conv.MODEL_VERSION)}"
+MODEL_FILTER = f'{label_name(conv.MODEL_NAME)}=~"$model", {label_name(conv.MODEL_VERSION)}=~"$version"'
+LEGEND = f"{{{{{label_name(conv.MODEL_NAME)}}}}} {{{{{label_name(conv.MODEL_VERSION)}}}}}"
+WIDTH = 24
+
+
+def _name(metric: str) -> str:
+    return prometheus_metric(metric)[0]
+
+
+def _rate(metric: str, extra: str = "") -> str:
+    """Per model and version, the summed rate of a metric (a native histogram or a counter)."""
+    matchers = f"{MODEL_FILTER}, {extra}" if extra else MODEL_FILTER
+    return f"sum by ({BY}) (rate({_name(metric)}{{{matchers}}}[$__rate_interval]))"
+
+
+def _quantiles(metric: str, qs: Sequence[float]) -> list[dict]:
+    return [_target(f"histogram_quantile({q}, {_rate(metric)})", f"p{q * 100:g} {LEGEND}") for q in qs]
+
+
+def _target(expr: str, legend: str = "", **extra) -> dict:
+    return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, **extra}
+
+
+class _Layout:
+    """Panels placed left to right, rows of height ``h``; ids in order."""
+
+    def __init__(self) -> None:
+        self.panels: list[dict] = []
+        self.x = 0
+        self.y = 0
+        self.row_h = 0
+
+    def row(self, title: str) -> None:
+        self._newline()
+        self.panels.append(
+            {
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "id": len(self.panels) + 1,
+                "gridPos": {"h": 1, "w": WIDTH, "x": 0, "y": self.y},
+                "panels": [],
+            }
+        )
+        self.y += 1
+
+    def add(self, panel: dict, w: int, h: int = 8) -> None:
+        if self.x + w > WIDTH:
+            self._newline()
+        targets = panel.get("targets", [])
+        for i, t in enumerate(targets):
+            t["refId"] = chr(ord("A") + i)
+        panel = {"id": len(self.panels) + 1, "datasource": DATASOURCE, **panel}
+        panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
+        self.panels.append(panel)
+        self.x += w
+        self.row_h = max(self.row_h, h)
+
+    def _newline(self) -> None:
+        if self.x:
+            self.y += self.row_h
+        self.x, self.row_h = 0, 0
+
+
+def _timeseries(title: str, targets: list[dict], unit: str, description: str = "", **defaults) -> dict:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "targets": targets,
+        "fieldConfig": {"defaults": {"unit": unit, **defaults}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
+    }
+
+
+def _stat(title: str, targets: list[dict], unit: str, steps: list[dict], description: str = "") -> dict:
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "targets": targets,
+        "fieldConfig": {
+            "defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}, "decimals": 2},
+            "overrides": [],
+        },
+        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}, "colorMode": "value"},
+    }
+
+
+def _model_panels(layout: _Layout) -> None:
+    duration, confidence = conv.INFERENCE_DURATION, conv.PREDICTION_CONFIDENCE_METRIC
+    calls = f"histogram_count({_rate(duration)})"
+    failed = label_name(conv.ERROR_TYPE) + '!=""'
+    errors = f"histogram_count({_rate(duration, failed)})"
+    layout.row("Model serving")
+    layout.add(_timeseries("Inference latency", _quantiles(duration, (0.5, 0.95, 0.99)), "s"), 12)
+    layout.add(_timeseries("Calls per second", [_target(calls, LEGEND)], "reqps"), 6)
+    layout.add(
+        _timeseries(
+            "Error ratio",
+            [_target(f"({errors} or {calls} * 0)\n/\n{calls}", LEGEND)],  # no error series yet: 0
+            "percentunit",
+            "Calls that raised (error_type set) over all calls.",
+        ),
+        6,
+    )
+    layout.add(_timeseries("Confidence quantiles", _quantiles(confidence, (0.1, 0.5, 0.9)), "percentunit"), 12)
+    layout.add(
+        {
+            "type": "heatmap",
+            "title": "Confidence distribution",
+            "targets": [
+                _target(
+                    f"sum(rate({_name(confidence)}{{{MODEL_FILTER}}}[$__rate_interval]))",
+                    "",
+                    format="heatmap",
+                )
+            ],
+            "options": {"calculate": False, "yAxis": {"unit": "percentunit"}, "color": {"scheme": "Blues"}},
+            "fieldConfig": {"defaults": {}, "overrides": []},
+        },
+        12,
+    )
+    scored = f"histogram_count({_rate(conv.OOD_SCORE_METRIC)})"
+    ood = f"({_rate(conv.OOD_OUTLIERS)} or {scored} * 0)\n/\n{scored}"  # no outlier series yet: 0
+    layout.add(
+        _timeseries(
+            "OOD rate",
+            [_target(ood, LEGEND)],
+            "percentunit",
+            "Predictions flagged out-of-distribution (ml.ood.outliers) over predictions scored (ml.ood.score).",
+        ),
+        8,
+    )
+    layout.add(_timeseries("OOD score quantiles", _quantiles(conv.OOD_SCORE_METRIC, (0.5, 0.95, 0.99)), "none"), 8)
+    correct = f'{label_name(conv.FEEDBACK_CORRECT)}="true"'
+    accuracy = f"{_rate(conv.FEEDBACK, correct)}\n/\n{_rate(conv.FEEDBACK)}"
+    layout.add(
+        _timeseries(
+            "Accuracy (feedback)", [_target(accuracy, LEGEND)], "percentunit", "Feedback marked correct over all."
+        ),
+        8,
+    )
+
+
+def _slo_ref(slo: SLO, record: str) -> str:
+    return f'{record}{{slo_name="{_escape(slo.name)}"}}'
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _slo_panels(layout: _Layout, slo: SLO) -> None:
+    sliced = slo.sli.kind == "percentile" or slo.budgeting != "occurrences"
+    period = duration_text(slo.window.duration)
+    period_error = f"slo:sli_error:timeslices{period}" if sliced else f"slo:sli_error:ratio_rate{period}"
+    budget = _slo_ref(slo, "slo:error_budget:ratio")
+    layout.row(f"SLO {slo.name}")
+    layout.add(
+        _stat(
+            "Error budget remaining",
+            [_target(_slo_ref(slo, "slo:period_error_budget_remaining:ratio"), period)],
+            "percentunit",
+            [{"color": "red", "value": None}, {"color": "orange", "value": 0}, {"color": "green", "value": 0.25}],
+            f"1 - consumed / budget over the last {period} ({'time slices' if sliced else 'events'}).",
+        ),
+        4,
+    )
+    layout.add(
+        _timeseries(
+            "SLI and objective",
+            [
+                _target(f"1 - {_slo_ref(slo, period_error)}", f"SLI ({period})"),
+                _target(_slo_ref(slo, "slo:objective:ratio"), "objective"),
+            ],
+            "percentunit",
+            slo.description,
+        ),
+        8,
+    )
+    targets = []
+    if slo.sli.kind != "percentile":
+        events = f'{{__name__=~"slo:sli_error:ratio_rate.+", slo_name="{_escape(slo.name)}"}}'
+        targets.append(_target(f"{events} / on (slo_name) group_left () {budget}", "{{slo_window}}"))
+    if sliced:
+        slices = f'{{__name__=~"slo:sli_error:timeslices.+", slo_name="{_escape(slo.name)}"}}'
+        targets.append(_target(f"{slices} / on (slo_name) group_left () {budget}", "{{slo_window}} (slices)"))
+    steps = [{"color": "green", "value": None}]
+    colors = {"ticket": "orange", "page": "red"}
+    for tier in sorted(slo.alert_tiers, key=lambda t: t.burn_rate):
+        steps.append({"color": colors.get(tier.severity, "red"), "value": tier.burn_rate})
+    layout.add(
+        _timeseries(
+            "Burn rate",
+            targets,
+            "x",
+            "Bad fraction over each window / (1 - objective); lines at the alert tiers' burn rates.",
+            thresholds={"mode": "absolute", "steps": steps},
+            custom={"thresholdsStyle": {"mode": "line"}},
+        ),
+        8,
+    )
+    firing = f'count(ALERTS{{slo_name="{_escape(slo.name)}", alertstate="firing"}}) or vector(0)'
+    layout.add(
+        _stat(
+            "Alert tiers firing",
+            [_target(firing, "")],
+            "none",
+            [{"color": "green", "value": None}, {"color": "red", "value": 1}],
+            ", ".join(f"{t.name}: {t.burn_rate:g}x over {duration_text(t.long_window)}" for t in slo.alert_tiers),
+        ),
+        4,
+    )
+
+
+def dashboard(slos: Sequence[SLO] | None = None, datasource: str = "Prometheus") -> dict:
+    """The dashboard as a dict (see ``dashboard_json``)."""
+    layout = _Layout()
+    _model_panels(layout)
+    if slos:
+        for slo in slos:
+            if slo.sli.kind not in ("drift", "calibration"):  # no recording rules for them (rules.py)
+                _slo_panels(layout, slo)
+    else:
+        layout.row("SLOs")
+        layout.add(
+            {
+                "type": "table",
+                "title": "Error budget remaining",
+                "targets": [_target("slo:period_error_budget_remaining:ratio", "", format="table", instant=True)],
+                "fieldConfig": {"defaults": {"unit": "percentunit"}, "overrides": []},
+                "transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
+            },
+            WIDTH,
+        )
+    model_query = f"label_values({_name(conv.INFERENCE_DURATION)}, {label_name(conv.MODEL_NAME)})"
+    version_query = (
+        f'label_values({_name(conv.INFERENCE_DURATION)}{{{label_name(conv.MODEL_NAME)}=~"$model"}}, '
+        f"{label_name(conv.MODEL_VERSION)})"
+    )
+    return {
+        "title": "modelotel: models and SLOs",
+        "uid": "modelotel-models",
+        "tags": ["modelotel", "ml", "slo"],
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "1m",
+        "time": {"from": "now-6h", "to": "now"},
+        "timezone": "browser",
+        "annotations": {"list": []},
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Data source",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {"text": datasource, "value": datasource},
+                    "hide": 0,
+                    "refresh": 1,
+                    "regex": "",
+                    "options": [],
+                },
+                _query_variable("model", "Model", model_query),
+                _query_variable("version", "Version", version_query),
+            ]
+        },
+        "panels": layout.panels,
+    }
+
+
+def _query_variable(name: str, label: str, query: str) -> dict:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "definition": query,
+        "query": {"query": query, "refId": f"{name}-variable"},
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "current": {"text": "All", "value": "$__all"},
+        "refresh": 2,
+        "sort": 1,
+        "hide": 0,
+        "options": [],
+    }
+
+
+def panel_queries(board: dict) -> list[tuple[str, str]]:
+    """``(panel title, PromQL)`` of every panel target (rows hold no queries here)."""
+    return [(p["title"], t["expr"]) for p in board["panels"] for t in p.get("targets", [])]
+
+
+def dashboard_json(slos: Sequence[SLO] | None = None, datasource: str = "Prometheus") -> str:
+    """Grafana dashboard JSON (schema 39): model panels, and per SLO its budget, SLI and burn-rate panels."""
+    return json.dumps(dashboard(slos, datasource), indent=2) + "\n"
