@@ -17,6 +17,7 @@ from typing import Any
 import modelotel.config as config
 import modelotel.sigterm as sigterm
 
+from ._otel_compat import meter_provider_resource_and_readers, reader_exporter
 from .metrics.export import ExportLoop, build_resource, exporter_temporality, make_metric_exporter
 from .metrics.recorder import Recorder
 from .metrics.selftelemetry import SELF
@@ -119,11 +120,9 @@ def _app_meter_pipeline() -> tuple[Any, Any]:
         provider = metrics.get_meter_provider()
         if not isinstance(provider, MeterProvider):
             return None, None
-        sdk_config = getattr(provider, "_sdk_config", None)
-        resource = getattr(sdk_config, "resource", None)
-        readers = getattr(provider, "_metric_readers", None) or getattr(sdk_config, "metric_readers", ()) or ()
+        resource, readers = meter_provider_resource_and_readers(provider)
         for reader in readers:
-            exporter = getattr(reader, "_exporter", None)
+            exporter = reader_exporter(reader)
             if exporter is not None and hasattr(exporter, "export"):
                 return resource, exporter
         return resource, None

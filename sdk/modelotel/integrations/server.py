@@ -22,6 +22,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 import modelotel.config as config
 import modelotel.conventions as conv
 
+from .._otel_compat import composite_propagators
 from ..metrics.buffers import ModelBuffers, attr_key, drain
 from ..metrics.recorder import Recorder
 from ..metrics.selftelemetry import SELF
@@ -235,7 +236,7 @@ def _w3c_shape(textmap: Any) -> int:
     from opentelemetry.propagators.composite import CompositePropagator
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    parts = getattr(textmap, "_propagators", None) if type(textmap) is CompositePropagator else [textmap]
+    parts = composite_propagators(textmap) if type(textmap) is CompositePropagator else [textmap]
     kinds = [type(p) for p in parts or ()]
     if kinds == [TraceContextTextMapPropagator]:
         return 1

@@ -18,6 +18,7 @@ from opentelemetry.sdk.metrics import Counter, Histogram, UpDownCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricExportResult
 from opentelemetry.sdk.resources import Resource
 
+from .._otel_compat import preferred_temporality
 from ..config import Settings
 from .recorder import Recorder, iter_points
 from .selftelemetry import SELF
@@ -46,8 +47,8 @@ def temporality_map(temporality: str) -> dict[type, AggregationTemporality]:
 
 
 def exporter_temporality(exporter: Any) -> str | None:
-    """What an exporter instance asked for, if it says (SDK exporters keep ``_preferred_temporality``)."""
-    preferred = getattr(exporter, "_preferred_temporality", None)
+    """What an exporter instance asked for, if it says (SDK exporters keep it privately: _otel_compat)."""
+    preferred = preferred_temporality(exporter)
     if isinstance(preferred, Mapping):
         value = preferred.get(Histogram)
         if value is AggregationTemporality.DELTA:

@@ -48,11 +48,6 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
-from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import (
-    OTLPMetricExporterMixin,
-    encode_metrics,
-)
-from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.metrics.export import (
@@ -66,6 +61,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
+from .._otel_compat import instrumentation_scope, metric_exporter_mixin, metrics_encoder, span_encoder
 from ..config import DEFAULT_FILE_BACKUPS, DEFAULT_FILE_MAX_BYTES
 from ..tracing.span import UNSET_STATUS
 from .file_append import LineAppender
@@ -83,6 +79,10 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
+
+encode_metrics = metrics_encoder()
+encode_spans = span_encoder()
+OTLPMetricExporterMixin = metric_exporter_mixin()
 
 # --------------------------------------------------------------------------- serialiser
 
@@ -516,7 +516,7 @@ def light_spans_to_json_parts(spans: Sequence[Any]) -> list[bytes]:
             last_tracer = tracer
             entry = _FRAMINGS.get(id(tracer))
             if entry is None or entry[0] is not tracer:
-                scope = tracer._instrumentation_scope
+                scope = instrumentation_scope(tracer)
                 framing = tuple(p.encode("utf-8", "replace") for p in _framing(tracer.resource, scope))
                 entry = (tracer, scope, framing)
                 if len(_FRAMINGS) > 64:

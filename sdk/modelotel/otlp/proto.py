@@ -20,16 +20,18 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
+from .._otel_compat import instrumentation_scope, span_encoder
 from ..tracing.span import UNSET_STATUS
 
 __all__ = ["light_spans_to_request"]
 
 _logger = logging.getLogger(__name__)
+
+encode_spans = span_encoder()
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _TIMES = struct.Struct("<BQBQ")  # start (field 7) and end (field 8), fixed64
@@ -188,7 +190,7 @@ _FRAMINGS: dict[int, tuple[Any, ...]] = {}
 def _framing(tracer: Any) -> tuple[Any, ...]:
     entry = _FRAMINGS.get(id(tracer))
     if entry is None or entry[0] is not tracer:
-        resource, scope = tracer.resource, tracer._instrumentation_scope
+        resource, scope = tracer.resource, instrumentation_scope(tracer)
         context = SpanContext(1, 1, False)
         placeholder = ReadableSpan(name="x", context=context, resource=resource, instrumentation_scope=scope)
         rs = encode_spans([placeholder]).resource_spans[0]

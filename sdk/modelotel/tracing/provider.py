@@ -6,6 +6,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from .._otel_compat import set_provider_resource  # noqa: F401 - re-exported (runtime calls it here)
 from ..config import Settings
 from .queue import SpanQueue, make_span_exporter
 
@@ -37,21 +38,3 @@ def make_tracer_provider(settings: Settings, resource: Any) -> Any | None:
         )
     )
     return provider
-
-
-def set_provider_resource(provider: Any, resource: Any) -> None:
-    """Give an SDK TracerProvider another Resource, for our own provider in a forked child.
-
-    Tracers it hands out from now on are new objects carrying it (encoders cache a tracer's resource
-    framing by the tracer's identity); those handed out before the fork (an application's module-level
-    tracer) get it too, for the SDK spans they start. The SDK has no public setter: the provider keeps
-    the resource in ``_resource`` and its tracers, cached by scope, in ``_tracers``.
-    """
-    if hasattr(provider, "_resource"):
-        provider._resource = resource
-    tracers = getattr(provider, "_tracers", None)
-    if isinstance(tracers, dict):
-        for tracer in list(tracers.values()):
-            tracer.resource = resource
-        tracers.clear()
-

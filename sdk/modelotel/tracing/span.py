@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from .._otel_compat import instrumentation_scope
 from ..privacy import scrub
 
 _log = logging.getLogger("modelotel")
@@ -211,7 +212,7 @@ class LightSpan(Span):
             status=self.status,
             start_time=self.start_time,
             end_time=self.end_time or None,
-            instrumentation_scope=tracer._instrumentation_scope,
+            instrumentation_scope=instrumentation_scope(tracer),
         )
 
     def __repr__(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Callable
 from random import getrandbits
@@ -13,22 +12,24 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 
+from .._otel_compat import (
+    has_instrumentation_scope,
+    parent_based_parts,
+    runtime_context_var,
+    span_processors,
+    span_processors_fast,
+    static_decision,
+    tracer_config,
+    tracer_config_fast,
+    tracer_enabled_check,
+)
 from .queue import SpanQueue
 from .span import RANDOM_FLAG, SAMPLED_FLAG, SPAN_KEY, LightSpan
 
 _log = logging.getLogger("modelotel")
 
 
-def _context_var() -> Any:
-    """The ContextVar behind the API's default runtime context, or None for another runtime context."""
-    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-    var = getattr(runtime, "_current_context", None)
-    if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(var, contextvars.ContextVar):
-        return var
-    return None
-
-
-_CONTEXT_VAR = _context_var()
+_CONTEXT_VAR = runtime_context_var()
 # ``otel_context.attach``/``detach`` minus two Python calls: with the default runtime context they are
 # exactly this ContextVar's set/reset (same tokens). detach_context raises where the API would log.
 attach_context: Callable[[Context], Any] = _CONTEXT_VAR.set if _CONTEXT_VAR is not None else otel_context.attach
@@ -74,7 +75,7 @@ def _static_table(sampler: Any) -> tuple[bool | int, ...] | None:
 
     def decision(s: Any) -> bool | int | None:
         if type(s) is StaticSampler:
-            d = getattr(s, "_decision", None)
+            d = static_decision(s)
             if d is Decision.RECORD_AND_SAMPLE:
                 return True
             if d is Decision.DROP:
@@ -88,16 +89,7 @@ def _static_table(sampler: Any) -> tuple[bool | int, ...] | None:
         d = decision(sampler)
         return None if d is None else (d,) * 5
     if type(sampler) is ParentBased or type(sampler) is ParentBasedTraceIdRatio:
-        parts = [
-            decision(getattr(sampler, name, None))
-            for name in (
-                "_root",
-                "_remote_parent_sampled",
-                "_remote_parent_not_sampled",
-                "_local_parent_sampled",
-                "_local_parent_not_sampled",
-            )
-        ]
+        parts = [decision(part) for part in parent_based_parts(sampler)]
         return None if None in parts else tuple(parts)  # type: ignore[arg-type]
     return None
 
@@ -128,8 +120,8 @@ class _TracerPlan:
         self.multi = multi  # the provider's span processor; its tuple of processors changes on add
         self.processors = processors
         # SDK >= 1.3x can disable a tracer: its _TracerConfig (replaced, never mutated) says so.
-        self.config = getattr(tracer, "_tracer_config", None)
-        self.enabled = getattr(tracer, "_is_enabled", None)
+        self.config = tracer_config(tracer)
+        self.enabled = tracer_enabled_check(tracer)
         queue = processors[0] if len(processors) == 1 and type(processors[0]) is SpanQueue else None
         self.queue = queue
         self.spans = queue.spans if queue is not None else None
@@ -150,9 +142,9 @@ class _TracerPlan:
 
     def usable(self, tracer: Any) -> bool:
         """Still the plan of this tracer (same processors) and the tracer is enabled."""
-        if self.tracer is not tracer or self.multi._span_processors is not self.processors:
+        if self.tracer is not tracer or span_processors_fast(self.multi) is not self.processors:
             return False
-        if self.config is not None and tracer._tracer_config is self.config:
+        if self.config is not None and tracer_config_fast(tracer) is self.config:
             return bool(self.config.is_enabled)
         return self.enabled is None or bool(self.enabled())
 
@@ -168,13 +160,13 @@ _LAST_PLAN: list[Any] = [None]  # the plan used last: nearly every span is STATE
 def _plan_of(tracer: Any) -> _TracerPlan | None:
     """The tracer's plan, or None for anything but an enabled OTel SDK tracer."""
     plan = _PLANS.get(id(tracer))
-    if plan is None or plan.tracer is not tracer or plan.multi._span_processors is not plan.processors:
+    if plan is None or plan.tracer is not tracer or span_processors_fast(plan.multi) is not plan.processors:
         multi = getattr(tracer, "span_processor", None)
-        processors = getattr(multi, "_span_processors", None)
+        processors = span_processors(multi)
         if (
             getattr(tracer, "sampler", None) is None
             or getattr(tracer, "id_generator", None) is None
-            or not hasattr(tracer, "_instrumentation_scope")
+            or not has_instrumentation_scope(tracer)
             or not isinstance(processors, tuple)
         ):
             return None
@@ -215,8 +207,8 @@ def start_span(tracer: Any, name: str, parent_context: Context | None, kind: Spa
     if (
         plan is None
         or plan.tracer is not tracer
-        or plan.multi._span_processors is not plan.processors
-        or (plan.config is not None and (tracer._tracer_config is not plan.config or not plan.config.is_enabled))
+        or span_processors_fast(plan.multi) is not plan.processors
+        or (plan.config is not None and (tracer_config_fast(tracer) is not plan.config or not plan.config.is_enabled))
         or (plan.config is None and plan.enabled is not None and not plan.enabled())
     ):
         plan = _plan_of(tracer)
