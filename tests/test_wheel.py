@@ -19,8 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SMOKE = '''
-import json, pathlib, sys
+SMOKE = """
+import pathlib, sys
 
 import modelotel
 
@@ -39,7 +39,7 @@ for i in range(100):
     predict(i / 100)
 modelotel.shutdown()
 print(modelotel.__version__)
-'''
+"""
 
 SLO = """slos:
   - name: smoke-errors
