@@ -1,4 +1,5 @@
-"""The decorations of this process: one state per (function, options), and a warning for a decorating loop.
+"""The decorations of this process: one state per (function, options), a warning for a decorating loop, and
+the registry of running calls (their wrappers' code objects, the prediction ids asked for by frame).
 
 ``instrument_model`` applied inside a hot loop (``instrument_model(name="m")(predict)(x)`` on every
 request) used to build and register new per-model state on each call: memory grew by about 3 kB per
@@ -14,11 +15,18 @@ models replaced at run time are not kept for long; a loop needs one.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Hashable, Mapping
 from typing import Any
 
 from ..metrics.selftelemetry import SELF
+
+# id(frame of an instrumented call) -> prediction id, filled only by current_prediction_id(); and the code
+# objects of every wrapper (current_prediction_id walks the stack to the innermost frame running one).
+FRAME_PIDS: dict[int, str] = {}
+WRAPPER_CODES: set[Any] = set()
+getframe = sys._getframe
 
 MAX_CACHED = 16
 WARN_AFTER = 1000

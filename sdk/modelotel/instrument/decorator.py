@@ -15,16 +15,19 @@ metrics or the span are exported; ``record_feedback`` that finds no entry comple
 and looks again. Prediction ids cost nothing until someone asks for one:
 ``current_prediction_id()`` walks up the stack to the innermost instrumented call's frame and
 registers an id for it, which that call collects when it finishes.
+
+Layout: the per-call hot path first (the sync and async wrappers, then ``Instrumented``: the state one
+decoration keeps and the methods its calls run), then decoration time (``instrument_model``). The
+options are defined in ``options.py``, the streaming wrappers are in ``streams.py``, the re-decoration
+cache in ``decorations.py``.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import weakref
 from array import array
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter_ns
 from typing import Any
@@ -48,7 +51,9 @@ from ..privacy import count_missing, raw_features
 from ..runtime import OFF, STATE, arm_sigterm, autostart
 from ..tracing.span import MAX_ATTRIBUTES, LightSpan, record_exception
 from ..tracing.start import attach_context, current_context_with, start_span
-from .decorations import DECORATIONS, options_key
+from .decorations import DECORATIONS, FRAME_PIDS, WRAPPER_CODES, getframe, options_key
+from .options import ModelOptions, resolve
+from .streams import async_gen_wrapper, gen_wrapper
 
 _MISSING = object()
 _NO = object()  # _snapshot: no cheap exact copy
@@ -59,117 +64,113 @@ _F32 = np.dtype(np.float32)
 _NUMBERS = (int, float, np.number)  # regression outputs: no confidence by design, not a miss
 _FLOATS_ONLY = {float}  # the element types of a list or tuple output kept as float64 bytes
 
-# id(frame of an instrumented call) -> prediction id, filled only by current_prediction_id().
-_FRAME_PIDS: dict[int, str] = {}
-_WRAPPER_CODES: set[Any] = set()
-_getframe = sys._getframe
 
 
-def current_prediction_id() -> str | None:
-    """The id of the innermost instrumented call running in this thread or task, else None.
-
-    Pass it to whoever will later know the truth, and call ``record_feedback(id, ...)`` then.
-    """
-    try:
-        frame = _getframe(1)
-        while frame is not None:
-            if frame.f_code in _WRAPPER_CODES:
-                key = id(frame)
-                pid = _FRAME_PIDS.get(key)
-                if pid is None:
-                    pid = _FRAME_PIDS[key] = new_prediction_id()
-                return pid
-            frame = frame.f_back
-    except Exception as exc:  # pragma: no cover - frame access cannot normally fail
-        SELF.error("prediction_id", exc)
-    return None
+# -- the per-call hot path: sync and async calls ------------------------------------------------
 
 
-class _Instrumented:
+def _sync_wrapper(inst: Instrumented) -> Callable[..., Any]:
+    fn = inst.fn
+    success = inst.success
+    record = inst.record
+    error = inst.error
+    missing_inputs = inst.missing_inputs
+    pids = FRAME_PIDS
+    follow = inst.traces is None  # the process-wide trace mode applies
+    untraced = inst.traces == OFF
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not (STATE.fast if follow else (untraced and STATE.started)):
+            return traced(args, kwargs)
+        t0 = perf_counter_ns()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            error(exc, perf_counter_ns() - t0)
+            missing_inputs(args, kwargs)
+            if pids:
+                pids.pop(id(getframe()), None)
+            raise
+        dt = perf_counter_ns() - t0
+        if pids:
+            pid = pids.pop(id(getframe()), None)
+            if pid is not None:
+                success(result, args, kwargs, dt, pid)
+                return result
+        record(result, args, kwargs, dt)
+        return result
+
+    def traced(args: tuple, kwargs: dict) -> Any:
+        if not STATE.started:
+            autostart()
+            if not STATE.started:  # shut down: serve without recording
+                return fn(*args, **kwargs)
+        if not inst.tracing():
+            return wrapper(*args, **kwargs)
+        span, token, pid = inst.open_span()
+        key = id(getframe())
+        pids[key] = pid
+        t0 = perf_counter_ns()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            error(exc, perf_counter_ns() - t0)
+            missing = missing_inputs(args, kwargs, span is None)
+            pids.pop(key, None)
+            inst.close_span(span, token, exc, missing=missing)
+            raise
+        dt = perf_counter_ns() - t0
+        pid = pids.pop(key, pid)
+        success(result, args, kwargs, dt, pid, span, token is not None)
+        inst.close_span(span, token, None)
+        return result
+
+    WRAPPER_CODES.add(wrapper.__code__)
+    WRAPPER_CODES.add(traced.__code__)
+    return wrapper
+
+
+def _async_wrapper(inst: Instrumented) -> Callable[..., Any]:
+    fn = inst.fn
+    success = inst.success
+    error = inst.error
+    pids = FRAME_PIDS
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not STATE.started:
+            autostart()
+        span = token = pid = None
+        traced = inst.tracing()
+        key = id(getframe())
+        if traced:
+            span, token, pid = inst.open_span()
+            pids[key] = pid
+        t0 = perf_counter_ns()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            error(exc, perf_counter_ns() - t0)
+            missing = inst.missing_inputs(args, kwargs, span is None)
+            if pids:
+                pids.pop(key, None)
+            if traced:
+                inst.close_span(span, token, exc, missing=missing)
+            raise
+        dt = perf_counter_ns() - t0
+        pid = pids.pop(key, pid) if pids else pid
+        success(result, args, kwargs, dt, pid, span, token is not None)
+        if traced:
+            inst.close_span(span, token, None)
+        return result
+
+    WRAPPER_CODES.add(wrapper.__code__)
+    return wrapper
+
+
+class Instrumented:
     """Per-decorator settings and the buffers its calls append to."""
 
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        *,
-        name: str,
-        version: str,
-        role: str,
-        attributes: Mapping[str, Any],
-        confidence: Callable[[Any], Any] | None,
-        label: Callable[[Any], Any] | None,
-        class_names: Sequence[Any] | None,
-        softmax: bool,
-        extract_outputs: bool,
-        ood: Any,
-        ood_threshold: float | None,
-        features: Any,
-        count_missing: bool,
-        hash_features: bool,
-        raw: Sequence[str],
-        feature_names: Sequence[str] | None,
-        traces: str | None,
-        max_labels: int,
-        numeric_features: Sequence[str] = (),
-        categorical_features: Sequence[str] = (),
-        free_text_labels: bool = False,
-    ) -> None:
-        self.fn = fn
-        self.name = name
-        self.span_name = f"predict {name}"
-        base = {conv.MODEL_NAME: name, conv.MODEL_VERSION: version, conv.DEPLOYMENT_ROLE: role, **attributes}
-        self.buffers = ModelBuffers(base, ood_threshold=ood_threshold, max_labels=max_labels)
-        if ood is not None and hasattr(ood, "score"):
-            self.buffers.ood_scorer = ood  # its threshold is read at each export, so it may be set later
-        STATE.recorder.register(self.buffers)
-        # When this decoration is garbage (re-decorated in a loop), its buffers are folded once more and dropped.
-        weakref.finalize(self, STATE.recorder.release, self.buffers).atexit = False
-        self.span_attributes = dict(base)
-        self.confidence_fn = confidence
-        self.label_fn = label
-        self.class_names = list(class_names) if class_names is not None else None
-        self.softmax = softmax
-        self.extract_outputs = extract_outputs
-        self.ood = ood
-        self.ood_batch = hasattr(ood, "score")
-        self.ood_on_outputs = getattr(ood, "input", "features") == "outputs"
-        self.count_missing = count_missing
-        self.hash_features = hash_features
-        self.raw = tuple(raw)
-        self.feature_names = list(feature_names) if feature_names is not None else None
-        self.traces = traces
-        self.features_at = _feature_locator(fn, features)
-        self.feature_index = getattr(self.features_at, "index", -1)
-        self.buffers.class_names = self.class_names
-        # what of a label may be exported (labels.py): declared classes, class ids, or free text if opted in
-        self.buffers.label_policy = LabelPolicy(self.class_names, free_text_labels, owner=fn, model=name)
-        self.buffers.softmax = softmax
-        # Small float probability vectors are copied (tolist) and checked on the export thread.
-        self.defer_outputs = extract_outputs and confidence is None and label is None
-        self.buffers.count_missing = count_missing
-        self.distributions = None
-        if numeric_features or categorical_features:
-            self.distributions = FeatureDistributions(numeric_features, categorical_features, feature_names, model=name)
-            self.buffers.distributions = self.distributions
-        # Frames and dicts are read by name: the names a call looks up. (Few attributes on purpose: from
-        # 30 on, CPython 3.11 stops sharing instance dict keys and every self.x on the hot path is slower.)
-        by_name = self.feature_names if count_missing or (self.ood_batch and not self.ood_on_outputs) else None
-        self.needed = tuple(dict.fromkeys([*(by_name or ()), *(numeric_features or ()), *(categorical_features or ())]))
-        # modelotel.ood scorers are pure and vectorised: score deferred rows on the export thread
-        own_scorer = isinstance(ood, OODScorer)
-        self.ood_deferred_on = getattr(ood, "input", "features") if own_scorer else None
-        if self.ood_deferred_on == "outputs" and not self.defer_outputs:
-            self.ood_deferred_on = None
-        self.buffers.ood_on_rows = self.ood_deferred_on
-        # small float feature vectors are kept as bytes for the export thread (NaN counts, columns, OOD)
-        self.defer_features = count_missing or self.distributions is not None or self.ood_deferred_on == "features"
-        # Traced calls may leave their work to an export thread unless user code would run there.
-        self.deferrable = confidence is None and label is None and (ood is None or own_scorer)
-        self.feature_work = self.features_at is not None and (
-            count_missing or ood is not None or self.distributions is not None
-        )
-
-    # -- recording -------------------------------------------------------------------------
+    # -- recording (the hot path) -------------------------------------------------------------------------
     def error(self, exc: BaseException, dt: int) -> None:
         try:
             self.buffers.errors.append((type(exc).__name__, dt))
@@ -596,6 +597,75 @@ class _Instrumented:
         except Exception as inner:
             SELF.error("span_end", inner)
 
+    # -- construction (decoration time) -------------------------------------------------------
+    def __init__(self, fn: Callable[..., Any], options: ModelOptions) -> None:
+        """``options`` as ``options.resolve`` left them (role, checked attributes and trace mode filled in)."""
+        o = options
+        name = o.name if isinstance(o.name, str) else getattr(fn, "__qualname__", type(fn).__name__)
+        version = str(o.version) if o.version is not None else conv.UNKNOWN_VERSION
+        role, attributes = o.deployment_role, o.attributes
+        confidence, label, class_names, softmax = o.confidence, o.label, o.labels, o.softmax
+        extract_outputs = o.extract_outputs and (confidence is None or label is None)
+        ood, ood_threshold, features = o.ood, o.ood_threshold, o.features
+        count_missing, hash_features, raw = o.count_missing, o.hash_features, o.raw_features
+        feature_names, traces, max_labels = o.feature_names, o.traces, o.max_labels
+        numeric_features, categorical_features = o.numeric_features, o.categorical_features
+        free_text_labels = o.free_text_labels
+        self.fn = fn
+        self.name = name
+        self.span_name = f"predict {name}"
+        base = {conv.MODEL_NAME: name, conv.MODEL_VERSION: version, conv.DEPLOYMENT_ROLE: role, **attributes}
+        self.buffers = ModelBuffers(base, ood_threshold=ood_threshold, max_labels=max_labels)
+        if ood is not None and hasattr(ood, "score"):
+            self.buffers.ood_scorer = ood  # its threshold is read at each export, so it may be set later
+        STATE.recorder.register(self.buffers)
+        # When this decoration is garbage (re-decorated in a loop), its buffers are folded once more and dropped.
+        weakref.finalize(self, STATE.recorder.release, self.buffers).atexit = False
+        self.span_attributes = dict(base)
+        self.confidence_fn = confidence
+        self.label_fn = label
+        self.class_names = list(class_names) if class_names is not None else None
+        self.softmax = softmax
+        self.extract_outputs = extract_outputs
+        self.ood = ood
+        self.ood_batch = hasattr(ood, "score")
+        self.ood_on_outputs = getattr(ood, "input", "features") == "outputs"
+        self.count_missing = count_missing
+        self.hash_features = hash_features
+        self.raw = tuple(raw)
+        self.feature_names = list(feature_names) if feature_names is not None else None
+        self.traces = traces
+        self.features_at = _feature_locator(fn, features)
+        self.feature_index = getattr(self.features_at, "index", -1)
+        self.buffers.class_names = self.class_names
+        # what of a label may be exported (labels.py): declared classes, class ids, or free text if opted in
+        self.buffers.label_policy = LabelPolicy(self.class_names, free_text_labels, owner=fn, model=name)
+        self.buffers.softmax = softmax
+        # Small float probability vectors are copied (tolist) and checked on the export thread.
+        self.defer_outputs = extract_outputs and confidence is None and label is None
+        self.buffers.count_missing = count_missing
+        self.distributions = None
+        if numeric_features or categorical_features:
+            self.distributions = FeatureDistributions(numeric_features, categorical_features, feature_names, model=name)
+            self.buffers.distributions = self.distributions
+        # Frames and dicts are read by name: the names a call looks up. (Few attributes on purpose: from
+        # 30 on, CPython 3.11 stops sharing instance dict keys and every self.x on the hot path is slower.)
+        by_name = self.feature_names if count_missing or (self.ood_batch and not self.ood_on_outputs) else None
+        self.needed = tuple(dict.fromkeys([*(by_name or ()), *(numeric_features or ()), *(categorical_features or ())]))
+        # modelotel.ood scorers are pure and vectorised: score deferred rows on the export thread
+        own_scorer = isinstance(ood, OODScorer)
+        self.ood_deferred_on = getattr(ood, "input", "features") if own_scorer else None
+        if self.ood_deferred_on == "outputs" and not self.defer_outputs:
+            self.ood_deferred_on = None
+        self.buffers.ood_on_rows = self.ood_deferred_on
+        # small float feature vectors are kept as bytes for the export thread (NaN counts, columns, OOD)
+        self.defer_features = count_missing or self.distributions is not None or self.ood_deferred_on == "features"
+        # Traced calls may leave their work to an export thread unless user code would run there.
+        self.deferrable = confidence is None and label is None and (ood is None or own_scorer)
+        self.feature_work = self.features_at is not None and (
+            count_missing or ood is not None or self.distributions is not None
+        )
+
 
 def _floats(value: Any) -> list[float] | None:
     if value is None:
@@ -692,60 +762,32 @@ def _feature_locator(fn: Callable[..., Any], features: Any) -> Callable[[tuple, 
         if pname is not None:
             return kwargs.get(pname, _MISSING)
         return _MISSING
-
     locate.index = index  # type: ignore[attr-defined]  # the hot path reads args[index] directly
     return locate
 
 
-def _check_feature_options(
-    feature_names: Sequence[str] | None,
-    numeric: Sequence[str],
-    categorical: Sequence[str],
-    raw: Sequence[str],
-    ood: Any,
-) -> None:
-    """Feature configurations that could never resolve, refused when the function is decorated."""
-    for opt_name, opt in (
-        ("feature_names", feature_names),
-        ("numeric_features", numeric),
-        ("categorical_features", categorical),
-        ("raw_features", raw),
-    ):
-        if isinstance(opt, (str, bytes)):  # list("amount") would silently configure six one-letter features
-            raise config.ConfigError(f"{opt_name}={opt!r}: pass a list of names, not one string")
-    if feature_names is None:
-        return
-    names = list(feature_names)
-    repeated = sorted(str(n) for n, k in Counter(names).items() if k > 1)
-    if repeated:
-        raise config.ConfigError(f"feature_names: {', '.join(repeated)} listed more than once")
-    listed = set(names)
-    for opt_name, opt in (("numeric_features", numeric), ("categorical_features", categorical)):
-        unknown = [n for n in opt or () if n not in listed]
-        if unknown:
-            # with feature_names, array inputs can only place the features it lists
-            raise config.ConfigError(f"{opt_name}: {unknown!r} not in feature_names={names!r}")
-    if isinstance(ood, OODScorer) and ood.input == "features":
-        width = ood.n_features_
-        if width is not None and width != len(names):
-            raise config.ConfigError(
-                f"ood: the scorer was fitted on {width} features but feature_names lists {len(names)}"
-            )
+
+# -- decoration time ------------------------------------------------------------------------------
 
 
-def _check_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    if not attributes:
-        return {}
-    if len(attributes) > conv.DEFAULT_MAX_EXTRA_ATTRIBUTES:
-        raise config.ConfigError(
-            f"attributes: at most {conv.DEFAULT_MAX_EXTRA_ATTRIBUTES} static attributes, got {len(attributes)}"
-        )
-    out = {}
-    for key, value in attributes.items():
-        if not isinstance(key, str) or not isinstance(value, (str, bool, int, float)):
-            raise config.ConfigError(f"attributes[{key!r}]={value!r}: keys are str, values str/bool/int/float")
-        out[key] = value
-    return out
+def current_prediction_id() -> str | None:
+    """The id of the innermost instrumented call running in this thread or task, else None.
+
+    Pass it to whoever will later know the truth, and call ``record_feedback(id, ...)`` then.
+    """
+    try:
+        frame = getframe(1)
+        while frame is not None:
+            if frame.f_code in WRAPPER_CODES:
+                key = id(frame)
+                pid = FRAME_PIDS.get(key)
+                if pid is None:
+                    pid = FRAME_PIDS[key] = new_prediction_id()
+                return pid
+            frame = frame.f_back
+    except Exception as exc:  # pragma: no cover - frame access cannot normally fail
+        SELF.error("prediction_id", exc)
+    return None
 
 
 def instrument_model(
@@ -788,25 +830,15 @@ def instrument_model(
     (``labels``, or the wrapped estimator's ``classes_``) or a short class name that came with its
     probability; ``free_text_labels=True`` exports any (scrubbed, capped): see ``modelotel.labels``.
 
+    The options are defined once, in ``options.ModelOptions`` (this signature is checked against it).
     Bad options raise ``modelotel.ConfigError`` at decoration time, never during a call.
     """
+    options = ModelOptions(**locals())  # first: exactly the parameters (tests pin them to ModelOptions)
     if callable(name) and not isinstance(name, str):
         return instrument_model()(name)
 
-    role = config.check_role(deployment_role) if deployment_role else config.default_role()
-    extra = _check_attributes(attributes)
-    trace_mode = config.trace_mode_of(traces) if traces is not None else None
-    if ood is not None and not (callable(ood) or hasattr(ood, "score")):
-        raise config.ConfigError(f"ood={ood!r}: pass a callable or a scorer with score(X)")
-    for opt_name, opt in (("confidence", confidence), ("label", label)):
-        if opt is not None and not callable(opt):
-            raise config.ConfigError(f"{opt_name}={opt!r} must be a callable on the model output")
-    _check_feature_options(feature_names, numeric_features, categorical_features, raw_features, ood)
-    options = options_key(
-        name, version, role, extra, confidence, label, labels, softmax, extract_outputs, ood, ood_threshold,
-        features, count_missing, hash_features, raw_features, feature_names, trace_mode, max_labels,
-        numeric_features, categorical_features, free_text_labels,
-    )  # fmt: skip
+    resolved = resolve(options)
+    key = options_key(*resolved.values())
 
     def decorate(fn: Any) -> Any:
         rewrap = None
@@ -814,38 +846,14 @@ def instrument_model(
             rewrap, fn = type(fn), fn.__func__
         if not callable(fn):
             raise config.ConfigError(f"instrument_model needs a callable, got {type(fn).__name__}")
-        wrapper = DECORATIONS.get(fn, options)  # the same function and options again: the same state
+        wrapper = DECORATIONS.get(fn, key)  # the same function and options again: the same state
         if wrapper is not None:
             return rewrap(wrapper) if rewrap is not None else wrapper
-        model_name = name if isinstance(name, str) else getattr(fn, "__qualname__", type(fn).__name__)
-        inst = _Instrumented(
-            fn,
-            name=model_name,
-            version=str(version) if version is not None else conv.UNKNOWN_VERSION,
-            role=role,
-            attributes=extra,
-            confidence=confidence,
-            label=label,
-            class_names=labels,
-            softmax=softmax,
-            extract_outputs=extract_outputs and (confidence is None or label is None),
-            ood=ood,
-            ood_threshold=ood_threshold,
-            features=features,
-            count_missing=count_missing,
-            hash_features=hash_features,
-            raw=raw_features,
-            feature_names=feature_names,
-            traces=trace_mode,
-            max_labels=max_labels,
-            numeric_features=numeric_features,
-            categorical_features=categorical_features,
-            free_text_labels=free_text_labels,
-        )
+        inst = Instrumented(fn, resolved)
         if inspect.isasyncgenfunction(fn):
-            wrapper = _async_gen_wrapper(inst)
+            wrapper = async_gen_wrapper(inst)
         elif inspect.isgeneratorfunction(fn):
-            wrapper = _gen_wrapper(inst)
+            wrapper = gen_wrapper(inst)
         elif inspect.iscoroutinefunction(fn):
             wrapper = _async_wrapper(inst)
         else:
@@ -857,317 +865,8 @@ def instrument_model(
             wrapper.__name__ = getattr(fn, "__name__", type(fn).__name__)  # type: ignore[attr-defined]
             wrapper.__doc__ = getattr(fn, "__doc__", None)
         wrapper.__modelotel__ = inst  # type: ignore[attr-defined]
-        DECORATIONS.add(fn, options, wrapper)
+        DECORATIONS.add(fn, key, wrapper)
         arm_sigterm()  # decorating usually happens in the main thread; the first call may come on another
         return rewrap(wrapper) if rewrap is not None else wrapper
 
     return decorate
-
-
-# -- the four call shapes -------------------------------------------------------------------------
-
-
-def _sync_wrapper(inst: _Instrumented) -> Callable[..., Any]:
-    fn = inst.fn
-    success = inst.success
-    record = inst.record
-    error = inst.error
-    missing_inputs = inst.missing_inputs
-    pids = _FRAME_PIDS
-    follow = inst.traces is None  # the process-wide trace mode applies
-    untraced = inst.traces == OFF
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not (STATE.fast if follow else (untraced and STATE.started)):
-            return traced(args, kwargs)
-        t0 = perf_counter_ns()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            error(exc, perf_counter_ns() - t0)
-            missing_inputs(args, kwargs)
-            if pids:
-                pids.pop(id(_getframe()), None)
-            raise
-        dt = perf_counter_ns() - t0
-        if pids:
-            pid = pids.pop(id(_getframe()), None)
-            if pid is not None:
-                success(result, args, kwargs, dt, pid)
-                return result
-        record(result, args, kwargs, dt)
-        return result
-
-    def traced(args: tuple, kwargs: dict) -> Any:
-        if not STATE.started:
-            autostart()
-            if not STATE.started:  # shut down: serve without recording
-                return fn(*args, **kwargs)
-        if not inst.tracing():
-            return wrapper(*args, **kwargs)
-        span, token, pid = inst.open_span()
-        key = id(_getframe())
-        pids[key] = pid
-        t0 = perf_counter_ns()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            error(exc, perf_counter_ns() - t0)
-            missing = missing_inputs(args, kwargs, span is None)
-            pids.pop(key, None)
-            inst.close_span(span, token, exc, missing=missing)
-            raise
-        dt = perf_counter_ns() - t0
-        pid = pids.pop(key, pid)
-        success(result, args, kwargs, dt, pid, span, token is not None)
-        inst.close_span(span, token, None)
-        return result
-
-    _WRAPPER_CODES.add(wrapper.__code__)
-    _WRAPPER_CODES.add(traced.__code__)
-    return wrapper
-
-
-def _async_wrapper(inst: _Instrumented) -> Callable[..., Any]:
-    fn = inst.fn
-    success = inst.success
-    error = inst.error
-    pids = _FRAME_PIDS
-
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not STATE.started:
-            autostart()
-        span = token = pid = None
-        traced = inst.tracing()
-        key = id(_getframe())
-        if traced:
-            span, token, pid = inst.open_span()
-            pids[key] = pid
-        t0 = perf_counter_ns()
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            error(exc, perf_counter_ns() - t0)
-            missing = inst.missing_inputs(args, kwargs, span is None)
-            if pids:
-                pids.pop(key, None)
-            if traced:
-                inst.close_span(span, token, exc, missing=missing)
-            raise
-        dt = perf_counter_ns() - t0
-        pid = pids.pop(key, pid) if pids else pid
-        success(result, args, kwargs, dt, pid, span, token is not None)
-        if traced:
-            inst.close_span(span, token, None)
-        return result
-
-    _WRAPPER_CODES.add(wrapper.__code__)
-    return wrapper
-
-
-class _Stream:
-    """Bookkeeping for one streaming call: time to first item, item count, the single final record."""
-
-    __slots__ = ("inst", "t0", "first", "items", "done", "span", "token", "pid", "key", "missing")
-
-    def __init__(self, inst: _Instrumented, key: int, args: tuple, kwargs: dict) -> None:
-        self.inst = inst
-        self.key = key
-        self.items = 0
-        self.first = 0
-        self.done = False
-        self.span = self.token = self.pid = None
-        if not STATE.started:
-            autostart()
-        if inst.tracing():
-            self.span, self.token, self.pid = inst.open_span()
-            _FRAME_PIDS[key] = self.pid
-            self._suspend()
-        # Counted when the stream starts, so a stream that fails or is abandoned half-way counts them too.
-        self.missing = inst.missing_inputs(args, kwargs, self.span is None)
-        self.t0 = perf_counter_ns()
-
-    # A span of a generator is current only while the generator body runs.
-    def _resume(self) -> None:
-        if self.span is not None and self.token is None:
-            try:
-                self.token = otel_context.attach(trace.set_span_in_context(self.span))
-            except Exception as exc:
-                SELF.error("span_resume", exc)
-
-    def _suspend(self) -> None:
-        if self.token is not None:
-            try:
-                otel_context.detach(self.token)
-            except Exception as exc:
-                SELF.error("span_suspend", exc)
-            self.token = None
-
-    def item(self) -> None:
-        if not self.items:
-            self.first = perf_counter_ns() - self.t0
-        self.items += 1
-
-    def finish(self, exc: BaseException | None) -> None:
-        if self.done:
-            return
-        self.done = True
-        dt = perf_counter_ns() - self.t0
-        inst = self.inst
-        pid = _FRAME_PIDS.pop(self.key, self.pid) if _FRAME_PIDS else self.pid
-        try:
-            b = inst.buffers
-            if self.items:
-                b.first_item.append(self.first)
-            if exc is not None:
-                inst.error(exc, dt)
-            else:
-                b.durations.append(dt)
-                b.labels.append(None)
-                if pid is not None:
-                    PENDING.put(pid, b, None, None)
-            span = self.span
-            if span is not None:
-                if span.is_recording():
-                    attrs = {**inst.span_attributes, conv.STREAM_ITEMS: self.items}
-                    if pid is not None:
-                        attrs[conv.PREDICTION_ID] = pid
-                    if self.missing:
-                        attrs[conv.FEATURES_MISSING] = self.missing
-                    span.set_attributes(attrs)
-                if exc is not None and span.is_recording():
-                    record_exception(span, exc)
-                span.end()
-        except Exception as inner:
-            SELF.error("stream_finish", inner)
-
-
-def _gen_wrapper(inst: _Instrumented) -> Callable[..., Any]:
-    fn = inst.fn
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        stream = _Stream(inst, id(_getframe()), args, kwargs)
-        try:
-            stream._resume()
-            try:
-                gen = fn(*args, **kwargs)
-                item = next(gen)
-            finally:
-                stream._suspend()
-        except StopIteration as stop:
-            stream.finish(None)
-            return stop.value
-        except BaseException as exc:
-            stream.finish(exc)
-            raise
-        # PEP 380's expansion of ``yield from``, with the item count and the span made current per resume.
-        while True:
-            stream.item()
-            try:
-                sent = yield item
-            except GeneratorExit:
-                try:
-                    stream._resume()
-                    try:
-                        gen.close()
-                    finally:
-                        stream._suspend()
-                except BaseException as exc:
-                    stream.finish(exc)
-                    raise
-                stream.finish(None)
-                raise
-            except BaseException as thrown:
-                try:
-                    stream._resume()
-                    try:
-                        item = gen.throw(thrown)
-                    finally:
-                        stream._suspend()
-                except StopIteration as stop:
-                    stream.finish(None)
-                    return stop.value
-                except BaseException as exc:
-                    stream.finish(exc)
-                    raise
-            else:
-                try:
-                    stream._resume()
-                    try:
-                        item = next(gen) if sent is None else gen.send(sent)
-                    finally:
-                        stream._suspend()
-                except StopIteration as stop:
-                    stream.finish(None)
-                    return stop.value
-                except BaseException as exc:
-                    stream.finish(exc)
-                    raise
-
-    _WRAPPER_CODES.add(wrapper.__code__)
-    return wrapper
-
-
-def _async_gen_wrapper(inst: _Instrumented) -> Callable[..., Any]:
-    fn = inst.fn
-
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        stream = _Stream(inst, id(_getframe()), args, kwargs)
-        try:
-            stream._resume()
-            try:
-                agen = fn(*args, **kwargs)
-                item = await agen.__anext__()
-            finally:
-                stream._suspend()
-        except StopAsyncIteration:
-            stream.finish(None)
-            return
-        except BaseException as exc:
-            stream.finish(exc)
-            raise
-        while True:
-            stream.item()
-            try:
-                sent = yield item
-            except GeneratorExit:
-                try:
-                    stream._resume()
-                    try:
-                        await agen.aclose()
-                    finally:
-                        stream._suspend()
-                except BaseException as exc:
-                    stream.finish(exc)
-                    raise
-                stream.finish(None)
-                raise
-            except BaseException as thrown:
-                try:
-                    stream._resume()
-                    try:
-                        item = await agen.athrow(thrown)
-                    finally:
-                        stream._suspend()
-                except StopAsyncIteration:
-                    stream.finish(None)
-                    return
-                except BaseException as exc:
-                    stream.finish(exc)
-                    raise
-            else:
-                try:
-                    stream._resume()
-                    try:
-                        item = await (agen.__anext__() if sent is None else agen.asend(sent))
-                    finally:
-                        stream._suspend()
-                except StopAsyncIteration:
-                    stream.finish(None)
-                    return
-                except BaseException as exc:
-                    stream.finish(exc)
-                    raise
-
-    _WRAPPER_CODES.add(wrapper.__code__)
-    return wrapper

@@ -1,0 +1,232 @@
+"""Streaming calls: the wrappers of generator and async-generator models (one record per stream).
+
+A stream's span is current only while the generator body runs; the record (time to first item, item
+count, outcome) is written once, when the stream finishes, fails or is abandoned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+import modelotel.conventions as conv
+
+from ..feedback import PENDING
+from ..metrics.selftelemetry import SELF
+from ..runtime import STATE, autostart
+from ..tracing.span import record_exception
+from .decorations import FRAME_PIDS, WRAPPER_CODES, getframe
+
+# ``inst`` below is a ``decorator.Instrumented`` (typed Any: decorator imports this module).
+
+
+class Stream:
+    """Bookkeeping for one streaming call: time to first item, item count, the single final record."""
+
+    __slots__ = ("inst", "t0", "first", "items", "done", "span", "token", "pid", "key", "missing")
+
+    def __init__(self, inst: Any, key: int, args: tuple, kwargs: dict) -> None:
+        self.inst = inst
+        self.key = key
+        self.items = 0
+        self.first = 0
+        self.done = False
+        self.span = self.token = self.pid = None
+        if not STATE.started:
+            autostart()
+        if inst.tracing():
+            self.span, self.token, self.pid = inst.open_span()
+            FRAME_PIDS[key] = self.pid
+            self._suspend()
+        # Counted when the stream starts, so a stream that fails or is abandoned half-way counts them too.
+        self.missing = inst.missing_inputs(args, kwargs, self.span is None)
+        self.t0 = perf_counter_ns()
+
+    # A span of a generator is current only while the generator body runs.
+    def _resume(self) -> None:
+        if self.span is not None and self.token is None:
+            try:
+                self.token = otel_context.attach(trace.set_span_in_context(self.span))
+            except Exception as exc:
+                SELF.error("span_resume", exc)
+
+    def _suspend(self) -> None:
+        if self.token is not None:
+            try:
+                otel_context.detach(self.token)
+            except Exception as exc:
+                SELF.error("span_suspend", exc)
+            self.token = None
+
+    def item(self) -> None:
+        if not self.items:
+            self.first = perf_counter_ns() - self.t0
+        self.items += 1
+
+    def finish(self, exc: BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        dt = perf_counter_ns() - self.t0
+        inst = self.inst
+        pid = FRAME_PIDS.pop(self.key, self.pid) if FRAME_PIDS else self.pid
+        try:
+            b = inst.buffers
+            if self.items:
+                b.first_item.append(self.first)
+            if exc is not None:
+                inst.error(exc, dt)
+            else:
+                b.durations.append(dt)
+                b.labels.append(None)
+                if pid is not None:
+                    PENDING.put(pid, b, None, None)
+            span = self.span
+            if span is not None:
+                if span.is_recording():
+                    attrs = {**inst.span_attributes, conv.STREAM_ITEMS: self.items}
+                    if pid is not None:
+                        attrs[conv.PREDICTION_ID] = pid
+                    if self.missing:
+                        attrs[conv.FEATURES_MISSING] = self.missing
+                    span.set_attributes(attrs)
+                if exc is not None and span.is_recording():
+                    record_exception(span, exc)
+                span.end()
+        except Exception as inner:
+            SELF.error("stream_finish", inner)
+
+
+def gen_wrapper(inst: Any) -> Callable[..., Any]:
+    fn = inst.fn
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        stream = Stream(inst, id(getframe()), args, kwargs)
+        try:
+            stream._resume()
+            try:
+                gen = fn(*args, **kwargs)
+                item = next(gen)
+            finally:
+                stream._suspend()
+        except StopIteration as stop:
+            stream.finish(None)
+            return stop.value
+        except BaseException as exc:
+            stream.finish(exc)
+            raise
+        # PEP 380's expansion of ``yield from``, with the item count and the span made current per resume.
+        while True:
+            stream.item()
+            try:
+                sent = yield item
+            except GeneratorExit:
+                try:
+                    stream._resume()
+                    try:
+                        gen.close()
+                    finally:
+                        stream._suspend()
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+                stream.finish(None)
+                raise
+            except BaseException as thrown:
+                try:
+                    stream._resume()
+                    try:
+                        item = gen.throw(thrown)
+                    finally:
+                        stream._suspend()
+                except StopIteration as stop:
+                    stream.finish(None)
+                    return stop.value
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+            else:
+                try:
+                    stream._resume()
+                    try:
+                        item = next(gen) if sent is None else gen.send(sent)
+                    finally:
+                        stream._suspend()
+                except StopIteration as stop:
+                    stream.finish(None)
+                    return stop.value
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+
+    WRAPPER_CODES.add(wrapper.__code__)
+    return wrapper
+
+
+def async_gen_wrapper(inst: Any) -> Callable[..., Any]:
+    fn = inst.fn
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        stream = Stream(inst, id(getframe()), args, kwargs)
+        try:
+            stream._resume()
+            try:
+                agen = fn(*args, **kwargs)
+                item = await agen.__anext__()
+            finally:
+                stream._suspend()
+        except StopAsyncIteration:
+            stream.finish(None)
+            return
+        except BaseException as exc:
+            stream.finish(exc)
+            raise
+        while True:
+            stream.item()
+            try:
+                sent = yield item
+            except GeneratorExit:
+                try:
+                    stream._resume()
+                    try:
+                        await agen.aclose()
+                    finally:
+                        stream._suspend()
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+                stream.finish(None)
+                raise
+            except BaseException as thrown:
+                try:
+                    stream._resume()
+                    try:
+                        item = await agen.athrow(thrown)
+                    finally:
+                        stream._suspend()
+                except StopAsyncIteration:
+                    stream.finish(None)
+                    return
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+            else:
+                try:
+                    stream._resume()
+                    try:
+                        item = await (agen.__anext__() if sent is None else agen.asend(sent))
+                    finally:
+                        stream._suspend()
+                except StopAsyncIteration:
+                    stream.finish(None)
+                    return
+                except BaseException as exc:
+                    stream.finish(exc)
+                    raise
+
+    WRAPPER_CODES.add(wrapper.__code__)
+    return wrapper
