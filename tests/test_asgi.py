@@ -24,9 +24,9 @@ from starlette.routing import Mount, Route
 
 import modelotel
 from modelotel import conventions as conv
+from modelotel.conventions import HTTP_SERVER_DURATION
 from modelotel.integrations.asgi import CLIENT_DISCONNECT_EVENT, ModelotelMiddleware
 from modelotel.integrations.fastapi import instrument_app, is_instrumented, uninstrument_app
-from modelotel.integrations.server import HTTP_SERVER_DURATION
 from modelotel.otlp.json import read_json_lines
 
 from collector_support import stop_process

@@ -17,8 +17,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import modelotel
 from modelotel import conventions as conv
+from modelotel.conventions import RPC_METHOD, RPC_SERVER_DURATION, RPC_STATUS, RPC_SYSTEM
 from modelotel.integrations.grpc import aio_server_interceptor, server_interceptor
-from modelotel.integrations.server import RPC_METHOD, RPC_SERVER_DURATION, RPC_STATUS, RPC_SYSTEM
 from modelotel.metrics.selftelemetry import SELF
 
 from apps import grpc_app

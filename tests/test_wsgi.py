@@ -25,9 +25,9 @@ from werkzeug.serving import make_server
 
 import modelotel
 from modelotel import conventions as conv
+from modelotel.conventions import HTTP_SERVER_DURATION
 from modelotel.integrations import wsgi as wsgi_module
 from modelotel.integrations.flask import instrument_app, uninstrument_app
-from modelotel.integrations.server import HTTP_SERVER_DURATION
 from modelotel.integrations.wsgi import ModelotelWSGIMiddleware
 
 from apps.wsgi_app import AppError, create_app

@@ -17,6 +17,60 @@ import modelotel.conventions as conv
 
 DEFAULT_EXPORT_FILE = "modelotel-telemetry.jsonl"
 
+# -- The environment variables modelotel reads (this module is the only reader) -----------------------------
+# Each constant's value is the variable's name. Standard OpenTelemetry variables are named as in
+# ``opentelemetry.sdk.environment_variables``; modelotel's own are ``ENV_<name without MODELOTEL_>``.
+
+OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
+"""``true``: record nothing, export nothing (as the OTel SDK); so does ``MODELOTEL_DISABLED``."""
+OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+"""``otlp``, ``console`` or ``none`` (the first of a list); unset: the file exporter unless an endpoint is set."""
+OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
+"""Any value but ``none`` turns spans on when neither ``traces=`` nor ``MODELOTEL_TRACES`` says."""
+OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+"""A collector: set (or the metrics-specific one), it makes OTLP the default exporter."""
+OTEL_EXPORTER_OTLP_METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+"""As ``OTEL_EXPORTER_OTLP_ENDPOINT``, for metrics only."""
+OTEL_EXPORTER_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+"""``grpc`` (default) or ``http/protobuf``."""
+OTEL_EXPORTER_OTLP_METRICS_PROTOCOL = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
+"""As ``OTEL_EXPORTER_OTLP_PROTOCOL``, for metrics only (wins over it)."""
+OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+"""``cumulative`` (default), ``delta`` or ``lowmemory`` (delta for modelotel's instruments)."""
+OTEL_METRIC_EXPORT_INTERVAL = "OTEL_METRIC_EXPORT_INTERVAL"
+"""Milliseconds between exports (default 60000)."""
+OTEL_METRIC_EXPORT_TIMEOUT = "OTEL_METRIC_EXPORT_TIMEOUT"
+"""Milliseconds an export may take (default 30000)."""
+OTEL_BSP_MAX_QUEUE_SIZE = "OTEL_BSP_MAX_QUEUE_SIZE"
+"""Spans queued for export before new ones are dropped (default 16384, not the SDK's 2048)."""
+OTEL_BSP_MAX_EXPORT_BATCH_SIZE = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+"""Spans per export (default 512)."""
+OTEL_BSP_SCHEDULE_DELAY = "OTEL_BSP_SCHEDULE_DELAY"
+"""Milliseconds between span exports (default 5000)."""
+OTEL_PYTHON_EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
+"""Comma-separated URL regexes the HTTP integrations skip (``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS`` first)."""
+OTEL_PYTHON_FRAMEWORK_EXCLUDED_URLS = "OTEL_PYTHON_{framework}_EXCLUDED_URLS"
+"""The per-framework form of ``OTEL_PYTHON_EXCLUDED_URLS`` (``{framework}``: FASTAPI, FLASK, ...)."""
+OTEL_PYTHON_GRPC_EXCLUDED_SERVICES = "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES"
+"""Comma-separated gRPC services the server interceptor skips, as the official instrumentation reads it."""
+
+ENV_DISABLED = "MODELOTEL_DISABLED"
+"""``true``: as ``OTEL_SDK_DISABLED``, for modelotel alone."""
+ENV_EXPORT_FILE = "MODELOTEL_EXPORT_FILE"
+"""The file exporter's path (set, it chooses the file exporter); default ``DEFAULT_EXPORT_FILE``."""
+ENV_TRACES = "MODELOTEL_TRACES"
+"""``span``, ``enrich`` or ``off`` (or true/false): the process's trace mode."""
+ENV_SCALE = "MODELOTEL_SCALE"
+"""The exponential histograms' scale (``conventions.DEFAULT_SCALE``; within MIN/MAX_EXPORT_SCALE)."""
+ENV_MAX_SERIES = "MODELOTEL_MAX_SERIES"
+"""Series per metric before new attribute sets fold into the overflow series."""
+ENV_DEPLOYMENT_ROLE = "MODELOTEL_DEPLOYMENT_ROLE"
+"""``primary`` (default), ``canary`` or ``shadow``: the role of models decorated without ``deployment_role=``."""
+ENV_HASH_KEY = "MODELOTEL_HASH_KEY"
+"""The key of the feature hash on spans (unset: a random per-process key)."""
+ENV_DEBUG = "MODELOTEL_DEBUG"
+"""``true``: the CLI shows internal tracebacks instead of one-line errors."""
+
 # The file exporter's size bound: a write that would take the file past MODELOTEL_FILE_MAX_BYTES first renames
 # it to ``<path>.1`` (older backups shift to ``.2`` ... up to MODELOTEL_FILE_BACKUPS, the oldest is deleted), so
 # the telemetry on disk stays under about (backups + 1) x max bytes. 0 turns rotation off. ``modelotel evaluate``
@@ -97,28 +151,28 @@ def _truthy(raw: str | None) -> bool:
 
 def _pick_exporter(environ: Mapping[str, str]) -> str:
     """The embedded default is the file exporter; OTLP when the environment points at a collector."""
-    if _env(environ, "MODELOTEL_EXPORT_FILE"):
+    if _env(environ, ENV_EXPORT_FILE):
         return "file"
-    named = _env(environ, "OTEL_METRICS_EXPORTER")
+    named = _env(environ, OTEL_METRICS_EXPORTER)
     if named:
         first = named.split(",")[0].strip().lower()
         if first in ("otlp", "console", "none"):
             return first
         raise ConfigError(f"OTEL_METRICS_EXPORTER={named!r}: modelotel supports otlp, console or none")
-    if _env(environ, "OTEL_EXPORTER_OTLP_ENDPOINT") or _env(environ, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+    if _env(environ, OTEL_EXPORTER_OTLP_ENDPOINT) or _env(environ, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT):
         return "otlp"
     return "file"
 
 
 def _pick_traces(traces: bool | str | None, environ: Mapping[str, str], app_has_tracer: bool) -> tuple[str, bool]:
     if traces is None:
-        raw = _env(environ, "MODELOTEL_TRACES")
+        raw = _env(environ, ENV_TRACES)
         if raw is not None:
             traces = raw.lower()
         elif app_has_tracer:
             return "span", False
         else:
-            named = (_env(environ, "OTEL_TRACES_EXPORTER") or "").lower()
+            named = (_env(environ, OTEL_TRACES_EXPORTER) or "").lower()
             return ("span", False) if named and named != "none" else ("off", False)
     if traces is True:
         return "span", True
@@ -152,7 +206,7 @@ def resolve(
 ) -> Settings:
     """Merge explicit arguments over the environment; raise ConfigError naming the bad setting."""
     env = os.environ if environ is None else environ
-    disabled = _truthy(_env(env, "OTEL_SDK_DISABLED")) or _truthy(_env(env, "MODELOTEL_DISABLED"))
+    disabled = _truthy(_env(env, OTEL_SDK_DISABLED)) or _truthy(_env(env, ENV_DISABLED))
 
     if exporter is None:
         exporter = "none" if disabled else _pick_exporter(env)
@@ -163,14 +217,14 @@ def resolve(
     elif not hasattr(exporter, "export"):
         raise ConfigError(f"exporter={exporter!r} is neither a name nor an OpenTelemetry MetricExporter")
 
-    env_path = _env(env, "MODELOTEL_EXPORT_FILE")
+    env_path = _env(env, ENV_EXPORT_FILE)
     file_path = os.fspath(path) if path is not None else (env_path or DEFAULT_EXPORT_FILE)
     path_default = path is None and env_path is None
     file_max_bytes = int(_env_number(env, ENV_FILE_MAX_BYTES, DEFAULT_FILE_MAX_BYTES, lo=0, hi=2**62))
     file_backups = int(_env_number(env, ENV_FILE_BACKUPS, DEFAULT_FILE_BACKUPS, lo=1, hi=1000))
 
     protocol = (
-        _env(env, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or _env(env, "OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+        _env(env, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL) or _env(env, OTEL_EXPORTER_OTLP_PROTOCOL) or "grpc"
     ).lower()
     if protocol not in ("grpc", "http/protobuf"):
         raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: modelotel supports grpc and http/protobuf")
@@ -180,14 +234,14 @@ def resolve(
         trace_mode = "off"
 
     if export_interval is None:
-        interval_s = _env_number(env, "OTEL_METRIC_EXPORT_INTERVAL", 60000, lo=1, hi=86_400_000) / 1000
+        interval_s = _env_number(env, OTEL_METRIC_EXPORT_INTERVAL, 60000, lo=1, hi=86_400_000) / 1000
     else:
         interval_s = float(export_interval)
         if not 0.001 <= interval_s <= 86_400:
             raise ConfigError(f"export_interval={export_interval!r} seconds is outside [0.001, 86400]")
-    timeout_s = _env_number(env, "OTEL_METRIC_EXPORT_TIMEOUT", 30000, lo=1, hi=3_600_000) / 1000
+    timeout_s = _env_number(env, OTEL_METRIC_EXPORT_TIMEOUT, 30000, lo=1, hi=3_600_000) / 1000
 
-    temp = (temporality or _env(env, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") or "cumulative").lower()
+    temp = (temporality or _env(env, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE) or "cumulative").lower()
     # All modelotel instruments are synchronous counters and histograms, which "lowmemory" makes delta.
     if temp == "lowmemory":
         temp = "delta"
@@ -198,7 +252,7 @@ def resolve(
         )
 
     sketch_scale = (
-        int(_env_number(env, "MODELOTEL_SCALE", conv.DEFAULT_SCALE, lo=conv.MIN_EXPORT_SCALE, hi=conv.MAX_EXPORT_SCALE))
+        int(_env_number(env, ENV_SCALE, conv.DEFAULT_SCALE, lo=conv.MIN_EXPORT_SCALE, hi=conv.MAX_EXPORT_SCALE))
         if scale is None
         else scale
     )
@@ -208,19 +262,19 @@ def resolve(
             "(the range Datadog and Prometheus accept)"
         )
     series_cap = (
-        int(_env_number(env, "MODELOTEL_MAX_SERIES", conv.DEFAULT_MAX_SERIES, lo=1, hi=1_000_000))
+        int(_env_number(env, ENV_MAX_SERIES, conv.DEFAULT_MAX_SERIES, lo=1, hi=1_000_000))
         if max_series is None
         else int(max_series)
     )
     if series_cap < 1:
         raise ConfigError(f"max_series={max_series!r}: must be at least 1")
 
-    role = deployment_role or _env(env, "MODELOTEL_DEPLOYMENT_ROLE") or "primary"
-    check_role(role, "MODELOTEL_DEPLOYMENT_ROLE" if deployment_role is None else "deployment_role")
+    role = deployment_role or _env(env, ENV_DEPLOYMENT_ROLE) or "primary"
+    check_role(role, ENV_DEPLOYMENT_ROLE if deployment_role is None else "deployment_role")
 
-    span_queue = int(_env_number(env, "OTEL_BSP_MAX_QUEUE_SIZE", 16384, lo=1, hi=10_000_000))
-    span_batch = int(_env_number(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, lo=1, hi=10_000_000))
-    span_delay_ms = _env_number(env, "OTEL_BSP_SCHEDULE_DELAY", 5000, lo=0, hi=86_400_000)
+    span_queue = int(_env_number(env, OTEL_BSP_MAX_QUEUE_SIZE, 16384, lo=1, hi=10_000_000))
+    span_batch = int(_env_number(env, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, 512, lo=1, hi=10_000_000))
+    span_delay_ms = _env_number(env, OTEL_BSP_SCHEDULE_DELAY, 5000, lo=0, hi=86_400_000)
 
     return Settings(
         span_queue_size=span_queue,
@@ -240,7 +294,7 @@ def resolve(
         temporality=temp,
         scale=sketch_scale,
         max_series=series_cap,
-        hash_key=_env(env, "MODELOTEL_HASH_KEY"),
+        hash_key=_env(env, ENV_HASH_KEY),
         deployment_role=role,
         disabled=disabled,
         resource_attributes=dict(resource_attributes or {}),
@@ -263,7 +317,7 @@ def trace_mode_of(value: bool | str) -> str:
 def default_role(environ: Mapping[str, str] | None = None) -> str:
     """MODELOTEL_DEPLOYMENT_ROLE, else primary (read when a model is decorated)."""
     env = os.environ if environ is None else environ
-    return check_role(_env(env, "MODELOTEL_DEPLOYMENT_ROLE") or "primary", "MODELOTEL_DEPLOYMENT_ROLE")
+    return check_role(_env(env, ENV_DEPLOYMENT_ROLE) or "primary", ENV_DEPLOYMENT_ROLE)
 
 
 def check_role(role: str, where: str = "deployment_role") -> str:
@@ -277,15 +331,22 @@ def excluded_urls(environ: Mapping[str, str] | None = None, framework: str | Non
     env = os.environ if environ is None else environ
     raw = None
     if framework:
-        raw = _env(env, f"OTEL_PYTHON_{framework.upper()}_EXCLUDED_URLS")
-    raw = raw or _env(env, "OTEL_PYTHON_EXCLUDED_URLS") or ""
+        raw = _env(env, OTEL_PYTHON_FRAMEWORK_EXCLUDED_URLS.format(framework=framework.upper()))
+    raw = raw or _env(env, OTEL_PYTHON_EXCLUDED_URLS) or ""
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def grpc_excluded_services(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The service names in ``OTEL_PYTHON_GRPC_EXCLUDED_SERVICES`` (comma-separated)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(OTEL_PYTHON_GRPC_EXCLUDED_SERVICES, "")
+    return [s.strip() for s in raw.split(",") if s.strip()]
 
 
 def debug_tracebacks(environ: Mapping[str, str] | None = None) -> bool:
     """``MODELOTEL_DEBUG``: the CLI shows internal tracebacks instead of one-line errors."""
     env = os.environ if environ is None else environ
-    return _truthy(_env(env, "MODELOTEL_DEBUG"))
+    return _truthy(_env(env, ENV_DEBUG))
 
 
 # Bounds on what the evaluator reads from a file (``modelotel evaluate``, ``gate``, ``drift`` ...): a line (one

@@ -41,6 +41,33 @@ OVERFLOW: Final = "otel.metric.overflow"  # OTel SDK's attribute for the cardina
 INTERNAL_ERROR_KIND: Final = "modelotel.error.kind"
 DROP_REASON: Final = "modelotel.drop.reason"
 
+# Server request attributes: OTel's stable HTTP semantic conventions (semconv 1.26+), RPC ones as of semconv 1.37+.
+HTTP_METHOD: Final = "http.request.method"
+HTTP_METHOD_ORIGINAL: Final = "http.request.method_original"  # the raw method when it is not a known one
+HTTP_ROUTE: Final = "http.route"
+HTTP_STATUS: Final = "http.response.status_code"
+URL_SCHEME: Final = "url.scheme"
+URL_PATH: Final = "url.path"
+PROTOCOL_VERSION: Final = "network.protocol.version"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+CLIENT_ADDRESS: Final = "client.address"
+USER_AGENT: Final = "user_agent.original"
+RPC_SYSTEM: Final = "rpc.system.name"
+RPC_METHOD: Final = "rpc.method"
+RPC_STATUS: Final = "rpc.response.status_code"
+CLIENT_DISCONNECT_EVENT: Final = "http.client_disconnect"  # span event: the client left before the response ended
+
+# The OTel ``exception`` span event and its attributes (semantic conventions for exceptions).
+EXCEPTION_EVENT: Final = "exception"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+
+# Resource attributes modelotel sets (OTel resource semantic conventions).
+SERVICE_NAME: Final = "service.name"
+SERVICE_INSTANCE_ID: Final = "service.instance.id"  # a fresh UUID per process (and per forked child)
+
 DEPLOYMENT_ROLES: Final = ("primary", "canary", "shadow")
 UNKNOWN_VERSION: Final = "unknown"
 OTHER_LABEL: Final = "__other__"  # predicted labels beyond the per-model cap

@@ -236,10 +236,11 @@ def _say_where_telemetry_goes(settings: config.Settings, path: str) -> None:
     )
     _log.warning(
         "modelotel: no exporter configured: telemetry is appended to %s (%s); set %s=<path> or "
-        "OTEL_EXPORTER_OTLP_ENDPOINT=<collector>, or call modelotel.configure(exporter=..., path=...), to change it",
+        "%s=<collector>, or call modelotel.configure(exporter=..., path=...), to change it",
         path,
         bound,
-        "MODELOTEL_EXPORT_FILE",
+        config.ENV_EXPORT_FILE,
+        config.OTEL_EXPORTER_OTLP_ENDPOINT,
     )
 
 

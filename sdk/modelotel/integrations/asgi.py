@@ -22,23 +22,26 @@ from opentelemetry.propagators.textmap import Getter
 
 import modelotel.conventions as conv
 
+from ..conventions import (
+    CLIENT_DISCONNECT_EVENT,
+    HTTP_METHOD,
+    HTTP_METHOD_ORIGINAL,
+    HTTP_ROUTE,
+    HTTP_SERVER_DURATION,
+    HTTP_STATUS,
+    PROTOCOL_VERSION,
+    URL_PATH,
+    URL_SCHEME,
+)
 from ..metrics.selftelemetry import SELF
 from ..privacy import scrub_capped
 from ..runtime import STATE, autostart, force_flush
 from ..tracing.span import LightSpan
 from .server import (
-    CLIENT_DISCONNECT_EVENT,
     DISCONNECT_ERROR,
-    HTTP_METHOD,
-    HTTP_ROUTE,
-    HTTP_SERVER_DURATION,
-    HTTP_STATUS,
     KNOWN_METHODS,
-    PROTOCOL_VERSION,
     SPAN_NAMES,
     STATUS_ATTRS,
-    URL_PATH,
-    URL_SCHEME,
     Request,
     ServerTelemetry,
     http_method,
@@ -54,7 +57,6 @@ ASGIApp = Callable[..., Any]
 
 # Metric attributes (the span additionally gets url.path, scrubbed, and the route).
 _METRIC_ATTRIBUTES = (HTTP_METHOD, HTTP_ROUTE, HTTP_STATUS, URL_SCHEME, PROTOCOL_VERSION)
-HTTP_METHOD_ORIGINAL = "http.request.method_original"
 
 # A client that went away before the response was complete: a span event, plus error.type (the
 # exception class when one surfaced, else this value) because the response was cut short.

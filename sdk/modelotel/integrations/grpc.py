@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -29,10 +28,17 @@ from typing import Any
 import grpc
 from opentelemetry.propagators.textmap import Getter
 
+import modelotel.config as config
 import modelotel.conventions as conv
 
+from ..conventions import (
+    RPC_METHOD,
+    RPC_SERVER_DURATION,
+    RPC_STATUS,
+    RPC_SYSTEM,
+)
 from ..metrics.selftelemetry import SELF
-from .server import RPC_METHOD, RPC_SERVER_DURATION, RPC_STATUS, RPC_SYSTEM, Request, ServerTelemetry
+from .server import Request, ServerTelemetry
 
 __all__ = ["aio_server_interceptor", "server_interceptor"]
 
@@ -432,8 +438,7 @@ def _method_name(key: str) -> str:
 
 def _excluded_services() -> list[str]:
     """OTEL_PYTHON_GRPC_EXCLUDED_SERVICES, as the official instrumentation reads it: whole services."""
-    raw = os.environ.get("OTEL_PYTHON_GRPC_EXCLUDED_SERVICES", "")
-    return [f"^/{re.escape(s.strip())}/" for s in raw.split(",") if s.strip()]
+    return [f"^/{re.escape(service)}/" for service in config.grpc_excluded_services()]
 
 
 class _ServerInterceptor(grpc.ServerInterceptor):

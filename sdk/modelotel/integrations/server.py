@@ -23,6 +23,10 @@ import modelotel.config as config
 import modelotel.conventions as conv
 
 from .._otel_compat import composite_propagators
+from ..conventions import (
+    HTTP_ROUTE,
+    HTTP_STATUS,
+)
 from ..metrics.buffers import ModelBuffers, attr_key, drain
 from ..metrics.recorder import Recorder
 from ..metrics.selftelemetry import SELF
@@ -31,26 +35,7 @@ from ..runtime import OFF, STATE, arm_sigterm, autostart
 from ..tracing.span import SPAN_KEY, LightSpan, record_exception
 from ..tracing.start import attach_context, context_with_span, detach_context, start_span
 
-HTTP_SERVER_DURATION = conv.HTTP_SERVER_DURATION
-RPC_SERVER_DURATION = conv.RPC_SERVER_DURATION
-
-# Stable HTTP semantic-convention attributes (semconv 1.26+), RPC ones as of semconv 1.37+.
-HTTP_METHOD = "http.request.method"
-HTTP_ROUTE = "http.route"
-HTTP_STATUS = "http.response.status_code"
-URL_SCHEME = "url.scheme"
-URL_PATH = "url.path"
-PROTOCOL_VERSION = "network.protocol.version"
-SERVER_ADDRESS = "server.address"
-SERVER_PORT = "server.port"
-CLIENT_ADDRESS = "client.address"
-USER_AGENT = "user_agent.original"
-RPC_SYSTEM = "rpc.system.name"
-RPC_METHOD = "rpc.method"
-RPC_STATUS = "rpc.response.status_code"
-
-# A client that goes away before the response is complete (ASGI and WSGI alike).
-CLIENT_DISCONNECT_EVENT = "http.client_disconnect"  # span event
+# A client that goes away before the response is complete (ASGI and WSGI alike): conv.CLIENT_DISCONNECT_EVENT.
 DISCONNECT_ERROR = "ClientDisconnect"  # error.type when no exception says more
 
 _CLAIM = threading.Lock()  # finish() may race between a stream's thread and a cancellation callback

@@ -24,23 +24,25 @@ from opentelemetry.propagators.textmap import Getter
 
 import modelotel.conventions as conv
 
+from ..conventions import (
+    CLIENT_DISCONNECT_EVENT,
+    HTTP_METHOD,
+    HTTP_ROUTE,
+    HTTP_SERVER_DURATION,
+    HTTP_STATUS,
+    PROTOCOL_VERSION,
+    URL_PATH,
+    URL_SCHEME,
+)
 from ..metrics.selftelemetry import SELF
 from ..runtime import STATE, autostart
 from ..tracing.span import LightSpan
 from ..tracing.start import attach_context, detach_context
 from .server import (
-    CLIENT_DISCONNECT_EVENT,
     DISCONNECT_ERROR,
-    HTTP_METHOD,
-    HTTP_ROUTE,
-    HTTP_SERVER_DURATION,
-    HTTP_STATUS,
     KNOWN_METHODS,
-    PROTOCOL_VERSION,
     SPAN_NAMES,
     STATUS_ATTRS,
-    URL_PATH,
-    URL_SCHEME,
     Request,
     ServerTelemetry,
     http_method,

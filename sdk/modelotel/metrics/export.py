@@ -18,6 +18,8 @@ from opentelemetry.sdk.metrics import Counter, Histogram, UpDownCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricExportResult
 from opentelemetry.sdk.resources import Resource
 
+import modelotel.conventions as conv
+
 from .._otel_compat import preferred_temporality
 from ..config import Settings
 from .recorder import Recorder, iter_points
@@ -34,10 +36,10 @@ def build_resource(settings: Settings, base: Resource | None = None) -> Resource
     """
     ours: dict[str, Any] = dict(settings.resource_attributes)
     if settings.service_name:
-        ours["service.name"] = settings.service_name
+        ours[conv.SERVICE_NAME] = settings.service_name
     resource = Resource.create(ours) if base is None else base.merge(Resource(ours))
     attrs = dict(resource.attributes)
-    attrs["service.instance.id"] = str(uuid.uuid4())
+    attrs[conv.SERVICE_INSTANCE_ID] = str(uuid.uuid4())
     return Resource(attrs, resource.schema_url)
 
 

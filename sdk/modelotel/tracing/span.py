@@ -14,6 +14,8 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+import modelotel.conventions as conv
+
 from .._otel_compat import instrumentation_scope
 from ..privacy import scrub
 
@@ -48,8 +50,8 @@ def record_exception(span: Span, exc: BaseException) -> None:
     module = exc_type.__module__
     type_name = qualname if module in ("builtins", "__main__", None) else f"{module}.{qualname}"
     span.add_event(
-        "exception",
-        {"exception.type": type_name, "exception.message": message, "exception.stacktrace": stack},
+        conv.EXCEPTION_EVENT,
+        {conv.EXCEPTION_TYPE: type_name, conv.EXCEPTION_MESSAGE: message, conv.EXCEPTION_STACKTRACE: stack},
     )
     span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"))
 
