@@ -198,8 +198,11 @@ class LightSpan(Span):
             return None
         return SpanContext(self.trace_id, self.parent_id, is_remote=self.parent_remote)
 
-    def to_readable(self) -> Any:
-        """The SDK ``ReadableSpan`` of this (ended) span, as the SDK's own span would have produced it."""
+    def to_readable(self, scope: Any = None) -> Any:
+        """The SDK ``ReadableSpan`` of this (ended) span, as the SDK's own span would have produced it.
+
+        ``scope``: the tracer's instrumentation scope when the caller has it at hand (a tracer's plan does).
+        """
         from opentelemetry.sdk.trace import Event, ReadableSpan
 
         tracer = self.tracer
@@ -214,7 +217,7 @@ class LightSpan(Span):
             status=self.status,
             start_time=self.start_time,
             end_time=self.end_time or None,
-            instrumentation_scope=instrumentation_scope(tracer),
+            instrumentation_scope=scope if scope is not None else instrumentation_scope(tracer),
         )
 
     def __repr__(self) -> str:

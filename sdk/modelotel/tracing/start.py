@@ -14,6 +14,7 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, T
 
 from .._otel_compat import (
     has_instrumentation_scope,
+    instrumentation_scope,
     parent_based_parts,
     runtime_context_var,
     span_processors,
@@ -131,8 +132,10 @@ class _TracerPlan:
             self.on_start = None
         else:
 
+            scope = instrumentation_scope(tracer)
+
             def to_processors(span: LightSpan) -> None:
-                multi.on_end(span.to_readable())
+                multi.on_end(span.to_readable(scope))
 
             self.sink = to_processors
             self.on_start = multi.on_start
