@@ -1,6 +1,6 @@
 """Series registry with a cardinality cap, and collect() of every ``ModelBuffers`` into OTel MetricsData.
 
-A background thread (export.py) calls ``Recorder.collect()``, which folds every buffer into
+A background thread (metrics/export.py) calls ``Recorder.collect()``, which folds every buffer into
 per-series sketches and counters and builds one ``MetricsData`` in the chosen temporality.
 """
 

@@ -78,7 +78,7 @@ __all__ = [
     "spans_to_json_line",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("modelotel.otlp_json")  # its name before the move (users may filter on it)
 
 encode_metrics = metrics_encoder()
 encode_spans = span_encoder()
@@ -263,7 +263,7 @@ def spans_to_json_line(spans: Sequence[ReadableSpan]) -> str:
 
 # --------------------------------------------------------------------------- modelotel's spans, fast
 #
-# ``light_spans_to_json_line`` writes modelotel's LightSpans (tracing.py) straight to the same bytes
+# ``light_spans_to_json_line`` writes modelotel's LightSpans (tracing/span.py) straight to the same bytes
 # that ``spans_to_json_line`` produces for the equivalent ReadableSpans, without building protobuf
 # messages: the resource/scope framing is made once per tracer by the generic serialiser above, and
 # each span is one f-string. Attribute values repeat (methods, routes, status codes, model names),
@@ -690,7 +690,7 @@ class OTLPJsonFileSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def export_light(self, spans: Sequence[Any]) -> SpanExportResult:
-        """Export modelotel's LightSpans (span_export.SpanQueue calls this): same line, far less work."""
+        """Export modelotel's LightSpans (tracing.queue.SpanQueue calls this): same line, far less work."""
         if not spans:
             return SpanExportResult.SUCCESS
         if not self._appender.accepting():

@@ -1,6 +1,6 @@
 """modelotel's spans as an OTLP ``ExportTraceServiceRequest`` in protobuf wire format, written directly.
 
-The OTLP exporters of modelotel's own TracerProvider send LightSpans (tracing.py) without building
+The OTLP exporters of modelotel's own TracerProvider send LightSpans (tracing/span.py) without building
 the SDK's ReadableSpan and protobuf message objects one field at a time (about 30 us per span in
 Python): ``light_spans_to_request`` writes the wire bytes itself and lets the C protobuf runtime
 parse them once. The result equals the SDK's ``encode_spans`` of the same spans as ReadableSpans
@@ -29,7 +29,7 @@ from ..tracing.span import UNSET_STATUS
 
 __all__ = ["light_spans_to_request"]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("modelotel.otlp_proto")  # its name before the move
 
 encode_spans = span_encoder()
 
