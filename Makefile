@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint bench clean collector test-deps
+.PHONY: install demo test lint bench clean collector test-deps test-pythons
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,23 @@ test: install lint test-deps
 	MODELOTEL_OTELCOL="$$(bash collector_config/build.sh | tail -n 1)" \
 	MODELOTEL_JAEGER="$$(bash collector_config/build_jaeger.sh | tail -n 1)" \
 	$(PY) -m pytest -q
+	@$(MAKE) --no-print-directory test-pythons
+
+# The SDK and evaluator unit suites on the other supported Pythons (all of SUPPORTED_PYTHONS but the main venv's,
+# 3.11 on CI); the end-to-end suites (collector, Prometheus, Chromium, real servers, restarts, the wheel: marked
+# `e2e` by tests/conftest.py) run on the main venv only. Each version gets a venv cached under
+# $HOME/.cache/modelotel/venv-<version>-<hash of pyproject.toml> with the dependencies and the package's metadata
+# (entry points, console script) installed; the code under test is this checkout's sdk/, first on the path
+# (PYTHONPATH). Interpreters come from pyenv (or PATH); a missing one fails under MODELOTEL_CI=1 and is skipped
+# with a message otherwise. Warm, each version takes about 3 minutes on two cores.
+SUPPORTED_PYTHONS ?= 3.10 3.11 3.12 3.13
+PYPROJECT_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+
+test-pythons:
+	@main=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	for v in $(SUPPORTED_PYTHONS); do \
+	  if [ "$$v" != "$$main" ]; then bash tests/other_python.sh $$v $(PYPROJECT_HASH) || exit 1; fi; \
+	done
 
 bench: install
 	@command -v wrk >/dev/null || (apt-get install -y -qq wrk || echo "wrk not installed: the load test will be skipped")
