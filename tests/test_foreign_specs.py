@@ -25,9 +25,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from modelotel.evaluator import engine
+from modelotel.evaluator.semconv import attribute_key
 from modelotel.evaluator.slo import DEFAULT_ALERT_TIERS, Selector, Window
-from modelotel.evaluator.sources.prometheus import attribute_key
-from modelotel.evaluator.spec import SpecError, Where, load_slos, load_specs, parse_selector
+from modelotel.evaluator.spec import SpecError, Where, load_slos, load_specs
+from modelotel.evaluator.spec.fields import parse_selector
 
 from telemetry_gen import EPOCH, NS, write_lines
 

@@ -24,7 +24,8 @@ from modelotel.evaluator.durations import (
     parse_shorthand,
 )
 from modelotel.evaluator.slo import DEFAULT_ALERT_TIERS, SLO, AlertTier, Selector, Window
-from modelotel.evaluator.spec import SpecError, Where, fraction, load_slos, load_specs
+from modelotel.evaluator.spec import SpecError, Where, load_slos, load_specs
+from modelotel.evaluator.spec.fields import fraction
 
 DATA = pathlib.Path(__file__).parent / "data" / "slo"
 OPENSLO = DATA / "openslo"

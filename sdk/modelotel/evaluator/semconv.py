@@ -23,14 +23,20 @@ Errors. A call is an error (``error_alternatives``)
 The status code, when there is one, decides: an instrumentation that also sets ``error.type`` on a 4xx does not
 turn it into a server error. Each rule is a list of disjoint alternatives (a series passes at most one), so
 Prometheus rules can sum them.
+
+Prometheus names. ``prometheus_name`` gives the names a metric may have been written under, ``attribute_key`` our
+attribute key for a Prometheus label (``ml_model_name`` -> ``ml.model.name``), for the Prometheus reader and PromQL
+translation alike.
 """
 
 from __future__ import annotations
 
+import re
+
 from .. import conventions as conv
 from .slo import AttributeFilter
 
-__all__ = ["KNOWN_UNITS", "error_alternatives", "known_unit", "may_be_classic"]
+__all__ = ["KNOWN_UNITS", "attribute_key", "error_alternatives", "known_unit", "may_be_classic", "prometheus_name"]
 
 KNOWN_UNITS: dict[str, str] = {
     # old (experimental) HTTP and RPC conventions: milliseconds
@@ -137,3 +143,76 @@ def error_alternatives(metric: str) -> tuple[tuple[tuple[AttributeFilter, ...], 
         "" if metric in conv.METRICS else " (no semantic convention defines errors for this metric)"
     )
     return ((AttributeFilter(conv.ERROR_TYPE, "ne", ("",)),),), why
+
+
+# -- Prometheus names ------------------------------------------------------------------------------
+
+_UNIT_SUFFIXES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds", "By": "bytes"}
+_OTEL_KEYS = (
+    "service.name",
+    "service.namespace",
+    "service.instance.id",
+    "service.version",
+    "deployment.environment",
+    "http.request.method",
+    "http.response.status_code",
+    "http.route",
+    "url.scheme",
+    "server.address",
+    "server.port",
+    "network.protocol.name",
+    "network.protocol.version",
+    "rpc.system",
+    "rpc.service",
+    "rpc.method",
+    "rpc.grpc.status_code",
+    # the old HTTP conventions, which the official instrumentations still emit by default, and span metrics
+    "http.method",
+    "http.status_code",
+    "http.target",
+    "http.scheme",
+    "http.flavor",
+    "http.host",
+    "http.server_name",
+    "net.host.name",
+    "net.host.port",
+    "rpc.response.status_code",
+    "rpc.method",
+)
+# The span metrics connector's dimensions: their labels (status_code, span_name) are common words in hand-written
+# Prometheus metrics too, so they map back only on the connector's own metrics.
+_SPAN_METRICS_KEYS = ("status.code", "span.name", "span.kind")
+_SPAN_METRICS = ("traces.span.metrics.", "traces_span_metrics_")
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_:]", "_", name)
+
+
+def prometheus_name(metric: str) -> list[str]:
+    """The Prometheus metric names ``metric`` may have been written under (exact for conv.METRICS)."""
+    base = _sanitize(metric)
+    spec = conv.METRICS.get(metric)
+    if spec is None:
+        return [base, base + "_total", base + "_seconds", base + "_milliseconds"]
+    suffix = _UNIT_SUFFIXES.get(spec.unit)
+    name = base if suffix is None or base.endswith("_" + suffix) else f"{base}_{suffix}"
+    return [name + "_total" if spec.kind == "counter" else name]
+
+
+def _known_keys() -> dict[str, str]:
+    keys = [v for k, v in vars(conv).items() if k.isupper() and isinstance(v, str) and "." in v]
+    return {_sanitize(key): key for key in (*keys, *_OTEL_KEYS)}
+
+
+_LABEL_TO_KEY = _known_keys()
+
+
+_SPAN_LABEL_TO_KEY = {_sanitize(key): key for key in _SPAN_METRICS_KEYS}
+
+
+def attribute_key(label: str, metric: str = "") -> str:
+    """Our attribute key for a Prometheus label name of ``metric`` (unknown labels keep their name)."""
+    if metric.startswith(_SPAN_METRICS) and label in _SPAN_LABEL_TO_KEY:
+        return _SPAN_LABEL_TO_KEY[label]
+    return _LABEL_TO_KEY.get(label, label)

@@ -11,7 +11,7 @@ none), monotonic counters end in ``_total``. So ``ml.inference.duration`` is ``m
 (a native histogram) and ``ml.predictions`` is ``ml_predictions_total``. Metrics in conventions.METRICS are
 queried by that exact name; any other by ``name``, ``name_total`` or ``name_seconds``. Labels map back to our
 attribute keys: ``job`` -> ``service.name`` (``namespace/name`` -> ``service.namespace`` too), ``instance`` ->
-``service.instance.id``, every attribute key named in conventions and the OTel keys below (``ml_model_name`` ->
+``service.instance.id``, every attribute key named in conventions and the OTel keys of ``semconv`` (``ml_model_name`` ->
 ``ml.model.name``); other labels keep their names; ``otel_scope_*`` labels only identify the series.
 
 Samples: the *raw* samples of each series, fetched as a range vector (``name[<chunk>]``, an instant query at the
@@ -56,8 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import conventions
-from ..semconv import may_be_classic
+from ..semconv import attribute_key, may_be_classic, prometheus_name
 from ..units import unit_from_prometheus_name
 from .cumulative import BASELINE, INCREMENT, RESET, STALE, CumulativeTracker, ExplicitCounts, ExpoCounts
 from .otlp_file import series_ids
@@ -75,78 +74,7 @@ CHUNK_S = 3 * 3600
 LOOKBACK_S = 15 * 60
 TIMEOUT_S = 30.0
 PROGRESS_INTERVAL_S = 0.25
-_UNIT_SUFFIXES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds", "By": "bytes"}
-_OTEL_KEYS = (
-    "service.name",
-    "service.namespace",
-    "service.instance.id",
-    "service.version",
-    "deployment.environment",
-    "http.request.method",
-    "http.response.status_code",
-    "http.route",
-    "url.scheme",
-    "server.address",
-    "server.port",
-    "network.protocol.name",
-    "network.protocol.version",
-    "rpc.system",
-    "rpc.service",
-    "rpc.method",
-    "rpc.grpc.status_code",
-    # the old HTTP conventions, which the official instrumentations still emit by default, and span metrics
-    "http.method",
-    "http.status_code",
-    "http.target",
-    "http.scheme",
-    "http.flavor",
-    "http.host",
-    "http.server_name",
-    "net.host.name",
-    "net.host.port",
-    "rpc.response.status_code",
-    "rpc.method",
-)
-# The span metrics connector's dimensions: their labels (status_code, span_name) are common words in hand-written
-# Prometheus metrics too, so they map back only on the connector's own metrics.
-_SPAN_METRICS_KEYS = ("status.code", "span.name", "span.kind")
-_SPAN_METRICS = ("traces.span.metrics.", "traces_span_metrics_")
 _SCOPE_LABELS = ("otel_scope_name", "otel_scope_version", "otel_scope_schema_url")
-
-
-def _sanitize(name: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_:]", "_", name)
-
-
-def prometheus_name(metric: str) -> list[str]:
-    """The Prometheus metric names ``metric`` may have been written under (exact for conventions.METRICS)."""
-    base = _sanitize(metric)
-    spec = conventions.METRICS.get(metric)
-    if spec is None:
-        return [base, base + "_total", base + "_seconds", base + "_milliseconds"]
-    suffix = _UNIT_SUFFIXES.get(spec.unit)
-    name = base if suffix is None or base.endswith("_" + suffix) else f"{base}_{suffix}"
-    return [name + "_total" if spec.kind == "counter" else name]
-
-
-def _known_keys() -> dict[str, str]:
-    keys = [v for k, v in vars(conventions).items() if k.isupper() and isinstance(v, str) and "." in v]
-    return {_sanitize(key): key for key in (*keys, *_OTEL_KEYS)}
-
-
-_LABEL_TO_KEY = _known_keys()
-
-
-_SPAN_LABEL_TO_KEY = {_sanitize(key): key for key in _SPAN_METRICS_KEYS}
-
-
-def attribute_key(label: str, metric: str = "") -> str:
-    """Our attribute key for a Prometheus label name of ``metric`` (unknown labels keep their name)."""
-    if metric.startswith(_SPAN_METRICS) and label in _SPAN_LABEL_TO_KEY:
-        return _SPAN_LABEL_TO_KEY[label]
-    return _LABEL_TO_KEY.get(label, label)
-
-
 def read_prometheus(
     url: str,
     metrics: Collection[str] | None,

@@ -37,13 +37,11 @@ from ... import conventions as conv
 from ..durations import CALENDAR_UNIT_SECONDS, DurationError, parse_shorthand
 from ..slo import DEFAULT_ALERT_TIERS, SLI, SLO, AlertTier, Budgeting, Selector, SLIKind, Window
 from ..units import seconds_per_unit
-from . import (
+from .errors import SpecError, SpecNote, Where
+from .fields import (
     DEFAULT_WINDOW,
     OPS,
     Fields,
-    SpecError,
-    SpecNote,
-    Where,
     attribute_value,
     calendar_window,
     check_slo,
@@ -53,11 +51,11 @@ from . import (
     local_time,
     metric_unit,
     parse_selector,
-    promql,
     sequence,
     zone,
 )
 from .promql import PromQLError, selector_yaml, selectors_in, translation_note
+from .promql import translate as translate_promql
 
 __all__ = ["KINDS", "translate"]
 
@@ -307,7 +305,7 @@ class _Translator:
     def promql_source(self, query: str, where: Where, v1: bool) -> _Source:
         """A selector translated from PromQL (with a note), or the error saying what to write instead."""
         try:
-            translation = promql.translate(query)
+            translation = translate_promql(query)
         except PromQLError as exc:
             raise where.error(_untranslatable(query, exc, v1)) from None
         self.notes.append(where.note(translation_note(translation)))

@@ -27,8 +27,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from ..semconv import attribute_key
 from ..slo import AttributeFilter, Selector
-from ..sources.prometheus import attribute_key
 
 __all__ = [
     "PromQLError",

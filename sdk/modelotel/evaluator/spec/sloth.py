@@ -28,7 +28,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..slo import DEFAULT_ALERT_TIERS, SLI, SLO, Window
-from . import Fields, SpecError, SpecNote, Where, attribute_value, check_slo, describe, fraction
+from .errors import SpecError, SpecNote, Where
+from .fields import Fields, attribute_value, check_slo, describe, fraction
 from .promql import (
     PromQLError,
     Translation,
