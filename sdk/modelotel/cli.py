@@ -13,7 +13,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import __version__, config
+from . import config
+from ._version import __version__
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_SPEC, EXIT_INPUT, EXIT_INTERNAL, EXIT_NO_MATCH = 0, 1, 2, 3, 4, 5, 6
 UNJUDGED = ("no_match", "invalid")  # statuses that say the spec and the input do not fit: exit 6
@@ -27,7 +28,7 @@ class UsageError(Exception):
 
 
 def parse_time(text: str) -> float:
-    """``now``, epoch seconds, or ISO 8601 (``2026-11-22T10:00:00Z``; naive times are UTC)."""
+    """``--at``: ``now``, epoch seconds, or ISO 8601 (``2026-11-22T10:00:00Z``; naive times are UTC)."""
     from .evaluator.durations import parse_instant
 
     try:
@@ -648,6 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .evaluator.serve import ServeError, StateNotSaved  # serve raises typed errors; the exit codes are ours
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -658,6 +661,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"modelotel {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
+    except ServeError as exc:
+        print(f"modelotel {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_SPEC
+    except StateNotSaved as exc:
+        print(f"modelotel {args.command}: error: exiting with {EXIT_INPUT}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_INPUT
     except config.ConfigError as exc:  # an unusable MODELOTEL_* setting
         print(f"modelotel {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_SPEC

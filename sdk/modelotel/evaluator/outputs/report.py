@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
 
-from ... import __version__
+from ..._version import __version__
 from ..durations import format_duration
 from ..engine.batch import Evaluation
 from ..engine.verdict import evaluate_slo

@@ -54,7 +54,7 @@ from ..engine.stream import SNAPSHOT_NAME, Ingested, SnapshotError, StreamState,
 from ..engine.verdict import STATUSES, SLOResult
 from ..slo import SLO
 
-__all__ = ["GAUGES", "Service", "add_parser", "cmd_serve", "exposition"]
+__all__ = ["GAUGES", "ServeError", "Service", "StateNotSaved", "add_parser", "cmd_serve", "exposition"]
 
 MAX_BODY = 64 * 1024 * 1024  # bytes of a request body, compressed or not (the collector's batches are far smaller)
 DEFAULT_MAX_SERIES = 50_000  # a cumulative histogram series holds ~7 KB: ~350 MB at the cap
@@ -64,11 +64,20 @@ READ_TIMEOUT_S = 10.0  # one read of a socket: a peer silent this long is gone
 LISTEN_BACKLOG = 128
 DROP_LOG_INTERVAL_S = 60.0  # dropped connections are logged at most this often (each one is counted)
 LATEST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time /status can print
-EXIT_SNAPSHOT = 4  # cli.EXIT_INPUT: the last snapshot could not be written
 GRPC_WORKERS = 4
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 INVALID_ARGUMENT = 3  # google.rpc.Code
 EXPORT_TIMEOUT_S = 5  # an OTLP export (with its retries) to --otlp-endpoint; bounds the wait at shutdown too
+
+
+class ServeError(Exception):
+    """What stops serve before it runs: a bad option, a spec that does not load, a port it cannot listen on (the
+    message says which, naming the flag). The CLI prints it and exits with its usage code."""
+
+
+class StateNotSaved(Exception):
+    """The state could not be written on the way out (the error was said): what arrived since the previous
+    snapshot is lost. The CLI exits with its input code."""
 
 
 def _say(message: str) -> None:
@@ -142,8 +151,6 @@ class Options:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ...cli import EXIT_PASS
-
     options = _options(args)
     slos = _load_slos(args.slo)
     state = StreamState(slos, max_series=options.max_series)
@@ -163,15 +170,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not saved:  # the error was said; what arrived since the previous snapshot is not on disk
-        _say(f"error: exiting with {EXIT_SNAPSHOT}: the state was not saved on the way out")
-        return EXIT_SNAPSHOT
-    return EXIT_PASS
+        raise StateNotSaved("the state was not saved on the way out")
+    return 0
 
 
 def _usage(message: str) -> Exception:
-    from ...cli import EXIT_SPEC, UsageError
-
-    return UsageError(message, EXIT_SPEC)
+    return ServeError(message)
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -777,15 +781,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, "text/plain", b"GET /metrics, /status[?at=TIME] or /healthz; POST /v1/metrics\n")
 
     def _status(self, service: Service, query: dict[str, list[str]]) -> None:
-        from ...cli import UsageError, parse_time
+        from ..durations import parse_instant
         from ..outputs.text import to_json
 
         at = time.time()
         if "at" in query:
             try:
-                at = parse_time(query["at"][-1])
-            except UsageError as exc:
-                self._send(400, "application/json", json.dumps({"error": str(exc)}).encode())
+                at = parse_instant(query["at"][-1])
+            except ValueError as exc:
+                self._send(400, "application/json", json.dumps({"error": f"at: {exc}"}).encode())
                 return
             if not 0 <= at <= LATEST_TIME:  # NaN fails this too
                 error = f"at: {query['at'][-1]!r} is not a time between 1970-01-01 and 9999-12-31"
@@ -1065,7 +1069,7 @@ def _meter_provider(service: Service, endpoint: str, protocol: str, every: float
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
 
-    from ... import __version__
+    from ..._version import __version__
 
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
