@@ -291,6 +291,29 @@ class LogSketch:
         self.max_buckets = max_buckets
         self.clear()
 
+    @classmethod
+    def from_stores(
+        cls,
+        scale: int,
+        positive: BucketStore,
+        negative: BucketStore,
+        zero_count: int,
+        count: int,
+        sum: float,  # noqa: A002 - the field's name
+        min: float = math.inf,  # noqa: A002
+        max: float = -math.inf,  # noqa: A002
+        max_buckets: int = 1024,
+    ) -> LogSketch:
+        """A sketch holding exactly these stores (used, not copied) and totals, at ``scale``; ``clear()`` returns
+        to that scale. Builds no empty stores first: the OTLP readers make one per delta. The caller vouches that
+        the totals fit the stores and that the stores' spans fit ``max_buckets`` (else call ``downscale``)."""
+        sk = cls.__new__(cls)
+        sk._initial_scale = sk.scale = scale
+        sk.max_buckets = max_buckets
+        sk.count, sk.sum, sk.min, sk.max = count, sum, min, max
+        sk.zero_count, sk.positive, sk.negative = zero_count, positive, negative
+        return sk
+
     def clear(self) -> None:
         """Forget all values and return to the constructor's scale."""
         self.scale = self._initial_scale

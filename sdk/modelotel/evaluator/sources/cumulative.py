@@ -170,25 +170,28 @@ class ExpoCounts:
         Unknown min/max become the outer bounds of the occupied buckets; known ones are used only where they
         are tighter than those bounds.
         """
-        # LogSketch(scale) would build two empty stores only for them to be replaced: construct its state directly
-        # (the fields LogSketch.clear() sets), which halves the cost of a delta.
-        sk = _new_sketch()
-        sk._initial_scale = sk.scale = self.scale
-        sk.max_buckets = max_buckets
-        sk.min, sk.max = math.inf, -math.inf
         po, p = _trim(self.pos_offset, self.pos)
         no, n = _trim(self.neg_offset, self.neg)
         if copy:
             p, n = p.copy(), n.copy()
-        sk.positive = BucketStore(po, p)
-        sk.negative = BucketStore(no, n)
-        sk.zero_count = self.zero_count
-        sk.count = self.count
-        sk.sum = self.sum
+        lo, hi = math.inf, -math.inf
         if self.count:
             lo, hi = _bounds(self.scale, self.zero_count, po, p, no, n)
-            sk.min = lo if self.min is None or self.min != self.min else max(lo, self.min)
-            sk.max = hi if self.max is None or self.max != self.max else min(hi, self.max)
+            lo = lo if self.min is None or self.min != self.min else max(lo, self.min)
+            hi = hi if self.max is None or self.max != self.max else min(hi, self.max)
+        # from_stores, not LogSketch(scale): that would build two empty stores only for them to be replaced, which
+        # doubles the cost of a delta
+        sk = LogSketch.from_stores(
+            self.scale,
+            BucketStore(po, p),
+            BucketStore(no, n),
+            self.zero_count,
+            self.count,
+            self.sum,
+            lo,
+            hi,
+            max_buckets=max_buckets,
+        )
         span = max(len(p), len(n))
         if span > max_buckets:
             k = 0
@@ -460,7 +463,3 @@ def _exp2(x: float) -> float:
         return 2.0**x
     except OverflowError:
         return math.inf
-
-
-def _new_sketch() -> LogSketch:
-    return LogSketch.__new__(LogSketch)
