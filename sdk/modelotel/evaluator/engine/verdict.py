@@ -149,9 +149,12 @@ def error_allowance(objective: float) -> float:
     return round(1.0 - objective, 12)
 
 
-def _at_least(value: float | None, threshold: float) -> bool:
-    """``value >= threshold`` up to float rounding (relative 1e-9)."""
-    return value is not None and value >= threshold * (1.0 - 1e-9)
+BURN_TOLERANCE = 1e-9  # relative: a burn rate this close under an alert tier's threshold fires (float rounding)
+
+
+def at_least(value: float | None, threshold: float) -> bool:
+    """``value >= threshold`` up to float rounding (``BURN_TOLERANCE``); the Prometheus rules compare the same way."""
+    return value is not None and value >= threshold * (1.0 - BURN_TOLERANCE)
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -221,7 +224,7 @@ def _reference(slo: SLO, ledger: Ledger) -> LogSketch | None:
     return None if span is None else ledger.merged_sketch(*span)
 
 
-def _burn(slo: SLO, ledger: Ledger, at: float, w: float) -> tuple[float | None, float]:
+def burn_rate(slo: SLO, ledger: Ledger, at: float, w: float) -> tuple[float | None, float]:
     """Burn rate over the last ``w`` seconds and the number of events in it."""
     allowed = error_allowance(slo.objective)
     if slo.sli.kind in SLICED_KINDS:
@@ -273,13 +276,13 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
     remaining = 1.0 - budget_consumed / budget_total if budget_total > 0 else None
 
     windows = sorted({w for t in slo.alert_tiers for w in (t.long_window, t.short_window)})
-    burns: dict[float, tuple[float | None, float]] = {w: _burn(slo, ledger, at, w) for w in windows}
+    burns: dict[float, tuple[float | None, float]] = {w: burn_rate(slo, ledger, at, w) for w in windows}
     alerts = []
     for tier in slo.alert_tiers:
         long_burn, long_events = burns[tier.long_window]
         short_burn, _ = burns[tier.short_window]
         enough = long_events >= slo.min_events
-        firing = enough and _at_least(long_burn, tier.burn_rate) and _at_least(short_burn, tier.burn_rate)
+        firing = enough and at_least(long_burn, tier.burn_rate) and at_least(short_burn, tier.burn_rate)
         alerts.append(
             AlertState(
                 tier.name,

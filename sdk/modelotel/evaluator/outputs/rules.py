@@ -41,7 +41,7 @@ import yaml
 
 from ... import conventions as conv
 from ..engine.diagnose import describe_filter
-from ..engine.verdict import error_allowance
+from ..engine.verdict import BURN_TOLERANCE, error_allowance
 from ..semconv import known_unit, may_be_classic
 from ..slo import SLO, AttributeFilter, Selector
 from ..units import in_unit, seconds_per_unit
@@ -73,7 +73,6 @@ RESOURCE_PREFIXES = (
     "faas.",
     "device.",
 )
-BURN_TOLERANCE = 1e-9  # relative: as budget._at_least
 RESERVED_LABELS = ("slo_name", "slo_window", "model", "severity", "slo_alert_tier", "quantile")
 ALERT_NAME = "SLOErrorBudgetBurn"
 # Unit suffixes the translation adds (prometheus/otlptranslator); units in braces and "1" add nothing.
@@ -449,7 +448,7 @@ def _slo_rules(slo: SLO) -> dict:
                 slo_window=text,
                 quantile=_num(slo.sli.percentile or 0.5),
             )
-            if w <= width:  # one slice of width w, as budget._burn uses min(slice, w)
+            if w <= width:  # one slice of width w, as verdict.burn_rate uses min(slice, w)
                 expr = f"1 - (\n{timeslice_expr(slo, w)}\n)"
             else:
                 expr = f"1 - avg_over_time({_ref(slo, 'slo:timeslice_good:ratio')}[{_just_under(w)}])"

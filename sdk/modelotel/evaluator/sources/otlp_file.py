@@ -371,7 +371,7 @@ class LineDecoder:
         self.inventory = Inventory()
         self._resources: dict[bytes, dict[str, AttrValue]] = {}
         # (resource attributes, scope name, scope version, metric) -> point attributes JSON -> (id, attributes)
-        self._streams: dict[tuple, dict[bytes, tuple[int, dict[str, AttrValue]]]] = {}
+        self._series_by_metric: dict[tuple, dict[bytes, tuple[int, dict[str, AttrValue]]]] = {}
         # Per resource (one process): the newest point time of its earlier exports. The first point of a
         # cumulative series seen after that accrued since then, not since its start time: a series that appears
         # mid-stream (a first error) is new, while one already running when the file began keeps its start.
@@ -381,7 +381,7 @@ class LineDecoder:
         self._earliest = 1 << 63
         self.series_count = 0
         # modelotel serve --max-series: a point of a new series past it is refused (a bad point, counted here too);
-        # the caches keyed by resource and stream stop growing with it
+        # the caches keyed by resource and metric stop growing with it
         self.max_series: int | None = None
         self.series_refused = 0
         self._text: bytes | None = None  # a whole document being decoded (to find problems' lines)
@@ -514,11 +514,11 @@ class LineDecoder:
                     units = self.inventory.units[name] = set()
                 units.add(unit)
                 key = (rkey, sname, sversion, name)
-                streams = self._streams.get(key)
-                if streams is None:
-                    streams = {}
+                by_point = self._series_by_metric.get(key)
+                if by_point is None:
+                    by_point = {}
                     if not self._full():
-                        self._streams[key] = streams
+                        self._series_by_metric[key] = by_point
                 cumulative = temporality == _CUMULATIVE
                 if kind == "sum" and not data.get("isMonotonic"):
                     # an up-down counter (active requests, queue length) goes down as well as up: it counts no
@@ -530,9 +530,9 @@ class LineDecoder:
                     )
                     continue
                 if kind == "sum":
-                    self._sums(number, name, unit, resource, streams, points, cumulative, out)
+                    self._sums(number, name, unit, resource, by_point, points, cumulative, out)
                 else:
-                    self._histograms(number, name, unit, resource, streams, points, cumulative, kind, out)
+                    self._histograms(number, name, unit, resource, by_point, points, cumulative, kind, out)
         if rkey in self._resources or rkey in self._exported:
             self._exported[rkey] = self._latest
         inventory = self.inventory
@@ -542,12 +542,12 @@ class LineDecoder:
             inventory.first_ns = self._earliest
 
     def _new_series(
-        self, name: str, streams: dict, akey: bytes, resource: dict, pattrs: Any
+        self, name: str, by_point: dict, akey: bytes, resource: dict, pattrs: Any
     ) -> tuple[int, dict[str, AttrValue]]:
         if self._full():
             self.series_refused += 1
             raise ValueError(f"a new series past the limit of {self.max_series} series (--max-series): refused")
-        series = streams[akey] = (next(series_ids), {**resource, **_attributes(pattrs or ())})
+        series = by_point[akey] = (next(series_ids), {**resource, **_attributes(pattrs or ())})
         self.series_count += 1
         self.inventory.add_series(name, series[1])
         return series
@@ -555,14 +555,14 @@ class LineDecoder:
     def _full(self) -> bool:
         return self.max_series is not None and self.series_count >= self.max_series
 
-    def _sums(self, number, name, unit, resource, streams, points, cumulative, out: list[Delta]) -> None:
+    def _sums(self, number, name, unit, resource, by_point, points, cumulative, out: list[Delta]) -> None:
         track = self.tracker.counter
         lo, hi = self.start_ns, self.end_ns
         for j, p in enumerate(points):
             try:
                 pattrs = p.get("attributes")
                 akey = _dumps(pattrs) if pattrs else b""
-                series = streams.get(akey) or self._new_series(name, streams, akey, resource, pattrs)
+                series = by_point.get(akey) or self._new_series(name, by_point, akey, resource, pattrs)
                 end = int(p["timeUnixNano"])
                 start = int(p.get("startTimeUnixNano") or 0)
                 if not (0 <= end < _TIME_LIMIT and 0 <= start < _TIME_LIMIT):
@@ -595,7 +595,7 @@ class LineDecoder:
                 self.report.bad_points += 1
                 self.report.problem(self._where(number, name), f"metric {name!r} point {j}: {_why(exc)}")
 
-    def _histograms(self, number, name, unit, resource, streams, points, cumulative, kind, out: list[Delta]) -> None:
+    def _histograms(self, number, name, unit, resource, by_point, points, cumulative, kind, out: list[Delta]) -> None:
         exponential = kind == "exponentialHistogram"
         tracker = self.tracker
         track = tracker.exponential if exponential else tracker.explicit
@@ -605,7 +605,7 @@ class LineDecoder:
             try:
                 pattrs = p.get("attributes")
                 akey = _dumps(pattrs) if pattrs else b""
-                sid, attrs = streams.get(akey) or self._new_series(name, streams, akey, resource, pattrs)
+                sid, attrs = by_point.get(akey) or self._new_series(name, by_point, akey, resource, pattrs)
                 end = int(p["timeUnixNano"])
                 start = int(p.get("startTimeUnixNano") or 0)
                 if not (0 <= end < _TIME_LIMIT and 0 <= start < _TIME_LIMIT):
@@ -646,8 +646,8 @@ class LineDecoder:
     def export_series(self) -> list[SeriesPoint]:
         """Every cumulative point the tracker holds, with its series' identity (delta series need none)."""
         identity = {}
-        for (rkey, sname, sversion, metric), streams in self._streams.items():
-            for akey, (sid, attributes) in streams.items():
+        for (rkey, sname, sversion, metric), by_point in self._series_by_metric.items():
+            for akey, (sid, attributes) in by_point.items():
                 identity[sid] = (rkey, sname, sversion, metric, akey, attributes)
         return [
             SeriesPoint(*identity[sid], sid, start, time_ns, total)
@@ -658,10 +658,10 @@ class LineDecoder:
     def import_series(self, points: list[SeriesPoint], keep_ids: bool) -> None:
         """Register the series of ``points`` (new ids unless ``keep_ids``) and restore each latest point."""
         for p in points:
-            streams = self._streams.setdefault((p.resource, p.scope_name, p.scope_version, p.metric), {})
-            known = streams.get(p.point)
+            by_point = self._series_by_metric.setdefault((p.resource, p.scope_name, p.scope_version, p.metric), {})
+            known = by_point.get(p.point)
             if known is None:
-                known = streams[p.point] = (p.sid if keep_ids else next(series_ids), p.attributes)
+                known = by_point[p.point] = (p.sid if keep_ids else next(series_ids), p.attributes)
                 self.series_count += 1
             self.tracker.restore(known[0], p.start_ns, p.time_ns, p.total)
 
