@@ -9,7 +9,7 @@ Names (``collector_config/grafana.yaml``: remote write, ``UnderscoreEscapingWith
     ``service.instance.id`` -> ``instance``; the others live only on ``target_info{job, instance}`` and are
     matched with ``and on (job, instance) target_info{...}``.
 
-Semantics (those of ``budget.py``; ``docs/prometheus-rules.md`` lists where PromQL differs)
+Semantics (those of ``engine/verdict.py``; ``docs/prometheus-rules.md`` lists where PromQL differs)
     With ``b = 1 - objective``, each window ``w`` is computed from its own rates, summed over every matching
     series (event-weighted, never an average of shorter-window ratios: sloth #241):
 
