@@ -12,6 +12,7 @@ list slot and more once decoded, the cheapest way to make a request expensive to
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -210,5 +211,36 @@ def test_grpc_calls_that_never_send_and_idle_connections_do_not_stop_exports_or_
         hold.set()
         for channel in idle:
             channel.close()
+        assert s.stop() == 0, s.output()
+    assert "Traceback" not in s.output()
+
+
+def test_requests_wait_for_room_in_the_in_flight_budget_and_slow_senders_give_it_back(tmp_path):
+    """Two clients that announce a 64 KiB body and send one byte hold the whole budget (2 x 64 KiB): a real export
+    waits until --request-timeout closes them, then is counted; their share comes back (no leak)."""
+    s = serve(tmp_path, "--max-request-bytes", "64KiB", "--request-timeout", "2s")
+    head = (
+        b"POST /v1/metrics HTTP/1.1\r\nHost: serve\r\nContent-Type: application/json\r\nContent-Length: 65536\r\n\r\n{"
+    )
+    holders = []
+    try:
+        for _ in range(2):
+            sock = socket.create_connection(("127.0.0.1", s.http_port), timeout=10)
+            sock.sendall(head)
+            holders.append(sock)
+        time.sleep(0.3)
+        lines = lines_of(1, end=20)
+        started = time.monotonic()
+        assert post_json(s, lines[0]) == (200, {})
+        waited = time.monotonic() - started
+        assert waited > 1.0, f"answered in {waited:.2f} s while two bodies held the whole budget"
+        started = time.monotonic()
+        assert post_json(s, lines[1]) == (200, {})  # the slow senders' share came back
+        assert time.monotonic() - started < 1.0
+        assert events_at(s, EPOCH + 20) == 40
+        assert 'modelotel_serve_dropped_connections_total{reason="timeout"} 2.0' in s.metrics()
+    finally:
+        for sock in holders:
+            sock.close()
         assert s.stop() == 0, s.output()
     assert "Traceback" not in s.output()
