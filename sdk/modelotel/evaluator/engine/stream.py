@@ -23,7 +23,11 @@ over the previous one: a crash leaves the old or the new snapshot, never half of
 state are taken together under one lock, so after a restart the next cumulative point of a series yields
 exactly the increment since the snapshot (nothing counted twice, nothing lost, even after a crash: cumulative
 totals carry what arrived after the last snapshot). Delta-temporality data received after the last snapshot
-is lost on a crash (not on SIGTERM, which snapshots last).
+is lost on a crash (not on SIGTERM, which snapshots last). The newest delta points of every series
+(``DELTA_POINTS_KEPT`` per series, ending at most ``DELTA_KEPT_S`` before the newest delta) are in the snapshot
+too, so that a collector retrying a delta request that was counted before a restart is recognised as a
+duplicate, not counted twice. A snapshot holding more series than ``max_series`` restores the most recently
+updated ``max_series`` of them; the others are dropped, counted (``series_refused``) and named in a note.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import numpy as np
 from ...sketch import LogSketch
 from ..slo import SLO
 from ..sources.cumulative import ExplicitCounts, ExpoCounts
-from ..sources.otlp_file import LineDecoder, SeriesPoint
+from ..sources.otlp_file import DeltaRecord, LineDecoder, SeriesPoint
 from ..sources.points import Inventory, ReadReport
 from .batch import Evaluation, judge, lookback, resolution_for
 from .ledger import Bin, Ledger
@@ -73,6 +77,10 @@ SNAPSHOT_FORMAT = "modelotel-serve-snapshot"
 SNAPSHOT_VERSION = 1
 SNAPSHOT_NAME = "modelotel-serve.snapshot"
 SOURCE = "otlp receiver"
+# a collector retries a failed export for up to 5 minutes (retry_on_failure max_elapsed_time): the delta points a
+# snapshot keeps to recognise such retries after a restart cover far more than that, in bounded size
+DELTA_POINTS_KEPT = 64  # per series (at a 10 s export interval: 10 minutes)
+DELTA_KEPT_S = 3600.0  # before the newest delta counted
 
 
 class SnapshotError(Exception):
@@ -321,6 +329,8 @@ class StreamState:
             self._decoder.import_series(live, keep_ids=True)
             self._decoder.delta_points = delta_points = old.delta_points
             delta_points.forget_before(int((now - ttl) * 1e9))
+            # delta series with points left keep their identity and id, so their records still recognise a retry
+            self._decoder.import_delta_points(old.export_delta_points(1, 0), keep_ids=True)
             self.ledgers = [_rebuilt(ledger, ledger.bins) for ledger in self.ledgers]
             self.report.instances = {
                 str(s.attributes["service.instance.id"]) for s in live if "service.instance.id" in s.attributes
@@ -349,6 +359,12 @@ class StreamState:
                 "report": {name: getattr(self.report, name) for name in (*_COUNTERS, "deltas", "first_cumulative")},
                 "ledgers": [_ledger_state(ledger) for ledger in self.ledgers],
                 "series": [_point_json(s) for s in self._decoder.export_series()],
+                "delta_points": [
+                    _delta_json(r)
+                    for r in self._decoder.export_delta_points(
+                        DELTA_POINTS_KEPT, self.latest_ns - int(DELTA_KEPT_S * 1e9)
+                    )
+                ],
                 "inventory": _inventory_json(self._decoder.inventory),
             }
         body = gzip.compress(json.dumps(state, separators=(",", ":")).encode(), compresslevel=1)
@@ -371,8 +387,7 @@ class StreamState:
             raise SnapshotError(f"the new snapshot does not read back, the previous one is kept: {exc}") from None
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise SnapshotError(
-                f"{target}: the new snapshot does not read back ({type(exc).__name__}: {exc}); the previous one "
-                "is kept"
+                f"{target}: the new snapshot does not read back ({type(exc).__name__}: {exc}); the previous one is kept"
             ) from None
         tmp = target.with_name(f".{SNAPSHOT_NAME}.{os.getpid()}.tmp")
         try:
@@ -418,6 +433,7 @@ class StreamState:
         # all parsed: only now replace the state
         self.ledgers = ledgers
         self._decoder = decoder
+        self.series_refused += counters.pop("series_dropped")
         self.requests = counters.pop("requests")
         self.latest_ns = counters.pop("latest_ns")
         for name, value in counters.items():
@@ -450,13 +466,33 @@ class StreamState:
             ledgers.append(restored)
         series = [_point_from(s) for s in state["series"]]
         series = [s for s in series if s.metric in self.metrics]
+        deltas = [_delta_from(d) for d in state.get("delta_points") or ()]  # absent from older snapshots
+        deltas = [d for d in deltas if d.metric in self.metrics]
+        dropped = 0
+        if self.max_series is not None and len(series) + len(deltas) > self.max_series:
+            # the cap holds after a restart too (a lower --max-series, or a snapshot of another serve): the most
+            # recently updated series are kept, the others start afresh if they come back and there is room
+            held: list[tuple[int, int, SeriesPoint | DeltaRecord]] = [(p.time_ns, i, p) for i, p in enumerate(series)]
+            held += [(d.ends[-1] if d.ends else 0, len(held) + i, d) for i, d in enumerate(deltas)]
+            kept = [item for _, _, item in sorted(held, reverse=True)[: self.max_series]]
+            keep_series = [p for p in kept if isinstance(p, SeriesPoint)]
+            keep_deltas = [d for d in kept if isinstance(d, DeltaRecord)]
+            dropped = len(series) + len(deltas) - len(keep_series) - len(keep_deltas)
+            series, deltas = keep_series, keep_deltas
+            notes.append(
+                f"the snapshot holds {len(series) + len(deltas) + dropped} series, over --max-series "
+                f"{self.max_series}: the {self.max_series} updated last are kept, {dropped} dropped (counted in "
+                "modelotel_serve_series_refused_points_total)"
+            )
         decoder = self._new_decoder()
         decoder.import_series(series, keep_ids=False)
+        decoder.import_delta_points(deltas, keep_ids=False)
         decoder.inventory = _inventory_from(state.get("inventory") or {})
         counters = {name: int(value) for name, value in state["report"].items() if hasattr(self.report, name)}
-        counters.update(requests=int(state["requests"]), latest_ns=int(state["latest_ns"]))
+        counters.update(requests=int(state["requests"]), latest_ns=int(state["latest_ns"]), series_dropped=dropped)
         saved_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(state["saved_at"])))
-        notes.insert(0, f"restored {bins} bins of {len(ledgers)} SLOs and {len(series)} series (saved {saved_at})")
+        held = len(series) + len(deltas)
+        notes.insert(0, f"restored {bins} bins of {len(ledgers)} SLOs and {held} series (saved {saved_at})")
         return ledgers, decoder, counters, notes
 
 
@@ -609,6 +645,39 @@ def _point_json(s: SeriesPoint) -> dict[str, Any]:
         "time": s.time_ns,
         "total": total,
     }
+
+
+def _delta_json(r: DeltaRecord) -> dict[str, Any]:
+    return {
+        "resource": r.resource.decode(),
+        "scope": [r.scope_name, r.scope_version],
+        "metric": r.metric,
+        "point": r.point.decode(),
+        "attributes": r.attributes,
+        "ends": r.ends,
+        "starts": r.starts,
+    }
+
+
+def _delta_from(d: dict[str, Any]) -> DeltaRecord:
+    attributes = d["attributes"]
+    ends, starts = d["ends"], d["starts"]
+    if not isinstance(attributes, dict) or not isinstance(ends, list) or not isinstance(starts, list):
+        raise TypeError("delta points: attributes, ends or starts of the wrong type")
+    if len(ends) != len(starts):
+        raise ValueError("delta points: as many ends as starts expected")
+    name, version = d["scope"]
+    return DeltaRecord(
+        str(d["resource"]).encode(),
+        str(name),
+        str(version),
+        str(d["metric"]),
+        str(d["point"]).encode(),
+        attributes,
+        0,
+        [int(e) for e in ends],
+        [int(s) for s in starts],
+    )
 
 
 def _inventory_json(inventory: Inventory) -> dict[str, Any]:

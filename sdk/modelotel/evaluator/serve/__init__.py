@@ -2,7 +2,7 @@
 
     modelotel serve --slo slo.yaml [--host 127.0.0.1] [--grpc-port 4317] [--http-port 4318] [--metrics-port 9464]
                     [--state DIR] [--evaluate-every 10s] [--otlp-endpoint URL]
-                    [--max-series 50000] [--max-connections 64] [--request-timeout 30s]
+                    [--max-series 50000] [--max-connections 64] [--request-timeout 30s] [--max-request-bytes 4MiB]
 
 Data flows one way: receivers (OTLP/gRPC ``MetricsService/Export``; OTLP/HTTP ``POST /v1/metrics``, protobuf or
 JSON, optionally gzip) -> ``stream.StreamState`` (the file reader's decoder, one ledger per SLO) -> every
@@ -25,6 +25,10 @@ success and counted); per HTTP port at most ``--max-connections`` connections, o
 read within ``--request-timeout`` (a connection still sending its request past it, or the one sending longest
 when a new connection finds no free slot, is closed and counted: slow clients cannot starve /status); a body
 shorter than its Content-Length is a 400 and counts nothing; a client that goes away is one counted log line.
+Requests over ``--max-request-bytes`` are refused (413, RESOURCE_EXHAUSTED) and at most two such requests' bytes
+are read or decoded at once (admission.py): memory follows the limits, not the load. gRPC calls are served by
+GRPC_WORKERS threads, each call's message must arrive within ``--request-timeout``, and idle or old connections
+are closed.
 docs/serve.md is the user guide.
 """
 
@@ -41,7 +45,7 @@ import threading
 import time
 import urllib.parse
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,10 +57,16 @@ from ..engine.batch import Evaluation
 from ..engine.stream import SNAPSHOT_NAME, Ingested, SnapshotError, StreamState, request_json
 from ..engine.verdict import STATUSES, SLOResult
 from ..slo import SLO
+from .admission import ByteBudget
 
 __all__ = ["GAUGES", "ServeError", "Service", "StateNotSaved", "add_parser", "cmd_serve", "exposition"]
 
-MAX_BODY = 64 * 1024 * 1024  # bytes of a request body, compressed or not (the collector's batches are far smaller)
+# A request's bytes, compressed or not: the collector's own OTLP/gRPC receiver limit (4 MiB, grpc-go's default),
+# which collector-to-collector pipelines already fit their batches under. Decoding takes up to ~26x this (a
+# protobuf bucket count is 1 byte on the wire, 16 once parsed, more as JSON and arrays; docs/serve.md "Limits").
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+MALLOC_ARENAS = 2  # glibc: without a cap every handler thread keeps its own arena of freed decoding memory
+IN_FLIGHT_REQUESTS = 2  # request bytes read or decoded at once: this many requests of --max-request-bytes
 DEFAULT_MAX_SERIES = 50_000  # a cumulative histogram series holds ~7 KB: ~350 MB at the cap
 DEFAULT_MAX_CONNECTIONS = 64  # per HTTP port (one thread each); a collector uses a few
 DEFAULT_REQUEST_TIMEOUT = "30s"
@@ -64,7 +74,16 @@ READ_TIMEOUT_S = 10.0  # one read of a socket: a peer silent this long is gone
 LISTEN_BACKLOG = 128
 DROP_LOG_INTERVAL_S = 60.0  # dropped connections are logged at most this often (each one is counted)
 LATEST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time /status can print
-GRPC_WORKERS = 4
+# gRPC: GRPC_WORKERS calls served at once (a thread each), up to GRPC_MAX_RPCS more queued for one, calls past that
+# refused RESOURCE_EXHAUSTED (which the collector does not retry: the cap is far above its 10 sending consumers);
+# each call's message must arrive within --request-timeout (a stream that never sends it is cancelled), and
+# connections are recycled: closed when idle or old.
+GRPC_WORKERS = 16
+GRPC_MAX_RPCS = 64
+GRPC_CONNECTION_IDLE_MS = 5 * 60 * 1000  # an idle connection (no call) is closed (GOAWAY); a client reconnects
+GRPC_CONNECTION_AGE_MS = 30 * 60 * 1000  # every connection is closed this old, its calls given the grace below
+GRPC_CONNECTION_GRACE_MS = 30 * 1000
+GRPC_STREAMS_PER_CONNECTION = 16
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 INVALID_ARGUMENT = 3  # google.rpc.Code
 EXPORT_TIMEOUT_S = 5  # an OTLP export (with its retries) to --otlp-endpoint; bounds the wait at shutdown too
@@ -128,6 +147,13 @@ def add_parser(subparsers: Any) -> None:
         metavar="DURATION",
         help=f"an HTTP request must be read within this, idle keep-alive included (default {DEFAULT_REQUEST_TIMEOUT})",
     )
+    p.add_argument(
+        "--max-request-bytes",
+        default=str(DEFAULT_MAX_REQUEST_BYTES),
+        metavar="SIZE",
+        help=f"largest export request, compressed or not (bytes, or e.g. 8MiB; default {DEFAULT_MAX_REQUEST_BYTES}); "
+        f"at most {IN_FLIGHT_REQUESTS}x this is read or decoded at once",
+    )
     p.add_argument("--otlp-endpoint", metavar="URL", help="also export the SLO status as OTLP gauges to this URL")
     p.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"), default="grpc")
     p.set_defaults(func=cmd_serve)
@@ -148,10 +174,12 @@ class Options:
     max_series: int = DEFAULT_MAX_SERIES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     request_timeout: float = 30.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     options = _options(args)
+    _limit_malloc_arenas()
     slos = _load_slos(args.slo)
     state = StreamState(slos, max_series=options.max_series)
     if options.state_dir is not None:
@@ -172,6 +200,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not saved:  # the error was said; what arrived since the previous snapshot is not on disk
         raise StateNotSaved("the state was not saved on the way out")
     return 0
+
+
+def _limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas (one per thread by default, up to 8 per core): the memory a decoded request
+    frees is then reused by the next request on any thread instead of staying with the thread that freed it
+    (measured: 8 concurrent 8 MiB protobuf requests peaked at 1,278 MiB uncapped, 492 MiB capped)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX; a libc without it (musl) has no such arenas either
+    except (OSError, AttributeError):
+        pass
 
 
 def _usage(message: str) -> Exception:
@@ -203,6 +248,14 @@ def _options(args: argparse.Namespace) -> Options:
         raise _usage(f"--max-series: {args.max_series} (at least 1)")
     if args.max_connections < 1:
         raise _usage(f"--max-connections: {args.max_connections} (at least 1)")
+    from .admission import parse_size
+
+    try:
+        max_request_bytes = parse_size(args.max_request_bytes)
+    except ValueError as exc:
+        raise _usage(f"--max-request-bytes: {exc}") from None
+    if not 1024 <= max_request_bytes <= 1 << 30:
+        raise _usage(f"--max-request-bytes: {args.max_request_bytes} (between 1 KiB and 1 GiB)")
     if args.otlp_endpoint and not args.otlp_endpoint.startswith(("http://", "https://")):
         raise _usage(f"--otlp-endpoint: expected an http:// or https:// URL, got {args.otlp_endpoint!r}")
     state_dir = None
@@ -232,6 +285,7 @@ def _options(args: argparse.Namespace) -> Options:
         max_series=args.max_series,
         max_connections=args.max_connections,
         request_timeout=seconds("--request-timeout", args.request_timeout, 0.5),
+        max_request_bytes=max_request_bytes,
     )
 
 
@@ -297,7 +351,8 @@ def _restore(state: StreamState, directory: Path) -> None:
 
 
 class Counters:
-    """Requests by protocol and outcome (``ok``, ``partial``, ``malformed``, ``error``), since start-up."""
+    """Requests by protocol and outcome (``ok``, ``partial``, ``malformed``, ``error``, ``too_large``, ``busy``:
+    no room in the in-flight budget, ``timeout``: a gRPC call whose message never came), since start-up."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -347,6 +402,8 @@ class Service:
         self.state = state
         self.options = options
         self.counters = Counters()
+        # request bytes read or decoded at once (admission.py): transient memory follows this, not the load
+        self.budget = ByteBudget(IN_FLIGHT_REQUESTS * options.max_request_bytes)
         self.latest: Evaluation | None = None
         self._grpc: Any = None
         self._http: list[ThreadingHTTPServer] = []
@@ -496,29 +553,82 @@ def _grpc_server(service: Service, host: str, port: int) -> Any:
     _check_port(host, port)  # gRPC's own bind failure is a C-core log line and a vaguer message
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # serve reports its own errors, in one line
     import grpc
-    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
-    class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
-        def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (the gRPC method name)
-            try:
-                result = service.receive(request_json(request), "grpc")
-            except Closing:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "modelotel serve is stopping; retry")
-            except Exception:
-                context.abort(grpc.StatusCode.INTERNAL, "internal error (see the modelotel serve log)")
-            if result.malformed:  # a parsed protobuf is always OTLP; kept for symmetry with HTTP
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, result.message)
-            response = metrics_service_pb2.ExportMetricsServiceResponse()
-            if result.rejected:
-                response.partial_success.rejected_data_points = result.rejected
-                response.partial_success.error_message = result.message
-            return response
+    options = service.options
+    counters = service.counters
 
+    def export(messages: Iterator[bytes], context: Any) -> Any:
+        """``MetricsService/Export``, read as a stream of raw bytes (the same call on the wire) so that waiting
+        for the message is bounded and the protobuf is parsed only once the budget has room for it."""
+        watchdog = threading.Timer(options.request_timeout, context.cancel)  # grpcio itself waits forever
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            body = next(messages, None)
+        except Exception:  # cancelled: by the watchdog, or the client went away
+            body = None
+        finally:
+            watchdog.cancel()
+        if body is None:
+            if not context.is_active():
+                counters.count("grpc", "timeout")
+                return None  # nobody is listening
+            counters.count("grpc", "malformed")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Export takes exactly one request message")
+        if not service.budget.take(len(body), options.request_timeout):
+            counters.count("grpc", "busy")
+            context.abort(grpc.StatusCode.UNAVAILABLE, "modelotel serve is busy (request bytes in flight); retry")
+        try:
+            result = _export(body)
+        finally:
+            service.budget.give(len(body))
+        if isinstance(result, str):  # an error answer: (code name, message)
+            code, _, message = result.partition(":")
+            context.abort(getattr(grpc.StatusCode, code), message)
+        response = metrics_service_pb2.ExportMetricsServiceResponse()
+        if result.rejected:
+            response.partial_success.rejected_data_points = result.rejected
+            response.partial_success.error_message = result.message
+        return response
+
+    def _export(body: bytes) -> Ingested | str:
+        try:
+            request = _parse_protobuf(body)
+        except ValueError as exc:
+            counters.count("grpc", "malformed")
+            return f"INVALID_ARGUMENT:{exc}"
+        try:
+            result = service.receive(request_json(request), "grpc")
+        except Closing:
+            return "UNAVAILABLE:modelotel serve is stopping; retry"
+        except Exception:
+            return "INTERNAL:internal error (see the modelotel serve log)"
+        if result.malformed:  # a parsed protobuf is always OTLP; kept for symmetry with HTTP
+            return f"INVALID_ARGUMENT:{result.message}"
+        return result
+
+    handler = grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.metrics.v1.MetricsService",
+        {
+            "Export": grpc.stream_unary_rpc_method_handler(
+                export, response_serializer=metrics_service_pb2.ExportMetricsServiceResponse.SerializeToString
+            )
+        },
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=GRPC_WORKERS, thread_name_prefix="otlp-grpc"),
-        options=[("grpc.max_receive_message_length", MAX_BODY), ("grpc.so_reuseport", 0)],
+        handlers=[handler],
+        maximum_concurrent_rpcs=GRPC_MAX_RPCS,
+        options=[
+            ("grpc.max_receive_message_length", options.max_request_bytes),
+            ("grpc.max_concurrent_streams", GRPC_STREAMS_PER_CONNECTION),
+            ("grpc.max_connection_idle_ms", GRPC_CONNECTION_IDLE_MS),
+            ("grpc.max_connection_age_ms", GRPC_CONNECTION_AGE_MS),
+            ("grpc.max_connection_age_grace_ms", GRPC_CONNECTION_GRACE_MS),
+            ("grpc.so_reuseport", 0),
+        ],
     )
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(), server)
     try:
         bound = server.add_insecure_port(_address(host, port))
     except RuntimeError as exc:  # newer grpcio raises instead of returning 0
@@ -686,10 +796,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(411, "text/plain", b"Content-Length required\n")
             return
-        if int(length) > MAX_BODY:
+        service = self.server.service
+        limit = service.options.max_request_bytes
+        if int(length) > limit:
             self.close_connection = True  # the body is not read: the connection cannot be reused
-            self._send(413, "text/plain", f"body over {MAX_BODY} bytes\n".encode())
+            service.counters.count("http", "too_large")
+            self._send(413, "text/plain", f"body over {limit} bytes (--max-request-bytes); nothing counted\n".encode())
             return
+        # the request's share of the in-flight budget (admission.py) before its body is read: a compressed body
+        # also needs room for what it inflates to
+        compressed = (self.headers.get("Content-Encoding") or "identity").strip().lower() not in ("identity", "")
+        charge = int(length) + (limit if compressed else 0)
+        if not service.budget.take(charge, self.server.request_timeout):
+            self.close_connection = True  # the body is not read
+            service.counters.count("http", "busy")
+            busy = f"busy: other requests hold {service.budget.capacity} bytes for over --request-timeout; retry\n"
+            self._send(503, "text/plain", busy.encode(), {"Retry-After": "1"})
+            return
+        try:
+            self._post(path, length, limit)
+        finally:
+            service.budget.give(charge)
+
+    def _post(self, path: str, length: str, limit: int) -> None:
         body = self.rfile.read(int(length))
         if not self._answering():
             return
@@ -712,7 +841,7 @@ class _Handler(BaseHTTPRequestHandler):
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         try:
             if encoding == "gzip":
-                body = _gunzip(body, MAX_BODY)
+                body = _gunzip(body, limit)
             elif encoding not in ("identity", ""):
                 self.server.service.counters.count(protocol, "malformed")
                 self._send(415, "text/plain", f"unsupported Content-Encoding {encoding!r}\n".encode())
@@ -1010,7 +1139,8 @@ def exposition(service: Service) -> str:
     family(
         "modelotel_serve_requests_total",
         "counter",
-        "export requests received since start-up, by protocol and outcome (ok, partial, malformed, error)",
+        "export requests received since start-up, by protocol and outcome (ok, partial, malformed, error, too_large, "
+        "busy, timeout)",
         (({"protocol": p, "outcome": o}, float(n)) for (p, o), n in counters.by_outcome()),
     )
     family("modelotel_serve_points_total", "counter", "data points of the SLO metrics received", [({}, report.points)])

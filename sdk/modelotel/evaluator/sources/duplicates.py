@@ -8,13 +8,15 @@ newer one (cumulative.py calls it stale).
 
 Memory: 16 bytes per delta point of the series (its end and start), sorted by end; points arrive in time order
 within a series, so recording is an append. ``forget_before`` drops what no evaluation can reach any more
-(``modelotel serve``).
+(``modelotel serve``). ``latest`` / ``restore`` carry the newest records of each series across a restart
+(serve's snapshot), so that a collector's retry of a request counted before the restart is still recognised.
 """
 
 from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from collections.abc import Iterator
 
 __all__ = ["DeltaPoints"]
 
@@ -47,6 +49,18 @@ class DeltaPoints:
         ends.insert(i, end_ns)
         starts.insert(i, start_ns)
         return False
+
+    def latest(self, per_series: int, since_ns: int) -> Iterator[tuple[object, list[int], list[int]]]:
+        """Per series, (series, ends, starts) of its newest ``per_series`` points ending at ``since_ns`` or later."""
+        for series, (ends, starts) in self._series.items():
+            k = max(bisect_left(ends, since_ns), len(ends) - per_series)
+            if k < len(ends):
+                yield series, ends[k:].tolist(), starts[k:].tolist()
+
+    def restore(self, series: object, ends: list[int], starts: list[int]) -> None:
+        """Record the points ``(starts[i], ends[i]]`` of ``series`` (as if seen), ends in any order."""
+        for end_ns, start_ns in sorted(zip(ends, starts, strict=True)):
+            self.seen(series, int(start_ns), int(end_ns))
 
     def forget_before(self, end_ns: int) -> None:
         """Forget points ending before ``end_ns`` (and series left empty)."""

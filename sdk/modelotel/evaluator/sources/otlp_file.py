@@ -78,7 +78,7 @@ except ImportError:  # pragma: no cover - exercised only without orjson
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
-__all__ = ["LineDecoder", "Progress", "SeriesPoint", "read_otlp_file", "series_ids"]
+__all__ = ["DeltaRecord", "LineDecoder", "Progress", "SeriesPoint", "read_otlp_file", "series_ids"]
 
 Progress = Callable[[int, int], None]
 PROGRESS_INTERVAL_S = 0.25
@@ -354,6 +354,22 @@ class SeriesPoint:
     start_ns: int
     time_ns: int
     total: Any  # int | float | ExpoCounts | ExplicitCounts
+
+
+@dataclass(frozen=True)
+class DeltaRecord:
+    """The delta points recorded for one series (duplicates.DeltaPoints), with the series' identity: what a
+    decoder needs to recognise a delta point it counted before a restart (``modelotel serve`` snapshots)."""
+
+    resource: bytes
+    scope_name: str
+    scope_version: str
+    metric: str
+    point: bytes
+    attributes: dict[str, AttrValue]
+    sid: int
+    ends: list[int]
+    starts: list[int]
 
 
 class LineDecoder:
@@ -643,17 +659,41 @@ class LineDecoder:
                 self.report.bad_points += 1
                 self.report.problem(self._where(number, name), f"metric {name!r} point {j}: {_why(exc)}")
 
-    def export_series(self) -> list[SeriesPoint]:
-        """Every cumulative point the tracker holds, with its series' identity (delta series need none)."""
+    def _identities(self) -> dict[int, tuple]:
         identity = {}
         for (rkey, sname, sversion, metric), by_point in self._series_by_metric.items():
             for akey, (sid, attributes) in by_point.items():
                 identity[sid] = (rkey, sname, sversion, metric, akey, attributes)
+        return identity
+
+    def export_series(self) -> list[SeriesPoint]:
+        """Every cumulative point the tracker holds, with its series' identity."""
+        identity = self._identities()
         return [
             SeriesPoint(*identity[sid], sid, start, time_ns, total)
             for sid, start, time_ns, total in self.tracker.states()
             if sid in identity
         ]
+
+    def export_delta_points(self, per_series: int, since_ns: int) -> list[DeltaRecord]:
+        """The newest ``per_series`` delta points of every series ending at ``since_ns`` or later, with the
+        series' identity (``DeltaPoints.latest``)."""
+        identity = self._identities()
+        return [
+            DeltaRecord(*identity[sid], sid, ends, starts)
+            for sid, ends, starts in self.delta_points.latest(per_series, since_ns)
+            if sid in identity
+        ]
+
+    def import_delta_points(self, records: list[DeltaRecord], keep_ids: bool) -> None:
+        """Register the series of ``records`` (new ids unless ``keep_ids``) and record their delta points."""
+        for r in records:
+            by_point = self._series_by_metric.setdefault((r.resource, r.scope_name, r.scope_version, r.metric), {})
+            known = by_point.get(r.point)
+            if known is None:
+                known = by_point[r.point] = (r.sid if keep_ids else next(series_ids), r.attributes)
+                self.series_count += 1
+            self.delta_points.restore(known[0], r.ends, r.starts)
 
     def import_series(self, points: list[SeriesPoint], keep_ids: bool) -> None:
         """Register the series of ``points`` (new ids unless ``keep_ids``) and restore each latest point."""
