@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build a pinned Jaeger v2 (the OpenTelemetry-Collector-based `jaeger` binary) from its released Go
-# module, cached outside the clone, for the end-to-end tests (tests/test_collector_jaeger.py).
+# module, cached outside the clone, for the end-to-end tests (tests/e2e/test_collector_jaeger.py).
 #
 #   bash collector_config/build_jaeger.sh            # prints the binary path as its LAST stdout line
 #   MODELOTEL_JAEGER="$(bash collector_config/build_jaeger.sh | tail -n1)"

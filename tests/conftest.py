@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import modelotel
-from modelotel.recorder import iter_points
+from modelotel.metrics.recorder import iter_points
 
 # A decorated function called before any configure() configures from the environment; keep its
 # embedded-default file out of the working tree.
@@ -85,28 +85,14 @@ def total_count(points, **attrs) -> int:
     return total
 
 
-# End-to-end suites: they run the collector, Prometheus/promtool, Chromium or real servers and restarts, or build
-# the wheel. `make test` runs them on the main venv only; the other Python versions run `-m "not e2e"` (the SDK
-# and evaluator unit suites). A test marked `collector` elsewhere is end-to-end too.
-E2E_FILES = {
-    "test_collector_config.py",
-    "test_collector_gateway.py",
-    "test_collector_jaeger.py",
-    "test_collector_prometheus.py",
-    "test_collector_restart.py",
-    "test_dashboard.py",
-    "test_docs.py",
-    "test_examples.py",
-    "test_foreign_telemetry.py",
-    "test_gateway_restart.py",
-    "test_grafana_restart.py",
-    "test_restarts.py",
-    "test_rules.py",
-    "test_wheel.py",
-}
+# tests/ mirrors the package: tests/sdk/ and tests/evaluator/ hold the unit suites of each side, tests/e2e/ the
+# end-to-end suites (the collector, Prometheus/promtool, Chromium, real servers and restarts, the wheel); the
+# package-wide checks (tests/test_architecture.py) sit here. `make test` runs everything on the main venv and
+# `-m "not e2e"` on the other supported Pythons. A test marked `collector` elsewhere is end-to-end too.
+E2E_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e")
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in E2E_FILES or item.get_closest_marker("collector"):
+        if str(item.path).startswith(E2E_DIR + os.sep) or item.get_closest_marker("collector"):
             item.add_marker(pytest.mark.e2e)

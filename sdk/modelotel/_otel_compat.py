@@ -1,4 +1,4 @@
-"""Every use of an OpenTelemetry SDK private, in one place (tests/test_otel_compat.py runs each against the SDK).
+"""Every use of an OpenTelemetry SDK private, in one place (tests/sdk/test_otel_compat.py runs each against the SDK).
 
 The OTel Python SDK has no public API for a few things modelotel needs: the span processors a provider
 holds (to append ended spans straight to our queue), a tracer's scope and enabled flag, a sampler's

@@ -1,4 +1,4 @@
-"""A FastAPI app instrumented with modelotel, for multi-worker runs (tests/test_asgi.py).
+"""A FastAPI app instrumented with modelotel, for multi-worker runs (tests/sdk/test_asgi.py).
 
     uvicorn asgi_app:app --app-dir tests/apps --workers 2
 

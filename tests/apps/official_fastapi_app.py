@@ -3,7 +3,7 @@
     opentelemetry-instrument uvicorn --app-dir tests/apps official_fastapi_app:app --host 127.0.0.1 --port PORT
 
 (the way the opentelemetry-instrumentation-fastapi docs start an app), with OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
-naming modelotel's own instrumentors so only the official ones run. Used by tests/test_foreign_telemetry.py.
+naming modelotel's own instrumentors so only the official ones run. Used by tests/e2e/test_foreign_telemetry.py.
 
 Routes (each sleeps before answering; APP_FAST_MS / APP_MEDIUM_MS / APP_SLOW_MS, defaults 30 / 150 / 300):
 

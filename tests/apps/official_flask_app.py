@@ -3,7 +3,7 @@
     opentelemetry-instrument python tests/apps/official_flask_app.py PORT
 
 (werkzeug's threaded server, as ``flask run`` would start it), with OTEL_PYTHON_DISABLED_INSTRUMENTATIONS naming
-modelotel's own instrumentors so only the official ones run. Used by tests/test_foreign_telemetry.py.
+modelotel's own instrumentors so only the official ones run. Used by tests/e2e/test_foreign_telemetry.py.
 
 Routes as in official_fastapi_app.py (APP_FAST_MS / APP_MEDIUM_MS / APP_SLOW_MS, defaults 30 / 150 / 300):
 ``/fast``, ``/medium``, ``/slow`` 200;

@@ -4,7 +4,7 @@
 
 with OTEL_PYTHON_DISABLED_INSTRUMENTATIONS naming modelotel's own instrumentors so only the official ones run
 (opentelemetry-instrumentation-grpc patches ``grpc.server`` to add its server interceptor). Used by
-tests/test_foreign_telemetry.py.
+tests/e2e/test_foreign_telemetry.py.
 
 Service ``shop.Orders``, methods ``Get``, ``Report`` and ``Search`` (unary-unary, bytes in and out, generic
 handlers: no generated stubs; the three behave alike, they differ only in name, so the span name tells the

@@ -1,4 +1,4 @@
-"""A server whose models return free text full of PII, for tests/test_label_privacy.py.
+"""A server whose models return free text full of PII, for tests/sdk/test_label_privacy.py.
 
 Run as ``python pii_app.py {fastapi|flask} PORT FILE``: modelotel exports metrics and spans (traces on) to
 FILE; ``GET /flush`` exports now. Models, at ``GET /predict/{kind}``:

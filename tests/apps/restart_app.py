@@ -1,4 +1,4 @@
-"""Model servers for the restart tests (tests/test_restarts.py): each stopped by SIGTERM under load.
+"""Model servers for the restart tests (tests/e2e/test_restarts.py): each stopped by SIGTERM under load.
 
 ``flask_app`` (WSGI middleware + a decorated model) runs under werkzeug's ``app.run()``
 (``python tests/apps/restart_app.py PORT``) or gunicorn (``tests.apps.restart_app:flask_app``);

@@ -2,7 +2,7 @@
 
 ``ModelOptions`` is the one definition: ``instrument_model``'s keywords (same names, order, defaults
 and annotations; its signature stays written out for IDEs and type checkers, and
-tests/test_instrument_options.py fails when the two differ), the re-decoration cache key
+tests/sdk/test_instrument_options.py fails when the two differ), the re-decoration cache key
 (``ModelOptions.values``), what the per-model state reads (``decorator.Instrumented``) and the table
 in docs/instrumentation.md (checked by the same test) all follow it. ``resolve`` checks them at
 decoration time and fixes what that moment decides (the role from the environment, the trace mode).

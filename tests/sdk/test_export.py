@@ -18,7 +18,7 @@ from modelotel.sketch import LogSketch
 from conftest import MemoryMetricExporter, total_count
 from otlp_receiver import OTLPReceiver
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _file_points(path, metric):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from modelotel.instrument.decorations import MAX_CACHED, WARN_AFTER
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 _HEAD = """
 import gc, json, time, timeit, tracemalloc

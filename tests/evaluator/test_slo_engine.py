@@ -275,7 +275,7 @@ def test_openslo_examples_evaluate(tmp_path):
         path = tmp_path / f"{name}.jsonl"
         write_lines(path, export_lines(events, interval=60.0, end=3600.0, metric=metric, attributes=attributes))
         files.append(str(path))
-    examples = Path(__file__).parent / "data" / "slo" / "openslo" / "examples"
+    examples = Path(__file__).parents[1] / "data" / "slo" / "openslo" / "examples"
     specs = [str(p) for p in sorted(examples.rglob("*.yaml")) if "treat-low-traffic" not in str(p)]
     specs.append(str(examples / "treat-low-traffic-as-equally-important" / "timeslices-slo.yaml"))
     for spec_file in specs:  # one file at a time: two examples share an SLO name upstream

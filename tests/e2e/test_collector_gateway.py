@@ -512,7 +512,7 @@ def test_file_route_sketches_decode_to_the_calls_made(tmp_path):
     assert {data["aggregationTemporality"] for data, _ in points} == {CUMULATIVE}  # the evaluator reads cumulative
     assert counts(conv.INFERENCE_DURATION) == expected
     assert spans_written() == sum(expected.values())  # 100 %: every call's span, once
-    # one file per signal (a file exporter shared by pipelines panics on SIGTERM, tests/test_gateway_restart.py)
+    # one file per signal (a file exporter shared by pipelines panics on SIGTERM, tests/e2e/test_gateway_restart.py)
     assert all(obj is not None and "resourceMetrics" in obj for _, obj in read_json_lines(out))
     assert all(obj is not None and "resourceSpans" in obj for _, obj in read_json_lines(spans_out))
 

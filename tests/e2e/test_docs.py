@@ -79,7 +79,7 @@ from modelotel.evaluator.spec import load_specs
 
 from collector_support import free_port, otelcol, which
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "collector_config" / "README.md"]
 RUNNABLE = {"python", "sh", "bash", "yaml"}

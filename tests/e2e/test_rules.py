@@ -203,7 +203,7 @@ def evaluator(slo: SLO, deltas: Sequence[Delta], resolution: float = MINUTE) -> 
 
 
 def test_names_follow_the_collector_translation():
-    # The names tests/test_collector_prometheus.py reads back from a real Prometheus.
+    # The names tests/e2e/test_collector_prometheus.py reads back from a real Prometheus.
     assert prometheus_metric("ml.inference.duration") == ("ml_inference_duration_seconds", True)
     assert prometheus_metric("ml.prediction.confidence") == ("ml_prediction_confidence", True)
     assert prometheus_metric("ml.feedback") == ("ml_feedback_total", False)

@@ -23,7 +23,7 @@ from modelotel.sketch import LogSketch
 
 from collector_support import Process, free_port, otelcol
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))
 

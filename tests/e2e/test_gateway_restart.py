@@ -1,6 +1,6 @@
 """The bundled gateway's file route (collector_config/gateway.yaml, alone or with profiles/file.yaml) under SIGTERM.
 
-Real collector processes only: the loader of tests/test_collector_restart.py (a thread per signal posting OTLP/HTTP
+Real collector processes only: the loader of tests/e2e/test_collector_restart.py (a thread per signal posting OTLP/HTTP
 protobuf, every data point / span / log record with a unique `seq` attribute) drives a real gateway, which is
 stopped with SIGTERM in the middle of the load five times in a row, then started once more with no load. Afterwards
 every acknowledged item is counted, exactly, in the gateway's three output files (one per signal). Spans take the

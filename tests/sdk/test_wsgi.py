@@ -35,7 +35,7 @@ from collector_support import stop_process
 from collector_support import wait_for as poll
 from conftest import MemoryMetricExporter, total_count
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROUTE = "http.route"
 STATUS = "http.response.status_code"
 METHOD = "http.request.method"

@@ -13,7 +13,7 @@ import re
 
 import modelotel.config as config
 
-SDK = pathlib.Path(__file__).resolve().parents[1] / "sdk" / "modelotel"
+SDK = pathlib.Path(__file__).resolve().parents[2] / "sdk" / "modelotel"
 OUTSIDE = ("evaluator", "cli.py", "__main__.py")
 
 ENV_NAME = re.compile(r"^(MODELOTEL|OTEL)_[A-Z0-9_]+$")

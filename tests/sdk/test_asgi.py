@@ -33,7 +33,7 @@ from collector_support import stop_process
 from collector_support import wait_for as poll
 from conftest import MemoryMetricExporter, total_count
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
 ROOT = os.path.dirname(HERE)
 METHOD = "http.request.method"
 ROUTE = "http.route"

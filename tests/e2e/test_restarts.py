@@ -32,7 +32,7 @@ from modelotel.config import SIGTERM_FLUSH_TIMEOUT_S
 
 from collector_support import free_port, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LONG_INTERVAL_MS = "60000"  # only the export at the end can deliver
 ROUTE = "http.route"
 

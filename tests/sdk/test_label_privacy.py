@@ -29,7 +29,7 @@ from modelotel.privacy import TRUNCATION_MARKER
 from collector_support import stop_process, wait_for
 from conftest import MemoryMetricExporter
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
 ROOT = os.path.dirname(HERE)
 
 # Everything personal the app's models, paths and exceptions contain.

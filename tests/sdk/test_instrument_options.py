@@ -17,7 +17,7 @@ from modelotel import instrument_model
 from modelotel.instrument.decorations import options_key
 from modelotel.instrument.options import OPTION_NAMES, POSITIONAL, ModelOptions
 
-DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "instrumentation.md"
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "instrumentation.md"
 
 
 def test_signature_is_the_definition():

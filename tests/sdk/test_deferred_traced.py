@@ -21,7 +21,7 @@ from modelotel import conventions as conv
 from modelotel.extract import extract
 from modelotel.privacy import FeatureHasher
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KEY = "deferred-test-key"
 
 APP = r"""

@@ -14,7 +14,7 @@ import pytest
 from collector_support import stop_process
 from otlp_receiver import OTLPReceiver
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
 
 

@@ -1,8 +1,9 @@
 """collector_config/grafana.yaml with its file stand-ins (for Tempo and Loki) under SIGTERM and restarts.
 
-The loader of tests/test_collector_restart.py posts metrics, spans and logs (unique `seq` attributes) over OTLP/HTTP to
-a real collector on grafana.yaml with `MODELOTEL_TRACES_EXPORTERS=[file]` and `MODELOTEL_LOGS_EXPORTERS=[file/logs]`
-(metrics to `debug`: no Prometheus needed here), stopped by SIGTERM five times in the middle of the load and restarted.
+The loader of tests/e2e/test_collector_restart.py posts metrics, spans and logs (unique `seq` attributes) over
+OTLP/HTTP to a real collector on grafana.yaml with `MODELOTEL_TRACES_EXPORTERS=[file]` and
+`MODELOTEL_LOGS_EXPORTERS=[file/logs]` (metrics to `debug`: no Prometheus needed here), stopped by SIGTERM five
+times in the middle of the load and restarted.
 Every acknowledged span and log record must be in its file exactly once afterwards.
 
 Against the grafana.yaml before this test it fails: there was one `file` stand-in (the documented examples named it

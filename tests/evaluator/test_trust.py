@@ -2,7 +2,7 @@
 failed on 001f0a2. Expected values are computed from the raw requests, never written by hand.
 
 Telemetry comes from ``foreign_gen`` (explicit-bucket histograms in ms or s, status codes, producers without
-``service.instance.id``), as the official OTel instrumentations write it; tests/test_foreign_telemetry.py runs the
+``service.instance.id``), as the official OTel instrumentations write it; tests/e2e/test_foreign_telemetry.py runs the
 real instrumentations through the real collector.
 """
 

@@ -27,10 +27,10 @@ from modelotel.evaluator.slo import DEFAULT_ALERT_TIERS, SLO, AlertTier, Selecto
 from modelotel.evaluator.spec import SpecError, Where, load_slos, load_specs
 from modelotel.evaluator.spec.fields import fraction
 
-DATA = pathlib.Path(__file__).parent / "data" / "slo"
+DATA = pathlib.Path(__file__).parents[1] / "data" / "slo"
 OPENSLO = DATA / "openslo"
 GO_SDK = OPENSLO / "pkg" / "openslo"
-DOCS = pathlib.Path(__file__).parent.parent / "docs" / "slo-spec.md"
+DOCS = pathlib.Path(__file__).parents[2] / "docs" / "slo-spec.md"
 
 NS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 NS |= {"d": 24 * NS["h"], "w": 7 * 24 * NS["h"]}
