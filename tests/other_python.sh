@@ -30,7 +30,8 @@ if [[ ! -x $venv/bin/python ]] || [[ ! -e $venv/.installed ]]; then
         exit 0
     fi
     echo "Python $version: creating $venv (once per pyproject.toml)"
-    rm -rf "$venv"
+    # this version's venvs for older pyproject.toml files are stale: one per version stays in the cache
+    rm -rf "$venv" "$cache/venv-$version-"*
     mkdir -p "$cache"
     "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
