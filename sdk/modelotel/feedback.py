@@ -14,6 +14,7 @@ predicted and the true label are that class, which is what selection rate, TPR a
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import threading
 from collections import OrderedDict
@@ -79,11 +80,16 @@ class PendingPredictions:
         with self._lock:
             self._table.clear()
 
+    def after_fork_in_child(self) -> None:
+        """A new lock: a parent thread holding it at the fork does not exist in the child, which would wait forever."""
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return len(self._table)
 
 
 PENDING = PendingPredictions()
+os.register_at_fork(after_in_child=PENDING.after_fork_in_child)
 
 
 def new_prediction_id() -> str:
