@@ -1,27 +1,4 @@
 """Compatibility: moved to ``modelotel.evaluator.outputs.rules``."""
 
-from .outputs.rules import (
-    RulesError,
-    duration_text,
-    error_ratio_expr,
-    events_expr,
-    label_name,
-    prometheus_metric,
-    quantile_expr,
-    rule_groups,
-    rules_yaml,
-    timeslice_expr,
-)
-
-__all__ = [
-    "RulesError",
-    "duration_text",
-    "error_ratio_expr",
-    "events_expr",
-    "label_name",
-    "prometheus_metric",
-    "quantile_expr",
-    "rule_groups",
-    "rules_yaml",
-    "timeslice_expr",
-]
+from .outputs.rules import *  # noqa: F403  (the moved module's public names, as its __all__ lists them)
+from .outputs.rules import __all__  # noqa: F401
