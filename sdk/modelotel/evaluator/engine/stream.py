@@ -636,48 +636,47 @@ def _point_json(s: SeriesPoint) -> dict[str, Any]:
     else:
         total = t
     return {
-        "resource": s.resource.decode(),
-        "scope": [s.scope_name, s.scope_version],
-        "metric": s.metric,
-        "point": s.point.decode(),
-        "attributes": s.attributes,
+        **_identity_json(s),
         "start": s.start_ns,
         "time": s.time_ns,
         "total": total,
     }
 
 
+def _identity_json(x: SeriesPoint | DeltaRecord) -> dict[str, Any]:
+    """What names a series in the snapshot (the decoder's series key and attributes), for both record kinds."""
+    return {
+        "resource": x.resource.decode(),
+        "scope": [x.scope_name, x.scope_version],
+        "metric": x.metric,
+        "point": x.point.decode(),
+        "attributes": x.attributes,
+    }
+
+
+def _identity_from(d: dict[str, Any]) -> tuple[bytes, str, str, str, bytes, dict[str, Any]]:
+    attributes = d["attributes"]
+    if not isinstance(attributes, dict):
+        raise TypeError("series attributes are not an object")
+    name, version = d["scope"]
+    return str(d["resource"]).encode(), str(name), str(version), str(d["metric"]), str(d["point"]).encode(), attributes
+
+
 def _delta_json(r: DeltaRecord) -> dict[str, Any]:
     return {
-        "resource": r.resource.decode(),
-        "scope": [r.scope_name, r.scope_version],
-        "metric": r.metric,
-        "point": r.point.decode(),
-        "attributes": r.attributes,
+        **_identity_json(r),
         "ends": r.ends,
         "starts": r.starts,
     }
 
 
 def _delta_from(d: dict[str, Any]) -> DeltaRecord:
-    attributes = d["attributes"]
     ends, starts = d["ends"], d["starts"]
-    if not isinstance(attributes, dict) or not isinstance(ends, list) or not isinstance(starts, list):
-        raise TypeError("delta points: attributes, ends or starts of the wrong type")
+    if not isinstance(ends, list) or not isinstance(starts, list):
+        raise TypeError("delta points: ends or starts of the wrong type")
     if len(ends) != len(starts):
         raise ValueError("delta points: as many ends as starts expected")
-    name, version = d["scope"]
-    return DeltaRecord(
-        str(d["resource"]).encode(),
-        str(name),
-        str(version),
-        str(d["metric"]),
-        str(d["point"]).encode(),
-        attributes,
-        0,
-        [int(e) for e in ends],
-        [int(s) for s in starts],
-    )
+    return DeltaRecord(*_identity_from(d), 0, [int(e) for e in ends], [int(s) for s in starts])
 
 
 def _inventory_json(inventory: Inventory) -> dict[str, Any]:
@@ -725,19 +724,4 @@ def _point_from(d: dict[str, Any]) -> SeriesPoint:
         raise ValueError(f"unknown series total {str(raw)[:40]!r}")
     if why:
         raise ValueError(why)
-    attributes = d["attributes"]
-    if not isinstance(attributes, dict):
-        raise TypeError("series attributes are not an object")
-    name, version = d["scope"]
-    return SeriesPoint(
-        str(d["resource"]).encode(),
-        str(name),
-        str(version),
-        str(d["metric"]),
-        str(d["point"]).encode(),
-        attributes,
-        0,
-        int(d["start"]),
-        int(d["time"]),
-        total,
-    )
+    return SeriesPoint(*_identity_from(d), 0, int(d["start"]), int(d["time"]), total)

@@ -688,22 +688,21 @@ class LineDecoder:
     def import_delta_points(self, records: list[DeltaRecord], keep_ids: bool) -> None:
         """Register the series of ``records`` (new ids unless ``keep_ids``) and record their delta points."""
         for r in records:
-            by_point = self._series_by_metric.setdefault((r.resource, r.scope_name, r.scope_version, r.metric), {})
-            known = by_point.get(r.point)
-            if known is None:
-                known = by_point[r.point] = (r.sid if keep_ids else next(series_ids), r.attributes)
-                self.series_count += 1
-            self.delta_points.restore(known[0], r.ends, r.starts)
+            self.delta_points.restore(self._register(r, keep_ids), r.ends, r.starts)
 
     def import_series(self, points: list[SeriesPoint], keep_ids: bool) -> None:
         """Register the series of ``points`` (new ids unless ``keep_ids``) and restore each latest point."""
         for p in points:
-            by_point = self._series_by_metric.setdefault((p.resource, p.scope_name, p.scope_version, p.metric), {})
-            known = by_point.get(p.point)
-            if known is None:
-                known = by_point[p.point] = (p.sid if keep_ids else next(series_ids), p.attributes)
-                self.series_count += 1
-            self.tracker.restore(known[0], p.start_ns, p.time_ns, p.total)
+            self.tracker.restore(self._register(p, keep_ids), p.start_ns, p.time_ns, p.total)
+
+    def _register(self, x: SeriesPoint | DeltaRecord, keep_ids: bool) -> int:
+        """The series id of an imported record's series, registering the series when it is new."""
+        by_point = self._series_by_metric.setdefault((x.resource, x.scope_name, x.scope_version, x.metric), {})
+        known = by_point.get(x.point)
+        if known is None:
+            known = by_point[x.point] = (x.sid if keep_ids else next(series_ids), x.attributes)
+            self.series_count += 1
+        return known[0]
 
     def _exponential(self, p: dict) -> ExpoCounts:
         pos = p.get("positive") or {}
