@@ -226,6 +226,20 @@ class Collector:
         return rc, self.proc.output()
 
 
+def sigterm_cycles(target, loader: Loader, cycles: int, load_s: float) -> list[tuple[int, str]]:
+    """Stop ``target`` (started, with ``start()``/``sigterm()``) by SIGTERM ``cycles`` times, each after ``load_s``
+    of load that must reach it, restarting it between cycles; the (exit code, output) of each stop."""
+    exits = []
+    for cycle in range(cycles):
+        before = sum(len(a) for a in loader.acked.values())
+        time.sleep(load_s)
+        assert sum(len(a) for a in loader.acked.values()) > before, f"no load reached the collector ({cycle})"
+        exits.append(target.sigterm())
+        if cycle < cycles - 1:
+            target.start()
+    return exits
+
+
 def test_agent_sigterm_under_load_loses_nothing(tmp_path):
     """SIGTERM x5 in the middle of load, the gateway down: exit 0 and no panic every time; every
     acknowledged item is in the agent's file exactly once, and after a restart with the gateway up
@@ -247,13 +261,7 @@ def test_agent_sigterm_under_load_loses_nothing(tmp_path):
     try:
         agent.start()
         loader.start()
-        for cycle in range(CYCLES):
-            before = sum(len(a) for a in loader.acked.values())
-            time.sleep(LOAD_PER_CYCLE_S)
-            assert sum(len(a) for a in loader.acked.values()) > before, f"no load reached the agent ({cycle})"
-            exits.append(agent.sigterm())
-            if cycle < CYCLES - 1:
-                agent.start()
+        exits = sigterm_cycles(agent, loader, CYCLES, LOAD_PER_CYCLE_S)
         loader.stop()
     finally:
         loader.stop()

@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_collector_restart import SIGNALS, Loader, read_seqs
+from test_collector_restart import SIGNALS, Loader, read_seqs, sigterm_cycles
 
 from collector_support import CONFIGS, Process, free_port, otelcol, wait_for, wait_http
 
@@ -143,13 +143,7 @@ def test_gateway_sigterm_under_load_loses_nothing(tmp_path, profile, sampling_ti
     try:
         gateway.start()
         loader.start()
-        for cycle in range(CYCLES):
-            before = sum(len(a) for a in loader.acked.values())
-            time.sleep(LOAD_PER_CYCLE_S)
-            assert sum(len(a) for a in loader.acked.values()) > before, f"no load reached the gateway ({cycle})"
-            exits.append(gateway.sigterm())
-            if cycle < CYCLES - 1:
-                gateway.start()
+        exits = sigterm_cycles(gateway, loader, CYCLES, LOAD_PER_CYCLE_S)
         loader.stop()
         for rc, output in exits:
             assert "panic" not in output, output[-6000:]
