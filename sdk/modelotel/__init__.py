@@ -4,16 +4,17 @@ Public API (everything else lives in modules documented as internal)::
 
     modelotel.configure(service_name=None, exporter=None, path=None, traces=None, ...)
     @modelotel.instrument_model(name=..., version=..., ...)
-    modelotel.current_prediction_id()
-    modelotel.record_feedback(prediction_id, *, label=None, correct=None)
+    modelotel.current_prediction_id()   # inside the call: an id this process can judge
+    modelotel.last_prediction_id()      # after the call: an id any process with the key can judge
+    modelotel.record_feedback(prediction_id, *, label=None, correct=None, group=None, positive_label=None, time=None)
     modelotel.force_flush()
     modelotel.shutdown()
 """
 
 from ._version import __version__
 from .config import ConfigError, Settings
-from .feedback import record_feedback
-from .instrument import current_prediction_id, instrument_model
+from .feedback.api import record_feedback
+from .instrument import current_prediction_id, instrument_model, last_prediction_id
 from .runtime import configure, force_flush, shutdown
 from .sketch import LogSketch
 
@@ -26,6 +27,7 @@ __all__ = [
     "current_prediction_id",
     "force_flush",
     "instrument_model",
+    "last_prediction_id",
     "record_feedback",
     "shutdown",
 ]

@@ -91,8 +91,24 @@ ENV_SIGTERM_FLUSH = "MODELOTEL_SIGTERM_FLUSH"
 SIGTERM_FLUSH_TIMEOUT_S = 5.0
 
 
+ENV_FEEDBACK_KEY = "MODELOTEL_FEEDBACK_KEY"
+"""The secret prediction ids are signed with (any text; at least 16 characters). Set the same value in every
+serving and labelling process: unset, each process signs with a random key of its own and only it can judge its
+ids (feedback elsewhere is counted in ``modelotel.dropped{feedback_id_unknown_key}``)."""
+ENV_FEEDBACK_PREVIOUS_KEYS = "MODELOTEL_FEEDBACK_PREVIOUS_KEYS"
+"""Comma-separated keys ids may still be signed with (key rotation): accepted, never used to sign."""
+ENV_FEEDBACK_HORIZON = "MODELOTEL_FEEDBACK_HORIZON"
+"""Seconds after a prediction that its feedback is accepted (default 90 days; later: ``feedback_id_expired``)."""
+ENV_FEEDBACK_TIME_BUCKET = "MODELOTEL_FEEDBACK_TIME_BUCKET"
+"""Seconds per prediction-time bucket on feedback series (``ml.prediction.time_bucket_end``; default 60; 0: none,
+feedback then counts when it arrives)."""
+ENV_FEEDBACK_DEDUPE = "MODELOTEL_FEEDBACK_DEDUPE"
+"""How many judged ids a process remembers to count a repeated feedback once (default 100000)."""
+
+
 class ConfigError(ValueError):
     """A setting is unusable; the message names the setting and what is wrong."""
+
 
 
 @dataclass(frozen=True)
@@ -378,4 +394,42 @@ def input_limits(environ: Mapping[str, str] | None = None) -> InputLimits:
     return InputLimits(
         max_line_bytes=int(_env_number(env, ENV_MAX_LINE_BYTES, DEFAULT_MAX_LINE_BYTES, lo=1024, hi=2**40)),
         max_inflation=_env_number(env, ENV_MAX_INFLATION, DEFAULT_MAX_INFLATION, lo=1, hi=1e9),
+    )
+
+
+# -- Feedback (feedback/*) -----------------------------------------------------------------------------------
+
+DEFAULT_FEEDBACK_HORIZON_S = 90 * 86400.0
+DEFAULT_FEEDBACK_TIME_BUCKET_S = 60
+DEFAULT_FEEDBACK_DEDUPE = 100_000
+MIN_FEEDBACK_KEY_CHARS = 16
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    """How prediction ids are signed and judged (ENV_FEEDBACK_*). ``key`` None: no shared key is configured."""
+
+    key: str | None
+    previous_keys: tuple[str, ...]
+    horizon_s: float
+    time_bucket_s: int
+    dedupe: int
+
+
+def feedback_settings(environ: Mapping[str, str] | None = None) -> FeedbackSettings:
+    """ENV_FEEDBACK_*; raises ConfigError for a key shorter than MIN_FEEDBACK_KEY_CHARS."""
+    env = os.environ if environ is None else environ
+    key = _env(env, ENV_FEEDBACK_KEY)
+    previous = tuple(k.strip() for k in (_env(env, ENV_FEEDBACK_PREVIOUS_KEYS) or "").split(",") if k.strip())
+    for name, value in [(ENV_FEEDBACK_KEY, key), *((ENV_FEEDBACK_PREVIOUS_KEYS, k) for k in previous)]:
+        if value is not None and len(value) < MIN_FEEDBACK_KEY_CHARS:
+            raise ConfigError(f"{name}: a key needs at least {MIN_FEEDBACK_KEY_CHARS} characters")
+    return FeedbackSettings(
+        key=key,
+        previous_keys=previous,
+        horizon_s=_env_number(env, ENV_FEEDBACK_HORIZON, DEFAULT_FEEDBACK_HORIZON_S, lo=1, hi=10 * 365 * 86400.0),
+        time_bucket_s=int(
+            _env_number(env, ENV_FEEDBACK_TIME_BUCKET, DEFAULT_FEEDBACK_TIME_BUCKET_S, lo=0, hi=366 * 86400.0)
+        ),
+        dedupe=int(_env_number(env, ENV_FEEDBACK_DEDUPE, DEFAULT_FEEDBACK_DEDUPE, lo=0, hi=100_000_000)),
     )

@@ -37,6 +37,9 @@ FEEDBACK_LABEL: Final = "ml.feedback.label"
 FAIRNESS_GROUP: Final = "ml.fairness.group"
 PREDICTION_POSITIVE: Final = "ml.prediction.positive"
 FEEDBACK_POSITIVE: Final = "ml.feedback.positive"
+# On feedback series: the end (epoch seconds) of the time bucket the judged prediction was made in, so a window's
+# figures count the predictions made in it whenever their labels arrive (docs/quality.md).
+PREDICTION_TIME_BUCKET_END: Final = "ml.prediction.time_bucket_end"
 OVERFLOW: Final = "otel.metric.overflow"  # OTel SDK's attribute for the cardinality-overflow series
 INTERNAL_ERROR_KIND: Final = "modelotel.error.kind"
 DROP_REASON: Final = "modelotel.drop.reason"
@@ -83,6 +86,9 @@ PREDICTIONS: Final = "ml.predictions"
 FEATURES_MISSING_METRIC: Final = "ml.features.missing"
 FEEDBACK: Final = "ml.feedback"
 FEEDBACK_CONFIDENCE: Final = "ml.feedback.confidence"
+FEEDBACK_DELAY: Final = "ml.feedback.delay"
+FEEDBACK_ABS_ERROR: Final = "ml.feedback.abs_error"
+FEEDBACK_SQUARED_ERROR: Final = "ml.feedback.squared_error"
 FEATURE_VALUE: Final = "ml.feature.value"
 FEATURE_CATEGORY_METRIC: Final = "ml.feature.category"
 EXTRACT_MISSES: Final = "modelotel.extract.misses"
@@ -111,6 +117,7 @@ DEFAULT_MAX_SERIES: Final = 2000  # per metric, then the overflow series
 DEFAULT_MAX_LABELS: Final = 100  # distinct predicted labels per model, then OTHER_LABEL
 DEFAULT_MAX_CATEGORIES: Final = 50  # distinct values per categorical feature, then OTHER_LABEL
 DEFAULT_MAX_GROUPS: Final = 20  # distinct ml.fairness.group values per model, then OTHER_LABEL
+DEFAULT_MAX_CONFUSION_LABELS: Final = 20  # distinct predicted/true labels on feedback series, then OTHER_LABEL
 MAX_GROUP_LENGTH: Final = 64  # longer group values become OTHER_LABEL (a group is a category, not an id)
 DEFAULT_MAX_EXTRA_ATTRIBUTES: Final = 8
 
@@ -156,13 +163,32 @@ METRICS: Final = {
             FEEDBACK,
             "counter",
             FEEDBACK_UNIT,
-            "Ground-truth feedback received, by correctness (and opt-in fairness group and positive-class flags).",
+            "Ground-truth feedback received, by correctness and prediction time bucket (and predicted/true label, "
+            "opt-in fairness group and positive-class flags).",
         ),
         MetricSpec(
             FEEDBACK_CONFIDENCE,
             "histogram",
             DIMENSIONLESS,
             "Confidence of predictions that received feedback, by correctness (calibration).",
+        ),
+        MetricSpec(
+            FEEDBACK_DELAY,
+            "histogram",
+            SECONDS,
+            "Time from a prediction to its feedback (label latency).",
+        ),
+        MetricSpec(
+            FEEDBACK_ABS_ERROR,
+            "histogram",
+            DIMENSIONLESS,
+            "Absolute error of regression predictions that received feedback (in the model's output unit).",
+        ),
+        MetricSpec(
+            FEEDBACK_SQUARED_ERROR,
+            "histogram",
+            DIMENSIONLESS,
+            "Squared error of regression predictions that received feedback (its sum over count is the MSE).",
         ),
         MetricSpec(
             FEATURE_VALUE,

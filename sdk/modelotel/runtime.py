@@ -18,6 +18,7 @@ import modelotel.config as config
 import modelotel.sigterm as sigterm
 
 from ._otel_compat import meter_provider_resource_and_readers, reader_exporter
+from .feedback.remote import REMOTE_MODELS
 from .metrics.export import ExportLoop, build_resource, exporter_temporality, make_metric_exporter
 from .metrics.recorder import Recorder
 from .metrics.selftelemetry import SELF
@@ -38,6 +39,7 @@ class _State:
         self.settings: config.Settings | None = None
         self.explicit = False  # configure() was called by the application
         self.recorder = Recorder()
+        self.recorder.register(REMOTE_MODELS)  # feedback for models known only from their prediction ids
         self.loop: ExportLoop | None = None
         self.span_provider: Any = None  # ours, shut down by us; None when the app owns tracing
         self.resource: Any = None

@@ -1,5 +1,5 @@
 """The ``@instrument_model`` decorator (re-exports; see ``decorator``)."""
 
-from .decorator import current_prediction_id, instrument_model
+from .decorator import current_prediction_id, instrument_model, last_prediction_id
 
-__all__ = ["current_prediction_id", "instrument_model"]
+__all__ = ["current_prediction_id", "instrument_model", "last_prediction_id"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Hashable, Mapping
+from time import perf_counter_ns
 from typing import Any
 
 from ..metrics.selftelemetry import SELF
@@ -25,6 +26,27 @@ from ..metrics.selftelemetry import SELF
 # id(frame of an instrumented call) -> prediction id, filled only by current_prediction_id(); and the code
 # objects of every wrapper (current_prediction_id walks the stack to the innermost frame running one).
 FRAME_PIDS: dict[int, str] = {}
+
+# The last call that finished in each thread: thread id -> (Instrumented, output, perf_counter_ns at its end), or
+# None after a call that raised. last_prediction_id() builds its id only when asked, so the hot path pays one dict
+# store; the export thread forgets entries older than LAST_CALL_TTL_NS (LastCalls.fold), so an output is not kept
+# alive for long by a thread that stopped calling.
+LAST_CALL_TTL_NS = 5_000_000_000
+
+
+class LastCalls(dict):
+    """thread id -> the last call; a recorder source whose ``fold`` forgets the old ones."""
+
+    def fold(self, rec: Any) -> None:
+        horizon = perf_counter_ns() - LAST_CALL_TTL_NS
+        for tid, call in list(self.items()):
+            if call is None or call[2] < horizon:
+                self.pop(tid, None)
+        MADE.clear()
+
+
+LAST_CALLS = LastCalls()
+MADE: dict[int, tuple[Any, str | None]] = {}  # thread id -> (call, its id): asking twice gives the same id
 WRAPPER_CODES: set[Any] = set()
 getframe = sys._getframe
 

@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import random
+import time
 import weakref
 from array import array
 from collections.abc import Callable, Mapping, Sequence
+from threading import get_ident
 from time import perf_counter_ns
 from typing import Any
 
@@ -42,7 +45,8 @@ import modelotel.conventions as conv
 from ..distributions import FeatureDistributions
 from ..extract import extract
 from ..features import Columns, as_columns, record_rows, records_of, report_not_found, value_missing
-from ..feedback import PENDING, as_list, new_prediction_id
+from ..feedback import KEYRING, PENDING, Label, Outcome, PredictionRecord, as_list, labels_of, new_prediction_id
+from ..feedback.ids import encode as encode_prediction_id
 from ..labels import WITHHELD_REASON, LabelPolicy
 from ..metrics.buffers import ModelBuffers
 from ..metrics.selftelemetry import SELF
@@ -51,9 +55,11 @@ from ..privacy import count_missing, raw_features
 from ..runtime import OFF, STATE, arm_sigterm, autostart
 from ..tracing.span import MAX_ATTRIBUTES, LightSpan, record_exception
 from ..tracing.start import attach_context, current_context_with, start_span
-from .decorations import DECORATIONS, FRAME_PIDS, WRAPPER_CODES, getframe, options_key
+from .decorations import DECORATIONS, FRAME_PIDS, LAST_CALLS, MADE, WRAPPER_CODES, getframe, options_key
 from .options import ModelOptions, resolve
 from .streams import async_gen_wrapper, gen_wrapper
+
+STATE.recorder.register(LAST_CALLS)  # its fold forgets old outputs
 
 _MISSING = object()
 _NO = object()  # _snapshot: no cheap exact copy
@@ -78,6 +84,7 @@ def _sync_wrapper(inst: Instrumented) -> Callable[..., Any]:
     pids = FRAME_PIDS
     follow = inst.traces is None  # the process-wide trace mode applies
     untraced = inst.traces == OFF
+    last = LAST_CALLS
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not (STATE.fast if follow else (untraced and STATE.started)):
@@ -90,8 +97,10 @@ def _sync_wrapper(inst: Instrumented) -> Callable[..., Any]:
             missing_inputs(args, kwargs)
             if pids:
                 pids.pop(id(getframe()), None)
+            last[get_ident()] = None
             raise
         dt = perf_counter_ns() - t0
+        last[get_ident()] = (inst, result, t0 + dt)
         if pids:
             pid = pids.pop(id(getframe()), None)
             if pid is not None:
@@ -118,8 +127,10 @@ def _sync_wrapper(inst: Instrumented) -> Callable[..., Any]:
             missing = missing_inputs(args, kwargs, span is None)
             pids.pop(key, None)
             inst.close_span(span, token, exc, missing=missing)
+            last[get_ident()] = None
             raise
         dt = perf_counter_ns() - t0
+        last[get_ident()] = (inst, result, t0 + dt)
         pid = pids.pop(key, pid)
         success(result, args, kwargs, dt, pid, span, token is not None)
         inst.close_span(span, token, None)
@@ -155,8 +166,10 @@ def _async_wrapper(inst: Instrumented) -> Callable[..., Any]:
                 pids.pop(key, None)
             if traced:
                 inst.close_span(span, token, exc, missing=missing)
+            LAST_CALLS[get_ident()] = None
             raise
         dt = perf_counter_ns() - t0
+        LAST_CALLS[get_ident()] = (inst, result, t0 + dt)
         pid = pids.pop(key, pid) if pids else pid
         success(result, args, kwargs, dt, pid, span, token is not None)
         if traced:
@@ -262,32 +275,10 @@ class Instrumented:
         labels): the labels as the model gave them (for feedback, in memory) and as they may leave the
         process (labels.py: None where withheld)."""
         b = self.buffers
-        confs: Any = None
-        labels: Any = None
-        scored = False  # each extracted label came with its own probability
-        if self.extract_outputs:
-            ex = extract(result, softmax=self.softmax)
-            if ex is not None:
-                confs = ex.confidences
-                labels = ex.labels
-                scored = labels is not None and len(confs) == len(labels)
-            elif self.confidence_fn is None and not isinstance(result, _NUMBERS):
-                b.misses.append(1)
-        if self.confidence_fn is not None:
-            try:
-                confs = _floats(self.confidence_fn(result))
-            except Exception as exc:
-                confs = None
-                SELF.error("confidence_callable", exc)
-        if self.label_fn is not None:
-            try:
-                labels = as_list(self.label_fn(result))
-                scored = False
-            except Exception as exc:
-                SELF.error("label_callable", exc)
+        confs, labels, scored, missed = self._extract(result)
+        if missed:
+            b.misses.append(1)
         shown = None
-        if labels and self.class_names is not None:
-            labels = [_class_name(self.class_names, lab) for lab in labels]
         if confs:
             b.confidences.extend(confs)
         if labels:
@@ -301,6 +292,65 @@ class Instrumented:
         else:
             b.labels.append(None)
         return confs, labels, shown
+
+    def _extract(self, result: Any) -> tuple[Any, Any, bool, bool]:
+        """(confidences, labels, scored, missed) of one output, without recording anything: ``scored`` when each
+        label came with its own probability, ``missed`` when the output's shape gave no confidence."""
+        confs: Any = None
+        labels: Any = None
+        scored = False
+        missed = False
+        if self.extract_outputs:
+            ex = extract(result, softmax=self.softmax)
+            if ex is not None:
+                confs = ex.confidences
+                labels = ex.labels
+                scored = labels is not None and len(confs) == len(labels)
+            elif self.confidence_fn is None and not isinstance(result, _NUMBERS):
+                missed = True
+        if self.confidence_fn is not None:
+            try:
+                confs = _floats(self.confidence_fn(result))
+            except Exception as exc:
+                confs = None
+                SELF.error("confidence_callable", exc)
+        if self.label_fn is not None:
+            try:
+                labels = as_list(self.label_fn(result))
+                scored = False
+            except Exception as exc:
+                SELF.error("label_callable", exc)
+        if labels and self.class_names is not None:
+            labels = [_class_name(self.class_names, lab) for lab in labels]
+        return confs, labels, scored, missed
+
+    def outcome(self, result: Any, confs: Any, labels: Any, shown: Any, when: float) -> Outcome:
+        """What feedback needs of one finished call (``feedback.Outcome``)."""
+        numbers = () if (confs or labels) else _numbers(result)
+        return Outcome(self.buffers, labels_of(labels, shown), tuple(confs or ()), numbers, when)
+
+    def prediction_id_of(self, result: Any, when: float) -> str | None:
+        """A self-describing, signed id (``feedback/ids.py``) of one finished call's output; None when it cannot
+        have one (counted in ``modelotel.dropped{prediction_id_unavailable}``). Never raises."""
+        try:
+            confs, labels, scored, _ = self._extract(result)
+            shown = self.buffers.label_policy.exported(labels, scored)[0] if labels else None
+            out = self.outcome(result, confs, labels, shown, when)
+            positive = self.buffers.positive_label
+            record = PredictionRecord(
+                tuple((k, str(v)) for k, v in self.buffers.attributes.items()),
+                int(when),
+                random.getrandbits(64).to_bytes(8, "big"),
+                None if positive is None else Label.of(positive, None),
+                out.labels,
+                tuple(out.confidences) if len(out.confidences) == len(out.labels) else (),
+                out.numbers,
+            )
+            keys = KEYRING.load()
+            return encode_prediction_id(record, keys.key, keys.key_id)
+        except Exception as exc:
+            SELF.drop("prediction_id_unavailable", 1, f"no prediction id for a call of {self.name!r}: {exc}")
+            return None
 
     def success(
         self, result: Any, args: tuple, kwargs: dict, dt: int, pid: str | None, span: Any = None, owned: bool = False
@@ -366,7 +416,9 @@ class Instrumented:
             if scores:
                 b.ood.extend(scores)
         if pid is not None:
-            PENDING.put(pid, b, confs, labels)
+            start = getattr(span, "start_time", None)  # a deferred call finishes later than it ran
+            when = start / 1e9 if isinstance(start, int) else time.time()
+            PENDING.put(pid, self.outcome(result, confs, labels, shown, when))
         if span is None:
             return
         if ended:  # past end(): set_attributes would refuse; same limit as LightSpan.set_attribute
@@ -768,6 +820,56 @@ def _feature_locator(fn: Callable[..., Any], features: Any) -> Callable[[tuple, 
 
 
 # -- decoration time ------------------------------------------------------------------------------
+
+
+def last_prediction_id() -> str | None:
+    """A prediction id for the last instrumented call that finished in this thread, that any process holding the
+    same ``MODELOTEL_FEEDBACK_KEY`` can judge (``record_feedback``); None when there is none (no call yet, the last
+    one raised or was a stream, or it ended over 5 s ago). Call it right after the call, in the same thread:
+
+        probabilities = model.predict_proba(rows)      # instrumented
+        pid = modelotel.last_prediction_id()           # hand it to whoever will know the truth
+
+    Asking twice for the same call gives the same id. Never raises.
+    """
+    try:
+        tid = get_ident()
+        call = LAST_CALLS.get(tid)
+        if call is None:
+            return None
+        made = MADE.get(tid)
+        if made is not None and made[0] is call:
+            return made[1]
+        inst, result, ended = call
+        when = time.time() - (perf_counter_ns() - ended) / 1e9
+        pid = inst.prediction_id_of(result, when)
+        MADE[tid] = (call, pid)
+        return pid
+    except Exception as exc:  # pragma: no cover - prediction_id_of never raises
+        SELF.error("prediction_id", exc)
+        return None
+
+
+def _numbers(result: Any) -> tuple[float, ...]:
+    """A regression output's predicted values: a number, or a flat sequence or array of numbers; else ()."""
+    if isinstance(result, bool):
+        return ()
+    if isinstance(result, _NUMBERS):
+        value = float(result)
+        return (value,) if value == value else ()
+    if type(result) is _ndarray and result.ndim <= 2 and result.dtype.kind in "iuf" and 0 < result.size <= 65_535:
+        if result.ndim == 2 and result.shape[1] != 1:
+            return ()
+        values = tuple(float(v) for v in result.ravel().tolist())
+        return values if all(v == v for v in values) else ()
+    if (
+        isinstance(result, (list, tuple))
+        and 0 < len(result) <= 65_535
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in result)
+    ):
+        values = tuple(float(v) for v in result)
+        return values if all(v == v for v in values) else ()
+    return ()
 
 
 def current_prediction_id() -> str | None:

@@ -6,7 +6,9 @@ count, outcome) is written once, when the stream finishes, fails or is abandoned
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from threading import get_ident
 from time import perf_counter_ns
 from typing import Any
 
@@ -15,11 +17,11 @@ from opentelemetry import trace
 
 import modelotel.conventions as conv
 
-from ..feedback import PENDING
+from ..feedback import PENDING, Outcome
 from ..metrics.selftelemetry import SELF
 from ..runtime import STATE, autostart
 from ..tracing.span import record_exception
-from .decorations import FRAME_PIDS, WRAPPER_CODES, getframe
+from .decorations import FRAME_PIDS, LAST_CALLS, WRAPPER_CODES, getframe
 
 # ``inst`` below is a ``decorator.Instrumented`` (typed Any: decorator imports this module).
 
@@ -74,6 +76,7 @@ class Stream:
         dt = perf_counter_ns() - self.t0
         inst = self.inst
         pid = FRAME_PIDS.pop(self.key, self.pid) if FRAME_PIDS else self.pid
+        LAST_CALLS[get_ident()] = None  # a stream has no output to describe: last_prediction_id() gives None
         try:
             b = inst.buffers
             if self.items:
@@ -84,7 +87,7 @@ class Stream:
                 b.durations.append(dt)
                 b.labels.append(None)
                 if pid is not None:
-                    PENDING.put(pid, b, None, None)
+                    PENDING.put(pid, Outcome(b, (), (), (), time.time()))
             span = self.span
             if span is not None:
                 if span.is_recording():

@@ -16,7 +16,7 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -34,6 +34,26 @@ AttrKey = tuple  # sorted tuple of (key, value) pairs: the identity of a series
 
 def attr_key(attributes: Mapping[str, Any]) -> AttrKey:
     return tuple(sorted(attributes.items()))
+
+
+class FeedbackItem(NamedTuple):
+    """One judged item, as ``feedback.record`` queues it for the export thread.
+
+    ``correct`` is None for a regression prediction, whose ``error`` is truth minus prediction. ``predicted_label``
+    is the prediction's exported label (None: withheld or none); ``true_label`` the truth as given, exported at
+    fold time under the model's label policy. ``bucket_end`` is the end of the prediction's time bucket (epoch
+    seconds; None when buckets are off) and ``delay_s`` the time from prediction to feedback."""
+
+    correct: bool | None
+    confidence: float | None
+    group: str | None
+    predicted_positive: bool | None
+    truly_positive: bool | None
+    predicted_label: str | None
+    true_label: Any
+    bucket_end: int | None
+    delay_s: float
+    error: float | None
 
 
 class SeriesSink(Protocol):
@@ -119,6 +139,7 @@ class ModelBuffers:
         "positive_label",
         "max_groups",
         "_seen_groups",
+        "_confusion_labels",
     )
 
     def __init__(
@@ -138,9 +159,7 @@ class ModelBuffers:
         self.ood_threshold = ood_threshold
         self.labels: list[Any] = []
         self.missing: list[int] = []  # per call, only calls with at least one missing feature
-        # (correct, judged confidence, fairness group, predicted is positive, truth is positive); the last
-        # three are None unless the caller gave a group / a positive class and a true label
-        self.feedback: list[tuple[bool, float | None, str | None, bool | None, bool | None]] = []
+        self.feedback: list[FeedbackItem] = []
         # Deferred work: the hot path keeps small float64/float32 vectors as tobytes() copies (bytes
         # are not tracked by the garbage collector, unlike lists) and the export thread does the
         # probability checks, max/argmax and NaN counts for all of them at once with numpy.
@@ -174,6 +193,7 @@ class ModelBuffers:
         self.positive_label: Any = None  # the positive class for fairness rates; record_feedback may override
         self.max_groups = conv.DEFAULT_MAX_GROUPS
         self._seen_groups: set[str] = set()
+        self._confusion_labels: set[str] = set()
 
     def clear(self) -> None:
         for name in self.BUFFERS:
@@ -300,31 +320,78 @@ class ModelBuffers:
         if feedback:
             self._fold_feedback(rec, feedback)
 
-    def _fold_feedback(self, rec: SeriesSink, feedback: list) -> None:
-        """``ml.feedback`` by correctness, plus group and positive-class flags when given; the judged
-        confidences in ``ml.feedback.confidence`` by correctness only (calibration needs no more, and a
-        histogram per group would multiply the series)."""
+    def _fold_feedback(self, rec: SeriesSink, feedback: list[FeedbackItem]) -> None:
+        """``ml.feedback`` by correctness, prediction time bucket, and the group, positive-class flags and
+        predicted/true labels when known; the judged confidences in ``ml.feedback.confidence`` by correctness and
+        time bucket only (calibration needs no more, and a histogram per group would multiply the series);
+        regression errors in ``ml.feedback.abs_error`` and ``ml.feedback.squared_error``; the label latency in
+        ``ml.feedback.delay``."""
         attrs = self.attributes
         counts: Counter[tuple] = Counter()
-        confs: dict[bool, list[float]] = {True: [], False: []}
-        for ok, conf, group, predicted_positive, truly_positive in feedback:
-            counts[(ok, group, predicted_positive, truly_positive)] += 1
-            if conf is not None:
-                confs[ok].append(conf)
-        for (ok, group, predicted_positive, truly_positive), n in counts.items():
-            fb_attrs = {**attrs, conv.FEEDBACK_CORRECT: ok}
+        confs: dict[tuple, list[float]] = {}
+        errors: dict[int | None, list[float]] = {}
+        delays = []
+        for item in feedback:
+            ok, conf, bucket = item.correct, item.confidence, item.bucket_end
+            pred = true = None
+            if item.predicted_label is not None:  # a classifier whose labels leave the process: confusion counts
+                pred = self.bounded_confusion(item.predicted_label)
+                if item.true_label is not None:
+                    true = self.bounded_confusion(self.exported_truth(item.true_label))
+            counts[(ok, item.group, item.predicted_positive, item.truly_positive, pred, true, bucket)] += 1
+            if conf is not None and ok is not None:
+                confs.setdefault((ok, bucket), []).append(conf)
+            if item.error is not None:
+                errors.setdefault(bucket, []).append(item.error)
+            delays.append(item.delay_s)
+        for (ok, group, predicted_positive, truly_positive, pred, true, bucket), n in counts.items():
+            fb_attrs = dict(attrs)
+            if ok is not None:
+                fb_attrs[conv.FEEDBACK_CORRECT] = ok
             if group is not None:
                 fb_attrs[conv.FAIRNESS_GROUP] = self.bounded_group(group)
             if predicted_positive is not None and truly_positive is not None:
                 fb_attrs[conv.PREDICTION_POSITIVE] = predicted_positive
                 fb_attrs[conv.FEEDBACK_POSITIVE] = truly_positive
+            if pred is not None:
+                fb_attrs[conv.PREDICTION_LABEL] = pred
+                if true is not None:
+                    fb_attrs[conv.FEEDBACK_LABEL] = true
+            if bucket is not None:
+                fb_attrs[conv.PREDICTION_TIME_BUCKET_END] = bucket
             rec.add(conv.FEEDBACK, attr_key(fb_attrs), fb_attrs, n)
-        for ok, values in confs.items():
-            if values:
-                conf_attrs = {**attrs, conv.FEEDBACK_CORRECT: ok}
-                rec.observe(
-                    conv.FEEDBACK_CONFIDENCE, attr_key(conf_attrs), conf_attrs, np.asarray(values, dtype=np.float64)
-                )
+        for (ok, bucket), values in confs.items():
+            conf_attrs = {**attrs, conv.FEEDBACK_CORRECT: ok}
+            if bucket is not None:
+                conf_attrs[conv.PREDICTION_TIME_BUCKET_END] = bucket
+            values_array = np.asarray(values, dtype=np.float64)
+            rec.observe(conv.FEEDBACK_CONFIDENCE, attr_key(conf_attrs), conf_attrs, values_array)
+        for bucket, values in errors.items():
+            err_attrs = dict(attrs)
+            if bucket is not None:
+                err_attrs[conv.PREDICTION_TIME_BUCKET_END] = bucket
+            err = np.abs(np.asarray(values, dtype=np.float64))
+            key = attr_key(err_attrs)
+            rec.observe(conv.FEEDBACK_ABS_ERROR, key, err_attrs, err)
+            rec.observe(conv.FEEDBACK_SQUARED_ERROR, key, err_attrs, err * err)
+        if delays:
+            rec.observe(conv.FEEDBACK_DELAY, self.key, attrs, np.asarray(delays, dtype=np.float64))
+
+    def exported_truth(self, truth: Any) -> str:
+        """A true label as ``ml.feedback.label`` shows it: under the model's label policy, as if it had come with
+        a score (a class-shaped string or a declared class passes, other text is OTHER_LABEL)."""
+        shown, _ = self.label_policy.exported([truth], True)
+        return shown[0] if shown and shown[0] is not None else conv.OTHER_LABEL
+
+    def bounded_confusion(self, label: str) -> str:
+        """The label itself for the first ``DEFAULT_MAX_CONFUSION_LABELS`` distinct ones on feedback series (a
+        confusion matrix has their square of cells), OTHER_LABEL after; export thread only."""
+        if label in self._confusion_labels:
+            return label
+        if len(self._confusion_labels) < conv.DEFAULT_MAX_CONFUSION_LABELS:
+            self._confusion_labels.add(label)
+            return label
+        return conv.OTHER_LABEL
 
     def _score_rows(self, rows: np.ndarray) -> None:
         try:

@@ -64,22 +64,45 @@ def _coarse_extremes(point: Any) -> Any:
     return dataclasses.replace(point, min=min(lows), max=max(highs))
 
 
+# Feedback series carry the prediction's time bucket, so a long-running process makes new ones every bucket. In
+# cumulative temporality a series nobody adds to any more is exported IDLE_EXPORTS more times, then forgotten; a
+# late feedback for its bucket starts it again from zero with a new start time (a reset, which every reader of
+# cumulative data handles), so memory stays bounded whatever the label delay.
+EXPIRING_ATTRIBUTE = conv.PREDICTION_TIME_BUCKET_END
+IDLE_EXPORTS = 3
+
+
 class _HistSeries:
-    __slots__ = ("attributes", "start_ns", "sketch")
+    __slots__ = ("attributes", "start_ns", "sketch", "seen", "idle")
 
     def __init__(self, attributes: Mapping[str, Any], start_ns: int, sketch: LogSketch) -> None:
         self.attributes = dict(attributes)
         self.start_ns = start_ns
         self.sketch = sketch
+        self.seen = -1  # the count at the last export
+        self.idle = 0  # exports since it last changed
+
+    def tick(self) -> int:
+        count = self.sketch.count
+        self.idle = self.idle + 1 if count == self.seen else 0
+        self.seen = count
+        return self.idle
 
 
 class _SumSeries:
-    __slots__ = ("attributes", "start_ns", "value")
+    __slots__ = ("attributes", "start_ns", "value", "seen", "idle")
 
     def __init__(self, attributes: Mapping[str, Any], start_ns: int) -> None:
         self.attributes = dict(attributes)
         self.start_ns = start_ns
         self.value = 0
+        self.seen = -1
+        self.idle = 0
+
+    def tick(self) -> int:
+        self.idle = self.idle + 1 if self.value == self.seen else 0
+        self.seen = self.value
+        return self.idle
 
 
 _OVERFLOW_ATTRS = {conv.OVERFLOW: True}
@@ -147,8 +170,14 @@ class Recorder:
             series = per_metric[key] = factory(attrs)
         return series
 
+    def _start_of(self, attrs: Mapping[str, Any]) -> int:
+        """A new series starts with the window, or (an expiring one, cumulative) at the last export."""
+        if EXPIRING_ATTRIBUTE in attrs and not self.delta:
+            return self._now_ns
+        return self._window_start_ns
+
     def observe(self, metric: str, key: AttrKey, attrs: Mapping[str, Any], values: np.ndarray) -> None:
-        start = self._window_start_ns
+        start = self._start_of(attrs)
         series = self._series(
             self._hist,
             metric,
@@ -161,7 +190,7 @@ class Recorder:
             SELF.drop("non_finite", dropped, f"NaN or infinite values for {metric}")
 
     def add(self, metric: str, key: AttrKey, attrs: Mapping[str, Any], amount: int) -> None:
-        start = self._window_start_ns
+        start = self._start_of(attrs)
         series = self._series(self._sums, metric, key, attrs, lambda a: _SumSeries(a, start))
         series.value += amount
 
@@ -202,6 +231,8 @@ class Recorder:
                 self._hist.clear()
                 self._sums.clear()
                 self._window_start_ns = now
+            else:
+                self._expire()
             self._now_ns = now
         if not metrics:
             return None
@@ -242,6 +273,13 @@ class Recorder:
                     _metric(name, Sum(data_points=points, aggregation_temporality=temporality, is_monotonic=True))
                 )
         return out
+
+    def _expire(self) -> None:
+        """Forget the expiring series that did not change in the last IDLE_EXPORTS exports (see IDLE_EXPORTS)."""
+        for table in (*self._hist.values(), *self._sums.values()):
+            gone = [k for k, s in table.items() if EXPIRING_ATTRIBUTE in s.attributes and s.tick() >= IDLE_EXPORTS]
+            for k in gone:
+                del table[k]
 
     def reset_series(self) -> None:
         """Start every series afresh (a new configure() means a new service.instance.id)."""
