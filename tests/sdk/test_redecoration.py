@@ -104,7 +104,7 @@ def test_a_new_function_each_time_is_bounded_counted_and_warned_once():
     }}))
     """)
     # the cached decorations (and the first), nothing more: not one per decoration
-    assert out["sources"] <= MAX_CACHED + 2, out
+    assert out["sources"] <= MAX_CACHED + 4, out  # + the process-wide sources: last calls, remote models
     assert out["count"] == n + 2 * 3 * 10_000  # nothing lost from the states that were let go
     assert out["fresh_us"] < 3 * out["first_us"] + 1, out  # was 19x after 20,000 re-decorations
     assert stderr.count(f"instrument_model has been applied {WARN_AFTER} times") == 1, stderr
