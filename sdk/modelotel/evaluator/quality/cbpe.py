@@ -68,10 +68,13 @@ from .calibration import calibration, reliability_bin, unit_buckets
 
 __all__ = [
     "BINS",
+    "GAP_THRESHOLD",
+    "AccuracyGap",
     "MIN_FEEDBACK",
     "AccuracyEstimate",
     "BinaryEstimate",
     "Estimate",
+    "accuracy_gap",
     "estimated_accuracy",
     "estimated_binary",
 ]
@@ -291,3 +294,38 @@ def estimated_binary(
         predicted_negative=neg.count,
         out_of_range=pos.out_of_range + neg.out_of_range,
     )
+
+
+GAP_THRESHOLD = 0.05  # |estimated - realized| accuracy beyond this (and beyond the noise) is flagged
+GAP_Z = 3.0  # standard deviations of noise allowed on top of GAP_THRESHOLD
+
+
+@dataclass(frozen=True)
+class AccuracyGap:
+    """The CBPE estimate beside the realized accuracy of the judged predictions of the same model and window.
+
+    ``flagged`` when ``|gap| > GAP_THRESHOLD + bound + GAP_Z * noise``, ``noise`` the standard deviation of the
+    difference of two independent estimates: ``sqrt(sampling_sd**2 + r (1 - r) / judged)`` (``r`` realized). A
+    gap beyond noise means the confidences no longer say how often the model is right: miscalibration, or
+    concept drift (the labels moved and the confidences did not), which CBPE cannot see; a gap that widens
+    over time points at the latter.
+    """
+
+    estimated: float
+    realized: float
+    judged: int
+    gap: float  # estimated - realized
+    noise: float
+    allowed: float  # |gap| above this is flagged
+    flagged: bool
+
+
+def accuracy_gap(estimate: AccuracyEstimate, correct: float, judged: float) -> AccuracyGap | None:
+    """Compare ``estimate`` with ``correct`` of ``judged`` predictions (None without judged predictions)."""
+    if judged <= 0:
+        return None
+    realized = correct / judged
+    noise = math.sqrt(estimate.sampling_sd**2 + realized * (1.0 - realized) / judged)
+    allowed = GAP_THRESHOLD + estimate.accuracy.bound + GAP_Z * noise
+    gap = estimate.accuracy.value - realized
+    return AccuracyGap(estimate.accuracy.value, realized, int(judged), gap, noise, allowed, abs(gap) > allowed)
