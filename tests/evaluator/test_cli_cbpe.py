@@ -112,3 +112,26 @@ def test_estimated_accuracy_slo_and_the_estimate_beside_realized_accuracy(teleme
     assert "drifted-accuracy: estimated accuracy" in table.stdout and "concept drift" in table.stdout
     churn_line = next(line for line in table.stdout.splitlines() if "churn-accuracy: estimated" in line)
     assert "concept drift" not in churn_line
+
+
+def test_report_shows_the_estimate_beside_realized_accuracy(telemetry, tmp_path):
+    data, raw = telemetry
+    spec = tmp_path / "slos.yaml"
+    spec.write_text(
+        "slos:\n"
+        "  - {name: churn-accuracy, model: churn, sli: accuracy, objective: 0.5, alerts: off}\n"
+        "  - {name: drifted-accuracy, model: drifted, sli: accuracy, objective: 0.5, alerts: off}\n"
+    )
+    out = tmp_path / "report.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelotel", "report", "--slo", str(spec), "--data", str(data), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text()
+    rows = {name: html.split(f"<td>{name}-accuracy</td>")[1].split("</tr>")[0] for name in ("churn", "drifted")}
+    for name in rows:
+        assert f"estimated accuracy {raw[name][:, 0].mean():.3%} (CBPE)" in rows[name]
+    assert "concept drift" in rows["drifted"] and "concept drift" not in rows["churn"]
