@@ -136,6 +136,21 @@ def test_calibrated_accuracy_matches_exact_binning(seed, n, n_feedback, scales, 
     assert est.fallback_bins == len(set(pred_bins[fallback].tolist()))
     if not fallback.any():
         assert est.accuracy.bound <= TOL
+    # sampling sd: an upper bound of the exact one (Bernoulli of each prediction's probability, plus the map's noise)
+    p = np.array(
+        [exact_calibrated_correct(np.array([c]), fb_conf, fb_correct, scale, bins, min_feedback) for c in conf]
+    )
+    judged = fb_bins
+    n_b = np.bincount(pred_bins, minlength=bins)
+    acc = np.divide(
+        np.bincount([snapped_bin(c, scale, bins) for c in fb_conf], weights=fb_correct.astype(float), minlength=bins),
+        judged,
+        out=np.zeros(bins),
+        where=judged > 0,
+    )
+    usable = judged >= min_feedback
+    variance = float((p * (1 - p)).sum()) + float((n_b**2 * acc * (1 - acc) / np.maximum(judged, 1))[usable].sum())
+    assert est.sampling_sd + TOL >= math.sqrt(variance) / n
 
 
 @fast
@@ -145,12 +160,22 @@ def test_calibrated_accuracy_matches_exact_binning(seed, n, n_feedback, scales, 
     share=st.floats(0.0, 1.0),
     scale=st.integers(0, 6),
     drop_sum=st.booleans(),
+    calibrate=st.booleans(),
 )
-def test_binary_figures_match_the_expected_confusion_matrix(seed, n, share, scale, drop_sum):
+def test_binary_figures_match_the_expected_confusion_matrix(seed, n, share, scale, drop_sum, calibrate):
     rng = np.random.default_rng(seed)
     conf = confidences(seed, n, specials=True)
     positive = rng.random(n) < share  # the predicted label is the positive one
-    p_pos = np.where(positive, conf, 1.0 - conf)  # P(y = pos)
+    feedback: tuple[LogSketch | None, LogSketch | None] = (None, None)
+    p_top = conf  # P(prediction correct)
+    if calibrate:  # the exact map on raw values: each prediction's bin accuracy (or its confidence)
+        fb_conf = confidences(seed + 1, 600, specials=True)
+        fb_correct = rng.random(600) < fb_conf**2
+        feedback = (sketch_of(fb_conf[fb_correct], scale), sketch_of(fb_conf[~fb_correct], scale))
+        p_top = np.array(
+            [exact_calibrated_correct(np.array([c]), fb_conf, fb_correct, scale, 10, 20) for c in conf]
+        ).reshape(n)
+    p_pos = np.where(positive, p_top, 1.0 - p_top)  # P(y = pos)
     tp, fp, fn = p_pos[positive].sum(), (1 - p_pos)[positive].sum(), p_pos[~positive].sum()
     sketches = []
     for part in (conf[positive], conf[~positive]):
@@ -158,7 +183,7 @@ def test_binary_figures_match_the_expected_confusion_matrix(seed, n, share, scal
         if sk is not None and drop_sum:
             sk.sum = 0.0
         sketches.append(sk)
-    est = estimated_binary(*sketches)
+    est = estimated_binary(*sketches, *feedback, bins=10, min_feedback=20)
     assert est.predicted_positive == int(positive.sum()) and est.predicted_negative == n - int(positive.sum())
     exact = {
         "precision": tp / (tp + fp) if positive.any() else math.nan,
@@ -173,7 +198,7 @@ def test_binary_figures_match_the_expected_confusion_matrix(seed, n, share, scal
             continue
         assert figure.low - TOL <= value <= figure.high + TOL, name
         assert abs(figure.value - value) <= figure.bound + TOL, name
-        if not drop_sum:
+        if not drop_sum and not calibrate:
             assert figure.bound <= 1e-9, name
 
 
