@@ -19,8 +19,10 @@ SLIKind = Literal[
     "ratio",  # any two counters or histogram counts: good/total or bad/total
     "drift",  # per time slice: a drift statistic of the signal against a reference range <= threshold
     "calibration",  # per time slice: ECE (or Brier score) of the feedback confidences <= threshold
+    "estimated_accuracy",  # per time slice: CBPE expected accuracy of the prediction confidences >= threshold
 ]
-SLICED_KINDS = ("percentile", "drift", "calibration")  # judged per time slice from merged sketches
+SLICED_KINDS = ("percentile", "drift", "calibration", "estimated_accuracy")  # judged per time slice
+SKETCH_KINDS = ("drift", "calibration", "estimated_accuracy")  # from merged sketches: the ledger keeps them
 Budgeting = Literal["occurrences", "timeslices", "ratio_timeslices"]
 
 

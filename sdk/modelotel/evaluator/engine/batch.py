@@ -16,9 +16,11 @@ from typing import Protocol
 
 from ...sketch import relative_accuracy
 from .. import sources
+from ..quality.cbpe import AccuracyEstimate
 from ..slo import SLO
 from ..sources.points import Delta, Inventory, ReadReport
 from .diagnose import key_never_seen, unmatched_reason
+from .estimates import ConfidenceWindows
 from .ledger import Ledger
 from .verdict import SLOResult, evaluate_slo, window_bounds
 
@@ -66,6 +68,7 @@ class Evaluation:
     reports: list[ReadReport]
     ledgers: list[Ledger] = field(default_factory=list)
     inventory: Inventory = field(default_factory=Inventory)
+    estimates: list[AccuracyEstimate | None] = field(default_factory=list)  # CBPE beside accuracy SLOs, by result
 
 
 class NoData(Exception):
@@ -82,6 +85,8 @@ def evaluate(
     """Read every location once and evaluate every SLO at ``at`` (epoch seconds; default: end of the data)."""
     resolution = resolution_for(slos)
     ledgers = [Ledger(slo, resolution) for slo in slos]
+    confidence = ConfidenceWindows(slos, resolution)
+    sinks = (*sinks, confidence)
     by_metric: dict[str, list[Ledger | Sink]] = {}
     for led in ledgers:
         for metric in led.slo.metrics():
@@ -126,7 +131,8 @@ def evaluate(
             raise NoData(_no_data_message(reports))
     baselines = sum(r.first_cumulative for r in reports)
     results = [judge(led, at, inventory, baselines) for led in ledgers]
-    return Evaluation(at, results, reports, ledgers, inventory)
+    estimates = [confidence.estimate(i, r.window_start, r.at) for i, r in enumerate(results)]
+    return Evaluation(at, results, reports, ledgers, inventory, estimates)
 
 
 def judge(ledger: Ledger, at: float, inventory: Inventory, baselines: int = 0) -> SLOResult:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ...sketch import LogSketch, bucket_bounds, bucket_index
-from ..slo import SLO, AttributeFilter, Selector
+from ..slo import SKETCH_KINDS, SLO, AttributeFilter, Selector
 from ..sources.points import AttrValue, Delta, ExplicitHistogram, attribute_text
 from ..units import UnitProblem, in_unit, resolve_unit
 
@@ -231,13 +231,13 @@ class Ledger:
         except ValueError as exc:
             self._error(delta, str(exc))
             return
-        if is_total and sli.kind in ("drift", "calibration") and sk is None:
+        if is_total and sli.kind in SKETCH_KINDS and sk is None:
             # a counter or explicit buckets: no values to compare (a bin without a sketch cannot be judged)
             self._error(delta, f"{delta.metric} is not an exponential histogram; a {sli.kind} SLI needs one")
             return
         k = math.ceil(delta.end_ns / (self.resolution * 1e9))
         b = self.bins.get(k) or Bin()
-        if is_total and sli.kind in ("drift", "calibration") and sk is not None:
+        if is_total and sli.kind in SKETCH_KINDS and sk is not None:
             # first the merge, which may refuse (atomically): then nothing of the delta is counted
             bad = sli.kind == "calibration" and not is_good
             merged = (b.sketch_bad if bad else b.sketch) or LogSketch(sk.scale)

@@ -187,6 +187,16 @@ def slice_good(slo: SLO, b: Bin, reference: LogSketch | None = None) -> tuple[bo
             return cal.brier <= t, cal.brier_high <= t, cal.brier_low <= t
         slack = cal.ece_bound + cal.binning_bound
         return cal.ece <= t, cal.ece + slack <= t, cal.ece - slack <= t
+    if kind == "estimated_accuracy":
+        from ..quality.cbpe import estimated_accuracy
+
+        if b.sketch is None or not b.sketch.count:
+            return False, False, False
+        try:
+            estimate = estimated_accuracy(b.sketch).accuracy
+        except ValueError:  # every confidence outside [0, 1]: nothing to estimate from, the slice is not good
+            return False, False, False
+        return estimate.value >= t, estimate.low >= t, estimate.high >= t
     target = slo.timeslice_target if slo.timeslice_target is not None else slo.objective
     if b.total <= 0:
         return False, False, False

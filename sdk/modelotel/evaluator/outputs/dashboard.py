@@ -21,7 +21,7 @@ import json
 from collections.abc import Sequence
 
 from ... import conventions as conv
-from ..slo import SLO
+from ..slo import SKETCH_KINDS, SLO
 from .rules import duration_text, label_name, prometheus_metric
 
 __all__ = ["dashboard_json", "dashboard", "panel_queries"]
@@ -251,7 +251,7 @@ def dashboard(slos: Sequence[SLO] | None = None, datasource: str = "Prometheus")
     _model_panels(layout)
     if slos:
         for slo in slos:
-            if slo.sli.kind not in ("drift", "calibration"):  # no recording rules for them (rules.py)
+            if slo.sli.kind not in SKETCH_KINDS:  # no recording rules for them (rules.py)
                 _slo_panels(layout, slo)
     else:
         layout.row("SLOs")

@@ -15,6 +15,7 @@ from ..._version import __version__
 from ..durations import format_duration
 from ..engine.batch import Evaluation
 from ..engine.verdict import evaluate_slo
+from ..quality.cbpe import accuracy_gap
 from ..quality.signals import DriftRow, Signals, drifted_by
 from .svg import STYLE, bar_chart, line_chart
 
@@ -34,13 +35,20 @@ def _slo_table(ev: Evaluation) -> str:
         "<tr><th>SLO</th><th>status</th><th>SLI</th><th>objective</th><th>events</th><th>budget left</th>"
         "<th>firing alerts</th><th>reason</th></tr>"
     ]
-    for r in ev.results:
+    estimates = ev.estimates if len(ev.estimates) == len(ev.results) else [None] * len(ev.results)
+    for r, estimate in zip(ev.results, estimates, strict=True):
         firing = ", ".join(f"{a.name} ({a.severity})" for a in r.alerts if a.firing) or "-"
         remaining = "-" if r.budget_remaining_ratio is None else f"{r.budget_remaining_ratio:.1%}"
         sli = _pct(r.sli)
         if r.sli_lower is not None and r.sli_upper is not None and r.sli_upper - r.sli_lower > 5e-6:
             sli += f" [{_pct(r.sli_lower)}, {_pct(r.sli_upper)}]"  # the bounds the buckets allow, as the CLI shows
         reason = "".join(f"<br>note: {escape(n)}" for n in r.notes)
+        gap = None
+        if estimate is not None and r.slo.sli.kind == "accuracy" and r.status not in ("no_match", "invalid"):
+            gap = accuracy_gap(estimate, r.good, r.events)
+        if gap is not None:  # CBPE beside the realized accuracy, as the CLI shows (docs/quality.md)
+            flag = ": beyond noise, miscalibration or concept drift" if gap.flagged else ""
+            reason += f"<br>estimated accuracy {_pct(gap.estimated)} (CBPE), gap {gap.gap * 100:+.2f} points{flag}"
         rows.append(
             f'<tr class="{r.status}"><td>{escape(r.slo.name)}</td><td>{r.status.upper()}</td><td>{sli}</td>'
             f"<td>{_pct(r.slo.objective)}</td><td>{r.events:,.0f}</td><td>{remaining}</td>"

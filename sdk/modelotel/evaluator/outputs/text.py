@@ -13,6 +13,7 @@ from typing import Any
 from ..durations import format_duration
 from ..engine.batch import Evaluation
 from ..engine.verdict import SLOResult
+from ..quality.cbpe import AccuracyEstimate, AccuracyGap, accuracy_gap
 from ..sources import is_url
 from ..sources.points import ReadReport
 
@@ -90,6 +91,34 @@ def result_json(r: SLOResult) -> dict[str, Any]:
     return out
 
 
+def _gap(r: SLOResult, estimate: AccuracyEstimate | None) -> AccuracyGap | None:
+    """The CBPE estimate against the realized accuracy of an accuracy SLO's window, when both exist."""
+    if estimate is None or r.slo.sli.kind != "accuracy" or r.status in ("no_match", "invalid"):
+        return None
+    return accuracy_gap(estimate, r.good, r.events)
+
+
+def estimate_json(r: SLOResult, estimate: AccuracyEstimate | None) -> dict[str, Any] | None:
+    """``estimated_accuracy`` of an accuracy SLO: the CBPE estimate of its model's predictions in the window,
+    beside the realized accuracy of the judged ones (docs/quality.md)."""
+    gap = _gap(r, estimate)
+    if gap is None or estimate is None:
+        return None
+    return {
+        "value": json_number(estimate.accuracy.value),
+        "lower": json_number(estimate.accuracy.low),
+        "upper": json_number(estimate.accuracy.high),
+        "sampling_sd": json_number(estimate.sampling_sd),
+        "predictions": estimate.count,
+        "out_of_range": estimate.out_of_range,
+        "realized": json_number(gap.realized),
+        "judged": gap.judged,
+        "gap": json_number(gap.gap),
+        "gap_allowed": json_number(gap.allowed),
+        "gap_flagged": gap.flagged,
+    }
+
+
 def report_json(r: ReadReport) -> dict[str, Any]:
     return {
         "source": r.source,
@@ -113,10 +142,22 @@ def report_json(r: ReadReport) -> dict[str, Any]:
 def to_json(ev: Evaluation) -> str:
     doc = {
         "at": iso(ev.at),
-        "slos": [result_json(r) for r in ev.results],
+        "slos": [_with_estimate(r, e) for r, e in zip(ev.results, _estimates(ev), strict=True)],
         "inputs": [report_json(r) for r in ev.reports],
     }
     return json.dumps(doc, indent=2)
+
+
+def _estimates(ev: Evaluation) -> list[AccuracyEstimate | None]:
+    return ev.estimates if len(ev.estimates) == len(ev.results) else [None] * len(ev.results)
+
+
+def _with_estimate(r: SLOResult, estimate: AccuracyEstimate | None) -> dict[str, Any]:
+    out = result_json(r)
+    extra = estimate_json(r, estimate)
+    if extra is not None:
+        out["estimated_accuracy"] = extra
+    return out
 
 
 def _pct(x: float | None, digits: int = 3) -> str:
@@ -166,7 +207,18 @@ def to_table(ev: Evaluation) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.append("")
     lines.append(f"evaluated at {iso(ev.at)}")
-    for r in ev.results:
+    for r, estimate in zip(ev.results, _estimates(ev), strict=True):
+        gap = _gap(r, estimate)
+        if gap is not None and estimate is not None:
+            lines.append(
+                f"  {r.slo.name}: estimated accuracy {_pct(gap.estimated)} (CBPE, {estimate.count:,} predictions) "
+                f"vs realized {_pct(gap.realized)} ({gap.judged:,} judged): gap {gap.gap * 100:+.2f} points"
+                + (
+                    f", beyond {gap.allowed * 100:.2f}: miscalibration or concept drift (CBPE cannot see concept drift)"
+                    if gap.flagged
+                    else ""
+                )
+            )
         remaining = r.budget_remaining_ratio
         if r.status in ("pass", "fail") and remaining is not None and remaining <= 0:
             spent = f"{-remaining:.0%} overspent" if remaining < 0 else "spent exactly"

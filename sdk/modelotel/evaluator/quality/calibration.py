@@ -41,7 +41,15 @@ import numpy as np
 
 from ...sketch import LogSketch
 
-__all__ = ["DEFAULT_BINS", "Calibration", "CalibrationBin", "calibration"]
+__all__ = [
+    "DEFAULT_BINS",
+    "Calibration",
+    "CalibrationBin",
+    "UnitBuckets",
+    "calibration",
+    "reliability_bin",
+    "unit_buckets",
+]
 
 DEFAULT_BINS = 10
 
@@ -92,16 +100,35 @@ class Calibration:
 
 
 @dataclass
-class _Buckets:
-    """Buckets of one sketch inside [0, 1]: bounds and counts (the zero cell is ``lo == hi == 0``)."""
+class UnitBuckets:
+    """Buckets of one sketch inside [0, 1]: bounds and counts (the zero cell is ``lo == hi == 0``), and how many
+    values fell outside [0, 1]."""
 
     lo: np.ndarray
     hi: np.ndarray
     n: np.ndarray
     out_of_range: int
 
+    @property
+    def mid(self) -> np.ndarray:
+        return (self.lo + self.hi) / 2.0
 
-def _in_unit_interval(sketch: LogSketch) -> _Buckets:
+    @property
+    def half_width(self) -> np.ndarray:
+        return (self.hi - self.lo) / 2.0
+
+
+def unit_buckets(sketch: LogSketch | None, scale: int | None = None) -> UnitBuckets:
+    """The buckets of ``sketch`` inside [0, 1] at ``scale`` (default: its own; a lower scale re-buckets exactly,
+    a higher one is refused). None reads as an empty sketch."""
+    if sketch is None:
+        empty = np.zeros(0)
+        return UnitBuckets(empty, empty, np.zeros(0, dtype=np.int64), 0)
+    if scale is not None and scale != sketch.scale:
+        if scale > sketch.scale:
+            raise ValueError(f"cannot bring a sketch at scale {sketch.scale} up to scale {scale}")
+        sketch = sketch.copy()
+        sketch.downscale(sketch.scale - scale)
     width = math.ldexp(1.0, -sketch.scale)
     pos = sketch.positive
     idx = pos.offset + np.arange(len(pos), dtype=np.int64)
@@ -112,7 +139,12 @@ def _in_unit_interval(sketch: LogSketch) -> _Buckets:
         lo, hi = np.append(lo, 0.0), np.append(hi, 0.0)
         n = np.append(n, sketch.zero_count)
     out = sketch.negative.total() + int(pos.counts[(pos.offset + np.arange(len(pos))) >= 0].sum())
-    return _Buckets(lo, hi, n.astype(np.int64), out)
+    return UnitBuckets(lo, hi, n.astype(np.int64), out)
+
+
+def reliability_bin(buckets: UnitBuckets, bins: int) -> np.ndarray:
+    """Index of the snapped bin (module docstring) each bucket goes to: the equal-width bin holding its midpoint."""
+    return np.clip(np.ceil(buckets.mid * bins).astype(np.int64) - 1, 0, bins - 1)
 
 
 def calibration(correct: LogSketch | None, incorrect: LogSketch | None, *, bins: int = DEFAULT_BINS) -> Calibration:
@@ -125,16 +157,7 @@ def calibration(correct: LogSketch | None, incorrect: LogSketch | None, *, bins:
         raise ValueError("calibration needs the confidence sketch of correct or incorrect predictions")
     scale = min(s.scale for s in given)
 
-    def aligned(s: LogSketch | None) -> _Buckets:
-        if s is None:
-            empty = np.zeros(0)
-            return _Buckets(empty, empty, np.zeros(0, dtype=np.int64), 0)
-        if s.scale != scale:
-            s = s.copy()
-            s.downscale(s.scale - scale)
-        return _in_unit_interval(s)
-
-    good, bad = aligned(correct), aligned(incorrect)
+    good, bad = unit_buckets(correct, scale), unit_buckets(incorrect, scale)
     lo = np.concatenate([good.lo, bad.lo])
     hi = np.concatenate([good.hi, bad.hi])
     n = np.concatenate([good.n, bad.n]).astype(np.float64)
@@ -144,8 +167,9 @@ def calibration(correct: LogSketch | None, incorrect: LogSketch | None, *, bins:
     if not total:
         raise ValueError(f"no judged prediction has a confidence in [0, 1] ({out_of_range} outside it)")
 
-    mid, hw = (lo + hi) / 2.0, (hi - lo) / 2.0
-    which = np.clip(np.ceil(mid * bins).astype(np.int64) - 1, 0, bins - 1)
+    both = UnitBuckets(lo, hi, n, out_of_range)
+    mid, hw = both.mid, both.half_width
+    which = reliability_bin(both, bins)
     count_b = np.bincount(which, weights=n, minlength=bins)
     correct_b = np.bincount(which, weights=n * is_correct, minlength=bins)
     conf_sum_b = np.bincount(which, weights=n * mid, minlength=bins)

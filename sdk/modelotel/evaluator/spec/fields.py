@@ -37,6 +37,7 @@ SLI_KINDS = (
     "ratio",
     "drift",
     "calibration",
+    "estimated_accuracy",
 )
 DRIFT_STATISTICS = ("psi", "ks", "js", "hellinger")
 CALIBRATION_STATISTICS = ("ece", "brier")

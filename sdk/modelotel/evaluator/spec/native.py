@@ -68,6 +68,7 @@ _KIND_FIELDS = {  # fields that only some SLI kinds use
     "ratio": {"ratio"},
     "drift": {"threshold", "signal", "statistic", "reference"},
     "calibration": {"threshold", "statistic"},
+    "estimated_accuracy": {"threshold"},
 }
 _WINDOW_UNITS = ("hour", "day", "week", "month", "quarter", "year")
 _TIER_FIELDS = ("severity", "burn_rate", "long_window", "short_window")
@@ -221,6 +222,16 @@ def _native_sli(f: Fields, kind: str) -> SLI:
         total = Selector(conv.FEEDBACK_CONFIDENCE)
         good = Selector(conv.FEEDBACK_CONFIDENCE, match=((conv.FEEDBACK_CORRECT, "true"),))
         return SLI("calibration", total=total, good=good, threshold=f.number("threshold"), statistic=statistic)
+    if kind == "estimated_accuracy":
+        # Judged per time slice, a slice good when the CBPE estimate of its predictions reaches the threshold,
+        # rather than as occurrences with good = sum of confidences: the ledger counts events (good <= total,
+        # with bucket bounds) and keeps merged sketches for sliced kinds, and a target is stated the same way
+        # ("each hour's estimated accuracy >= 0.9"), beside an accuracy SLO on the labels when they arrive.
+        f.require("threshold", "the lowest acceptable estimated accuracy, e.g. threshold: 0.9")
+        target = f.number("threshold")
+        if not 0 <= target <= 1:
+            raise f.at("threshold").error(f"an accuracy threshold is in [0, 1], got {target:g}")
+        return SLI("estimated_accuracy", total=Selector(conv.PREDICTION_CONFIDENCE_METRIC), threshold=target)
     ratio = f.sub("ratio", ("good", "bad", "total"), ("total",), "e.g. {good: {metric: ...}, total: {metric: ...}}")
     numerators = ratio.present("good", "bad")
     if len(numerators) != 1:
