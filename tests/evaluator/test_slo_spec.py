@@ -199,7 +199,10 @@ def test_every_native_sli_kind() -> None:
 
     accuracy = slos["fraud-accuracy"]
     assert accuracy.sli.kind == "accuracy"
-    assert accuracy.sli.total == Selector("ml.feedback", FRAUD)
+    # regression feedback carries no ml.feedback.correct: not counted as a judged classification
+    assert accuracy.sli.total == Selector("ml.feedback", FRAUD, present=("ml.feedback.correct",))
+    assert accuracy.metrics() == {"ml.feedback", "ml.predictions"}  # ml.predictions: the label coverage
+    assert accuracy.min_label_coverage == 0.5
     assert accuracy.sli.good == Selector("ml.feedback", (*FRAUD, ("ml.feedback.correct", "true")))
     assert accuracy.window == Window(duration=30 * DAY, rolling=False, unit="month", count=1, calendar_start=None)
     assert accuracy.min_events == 20 and accuracy.alert_tiers == ()

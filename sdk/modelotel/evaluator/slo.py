@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import modelotel.conventions as conv
+
 SLIKind = Literal[
     "latency",  # fraction of calls with duration <= threshold (exponential/explicit histogram)
     "percentile",  # per time slice: quantile(percentile) of the duration <= threshold (Timeslices only)
@@ -20,9 +22,14 @@ SLIKind = Literal[
     "drift",  # per time slice: a drift statistic of the signal against a reference range <= threshold
     "calibration",  # per time slice: ECE (or Brier score) of the feedback confidences <= threshold
     "estimated_accuracy",  # per time slice: CBPE expected accuracy of the prediction confidences >= threshold
+    "abs_error",  # fraction of judged regression predictions with absolute error <= threshold
 ]
 SLICED_KINDS = ("percentile", "drift", "calibration", "estimated_accuracy")  # judged per time slice
 SKETCH_KINDS = ("drift", "calibration", "estimated_accuracy")  # from merged sketches: the ledger keeps them
+# Judged from feedback: counted in the time bucket of the PREDICTION (ml.prediction.time_bucket_end), and judged
+# only when enough of the window's predictions have their label (min_label_coverage).
+FEEDBACK_KINDS = ("accuracy", "calibration", "abs_error")
+DEFAULT_MIN_LABEL_COVERAGE = 0.5
 Budgeting = Literal["occurrences", "timeslices", "ratio_timeslices"]
 
 
@@ -128,11 +135,44 @@ class SLO:
     timeslice_window: float | None = None  # seconds
     alert_tiers: tuple[AlertTier, ...] = DEFAULT_ALERT_TIERS
     min_events: int = 100  # below this, status is "inconclusive"
+    # feedback kinds: below this share of the window's predictions judged so far, status is "inconclusive"
+    min_label_coverage: float = DEFAULT_MIN_LABEL_COVERAGE
     description: str = ""
     source: str = ""  # "file.yaml: slos[0]" or "file.yaml: document 2 (SLO fraud-latency)"
     labels: dict[str, str] = field(default_factory=dict)
 
     def metrics(self) -> set[str]:
         """Metric names the engine needs for this SLO (lets sources skip everything else)."""
-        selectors = (self.sli.total, self.sli.good, self.sli.bad)
+        selectors = (self.sli.total, self.sli.good, self.sli.bad, self.coverage_selector())
         return {s.metric for s in selectors if s is not None}
+
+    def coverage_selector(self) -> Selector | None:
+        """For a feedback kind: the model's ``ml.predictions`` (the denominator of label coverage), selected by the
+        SLI's conditions on keys predictions carry too (the model, version, role, resource), not the feedback's own
+        (correctness, labels, groups)."""
+        if self.sli.kind not in FEEDBACK_KINDS:
+            return None
+        total = self.sli.total
+
+        def shared(key: str) -> bool:
+            return key not in _FEEDBACK_ONLY_KEYS
+
+        return Selector(
+            conv.PREDICTIONS,
+            match=tuple((k, v) for k, v in total.match if shared(k)),
+            absent=tuple(k for k in total.absent if shared(k)),
+            present=tuple(k for k in total.present if shared(k)),
+            filters=tuple(c for c in total.filters if shared(c.key)),
+        )
+
+
+_FEEDBACK_ONLY_KEYS = frozenset(
+    {
+        conv.FEEDBACK_CORRECT,
+        conv.FEEDBACK_LABEL,
+        conv.FEEDBACK_POSITIVE,
+        conv.PREDICTION_POSITIVE,
+        conv.FAIRNESS_GROUP,
+        conv.PREDICTION_TIME_BUCKET_END,
+    }
+)

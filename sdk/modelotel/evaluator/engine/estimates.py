@@ -1,9 +1,8 @@
 """The CBPE estimate beside each ``accuracy`` SLO: the merged ``ml.prediction.confidence`` of the same model.
 
 A sink of the batch pass (``batch.Sink``): for every ``accuracy`` SLO, the prediction-confidence series that its
-filters select (the SLO's ``ml.feedback`` selector with the metric swapped: same model, version, role and
-attributes) are merged per bin, so any window can be estimated afterwards. An SLO whose filters name an
-attribute the predictions do not carry (``ml.fairness.group``) matches no prediction and gets no estimate.
+filters select (the SLO's ``ml.feedback`` selector with the metric swapped and the feedback-only conditions left
+out: same model, version, role and attributes) are merged per bin, so any window can be estimated afterwards.
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ class ConfidenceWindows:
     def __init__(self, slos: Sequence[SLO], resolution: float) -> None:
         self.resolution = resolution
         self.selectors = {
-            i: dataclasses.replace(slo.sli.total, metric=conv.PREDICTION_CONFIDENCE_METRIC)
+            # the model's predictions (SLO.coverage_selector: the feedback-only conditions left out)
+            i: dataclasses.replace(slo.coverage_selector(), metric=conv.PREDICTION_CONFIDENCE_METRIC)  # type: ignore[arg-type]
             for i, slo in enumerate(slos)
             if slo.sli.kind == "accuracy"
         }

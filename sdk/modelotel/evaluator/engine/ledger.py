@@ -27,6 +27,8 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import modelotel.conventions as conv
+
 from ...sketch import LogSketch, bucket_bounds, bucket_index
 from ..slo import SKETCH_KINDS, SLO, AttributeFilter, Selector
 from ..sources.points import AttrValue, Delta, ExplicitHistogram, attribute_text
@@ -140,6 +142,22 @@ class Bin:
     good_upper: float = 0.0
     sketch: LogSketch | None = None  # sliced SLIs: merged values of this bin (calibration: the correct ones)
     sketch_bad: LogSketch | None = None  # calibration: confidences of incorrect predictions
+    predictions: float = 0.0  # feedback kinds: ml.predictions of the model (the denominator of label coverage)
+
+
+def attributed_time(delta: Delta) -> float:
+    """The time (epoch seconds) a delta counts at: the end of the judged predictions' time bucket for feedback
+    series that carry one (``ml.prediction.time_bucket_end``: a window counts the predictions made in it, whenever
+    their labels arrived), else the delta's end."""
+    bucket = delta.attributes.get(conv.PREDICTION_TIME_BUCKET_END)
+    if bucket is not None:
+        try:
+            t = float(bucket)  # an int attribute, or Prometheus' label text
+        except (TypeError, ValueError):
+            t = math.nan
+        if math.isfinite(t) and 0 < t <= delta.end_ns / 1e9 + 86400:
+            return t
+    return delta.end_ns / 1e9
 
 
 @dataclass
@@ -164,10 +182,13 @@ class Ledger:
     _cache: dict[tuple[int, str], tuple[bool, bool, bool, float | None, float | None]] = field(default_factory=dict)
     _prefix: tuple[list[int], list[tuple[float, float, float, float]]] | None = None
     _good: Selector | None = None
+    _coverage: Selector | None = None
+    predictions_seen: int = 0  # ml.predictions deltas counted for coverage
 
     def __post_init__(self) -> None:
         sli = self.slo.sli
         self._good = sli.good
+        self._coverage = self.slo.coverage_selector()
         if sli.kind == "percentile" and sli.good is None and sli.threshold is not None:
             # a slice's percentile is judged from the count of values <= the threshold (budget.slice_good)
             self._good = dataclasses.replace(sli.total, threshold=sli.threshold, op="le", threshold_unit="s")
@@ -179,6 +200,11 @@ class Ledger:
         if delta.series and key in self._cache:
             return self._cache[key]
         sli = self.slo.sli
+        if self._coverage is not None and matches(self._coverage, delta.metric, delta.attributes):
+            roles = (False, False, False, None, None)
+            if delta.series:
+                self._cache[key] = roles
+            return roles
         is_total = matches(sli.total, delta.metric, delta.attributes)
         good = self._good
         is_good = good is not None and matches(good, delta.metric, delta.attributes)
@@ -194,6 +220,8 @@ class Ledger:
 
     def wants(self, delta: Delta) -> bool:
         """Whether ``delta``'s series counts for this SLO at all (the engine routes by series with it)."""
+        if self._coverage is not None and matches(self._coverage, delta.metric, delta.attributes):
+            return True
         try:
             return any(self._roles(delta)[:3])
         except UnitProblem:
@@ -201,6 +229,13 @@ class Ledger:
 
     def add(self, delta: Delta) -> None:
         self._prefix = None
+        if self._coverage is not None and matches(self._coverage, delta.metric, delta.attributes):
+            k = math.ceil(delta.end_ns / (self.resolution * 1e9))
+            b = self.bins.get(k) or Bin()
+            self.bins[k] = b
+            b.predictions += delta.value
+            self.predictions_seen += 1
+            return
         try:
             is_total, is_good, is_bad, t_good, t_bad = self._roles(delta)
         except UnitProblem as exc:
@@ -235,7 +270,7 @@ class Ledger:
             # a counter or explicit buckets: no values to compare (a bin without a sketch cannot be judged)
             self._error(delta, f"{delta.metric} is not an exponential histogram; a {sli.kind} SLI needs one")
             return
-        k = math.ceil(delta.end_ns / (self.resolution * 1e9))
+        k = math.ceil(attributed_time(delta) / self.resolution)
         b = self.bins.get(k) or Bin()
         if is_total and sli.kind in SKETCH_KINDS and sk is not None:
             # first the merge, which may refuse (atomically): then nothing of the delta is counted
@@ -278,17 +313,18 @@ class Ledger:
         k1 = math.ceil(end / self.resolution)
         if self._prefix is None:  # prefix sums over the sorted bins: every window is two bisections
             keys = sorted(self.bins)
-            sums = [(0.0, 0.0, 0.0, 0.0)]
-            t = g = lo = hi = 0.0
+            sums = [(0.0, 0.0, 0.0, 0.0, 0.0)]
+            t = g = lo = hi = p = 0.0
             for k in keys:
                 b = self.bins[k]
                 t, g, lo, hi = t + b.total, g + b.good, lo + b.good_lower, hi + b.good_upper
-                sums.append((t, g, lo, hi))
+                p += b.predictions
+                sums.append((t, g, lo, hi, p))
             self._prefix = (keys, sums)
         keys, sums = self._prefix
         i, j = bisect_left(keys, k0), bisect_right(keys, k1)
         a, b = sums[i], sums[max(i, j)]
-        return Bin(b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3])
+        return Bin(b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3], predictions=b[4] - a[4])
 
     def slices(self, start: float, end: float, width: float) -> list[tuple[float, Bin]]:
         """Time slices of ``width`` seconds ending at ``end``, back to ``start``: ``(slice_end, merged bin)``.
@@ -311,6 +347,7 @@ class Ledger:
             s.good += b.good
             s.good_lower += b.good_lower
             s.good_upper += b.good_upper
+            s.predictions += b.predictions
             if b.sketch is not None:
                 if s.sketch is None:
                     s.sketch = LogSketch(b.sketch.scale)

@@ -522,6 +522,7 @@ def _rebuilt(ledger: Ledger, bins: dict[int, Bin]) -> Ledger:
         ledger.error_events,
         dict(ledger.units),
         ledger.matched,
+        predictions_seen=ledger.predictions_seen,
     )
 
 
@@ -533,16 +534,21 @@ def _fingerprint(slo: SLO) -> str:
 def _ledger_state(ledger: Ledger) -> dict[str, Any]:
     bins = []
     sketches = {}
+    sketches_bad = {}
     for k in sorted(ledger.bins):
         b = ledger.bins[k]
-        bins.append([k, b.total, b.good, b.good_lower, b.good_upper])
+        bins.append([k, b.total, b.good, b.good_lower, b.good_upper, b.predictions])
         if b.sketch is not None:
             sketches[str(k)] = _sketch_json(b.sketch)
+        if b.sketch_bad is not None:  # calibration: the confidences of incorrect predictions
+            sketches_bad[str(k)] = _sketch_json(b.sketch_bad)
     return {
         "slo": ledger.slo.name,
         "sli": _fingerprint(ledger.slo),
         "bins": bins,
         "sketches": sketches,
+        "sketches_bad": sketches_bad,
+        "predictions_seen": ledger.predictions_seen,
         "unmatched": ledger.unmatched,
         "errors": ledger.errors,
         "first_error": ledger.first_error,
@@ -556,12 +562,15 @@ def _ledger_state(ledger: Ledger) -> dict[str, Any]:
 
 def _ledger_from(slo: SLO, resolution: float, entry: dict[str, Any]) -> Ledger:
     bins = {}
-    for k, total, good, lower, upper in entry["bins"]:
+    for k, total, good, lower, upper, *rest in entry["bins"]:  # snapshots before 0.17 have no predictions
         bins[int(k)] = Bin(float(total), float(good), float(lower), float(upper))
+        bins[int(k)].predictions = float(rest[0]) if rest else 0.0
     for k, sk in entry["sketches"].items():
         bins[int(k)].sketch = _sketch_from(sk)
+    for k, sk in entry.get("sketches_bad", {}).items():
+        bins.setdefault(int(k), Bin()).sketch_bad = _sketch_from(sk)
     min_scale = entry["min_scale"]
-    return Ledger(
+    ledger = Ledger(
         slo,
         resolution,
         bins,
@@ -574,6 +583,8 @@ def _ledger_from(slo: SLO, resolution: float, entry: dict[str, Any]) -> Ledger:
         {str(m): (str(u), bool(c)) for m, (u, c) in entry.get("units", {}).items()},
         int(entry.get("matched", len(bins))),
     )
+    ledger.predictions_seen = int(entry.get("predictions_seen", 0))
+    return ledger
 
 
 def _sketch_json(sk: LogSketch) -> dict[str, Any]:

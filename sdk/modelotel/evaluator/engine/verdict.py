@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 from ...sketch import LogSketch
 from ..durations import format_duration, parse_duration, parse_instant
-from ..slo import SLICED_KINDS, SLO, Window
+from ..slo import FEEDBACK_KINDS, SLICED_KINDS, SLO, Window
 from .ledger import Bin, Ledger
 
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
@@ -138,6 +138,10 @@ class SLOResult:
     slices_good: int | None = None
     slices_total: int | None = None
     notes: list[str] = field(default_factory=list)  # what the reader should know: error rule, units, ...
+    # feedback kinds: judged items / the model's predictions in the window (None: not a feedback kind, or no
+    # ml.predictions to divide by), and that denominator
+    label_coverage: float | None = None
+    predictions: float | None = None
     units: dict[str, tuple[str, bool]] = field(default_factory=dict)  # metric -> (unit read, from conventions)
 
 
@@ -285,6 +289,8 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
         budget_consumed = whole.total - whole.good
     remaining = 1.0 - budget_consumed / budget_total if budget_total > 0 else None
 
+    feedback = slo.sli.kind in FEEDBACK_KINDS
+    coverage = label_coverage(whole) if feedback else None
     windows = sorted({w for t in slo.alert_tiers for w in (t.long_window, t.short_window)})
     burns: dict[float, tuple[float | None, float]] = {w: burn_rate(slo, ledger, at, w) for w in windows}
     alerts = []
@@ -292,6 +298,9 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
         long_burn, long_events = burns[tier.long_window]
         short_burn, _ = burns[tier.short_window]
         enough = long_events >= slo.min_events
+        if feedback and enough:  # a long window whose predictions mostly await their labels cannot fire yet
+            covered = label_coverage(ledger.window(at - tier.long_window, at))
+            enough = covered is None or covered >= slo.min_label_coverage
         firing = enough and at_least(long_burn, tier.burn_rate) and at_least(short_burn, tier.burn_rate)
         alerts.append(
             AlertState(
@@ -330,6 +339,14 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
     elif whole.total < slo.min_events:
         status = "inconclusive"
         reason = f"{whole.total:g} events in the window, fewer than min_events={slo.min_events}"
+        if coverage is not None:
+            reason += f" (label coverage {coverage:.1%} of {whole.predictions:g} predictions)"
+    elif coverage is not None and coverage < slo.min_label_coverage:
+        status = "inconclusive"
+        reason = (
+            f"label coverage {coverage:.1%}: {whole.total:g} of the {whole.predictions:g} predictions made in the "
+            f"window have feedback so far, below min_label_coverage {slo.min_label_coverage:.0%}"
+        )
     elif sli is None:
         status, reason = "inconclusive", "no time slice with events in the window"
     elif sli < slo.objective - 1e-12:  # tolerance for float sums of integer counts
@@ -340,6 +357,16 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
     notes = []
     if slo.sli.definition:
         notes.append(slo.sli.definition)
+    if feedback and coverage is None:
+        notes.append(
+            "label coverage unknown: no ml.predictions of this model in the window to divide by "
+            "(the verdict counts the feedback alone)"
+        )
+    elif coverage is not None and coverage > 1.0 + 1e-9:
+        notes.append(
+            f"label coverage {coverage:.1%} is above 100%: more feedback than predictions in the window (feedback "
+            "from a replica whose ml.predictions are not in the data, or predictions attributed to the next window)"
+        )
     for metric, (unit, conventional) in sorted(ledger.units.items()):
         if conventional:
             notes.append(f"{metric} carries no unit: read in {unit!r}, the unit the semantic conventions give it")
@@ -368,7 +395,14 @@ def evaluate_slo(ledger: Ledger, at: float) -> SLOResult:
         slices_total=slices_total,
         notes=notes,
         units=dict(ledger.units),
+        label_coverage=coverage,
+        predictions=whole.predictions if feedback else None,
     )
+
+
+def label_coverage(b: Bin) -> float | None:
+    """Judged items over the predictions made in the same bins; None without predictions to divide by."""
+    return b.total / b.predictions if b.predictions > 0 else None
 
 
 def time_to_exhaustion(

@@ -14,6 +14,7 @@ from ..durations import format_duration
 from ..engine.batch import Evaluation
 from ..engine.verdict import SLOResult
 from ..quality.cbpe import AccuracyEstimate, AccuracyGap, accuracy_gap
+from ..slo import FEEDBACK_KINDS
 from ..sources import is_url
 from ..sources.points import ReadReport
 
@@ -77,6 +78,13 @@ def result_json(r: SLOResult) -> dict[str, Any]:
         "source": slo.source,
         "notes": list(r.notes),
     }
+    if slo.sli.kind in FEEDBACK_KINDS:
+        out["label_coverage"] = {
+            "coverage": json_number(r.label_coverage),
+            "judged": json_number(r.events),
+            "predictions": json_number(r.predictions),
+            "min_label_coverage": slo.min_label_coverage,
+        }
     if r.units:
         out["units"] = {
             metric: {"unit": unit, "from": "semantic conventions" if conventional else "data"}
@@ -218,6 +226,11 @@ def to_table(ev: Evaluation) -> str:
                     if gap.flagged
                     else ""
                 )
+            )
+        if r.label_coverage is not None and r.status in ("pass", "fail"):
+            lines.append(
+                f"  {r.slo.name}: label coverage {_pct(r.label_coverage, 1)} ({r.events:,.0f} of "
+                f"{r.predictions or 0:,.0f} predictions in the window have feedback so far)"
             )
         remaining = r.budget_remaining_ratio
         if r.status in ("pass", "fail") and remaining is not None and remaining <= 0:

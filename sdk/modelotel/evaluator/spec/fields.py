@@ -38,6 +38,7 @@ SLI_KINDS = (
     "drift",
     "calibration",
     "estimated_accuracy",
+    "abs_error",
 )
 DRIFT_STATISTICS = ("psi", "ks", "js", "hellinger")
 CALIBRATION_STATISTICS = ("ece", "brier")

@@ -10,7 +10,17 @@ from typing import Any
 
 from ... import conventions as conv
 from ..semconv import error_alternatives
-from ..slo import DEFAULT_ALERT_TIERS, SLI, SLICED_KINDS, SLO, AlertTier, Selector, Window
+from ..slo import (
+    DEFAULT_ALERT_TIERS,
+    DEFAULT_MIN_LABEL_COVERAGE,
+    FEEDBACK_KINDS,
+    SLI,
+    SLICED_KINDS,
+    SLO,
+    AlertTier,
+    Selector,
+    Window,
+)
 from .errors import SpecError, SpecNote, Where
 from .fields import (
     CALIBRATION_STATISTICS,
@@ -54,6 +64,7 @@ NATIVE_FIELDS = (
     "timeslice",
     "alerts",
     "min_events",
+    "min_label_coverage",
     "ratio",
     "signal",
     "statistic",
@@ -69,6 +80,7 @@ _KIND_FIELDS = {  # fields that only some SLI kinds use
     "drift": {"threshold", "signal", "statistic", "reference"},
     "calibration": {"threshold", "statistic"},
     "estimated_accuracy": {"threshold"},
+    "abs_error": {"threshold"},
 }
 _WINDOW_UNITS = ("hour", "day", "week", "month", "quarter", "year")
 _TIER_FIELDS = ("severity", "burn_rate", "long_window", "short_window")
@@ -192,9 +204,16 @@ def _native_sli(f: Fields, kind: str) -> SLI:
         total = Selector(conv.PREDICTION_CONFIDENCE_METRIC)
         good = dataclasses.replace(total, threshold=confidence, op="ge")
         return SLI("low_confidence_rate", total=total, good=good, threshold=confidence)
-    if kind == "accuracy":
+    if kind == "accuracy":  # regression feedback (no correctness) is not counted
         good = Selector(conv.FEEDBACK, match=((conv.FEEDBACK_CORRECT, "true"),))
-        return SLI("accuracy", total=Selector(conv.FEEDBACK), good=good)
+        return SLI("accuracy", total=Selector(conv.FEEDBACK, present=(conv.FEEDBACK_CORRECT,)), good=good)
+    if kind == "abs_error":
+        f.require("threshold", "the largest acceptable absolute error of a regression prediction, e.g. threshold: 5")
+        bound = f.number("threshold")
+        if not bound >= 0:
+            raise f.at("threshold").error(f"an absolute error bound is at least 0, got {bound:g}")
+        total = Selector(conv.FEEDBACK_ABS_ERROR)
+        return SLI("abs_error", total=total, good=dataclasses.replace(total, threshold=bound, op="le"), threshold=bound)
     if kind == "drift":
         signal = f.text("signal", "")
         if signal == "confidence":
@@ -291,10 +310,25 @@ def _native_slo(entry: Any, where: Where) -> SLO:
         timeslice_window=timeslice_window,
         alert_tiers=_native_alerts(f.value["alerts"], f.at("alerts")) if "alerts" in f.value else DEFAULT_ALERT_TIERS,
         min_events=f.integer("min_events", 100),
+        min_label_coverage=_min_label_coverage(f, kind),
         description=f.text("description", ""),
         source=where.source(),
         labels=labels,
     )
+
+
+def _min_label_coverage(f: Fields, kind: str) -> float:
+    """``min_label_coverage``: a fraction in [0, 1], for the SLI kinds judged from feedback only."""
+    if "min_label_coverage" not in f:
+        return DEFAULT_MIN_LABEL_COVERAGE
+    if kind not in FEEDBACK_KINDS:
+        raise f.at("min_label_coverage").error(
+            f"not used: only SLIs judged from feedback ({', '.join(FEEDBACK_KINDS)}) have a label coverage"
+        )
+    value = f.number("min_label_coverage")
+    if not 0 <= value <= 1:
+        raise f.at("min_label_coverage").error(f"a share of the window's predictions, in [0, 1]; got {value:g}")
+    return value
 
 
 def load_document(doc: Any, where: Where, notes: list[SpecNote], errors: list[SpecError]) -> list[SLO]:
