@@ -20,7 +20,7 @@ still exact (equal text, equal digest). The exported form is how ``ml.prediction
 scrubbed, capped, or withheld), so feedback series carry the same label text as the prediction's own.
 
 Size: one prediction of a model named ``fraud``, version ``1.4.0``, role ``primary``, label ``legit`` with a
-confidence is 71 bytes (99 characters with the prefix); each further batch item adds 9 bytes (an index and an f64).
+confidence is 84 bytes (116 characters with the prefix); each further batch item adds 9 bytes (an index and an f64).
 
 Signing: the MAC makes a forged or altered id fail; the key id tells an id signed by a key this process does not
 hold (another deployment, or an unset ``MODELOTEL_FEEDBACK_KEY``) from a forgery. The id is signed, not encrypted:
@@ -55,6 +55,7 @@ _NUMBER_TAGS = ("i", "f", "b")
 # Attribute keys every model has, one byte each in the id (codes are part of the format: append only).
 _KEY_CODES = {conv.MODEL_NAME: 1, conv.MODEL_VERSION: 2, conv.DEPLOYMENT_ROLE: 3}
 _KEYS_BY_CODE = {code: key for key, code in _KEY_CODES.items()}
+_FROM_URLSAFE = str.maketrans("-_", "+/")
 _HEADER = struct.Struct(">B4sI8s")
 _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
@@ -304,7 +305,7 @@ def decode(text: str, keys: dict[bytes, bytes]) -> PredictionRecord:
         raise IdProblem("feedback_id_foreign", "not a modelotel prediction id (they start with 'mo1.')")
     body = text[len(PREFIX) :]
     try:
-        data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        data = base64.b64decode(body.translate(_FROM_URLSAFE) + "=" * (-len(body) % 4), validate=True)
     except (binascii.Error, ValueError):
         if len(body) % 4 == 1:  # no base64 text has this length: characters were cut off
             raise IdProblem("feedback_id_truncated", "the prediction id was cut (not a whole base64 text)") from None
