@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import total_count
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +27,8 @@ import modelotel.conventions as conv
 from modelotel.evaluator.sources import read
 from modelotel.feedback import KEYRING, FeedbackRefused, IdProblem, Label, PredictionRecord, judge
 from modelotel.feedback.ids import PREFIX, decode, encode
+
+from conftest import total_count
 
 KEY = "a-shared-feedback-key-0123456789"
 OTHER_KEY = "another-deployment-key-987654321"
