@@ -26,8 +26,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from google.rpc import status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from serve_support import Serve, http
 
 from modelotel.evaluator import engine, spec
 from modelotel.evaluator.engine.stream import SNAPSHOT_NAME, SnapshotError, StreamState, request_json
@@ -46,7 +45,7 @@ from modelotel.evaluator.outputs.text import result_json
 from modelotel.evaluator.sources.otlp_file import LineDecoder
 from modelotel.evaluator.sources.points import ReadReport
 
-from collector_support import ROOT, Process, free_port, otelcol, run_collector, wait_for, wait_http
+from collector_support import ROOT, free_port, otelcol, run_collector, wait_for
 from telemetry_gen import EPOCH, Event, export_lines, write_lines
 
 Request = metrics_service_pb2.ExportMetricsServiceRequest
@@ -90,15 +89,6 @@ def slo_docs(evaluation) -> list[dict]:
     return [result_json(r) for r in evaluation.results]
 
 
-def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes, dict]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read(), dict(resp.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(), dict(exc.headers)
-
-
 SAMPLE = re.compile(
     r"(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)"
     r"(?:\{(?P<labels>(?:[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\n]|\\[\\\"n])*\",?)*)\})?"
@@ -138,69 +128,6 @@ def sample(samples: dict, name: str, **labels: str) -> float:
     found = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
     assert len(found) == 1, (name, labels, found)
     return found[0]
-
-
-class Serve:
-    """``modelotel serve`` as a subprocess on free loopback ports."""
-
-    def __init__(self, tmp_path: Path, spec_path: Path, state: Path | None, *extra: str, name: str = "serve"):
-        self.tmp_path, self.spec_path, self.state, self.extra, self.name = tmp_path, spec_path, state, extra, name
-        self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
-        self.starts = 0
-        self.proc: Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}"
-
-    def start(self) -> Serve:
-        self.starts += 1
-        args = [
-            sys.executable,
-            "-m",
-            "modelotel",
-            "serve",
-            "--slo",
-            str(self.spec_path),
-            "--grpc-port",
-            str(self.grpc_port),
-            "--http-port",
-            str(self.http_port),
-            "--metrics-port",
-            str(self.metrics_port),
-            "--evaluate-every",
-            "0.5s",
-            *self.extra,
-        ]
-        if self.state is not None:
-            args += ["--state", str(self.state)]
-        self.proc = Process(args, self.tmp_path / f"{self.name}-{self.starts}.log", cwd=ROOT)
-        try:
-            wait_http(f"{self.url}/healthz", timeout=30, proc=self.proc.proc)
-        except AssertionError:
-            self.proc.stop()
-            raise AssertionError(f"{self.name} did not start:\n{self.proc.output()[-3000:]}") from None
-        return self
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        return self.proc.stop()
-
-    def output(self) -> str:
-        return self.proc.log.read_text(errors="replace") if self.proc else ""  # also after stop()
-
-    def status(self, at: float | None = None) -> dict:
-        code, body, _ = http("GET", f"{self.url}/status" + (f"?at={at!r}" if at is not None else ""))
-        assert code == 200, body
-        return json.loads(body)
-
-    def events(self, slo: str, at: float | None = None) -> float:
-        return next(s["events"] for s in self.status(at)["slos"] if s["name"] == slo)
-
-    def metrics(self) -> str:
-        code, body, headers = http("GET", f"{self.url}/metrics")
-        assert code == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4"), (code, headers)
-        return body.decode()
 
 
 # -------------------------------------------------------------- 1. protobuf -> line decodes like the file JSON
