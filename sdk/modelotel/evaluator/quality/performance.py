@@ -90,7 +90,9 @@ __all__ = [
 QUANTILES = (0.5, 0.9, 0.99)
 ModelKey = tuple[str, str, str]  # (ml.model.name, ml.model.version, ml.deployment.role); "" when absent
 MODEL_KEYS = (conv.MODEL_NAME, conv.MODEL_VERSION, conv.DEPLOYMENT_ROLE)
-FEEDBACK_SERIES = frozenset({conv.FEEDBACK, conv.FEEDBACK_CONFIDENCE, conv.FEEDBACK_ABS_ERROR, conv.FEEDBACK_SQUARED_ERROR})
+FEEDBACK_SERIES = frozenset(
+    {conv.FEEDBACK, conv.FEEDBACK_CONFIDENCE, conv.FEEDBACK_ABS_ERROR, conv.FEEDBACK_SQUARED_ERROR}
+)
 # attributes of ml.feedback this module reads (the rest of a series' identity does not matter here)
 FEEDBACK_KEYS = (
     conv.FEEDBACK_CORRECT,
