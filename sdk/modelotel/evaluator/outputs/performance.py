@@ -157,7 +157,11 @@ def _seconds(s: float) -> str:
         return f"{s / 3600:.3g} h"
     if s >= 60:
         return f"{s / 60:.3g} min"
-    return f"{s:.3g} s"
+    if s >= 1 or s == 0:
+        return f"{s:.3g} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s * 1e6:.3g} \u00b5s"
 
 
 def _quantiles(d: Distribution, show) -> str:
