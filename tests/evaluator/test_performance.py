@@ -307,3 +307,39 @@ def test_models_are_kept_apart_by_name_version_and_role():
     only = PerformanceData({conv.DEPLOYMENT_ROLE: "canary"})
     only.add(Delta(conv.FEEDBACK, {**MODEL, conv.FEEDBACK_CORRECT: True}, 0, S, 1.0))
     assert only.models() == []
+
+
+def _labelled(attrs, n=1.0, at=T0 + 1):
+    return Delta(conv.FEEDBACK, {**MODEL, conv.PREDICTION_TIME_BUCKET_END: T0, **attrs}, 0, at * S, n)
+
+
+def test_each_missing_figure_says_why():
+    """correct= feedback on a labelled model, withheld labels, pooled labels, no ml.predictions, no histograms."""
+    correct_only = PerformanceData()
+    correct_only.add(_labelled({conv.FEEDBACK_CORRECT: True, conv.PREDICTION_LABEL: "a"}, 3.0))
+    p = correct_only.performance(KEY, T0 - 60, T0)
+    assert p.accuracy == 1.0 and p.classification is None
+    assert "correct= rather than the true label=" in p.missing["confusion"]
+    assert "no ml.predictions" in p.missing["coverage"] and "no ml.feedback.confidence" in p.missing["calibration"]
+
+    withheld = PerformanceData()
+    withheld.add(_labelled({conv.FEEDBACK_CORRECT: False}))
+    assert "withheld" in withheld.performance(KEY, T0 - 60, T0).missing["confusion"]
+
+    mixed = PerformanceData()
+    mixed.add(_labelled({conv.FEEDBACK_CORRECT: True, conv.PREDICTION_LABEL: "a", conv.FEEDBACK_LABEL: "a"}, 2.0))
+    mixed.add(_labelled({conv.FEEDBACK_CORRECT: False, conv.PREDICTION_LABEL: "a"}, 1.0))
+    other = {
+        conv.FEEDBACK_CORRECT: False,
+        conv.PREDICTION_LABEL: conv.OTHER_LABEL,
+        conv.FEEDBACK_LABEL: conv.OTHER_LABEL,
+    }
+    mixed.add(_labelled(other, 4.0))
+    mixed.add(Delta(conv.FEEDBACK_DELAY, MODEL, 0, (T0 + 1) * S, 2.0))  # an explicit histogram: no sketch
+    p = mixed.performance(KEY, T0 - 60, T0)
+    assert p.judged == 7 and p.accuracy == 2 / 7 and p.classification.rows == 6
+    assert p.classification.matrix == ((4, 0), (0, 2))  # __other__ sorts first
+    notes = " ".join(p.notes)
+    assert "1 judged items have no true label" in notes and "pooled as __other__" in notes
+    assert "ml.feedback.delay (whole input) are not exponential histograms" in notes
+    assert "no feedback arrived" in p.missing["latency"]

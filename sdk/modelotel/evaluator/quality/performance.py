@@ -324,7 +324,7 @@ class PerformanceData:
     def __init__(self, match: Mapping[str, str] | None = None) -> None:
         self.match = dict(match or {})
         self.slots: dict[ModelKey, dict[float, _Slot]] = {}
-        self.unusable: Counter = Counter()  # metric -> points without a sketch where one is needed
+        self.unusable: Counter = Counter()  # (model, metric) -> points without a sketch where one is needed
 
     def add(self, delta: Delta) -> None:
         attrs = delta.attributes
@@ -343,7 +343,7 @@ class PerformanceData:
             if bucket is None:
                 slot.by_arrival += delta.value
         elif delta.sketch is None:
-            self.unusable[metric] += 1
+            self.unusable[(model, metric)] += 1
         elif metric == conv.FEEDBACK_CONFIDENCE:
             ok = _flag(attrs.get(conv.FEEDBACK_CORRECT))
             if ok is not None:
@@ -374,7 +374,8 @@ class PerformanceData:
                 _merge(confidence, ok, sk)
             for metric, sk in s.errors.items():
                 _merge(errors, metric, sk)
-        return _figures(model, start, end, feedback, confidence, errors, predictions, by_arrival, tuple(qs), self)
+        unusable = {m: n for (k, m), n in self.unusable.items() if k == model}
+        return _figures(model, start, end, feedback, confidence, errors, predictions, by_arrival, tuple(qs), unusable)
 
 
 def _figures(
@@ -387,7 +388,7 @@ def _figures(
     predictions: float,
     by_arrival: float,
     qs: tuple[float, ...],
-    data: PerformanceData,
+    unusable: Mapping[str, int],
 ) -> Performance:
     missing: dict[str, str] = {}
     notes: list[str] = []
@@ -486,8 +487,8 @@ def _figures(
             f"{int(by_arrival)} judged items carry no ml.prediction.time_bucket_end: counted when their feedback "
             "was exported, not when the prediction was made"
         )
-    for metric, n in sorted(data.unusable.items()):
-        notes.append(f"{n} points of {metric} are not exponential histograms: left out")
+    for metric, n in sorted(unusable.items()):
+        notes.append(f"{n} points of {metric} (whole input) are not exponential histograms: left out")
     return Performance(
         model=model,
         start=start,
