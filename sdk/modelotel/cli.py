@@ -9,6 +9,7 @@ verdict. Errors print one line, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -280,7 +281,6 @@ def _drift_table(rows, data_driven: bool) -> str:
 def cmd_drift(args: argparse.Namespace) -> int:
     from .evaluator.quality.signals import drift_rows, drifted_by
 
-
     _, signals, ref_signals, reference, current = _drift_setup(args)
     overlap = _overlap_reason(reference, current, signals, ref_signals)
     if overlap is not None:
@@ -518,6 +518,82 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+PERFORMANCE_HELP = """\
+Accuracy, confusion matrix, per-class precision/recall/F1 (sklearn's definitions, 0/0 counted as 0), calibration
+(ECE, Brier), regression MAE/RMSE/|error| quantiles, label latency and label coverage of every model, from the
+feedback telemetry of record_feedback (judged in any process). A window is prediction time: its figures count the
+predictions made in it, whenever their labels arrived (docs/quality.md, "Performance from feedback"). A figure that
+cannot be computed says why.
+
+example:
+  modelotel performance --data telemetry.jsonl --model fraud --window 7d
+  modelotel performance --data telemetry.jsonl --from 2026-12-01T00:00:00Z --to 2026-12-02T00:00:00Z --json
+
+exit codes: 0 figures for at least one model, 2 no feedback for predictions made in the window, 3 unusable
+arguments, 4 unusable input (unreadable, or no feedback or prediction telemetry), 5 internal error, 6 --model
+matches nothing in the input.
+"""
+
+
+def performance_window(span: tuple[float, float], window: str | None, start: str | None, end: str | None):
+    """``(start, end]`` from ``--window`` / ``--from`` / ``--to``: any two of them, or one (``--window`` ends at the
+    end of the data, ``--from`` runs to it, ``--to`` starts at its beginning); none: all the data."""
+    from .evaluator.durations import parse_duration
+
+    if window is not None and start is not None and end is not None:
+        raise UsageError("give at most two of --window, --from and --to", EXIT_SPEC)
+    length = None
+    if window is not None:
+        try:
+            length = parse_duration(window)
+        except ValueError as exc:
+            raise UsageError(f"--window: {exc}", EXIT_SPEC) from None
+        if length <= 0:
+            raise UsageError(f"--window must be positive, got {window!r}", EXIT_SPEC)
+    a = _instant("--from", start) if start is not None else None
+    b = _instant("--to", end) if end is not None else None
+    if length is not None:
+        if a is not None:
+            b = a + length
+        else:
+            b = span[1] if b is None else b
+            a = b - length
+    a = math.nextafter(span[0], -math.inf) if a is None else a  # (start, end]: the first bucket included
+    b = span[1] if b is None else b
+    if b <= a:
+        raise UsageError("the window is empty: --to must be after --from", EXIT_SPEC)
+    return a, b
+
+
+def _instant(flag: str, text: str) -> float:
+    from .evaluator.durations import parse_instant
+
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}", EXIT_SPEC) from None
+
+
+def cmd_performance(args: argparse.Namespace) -> int:
+    from .evaluator.outputs import performance as output
+    from .evaluator.quality.performance import PerformanceData
+
+    data = PerformanceData({"ml.model.name": args.model} if args.model else None)
+    evaluation = _read((), args.data, None, (data,))
+    if args.model:
+        _check_model(args.model, evaluation.inventory, sorted(PerformanceData.metrics))
+    span = data.span()
+    if span is None:
+        raise UsageError("no feedback or prediction telemetry (ml.feedback, ml.predictions) in the input", EXIT_INPUT)
+    start, end = performance_window(span, args.window, args.start, args.end)
+    perfs = [data.performance(model, start, end) for model in data.models()]
+    print(output.to_json(perfs, start, end) if args.json else output.to_text(perfs, start, end))
+    if not any(p.judged for p in perfs):
+        print("performance: INCONCLUSIVE (no feedback for predictions made in the window)", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    return EXIT_PASS
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     from .evaluator.outputs.rules import RulesError, rules_yaml
 
@@ -709,6 +785,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_fairness)
+
+    p = sub.add_parser(
+        "performance",
+        help="accuracy, confusion matrix, P/R/F1, calibration, regression error, label latency and coverage",
+        description=PERFORMANCE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE_OR_URL")
+    p.add_argument("--model", help="only this ml.model.name")
+    p.add_argument("--window", metavar="DURATION", help="e.g. 7d or 1h: ending at --to or the end of the data")
+    p.add_argument("--from", dest="start", metavar="TIME", help="window start, exclusive (now, epoch s, ISO 8601)")
+    p.add_argument("--to", dest="end", metavar="TIME", help="window end, inclusive (default: the end of the data)")
+    p.add_argument("--json", action="store_true", help="JSON at full precision")
+    p.set_defaults(func=cmd_performance)
 
     p = sub.add_parser("rules", help="Prometheus recording and multi-window burn-rate alerting rules (stdout)")
     p.add_argument("--slo", action="append", required=True, metavar="FILE")
