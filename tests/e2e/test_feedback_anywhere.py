@@ -292,6 +292,26 @@ def test_labels_from_other_processes_and_after_restarts_equal_the_clients_record
                 assert g["selection_rate"] == (tp + fp) / len(rows)
                 assert g["tpr"] == tp / (tp + fn) and g["fpr"] == fp / (fp + tn)
 
+            # -- modelotel performance: confusion matrix and per-class precision/recall equal the client's, exactly
+            perf = subprocess.run(
+                [sys.executable, "-m", "modelotel", "performance", "--data", str(file_path), "--json"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=ROOT,
+            )
+            assert perf.returncode == 0, perf.stderr
+            model = json.loads(perf.stdout)["models"][0]
+            assert model["judged"] == len(labelled) and model["accuracy"] == judged_right / len(labelled)
+            assert model["coverage"]["ratio"] == len(labelled) / predictions
+            classes = {c["label"]: c for c in model["classification"]["classes"]}
+            for name in ("fraud", "legit"):
+                tp = sum(r["predicted"] == name and r["truth"] == name for r in labelled)
+                predicted_as = sum(r["predicted"] == name for r in labelled)
+                support = sum(r["truth"] == name for r in labelled)
+                assert classes[name]["precision"] == tp / predicted_as
+                assert classes[name]["recall"] == tp / support and classes[name]["support"] == support
+
             # -- calibration from the sketches: the raw figures lie within the stated bounds
             _, sketches = _feedback_totals(file_path)
             cal = calibration(sketches.get(True), sketches.get(False))
