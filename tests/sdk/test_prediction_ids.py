@@ -377,3 +377,31 @@ def test_feedback_counts_in_the_prediction_time_bucket_and_idle_series_expire(me
     assert again[0].start_time_unix_nano > first[0].start_time_unix_nano
     delay = memory_exporter.last_points(conv.FEEDBACK_DELAY)
     assert sum(p.count for p in delay) == 2 and min(p.min for p in delay) >= 3 * 86400 - 5
+
+
+def test_a_new_feedback_series_is_exported_at_zero_first_by_periodic_exports():
+    """Prometheus' rate()/increase() ignore a series' first sample: a per-bucket feedback series whose first sample
+    held its whole count would read as no feedback there. A periodic export shows a new one at zero, the next its
+    value; a flush (or the last export) shows everything at once."""
+    from opentelemetry.sdk.resources import Resource
+
+    from modelotel.metrics.recorder import Recorder, iter_points
+
+    def values(data):
+        return [(n, getattr(p, "value", None) or getattr(p, "count", 0)) for n, p in iter_points(data)]
+
+    attrs = {conv.MODEL_NAME: "m", conv.PREDICTION_TIME_BUCKET_END: 60}
+    plain = {conv.MODEL_NAME: "m"}
+    rec = Recorder()
+    rec.add(conv.FEEDBACK, tuple(sorted(attrs.items())), attrs, 5)
+    rec.add(conv.PREDICTIONS, tuple(sorted(plain.items())), plain, 7)
+    rec.observe(conv.FEEDBACK_CONFIDENCE, tuple(sorted(attrs.items())), attrs, np.array([0.5, 0.7]))
+    first = values(rec.collect(Resource.create({}), hold=True))
+    assert sorted(first) == [(conv.FEEDBACK, 0), (conv.FEEDBACK_CONFIDENCE, 0), (conv.PREDICTIONS, 7)]
+    rec.add(conv.FEEDBACK, tuple(sorted(attrs.items())), attrs, 1)
+    second = values(rec.collect(Resource.create({}), hold=True))
+    assert sorted(second) == [(conv.FEEDBACK, 6), (conv.FEEDBACK_CONFIDENCE, 2), (conv.PREDICTIONS, 7)]
+
+    flushed = Recorder()
+    flushed.add(conv.FEEDBACK, tuple(sorted(attrs.items())), attrs, 5)
+    assert values(flushed.collect(Resource.create({}))) == [(conv.FEEDBACK, 5)]

@@ -130,7 +130,7 @@ class ExportLoop:
             if self._stop.wait(wait):
                 return
             if time.monotonic() >= next_export:
-                self.export_once()
+                self.export_once(periodic=True)
                 next_export += self.interval_s * max(1, int((time.monotonic() - next_export) // self.interval_s) + 1)
             else:
                 try:
@@ -138,11 +138,13 @@ class ExportLoop:
                 except Exception as exc:
                     SELF.error("fold", exc)
 
-    def export_once(self, timeout_s: float | None = None) -> bool:
-        """Collect and export now; True when the data (if any) was accepted. Never raises."""
+    def export_once(self, timeout_s: float | None = None, periodic: bool = False) -> bool:
+        """Collect and export now; True when the data (if any) was accepted. Never raises. Only a periodic export
+        holds new feedback series at zero for one more export (recorder.EXPIRING_ATTRIBUTE): a flush or the last
+        export shows everything."""
         try:
             with self._export_lock:
-                data = self.recorder.collect(self.resource)
+                data = self.recorder.collect(self.resource, hold=periodic)
                 if data is None or self.exporter is None:
                     return True
                 timeout_ms = 1000 * (timeout_s if timeout_s is not None else self.timeout_s)

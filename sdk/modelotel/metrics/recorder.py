@@ -67,20 +67,30 @@ def _coarse_extremes(point: Any) -> Any:
 # Feedback series carry the prediction's time bucket, so a long-running process makes new ones every bucket. In
 # cumulative temporality a series nobody adds to any more is exported IDLE_EXPORTS more times, then forgotten; a
 # late feedback for its bucket starts it again from zero with a new start time (a reset, which every reader of
-# cumulative data handles), so memory stays bounded whatever the label delay.
+# cumulative data handles), so memory stays bounded whatever the label delay. A new such series is first exported
+# at zero and its values one export later ("held"): Prometheus' rate() and increase() ignore a series' first
+# sample, so a short-lived series whose first sample already held its whole count would read as no feedback.
 EXPIRING_ATTRIBUTE = conv.PREDICTION_TIME_BUCKET_END
 IDLE_EXPORTS = 3
 
 
 class _HistSeries:
-    __slots__ = ("attributes", "start_ns", "sketch", "seen", "idle")
+    __slots__ = ("attributes", "start_ns", "sketch", "seen", "idle", "held")
 
-    def __init__(self, attributes: Mapping[str, Any], start_ns: int, sketch: LogSketch) -> None:
+    def __init__(self, attributes: Mapping[str, Any], start_ns: int, sketch: LogSketch, hold: bool = False) -> None:
         self.attributes = dict(attributes)
         self.start_ns = start_ns
         self.sketch = sketch
         self.seen = -1  # the count at the last export
         self.idle = 0  # exports since it last changed
+        # values of a new expiring series, shown from its second export on (see EXPIRING_ATTRIBUTE)
+        self.held: LogSketch | None = LogSketch(sketch.scale, sketch.max_buckets) if hold else None
+
+    def release(self) -> None:
+        if self.held is not None:
+            if self.held.count:
+                self.sketch.merge(self.held)
+            self.held = None
 
     def tick(self) -> int:
         count = self.sketch.count
@@ -90,14 +100,20 @@ class _HistSeries:
 
 
 class _SumSeries:
-    __slots__ = ("attributes", "start_ns", "value", "seen", "idle")
+    __slots__ = ("attributes", "start_ns", "value", "seen", "idle", "held")
 
-    def __init__(self, attributes: Mapping[str, Any], start_ns: int) -> None:
+    def __init__(self, attributes: Mapping[str, Any], start_ns: int, hold: bool = False) -> None:
         self.attributes = dict(attributes)
         self.start_ns = start_ns
         self.value = 0
         self.seen = -1
         self.idle = 0
+        self.held: int | None = 0 if hold else None
+
+    def release(self) -> None:
+        if self.held is not None:
+            self.value += self.held
+            self.held = None
 
     def tick(self) -> int:
         self.idle = self.idle + 1 if self.value == self.seen else 0
@@ -183,16 +199,23 @@ class Recorder:
             metric,
             key,
             attrs,
-            lambda a: _HistSeries(a, start, LogSketch(self.scale, self.max_buckets)),
+            lambda a: _HistSeries(a, start, LogSketch(self.scale, self.max_buckets), self._holds(a)),
         )
-        dropped = series.sketch.add_many(values)
+        dropped = (series.held or series.sketch).add_many(values)
         if dropped:
             SELF.drop("non_finite", dropped, f"NaN or infinite values for {metric}")
 
     def add(self, metric: str, key: AttrKey, attrs: Mapping[str, Any], amount: int) -> None:
         start = self._start_of(attrs)
-        series = self._series(self._sums, metric, key, attrs, lambda a: _SumSeries(a, start))
-        series.value += amount
+        series = self._series(self._sums, metric, key, attrs, lambda a: _SumSeries(a, start, self._holds(a)))
+        if series.held is None:
+            series.value += amount
+        else:
+            series.held += amount
+
+    def _holds(self, attrs: Mapping[str, Any]) -> bool:
+        """Whether a new series is first exported at zero (EXPIRING_ATTRIBUTE, cumulative)."""
+        return not self.delta and EXPIRING_ATTRIBUTE in attrs
 
     # -- collect ------------------------------------------------------------------------------
     def fold(self) -> None:
@@ -213,10 +236,13 @@ class Recorder:
                 self._sources.remove(source)
             self._released_alive.add(source)
 
-    def collect(self, resource: Resource, now_ns: int | None = None) -> MetricsData | None:
-        """Fold all buffers and build MetricsData; None when there is nothing to export."""
+    def collect(self, resource: Resource, now_ns: int | None = None, hold: bool = False) -> MetricsData | None:
+        """Fold all buffers and build MetricsData; None when there is nothing to export. ``hold``: new expiring
+        series are exported at zero this time (see EXPIRING_ATTRIBUTE); otherwise everything held is shown."""
         with self._lock:
             self._fold_locked()
+            if not hold:
+                self._release_held()
             errors, drops = SELF.take()
             now = now_ns if now_ns is not None else time.time_ns()
             now = max(now, self._window_start_ns + 1)
@@ -274,10 +300,23 @@ class Recorder:
                 )
         return out
 
-    def _expire(self) -> None:
-        """Forget the expiring series that did not change in the last IDLE_EXPORTS exports (see IDLE_EXPORTS)."""
+    def _release_held(self) -> None:
         for table in (*self._hist.values(), *self._sums.values()):
-            gone = [k for k, s in table.items() if EXPIRING_ATTRIBUTE in s.attributes and s.tick() >= IDLE_EXPORTS]
+            for series in table.values():
+                if series.held is not None:
+                    series.release()
+
+    def _expire(self) -> None:
+        """After an export: show what new expiring series held, and forget those that did not change in the last
+        IDLE_EXPORTS exports (see EXPIRING_ATTRIBUTE)."""
+        for table in (*self._hist.values(), *self._sums.values()):
+            gone = []
+            for k, s in table.items():
+                if EXPIRING_ATTRIBUTE in s.attributes:
+                    if s.held is not None:
+                        s.release()
+                    elif s.tick() >= IDLE_EXPORTS:
+                        gone.append(k)
             for k in gone:
                 del table[k]
 
