@@ -695,6 +695,7 @@ class RowProgress:
 
     def __init__(self, mode: str, source: str, done, stream=None) -> None:
         self.stream = stream or sys.stderr
+        self.forced = mode in ("bar", "lines")  # asked for: the final count is shown even for a small file
         if mode == "auto":
             mode = "bar" if self.stream.isatty() else "auto-lines"
         self.mode = mode
@@ -734,7 +735,7 @@ class RowProgress:
         self.shown = True
 
     def close(self, summary) -> None:
-        if self.shown:
+        if self.shown or self.forced:
             self.show(summary, time.monotonic())
             if self.mode == "bar":
                 self.stream.write("\n")
@@ -841,13 +842,13 @@ def cmd_feedback(args: argparse.Namespace) -> int:
                 else None,
                 on_row=progress,
             )
+            progress.close(summary)  # while the file is open: the fraction read is its position
     except LabelsFileError as exc:
         runtime.shutdown()  # what was judged before the file broke is still exported
         raise UsageError(str(exc), FEEDBACK_USAGE) from None
     finally:
         if errors_fh is not None:
             errors_fh.close()
-    progress.close(summary)
     export_ok = runtime.shutdown()
     export_ok = export_ok and (loop is None or loop.failures == 0)  # an earlier periodic export failing counts
     seconds = time.monotonic() - started

@@ -149,6 +149,7 @@ class LabelsFile:
             raise LabelsFileError(f"{path}: {exc.strerror or exc}") from None
         self._total_rows = 0
         self._rows_done = 0
+        self._finished = False
 
     def close(self) -> None:
         self._raw.close()
@@ -160,6 +161,8 @@ class LabelsFile:
         self.close()
 
     def done(self) -> float:
+        if self._finished:
+            return 1.0
         if self.format == "parquet":
             return self._rows_done / self._total_rows if self._total_rows else 1.0
         try:
@@ -168,9 +171,8 @@ class LabelsFile:
             return 0.0
 
     def rows(self) -> Iterator[Row]:
-        if self.format == "parquet":
-            return self._parquet_rows()
-        return self._text_rows()
+        yield from self._parquet_rows() if self.format == "parquet" else self._text_rows()
+        self._finished = True
 
     # -- text formats ---------------------------------------------------------------------------------
 
