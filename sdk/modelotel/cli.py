@@ -690,34 +690,34 @@ exit codes:
 
 
 class RowProgress:
-    """Rows judged, on stderr: a bar redrawn in place (``bar``), a line every 5 s (``lines``), or nothing.
-    ``auto``: a bar on a terminal; off one, lines once the file is large (FEEDBACK_LINES_AFTER_*)."""
+    """Rows judged, on stderr: a bar redrawn in place (``bar``, at most 5 times a second), a line every 5 s
+    (``lines``), or nothing. ``auto``: a bar on a terminal; off one, lines once the file is large (over
+    FEEDBACK_LINES_AFTER_ROWS rows or FEEDBACK_LINES_AFTER_S seconds), and then a final line. Asked for
+    explicitly (``bar``, ``lines``), the final count is shown whatever the size."""
 
-    def __init__(self, mode: str, source: str, done, stream=None) -> None:
+    def __init__(self, mode: str, source: str, done, stream=None, clock=time.monotonic) -> None:
         self.stream = stream or sys.stderr
-        self.forced = mode in ("bar", "lines")  # asked for: the final count is shown even for a small file
+        self.forced = mode in ("bar", "lines")
         if mode == "auto":
             mode = "bar" if self.stream.isatty() else "auto-lines"
         self.mode = mode
         self.source = source
         self.done = done  # () -> fraction of the file read
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self.last = self.started
         self.shown = False
 
+    def large(self, summary, now: float) -> bool:
+        return summary.read >= FEEDBACK_LINES_AFTER_ROWS or now - self.started >= FEEDBACK_LINES_AFTER_S
+
     def __call__(self, summary) -> None:
-        if self.mode == "none" or summary.read & 1023:
+        if self.mode == "none" or summary.read & 1023:  # the clock is read once per 1,024 rows
             return
-        now = time.monotonic()
-        if self.mode == "bar":
-            if now - self.last < 0.2:
-                return
-        elif (
-            self.mode == "auto-lines"
-            and summary.read < FEEDBACK_LINES_AFTER_ROWS
-            and (now - self.started < FEEDBACK_LINES_AFTER_S)
-            or now - self.last < 5.0
-        ):
+        now = self.clock()
+        if now - self.last < (0.2 if self.mode == "bar" else 5.0):
+            return
+        if self.mode == "auto-lines" and not self.large(summary, now):
             return
         self.last = now
         self.show(summary, now)
@@ -735,8 +735,9 @@ class RowProgress:
         self.shown = True
 
     def close(self, summary) -> None:
-        if self.shown or self.forced:
-            self.show(summary, time.monotonic())
+        now = self.clock()
+        if self.shown or self.forced or (self.mode == "auto-lines" and self.large(summary, now)):
+            self.show(summary, now)
             if self.mode == "bar":
                 self.stream.write("\n")
             self.stream.flush()

@@ -22,6 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelotel.cli import RowProgress
+from modelotel.feedback.ingest import IngestSummary
 from modelotel.feedback.labels_file import parse_bool, parse_time
 
 from collector_support import free_port
@@ -350,3 +352,81 @@ def test_booleans(text, value):
 def test_not_booleans(bad):
     with pytest.raises(ValueError):
         parse_bool(bad)
+
+
+class _Clock:
+    """A clock the test moves (RowProgress takes its clock as a parameter)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _summary(read: int, refused: int = 0) -> IngestSummary:
+    summary = IngestSummary(read=read, recorded=read - refused)
+    for i in range(refused):
+        summary.refuse(i, "feedback_id_forged", "forged")
+    return summary
+
+
+def test_progress_auto_draws_a_bar_on_a_terminal():
+    master, slave = os.openpty()
+    try:
+        with open(slave, "w", closefd=False) as tty:
+            clock = _Clock()
+            progress = RowProgress("auto", "labels.csv", lambda: 0.5, tty, clock)
+            assert progress.mode == "bar"
+            progress(_summary(1024))  # too soon after the start
+            clock.now += 0.3
+            progress(_summary(1000))  # not at a 1,024-row step
+            progress(_summary(2048, refused=3))
+            progress.close(_summary(2050, refused=3))
+        seen = os.read(master, 4096).decode()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert seen.count("\rlabels.csv [") == 2, seen  # the one redraw and the final one
+    assert "[###############...............] 2,048 rows (50%), 3 refused" in seen
+    assert "2,050 rows (50%), 3 refused" in seen
+
+
+def test_progress_auto_off_a_terminal_prints_lines_only_for_a_large_file(tmp_path):
+    with open(tmp_path / "stderr.txt", "w+") as pipe:
+        clock = _Clock()
+        progress = RowProgress("auto", "labels.csv", lambda: 1.0, pipe, clock)
+        assert progress.mode == "auto-lines"
+        progress(_summary(1024))
+        clock.now += 4.9
+        progress.close(_summary(99_999))  # small and quick: silent
+        pipe.seek(0)
+        assert pipe.read() == ""
+    with open(tmp_path / "stderr.txt", "w+") as pipe:
+        clock = _Clock()
+        progress = RowProgress("auto", "labels.csv", lambda: 0.25, pipe, clock)
+        clock.now += 5.0
+        progress(_summary(5 * 1024))  # 5 s: large enough, one line
+        clock.now += 1.0
+        progress(_summary(6 * 1024))  # the next only 5 s later
+        clock.now += 4.0
+        progress(_summary(7 * 1024))
+        progress.close(_summary(7 * 1024 + 1))
+        pipe.seek(0)
+        lines = pipe.read().splitlines()
+    assert lines == [
+        "labels.csv: 5,120 rows (25%), 0 refused, 1,024 rows/s",
+        "labels.csv: 7,168 rows (25%), 0 refused, 717 rows/s",
+        "labels.csv: 7,169 rows (25%), 0 refused, 717 rows/s",
+    ]
+
+
+def test_progress_none_prints_nothing(tmp_path):
+    with open(tmp_path / "stderr.txt", "w+") as pipe:
+        clock = _Clock()
+        progress = RowProgress("none", "labels.csv", lambda: 1.0, pipe, clock)
+        clock.now += 100
+        progress(_summary(200_704))
+        progress.close(_summary(200_704))
+        pipe.seek(0)
+        assert pipe.read() == ""
