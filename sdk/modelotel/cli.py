@@ -3,7 +3,8 @@
 Exit codes of ``gate`` (and the verdict commands): 0 pass, 1 fail, 2 inconclusive, 3 unusable spec or
 arguments, 4 unusable input, 5 internal error, 6 cannot be judged on this input (a selector or filter that
 matches nothing, or points that matched but cannot be counted). ``evaluate`` and ``report`` exit 0 whatever the
-verdict. Errors print one line, never a traceback.
+verdict. ``feedback`` has its own (0 all rows recorded, 1 some refused, 2 usage, 3 export failed: FEEDBACK_HELP).
+Errors print one line, never a traceback.
 """
 
 from __future__ import annotations
