@@ -800,7 +800,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     import csv
 
     from . import runtime
-    from .feedback.ingest import ingest
+    from .feedback.ingest import IngestSummary, ingest
     from .feedback.labels_file import LabelsFile, LabelsFileError
 
     try:
@@ -834,20 +834,26 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     loop = runtime.STATE.loop
     progress = RowProgress(args.progress, args.labels_file, labels.done)
     started = time.monotonic()
+    summary = IngestSummary()
     try:
         with labels:
-            summary = ingest(
+            ingest(
                 labels.rows(),
                 positive_label=args.positive_label,
                 on_bad_row=(lambda where, reason, message: writer.writerow((where, reason, message)))
                 if writer
                 else None,
                 on_row=progress,
+                summary=summary,
             )
             progress.close(summary)  # while the file is open: the fraction read is its position
     except LabelsFileError as exc:
-        runtime.shutdown()  # what was judged before the file broke is still exported
-        raise UsageError(str(exc), FEEDBACK_USAGE) from None
+        exported = runtime.shutdown()  # what was judged before the file broke is still exported
+        raise UsageError(
+            f"{exc} ({summary.read:,} rows read before it: {summary.recorded:,} recorded"
+            f"{' and exported' if exported else ', export FAILED'}, {summary.refused:,} refused)",
+            FEEDBACK_USAGE,
+        ) from None
     finally:
         if errors_fh is not None:
             errors_fh.close()

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -430,3 +431,18 @@ def test_progress_none_prints_nothing(tmp_path):
         progress.close(_summary(200_704))
         pipe.seek(0)
         assert pipe.read() == ""
+
+
+def test_a_file_cut_midway_exits_2_and_says_what_was_recorded_before(made, tmp_path):
+    ours = made["ours"]
+    frame = pd.DataFrame({"prediction_id": [p["id"] for p in ours], "label": [p["predicted"] for p in ours]})
+    frame.to_csv(tmp_path / "whole.csv.gz", index=False)
+    data = (tmp_path / "whole.csv.gz").read_bytes()
+    (tmp_path / "cut.csv.gz").write_bytes(data[: len(data) * 3 // 4])
+    done = _ingest(tmp_path, ["cut.csv.gz"])
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "cut.csv.gz: unreadable" in done.stderr and "Traceback" not in done.stderr
+    recorded = int(re.search(r"rows read before it: ([\d,]+) recorded and exported", done.stderr)[1].replace(",", ""))
+    assert 0 < recorded < len(ours)
+    exported = _feedback_counts(tmp_path / "feedback.jsonl")
+    assert sum(exported.values()) == recorded

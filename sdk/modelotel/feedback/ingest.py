@@ -57,9 +57,11 @@ def ingest(
     positive_label: Any = None,
     on_bad_row: BadRowSink | None = None,
     on_row: Callable[[IngestSummary], Any] | None = None,
+    summary: IngestSummary | None = None,
 ) -> IngestSummary:
-    """Judge every row; ``on_bad_row`` sees each refused one, ``on_row`` the summary after each row (progress)."""
-    summary = IngestSummary()
+    """Judge every row; ``on_bad_row`` sees each refused one, ``on_row`` the summary after each row (progress).
+    ``summary``: counts into this one (so a caller still has the counts when reading the file fails midway)."""
+    summary = summary if summary is not None else IngestSummary()
     for row in rows:
         summary.read += 1
         problem = row.problem
