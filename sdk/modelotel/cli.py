@@ -849,11 +849,13 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             progress.close(summary)  # while the file is open: the fraction read is its position
     except LabelsFileError as exc:
         exported = runtime.shutdown()  # what was judged before the file broke is still exported
-        raise UsageError(
-            f"{exc} ({summary.read:,} rows read before it: {summary.recorded:,} recorded"
-            f"{' and exported' if exported else ', export FAILED'}, {summary.refused:,} refused)",
-            FEEDBACK_USAGE,
-        ) from None
+        before = (
+            f" ({summary.read:,} rows read before it: {summary.recorded:,} recorded"
+            f"{' and exported' if exported else ', export FAILED'}, {summary.refused:,} refused)"
+            if summary.read
+            else ""
+        )
+        raise UsageError(f"{exc}{before}", FEEDBACK_USAGE) from None
     finally:
         if errors_fh is not None:
             errors_fh.close()
@@ -980,6 +982,9 @@ def main(argv: list[str] | None = None) -> int:
     from .evaluator.serve import ServeError, StateNotSaved  # serve raises typed errors; the exit codes are ours
 
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["feedback"]:  # an unknown option is reported by the top parser: feedback's usage exit is 2
+        parser.usage_exit = FEEDBACK_USAGE
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

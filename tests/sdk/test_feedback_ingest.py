@@ -288,6 +288,8 @@ def test_a_failed_export_exits_3_after_reporting_the_rows(made, tmp_path):
         ("prediction_id,label\nx,1\n", [], None, "MODELOTEL_FEEDBACK_KEY is not set"),
         ("prediction_id,label\nx,1\n", [], "short", "at least 16 characters"),
         ("prediction_id,label\nx,1\n", ["--format", "xml"], KEY, "invalid choice"),
+        ("prediction_id,label\nx,1\n", ["--no-such-option"], KEY, "unrecognized arguments"),
+        ('{"id": "x", "label": 1}\n', ["--format", "jsonl"], KEY, "line 1 has no id column 'prediction_id'"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, content, args, env_key, message):
