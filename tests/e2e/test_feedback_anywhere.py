@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from serve_support import Serve
 
 import modelotel.conventions as conv
@@ -221,7 +222,25 @@ def test_labels_from_other_processes_and_after_restarts_equal_the_clients_record
             assert len({r["server"] for r in first}) == SERVERS
             assert _label(first[:60], env) == 0  # right away, from another process
             time.sleep(1.5)  # past an export interval of every process
-            assert _label(first[60:100], env) == 0
+            # these labels come as a file, the way a labelling pipeline produces them
+            labels_csv = tmp_path / "labels.csv"
+            pd.DataFrame(
+                {
+                    "prediction_id": [r["id"] for r in first[60:100]],
+                    "label": [r["truth"] for r in first[60:100]],
+                    "region": [r["group"] for r in first[60:100]],
+                }
+            ).to_csv(labels_csv, index=False)
+            ingest = subprocess.run(
+                [sys.executable, "-m", "modelotel", "feedback", str(labels_csv), "--group-column", "region"]
+                + ["--positive-label", "fraud", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=ROOT,
+            )
+            assert ingest.returncode == 0, ingest.stderr[-3000:]
             servers.stop()  # SIGTERM: the servers are gone, their ids still judge
             servers.start()
             second = _traffic(servers, rng, 2)
