@@ -154,7 +154,7 @@ def test_serve_snapshots_keep_predictions_and_the_incorrect_confidences(tmp_path
     rng = np.random.default_rng(3)
     model = [attr("ml.model.name", "fraud")]
     conf = rng.uniform(0.5, 1.0, 600)
-    right = rng.random(600) < conf - 0.2
+    right = rng.random(600) < conf  # calibrated: a good slice, judged on the correct AND the incorrect ones
     points = []
     for flag in (True, False):
         sk = LogSketch(5)
@@ -208,7 +208,8 @@ def test_serve_snapshots_keep_predictions_and_the_incorrect_confidences(tmp_path
     got = {r.slo.name: r for r in after.evaluate(at).results}
     assert got["acc"].label_coverage == want["acc"].label_coverage and got["acc"].predictions == 800
     assert (got["cal"].slices_good, got["cal"].slices_total) == (want["cal"].slices_good, want["cal"].slices_total)
-    assert got["cal"].status == want["cal"].status == "fail"  # overconfident: a bad slice, before and after
+    # restored without the incorrect ones' sketch, the slice would read 100% accurate at ~75% confidence: bad
+    assert got["cal"].status == want["cal"].status == "pass"
 
 
 @pytest.mark.parametrize("threshold,good", [(1.0, 3), (2.5, 4)])
