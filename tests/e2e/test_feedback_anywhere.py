@@ -360,6 +360,13 @@ def test_labels_from_other_processes_and_after_restarts_equal_the_clients_record
             live = status["fraud-accuracy"]
             assert live["good"] == judged_right and live["sli"] == judged_right / len(labelled)
             assert live["label_coverage"]["coverage"] == len(labelled) / predictions
+            # CBPE beside it, in serve as in evaluate: the mean top-label confidence of every prediction made
+            every = first + second
+            for estimate in (live["estimated_accuracy"], acc["estimated_accuracy"]):
+                assert estimate["predictions"] == predictions
+                assert abs(estimate["value"] - float(np.mean([r["confidence"] for r in every]))) < 1e-9
+                assert estimate["realized"] == judged_right / len(labelled)
+                assert not estimate["gap_flagged"]  # a calibrated model: the gap is within noise
     finally:
         for proc in servers.procs:
             proc.stop()

@@ -172,7 +172,20 @@ def test_serve_snapshots_keep_predictions_and_the_incorrect_confidences(tmp_path
                 "positive": {"offset": sk.positive.offset, "bucketCounts": [str(c) for c in sk.positive.counts]},
             }
         )
+    predicted = LogSketch(5)
+    predicted.add_many(rng.uniform(0.5, 1.0, 800))
+    confidence_point = {
+        "attributes": model,
+        "startTimeUnixNano": str(int(EPOCH * NS)),
+        "timeUnixNano": str(int((EPOCH + 50) * NS)),
+        "count": str(predicted.count),
+        "sum": predicted.sum,
+        "scale": predicted.scale,
+        "zeroCount": "0",
+        "positive": {"offset": predicted.positive.offset, "bucketCounts": [str(c) for c in predicted.positive.counts]},
+    }
     lines = [
+        _line("ml.prediction.confidence", "exponentialHistogram", [confidence_point]),
         _line("ml.predictions", "sum", [_sum(800, model, EPOCH, EPOCH + 50)]),
         _line("ml.feedback.confidence", "exponentialHistogram", points),
         _line(
@@ -198,14 +211,19 @@ def test_serve_snapshots_keep_predictions_and_the_incorrect_confidences(tmp_path
     for line in lines:
         before.ingest(line.encode())
     at = EPOCH + 120
-    want = {r.slo.name: r for r in before.evaluate(at).results}
+    evaluated = before.evaluate(at)
+    want = {r.slo.name: r for r in evaluated.results}
+    want_estimate = evaluated.estimates[0]
+    assert want_estimate is not None and want_estimate.count == 800
     assert want["acc"].label_coverage == 600 / 800
     snap = tmp_path / "snap"
     snap.mkdir()
     (snap / SNAPSHOT_NAME).write_bytes(before.snapshot())
     after = StreamState(slos)
     after.load_snapshot(snap)
-    got = {r.slo.name: r for r in after.evaluate(at).results}
+    restored = after.evaluate(at)
+    got = {r.slo.name: r for r in restored.results}
+    assert restored.estimates[0] == want_estimate  # CBPE beside the accuracy SLO survives the restart
     assert got["acc"].label_coverage == want["acc"].label_coverage and got["acc"].predictions == 800
     assert (got["cal"].slices_good, got["cal"].slices_total) == (want["cal"].slices_good, want["cal"].slices_total)
     # restored without the incorrect ones' sketch, the slice would read 100% accurate at ~75% confidence: bad

@@ -51,6 +51,16 @@ class ConfidenceWindows:
                     continue
                 self.bins[i][k] = merged
 
+    def forget_before(self, low: int) -> int:
+        """Drop the bins below index ``low`` (serve's pruning); the number dropped."""
+        dropped = 0
+        for per_slo in self.bins.values():
+            old = [k for k in per_slo if k < low]
+            for k in old:
+                del per_slo[k]
+            dropped += len(old)
+        return dropped
+
     def estimate(self, index: int, start: float, end: float) -> AccuracyEstimate | None:
         """CBPE accuracy of the predictions in the bins ending in ``(start, end]`` (None without any in [0, 1])."""
         k0, k1 = math.floor(start / self.resolution) + 1, math.ceil(end / self.resolution)

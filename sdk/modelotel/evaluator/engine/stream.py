@@ -52,6 +52,7 @@ from ..sources.cumulative import ExplicitCounts, ExpoCounts
 from ..sources.otlp_file import DeltaRecord, LineDecoder, SeriesPoint
 from ..sources.points import Inventory, ReadReport
 from .batch import Evaluation, judge, lookback, resolution_for
+from .estimates import ConfidenceWindows
 from .ledger import Bin, Ledger
 from .verdict import SLOResult, window_bounds
 
@@ -233,7 +234,9 @@ class StreamState:
         self.max_series = max_series  # points of new series past it are refused (counted in series_refused)
         self.series_refused = 0
         self.resolution = resolution_for(self.slos)
-        self.metrics = frozenset(m for slo in self.slos for m in slo.metrics())
+        # the CBPE estimate beside each accuracy SLO, as engine.evaluate gives it (engine/estimates.py)
+        self.confidence = ConfidenceWindows(self.slos, self.resolution)
+        self.metrics = frozenset(m for slo in self.slos for m in slo.metrics()) | self.confidence.metrics
         self.ledgers = [Ledger(slo, self.resolution) for slo in self.slos]
         self._by_metric: dict[str, list[int]] = {}  # metric -> indices of the ledgers that count it
         for i, slo in enumerate(self.slos):
@@ -267,6 +270,8 @@ class StreamState:
                     self.latest_ns = delta.end_ns
                 for i in self._by_metric.get(delta.metric, ()):
                     self.ledgers[i].add(delta)
+                if delta.metric in self.confidence.metrics:
+                    self.confidence.add(delta)
             self._merge(seen, len(deltas))
         malformed = bool(seen.corrupt_lines or seen.foreign_lines or seen.signal_lines)
         message = seen.problems[0].reason if seen.problems else ""
@@ -292,7 +297,8 @@ class StreamState:
             inventory = self._decoder.inventory
             results = [_judged(ledger, at, inventory) for ledger in self.ledgers]
             report = replace(self.report, problems=list(self.report.problems), instances=set(self.report.instances))
-            return Evaluation(at, results, [report], list(self.ledgers))
+            estimates = [self.confidence.estimate(i, r.window_start, r.at) for i, r in enumerate(results)]
+            return Evaluation(at, results, [report], list(self.ledgers), estimates=estimates)
 
     # -- bounded memory
 
@@ -313,6 +319,7 @@ class StreamState:
                     kept = {k: b for k, b in ledger.bins.items() if k >= low}
                     self.ledgers[i] = _rebuilt(ledger, kept)
                     dropped += len(old)
+            dropped += self.confidence.forget_before(low)
             return dropped
 
     def compact(self, now: float, ttl: float) -> int:
@@ -358,6 +365,10 @@ class StreamState:
                 "latest_ns": self.latest_ns,
                 "report": {name: getattr(self.report, name) for name in (*_COUNTERS, "deltas", "first_cumulative")},
                 "ledgers": [_ledger_state(ledger) for ledger in self.ledgers],
+                "confidence": {
+                    self.slos[i].name: {str(k): _sketch_json(sk) for k, sk in bins.items()}
+                    for i, bins in self.confidence.bins.items()
+                },
                 "series": [_point_json(s) for s in self._decoder.export_series()],
                 "delta_points": [
                     _delta_json(r)
@@ -382,7 +393,9 @@ class StreamState:
         data = self.snapshot()
         target = Path(directory) / SNAPSHOT_NAME
         try:
-            self._parse(_decode_snapshot(target, data))
+            state = _decode_snapshot(target, data)
+            self._parse(state)
+            self._confidence_from(state)
         except SnapshotError as exc:
             raise SnapshotError(f"the new snapshot does not read back, the previous one is kept: {exc}") from None
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -430,8 +443,10 @@ class StreamState:
 
     def _restore(self, state: dict[str, Any]) -> list[str]:
         ledgers, decoder, counters, notes = self._parse(state)
+        confidence = self._confidence_from(state)
         # all parsed: only now replace the state
         self.ledgers = ledgers
+        self.confidence = confidence
         self._decoder = decoder
         self.series_refused += counters.pop("series_dropped")
         self.requests = counters.pop("requests")
@@ -440,6 +455,19 @@ class StreamState:
             setattr(self.report, name, value)
         self.report.series = decoder.series_count
         return notes
+
+    def _confidence_from(self, state: dict[str, Any]) -> ConfidenceWindows:
+        """The CBPE confidence bins of a snapshot (absent before 0.17; an SLO whose SLI changed starts empty)."""
+        out = ConfidenceWindows(self.slos, self.resolution)
+        if float(state["resolution"]) != self.resolution:
+            return out
+        saved = state.get("confidence") or {}
+        fingerprints = {entry["slo"]: entry["sli"] for entry in state["ledgers"]}
+        for i in out.bins:
+            slo = self.slos[i]
+            if slo.name in saved and fingerprints.get(slo.name) == _fingerprint(slo):
+                out.bins[i] = {int(k): _sketch_from(sk) for k, sk in saved[slo.name].items()}
+        return out
 
     def _parse(self, state: dict[str, Any]) -> tuple[list[Ledger], LineDecoder, dict[str, int], list[str]]:
         """The ledgers, decoder, counters and notes a snapshot's state restores (``self`` is not changed)."""
