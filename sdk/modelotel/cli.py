@@ -587,7 +587,7 @@ def cmd_performance(args: argparse.Namespace) -> int:
     if span is None:
         raise UsageError("no feedback or prediction telemetry (ml.feedback, ml.predictions) in the input", EXIT_INPUT)
     start, end = performance_window(span, args.window, args.start, args.end)
-    perfs = [data.performance(model, start, end) for model in data.models()]
+    perfs = [data.performance(model, start, end, positive_label=args.positive_label) for model in data.models()]
     print(output.to_json(perfs, start, end) if args.json else output.to_text(perfs, start, end))
     if not any(p.judged for p in perfs):
         print("performance: INCONCLUSIVE (no feedback for predictions made in the window)", file=sys.stderr)
@@ -1046,6 +1046,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", metavar="DURATION", help="e.g. 7d or 1h: ending at --to or the end of the data")
     p.add_argument("--from", dest="start", metavar="TIME", help="window start, exclusive (now, epoch s, ISO 8601)")
     p.add_argument("--to", dest="end", metavar="TIME", help="window end, inclusive (default: the end of the data)")
+    p.add_argument(
+        "--positive-label",
+        metavar="LABEL",
+        help="the positive class for the estimated precision/recall/F1 (default: the one feedback's flags name)",
+    )
     p.add_argument("--json", action="store_true", help="JSON at full precision")
     p.set_defaults(func=cmd_performance)
 

@@ -279,15 +279,20 @@ class Instrumented:
         if missed:
             b.misses.append(1)
         shown = None
-        if confs:
-            b.confidences.extend(confs)
         if labels:
             policy = b.label_policy
             shown, withheld = policy.exported(labels, scored)
             if withheld:
                 SELF.drop(WITHHELD_REASON, withheld, policy.message, policy.log_key)
             b.labels.extend(shown)
-        elif confs and len(confs) > 1:
+        if confs:
+            if b.positive_label is not None and shown is not None and len(shown) == len(confs):
+                b.labelled_confidences.extend(zip(confs, shown, strict=True))  # split by label at the fold
+            else:
+                b.confidences.extend(confs)
+        if labels:
+            return confs, labels, shown
+        if confs and len(confs) > 1:
             b.labels.extend([None] * len(confs))
         else:
             b.labels.append(None)
@@ -663,6 +668,7 @@ class Instrumented:
         feature_names, traces, max_labels = o.feature_names, o.traces, o.max_labels
         numeric_features, categorical_features = o.numeric_features, o.categorical_features
         free_text_labels = o.free_text_labels
+        positive_label = o.positive_label
         self.fn = fn
         self.name = name
         self.span_name = f"predict {name}"
@@ -692,6 +698,7 @@ class Instrumented:
         self.buffers.class_names = self.class_names
         # what of a label may be exported (labels.py): declared classes, class ids, or free text if opted in
         self.buffers.label_policy = LabelPolicy(self.class_names, free_text_labels, owner=fn, model=name)
+        self.buffers.positive_label = positive_label
         self.buffers.softmax = softmax
         # Small float probability vectors are copied (tolist) and checked on the export thread.
         self.defer_outputs = extract_outputs and confidence is None and label is None
@@ -915,6 +922,7 @@ def instrument_model(
     numeric_features: Sequence[str] = (),
     categorical_features: Sequence[str] = (),
     free_text_labels: bool = False,
+    positive_label: Any = None,
 ) -> Any:
     """Instrument a predict function: duration, outcome, confidence, OOD score, label, missing features.
 
@@ -931,6 +939,9 @@ def instrument_model(
     A string output is exported as ``ml.prediction.label`` only if it is one of the model's classes
     (``labels``, or the wrapped estimator's ``classes_``) or a short class name that came with its
     probability; ``free_text_labels=True`` exports any (scrubbed, capped): see ``modelotel.labels``.
+    ``positive_label`` names the positive class of a binary model: feedback gets the fairness flags without
+    ``record_feedback(positive_label=...)``, and ``ml.prediction.confidence`` is split by predicted label, so
+    ``modelotel performance`` estimates precision, recall and F1 before the labels arrive (CBPE).
 
     The options are defined once, in ``options.ModelOptions`` (this signature is checked against it).
     Bad options raise ``modelotel.ConfigError`` at decoration time, never during a call.

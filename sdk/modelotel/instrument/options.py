@@ -46,6 +46,9 @@ class ModelOptions:
     numeric_features: Sequence[str] = ()  # features whose distributions are exported (sketches)
     categorical_features: Sequence[str] = ()  # features whose distributions are exported (bounded counts)
     free_text_labels: bool = False  # export any string output as a label (scrubbed, capped)
+    # the positive class of a binary model: fairness flags on feedback, and ml.prediction.confidence by predicted
+    # label (CBPE's precision/recall/F1 before labels arrive)
+    positive_label: Any = None
 
     def values(self) -> tuple[Any, ...]:
         """Every option's value, in definition order (the re-decoration cache key is made of these)."""

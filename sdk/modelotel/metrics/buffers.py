@@ -107,6 +107,7 @@ class ModelBuffers:
         "errors",
         "first_item",
         "confidences",
+        "labelled_confidences",
         "ood",
         "labels",
         "missing",
@@ -155,6 +156,8 @@ class ModelBuffers:
         self.errors: list[tuple[str, int]] = []  # (error.type, ns)
         self.first_item: list[int] = []  # ns, streaming calls
         self.confidences: list[float] = []
+        # (confidence, exported label) of a model with a positive label: ml.prediction.confidence by label
+        self.labelled_confidences: list[tuple[float, str | None]] = []
         self.ood: list[float] = []
         self.ood_threshold = ood_threshold
         self.labels: list[Any] = []
@@ -266,6 +269,9 @@ class ModelBuffers:
                 conv.INFERENCE_TIME_TO_FIRST_ITEM, self.key, attrs, np.asarray(first_item, dtype=np.float64) * 1e-9
             )
         conf_parts = [np.asarray(drain(self.confidences), dtype=np.float64)]
+        by_label: dict[str | None, list[np.ndarray]] = {}  # positive-label models: confidences per exported label
+        for conf, label in drain(self.labelled_confidences):
+            by_label.setdefault(label, []).append(np.float64(conf))
         label_counts: Counter[Any] = Counter(drain(self.labels))
         for chunks, dtype in ((drain(self.raw_outputs), np.float64), (drain(self.raw_outputs32), np.float32)):
             for rows in _stack_by_length(chunks, dtype):
@@ -282,12 +288,23 @@ class ModelBuffers:
                 )
                 for label, n in zip(shown, counts.tolist(), strict=True):
                     label_counts[label] += n
+                if self.positive_label is not None:  # rows without a label (rejected) have no confidence either
+                    conf_parts.pop()
+                    for value, label in zip(values.tolist(), shown, strict=True):
+                        by_label.setdefault(label, []).append(confs[idx == value])
                 if rejected:
                     label_counts[None] += rejected
                     self.misses.append(rejected)
         confidences = np.concatenate(conf_parts) if len(conf_parts) > 1 else conf_parts[0]
         if confidences.size:
             rec.observe(conv.PREDICTION_CONFIDENCE_METRIC, self.key, attrs, confidences)
+        for label, parts in by_label.items():
+            values_of_label = np.concatenate([np.atleast_1d(p) for p in parts])
+            if label is None:
+                rec.observe(conv.PREDICTION_CONFIDENCE_METRIC, self.key, attrs, values_of_label)
+            else:
+                lab_attrs = {**attrs, conv.PREDICTION_LABEL: self.bounded_label(label)}
+                rec.observe(conv.PREDICTION_CONFIDENCE_METRIC, attr_key(lab_attrs), lab_attrs, values_of_label)
         for label, count in label_counts.items():
             if label is None:
                 rec.add(conv.PREDICTIONS, self.key, attrs, count)

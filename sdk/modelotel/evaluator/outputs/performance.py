@@ -130,9 +130,49 @@ def performance_json(p: Performance) -> dict[str, Any]:
             "abs_error": _distribution(r.abs_error, "model output unit"),
         },
         "label_latency": _distribution(p.latency, "s"),
+        "estimated": _estimated_json(p),
         "not_computed": dict(p.missing),
         "notes": list(p.notes),
     }
+
+
+def _estimate(e: Any) -> dict[str, Any]:
+    return {"value": json_number(e.value), "lower": json_number(e.low), "upper": json_number(e.high)}
+
+
+def _estimated_json(p: Performance) -> dict[str, Any] | None:
+    """CBPE of the window's predictions beside the realized figures (quality/cbpe.py)."""
+    est = p.estimated
+    if est is None:
+        return None
+    a, gap, b = est.accuracy, est.gap, est.binary
+    realized = {k.label: k for k in p.classification.classes} if p.classification is not None else {}
+    out: dict[str, Any] = {
+        "method": "CBPE: the confidences read as probabilities of being right"
+        + (f", calibrated with {est.reference_feedback} judged earlier predictions" if est.reference_feedback else ""),
+        "predictions": a.count,
+        "accuracy": _estimate(a.accuracy),
+        "sampling_sd": json_number(a.sampling_sd),
+        "realized_accuracy": json_number(p.accuracy),
+        "gap": None if gap is None else json_number(gap.gap),
+        "gap_allowed": None if gap is None else json_number(gap.allowed),
+        "gap_flagged": None if gap is None else gap.flagged,
+        "positive_label": est.positive_label,
+        "binary": None,
+    }
+    if b is not None:
+        pos = realized.get(est.positive_label or "")
+        out["binary"] = {
+            "precision": _estimate(b.precision),
+            "recall": _estimate(b.recall),
+            "f1": _estimate(b.f1),
+            "realized_precision": None if pos is None else json_number(pos.precision),
+            "realized_recall": None if pos is None else json_number(pos.recall),
+            "realized_f1": None if pos is None else json_number(pos.f1),
+            "predicted_positive": b.predicted_positive,
+            "predicted_negative": b.predicted_negative,
+        }
+    return out
 
 
 def to_json(perfs: Sequence[Performance], start: float, end: float) -> str:
@@ -224,6 +264,24 @@ def performance_text(p: Performance) -> list[str]:
         if lat is not None
         else f"  label latency  {_why(p, 'latency')}"
     )
+    est = p.estimated
+    if est is None:
+        lines.append(f"  estimated      {_why(p, 'estimated')}")
+    else:
+        a, gap = est.accuracy, est.gap
+        how = f"calibrated with {est.reference_feedback:,} earlier judged" if est.reference_feedback else "uncalibrated"
+        line = f"  estimated      accuracy {a.accuracy.value:.4f} (CBPE over {a.count:,} predictions, {how})"
+        if gap is not None:
+            line += f"; realized {gap.realized:.4f}, gap {gap.gap * 100:+.2f} points"
+            if gap.flagged:
+                line += f" beyond {gap.allowed * 100:.2f}: miscalibration or concept drift (CBPE cannot see it)"
+        lines.append(line)
+        b = est.binary
+        if b is not None:
+            lines.append(
+                f"    {est.positive_label}: precision {b.precision.value:.4f}, recall {b.recall.value:.4f}, "
+                f"F1 {b.f1.value:.4f} (estimated)"
+            )
     f = p.fairness
     if f is not None:
         lines.append(

@@ -58,6 +58,7 @@ Calibration (ECE, Brier) and fairness (per-group rates, disparities) are ``calib
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -69,6 +70,7 @@ from ... import conventions as conv
 from ...sketch import LogSketch, bucket_bounds, bucket_index
 from ..sources.points import AttrValue, Delta, attribute_text
 from . import calibration as calibration_stats
+from . import cbpe
 from . import fairness as fairness_stats
 
 __all__ = [
@@ -175,6 +177,19 @@ class Coverage:
 
 
 @dataclass(frozen=True)
+class Estimated:
+    """CBPE (quality/cbpe.py) of the window's predictions, beside the realized figures: accuracy, and for a binary
+    model with a known positive class precision, recall and F1. Calibrated with the feedback of predictions made
+    BEFORE the window (``reference_feedback`` judged items; 0: uncalibrated, the confidences taken as they are)."""
+
+    accuracy: cbpe.AccuracyEstimate
+    gap: cbpe.AccuracyGap | None
+    binary: cbpe.BinaryEstimate | None
+    positive_label: str | None
+    reference_feedback: int
+
+
+@dataclass(frozen=True)
 class Performance:
     """Every figure of one model over ``(start, end]`` of prediction time; ``missing`` says why a figure that is
     None could not be computed."""
@@ -193,6 +208,7 @@ class Performance:
     latency: Distribution | None
     coverage: Coverage | None
     by_arrival: int = 0  # of the judged items, those without a time bucket (counted when exported)
+    estimated: Estimated | None = None  # CBPE of the window's predictions
     missing: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
@@ -312,6 +328,7 @@ class _Slot:
     confidence: dict[bool, LogSketch] = field(default_factory=dict)
     errors: dict[str, LogSketch] = field(default_factory=dict)  # metric -> merged sketch (abs, squared, delay)
     predictions: float = 0.0
+    predicted: dict[str | None, LogSketch] = field(default_factory=dict)  # ml.prediction.confidence by label
 
 
 class PerformanceData:
@@ -319,7 +336,7 @@ class PerformanceData:
     ``performance`` then computes the figures of any window. ``match``: attribute -> value text every series
     must carry (e.g. ``{"ml.model.name": "fraud"}``)."""
 
-    metrics = frozenset(FEEDBACK_SERIES | {conv.FEEDBACK_DELAY, conv.PREDICTIONS})
+    metrics = frozenset(FEEDBACK_SERIES | {conv.FEEDBACK_DELAY, conv.PREDICTIONS, conv.PREDICTION_CONFIDENCE_METRIC})
 
     def __init__(self, match: Mapping[str, str] | None = None) -> None:
         self.match = dict(match or {})
@@ -344,6 +361,9 @@ class PerformanceData:
                 slot.by_arrival += delta.value
         elif delta.sketch is None:
             self.unusable[(model, metric)] += 1
+        elif metric == conv.PREDICTION_CONFIDENCE_METRIC:
+            label = attrs.get(conv.PREDICTION_LABEL)
+            _merge(slot.predicted, None if label is None else attribute_text(label), delta.sketch)
         elif metric == conv.FEEDBACK_CONFIDENCE:
             ok = _flag(attrs.get(conv.FEEDBACK_CORRECT))
             if ok is not None:
@@ -359,9 +379,18 @@ class PerformanceData:
         times = [t for per in self.slots.values() for t in per]
         return (min(times), max(times)) if times else None
 
-    def performance(self, model: ModelKey, start: float, end: float, qs: Iterable[float] = QUANTILES) -> Performance:
-        """The figures of ``model`` over ``(start, end]`` (seconds; see the module docstring)."""
+    def performance(
+        self,
+        model: ModelKey,
+        start: float,
+        end: float,
+        qs: Iterable[float] = QUANTILES,
+        positive_label: str | None = None,
+    ) -> Performance:
+        """The figures of ``model`` over ``(start, end]`` (seconds; see the module docstring). ``positive_label``:
+        the positive class for CBPE's binary figures (default: the one feedback's positive flags name)."""
         slots = [s for t, s in self.slots.get(model, {}).items() if start < t <= end]
+        before = [s for t, s in self.slots.get(model, {}).items() if t <= start]
         feedback: Counter = Counter()
         confidence: dict[bool, LogSketch] = {}
         errors: dict[str, LogSketch] = {}
@@ -375,7 +404,69 @@ class PerformanceData:
             for metric, sk in s.errors.items():
                 _merge(errors, metric, sk)
         unusable = {m: n for (k, m), n in self.unusable.items() if k == model}
-        return _figures(model, start, end, feedback, confidence, errors, predictions, by_arrival, tuple(qs), unusable)
+        figures = _figures(
+            model, start, end, feedback, confidence, errors, predictions, by_arrival, tuple(qs), unusable
+        )
+        estimated, why = _estimated(slots, before, figures, positive_label or _positive_of(feedback))
+        if why:
+            figures.missing["estimated"] = why
+        return dataclasses.replace(figures, estimated=estimated)
+
+
+def _positive_of(feedback: Counter) -> str | None:
+    """The positive class the feedback's flags name: the predicted label of items flagged predicted-positive, when
+    exactly one label is."""
+    labels = set()
+    for key in feedback:
+        attrs = dict(zip(FEEDBACK_KEYS, key, strict=True))
+        if _flag(attrs[conv.PREDICTION_POSITIVE]) is True and attrs[conv.PREDICTION_LABEL] is not None:
+            labels.add(attribute_text(attrs[conv.PREDICTION_LABEL]))
+    return labels.pop() if len(labels) == 1 else None
+
+
+def _estimated(
+    slots: list[_Slot], before: list[_Slot], figures: Performance, positive: str | None
+) -> tuple[Estimated | None, str]:
+    """CBPE of the window's predictions, calibrated with the feedback of earlier predictions; (None, why) when
+    there is nothing to estimate."""
+    predicted: dict[str | None, LogSketch] = {}
+    for s in slots:
+        for label, sk in s.predicted.items():
+            _merge(predicted, label, sk)
+    if not predicted:
+        return None, "no ml.prediction.confidence of this model in the window"
+    reference: dict[bool, LogSketch] = {}
+    for s in before:
+        for ok, sk in s.confidence.items():
+            _merge(reference, ok, sk)
+    correct, incorrect = reference.get(True), reference.get(False)
+    judged_before = (correct.count if correct else 0) + (incorrect.count if incorrect else 0)
+    every = LogSketch(next(iter(predicted.values())).scale)
+    for sk in predicted.values():
+        every.merge(sk)
+    try:
+        if judged_before:
+            accuracy = cbpe.estimated_accuracy(every, correct, incorrect)
+        else:
+            accuracy = cbpe.estimated_accuracy(every)
+    except ValueError as exc:  # no confidence in [0, 1]
+        return None, str(exc)
+    gap = None
+    if figures.correct + figures.incorrect:
+        gap = cbpe.accuracy_gap(accuracy, figures.correct, figures.correct + figures.incorrect)
+    binary = None
+    if positive is not None and positive in predicted and None not in predicted:
+        negative = [sk for label, sk in predicted.items() if label != positive]
+        merged = None
+        for sk in negative:
+            if merged is None:
+                merged = LogSketch(sk.scale)
+            merged.merge(sk)
+        try:
+            binary = cbpe.estimated_binary(predicted[positive], merged, correct, incorrect)
+        except ValueError:
+            binary = None
+    return Estimated(accuracy, gap, binary, positive, judged_before), ""
 
 
 def _figures(
