@@ -3,8 +3,8 @@
     python examples/fastapi_server.py --port 8000 [--allow-faults]
 
     curl -s localhost:8000/predict -d '{"rows": [[...30 numbers...]]}' -H 'content-type: application/json'
-    -> {"prediction_id": "9f2c...", "labels": ["legit"], "confidences": [0.98]}
-    curl -s localhost:8000/feedback -d '{"prediction_id": "9f2c...", "labels": ["legit"]}' ...  -> {"matched": true}
+    -> {"prediction_id": "mo1.AcDz...", "labels": ["legit"], "confidences": [0.98]}
+    curl -s localhost:8000/feedback -d '{"prediction_id": "mo1.AcDz...", "labels": ["legit"]}' ...  -> {"matched": true}
 
 Telemetry: ``@instrument_model`` records the model (latency, errors, confidence, labels, OOD scores, four
 feature distributions, feedback) and ``instrument_app`` the HTTP requests (``http.server.request.duration``
@@ -16,7 +16,6 @@ collector, ``MODELOTEL_EXPORT_FILE`` (or nothing: ``./modelotel-telemetry.jsonl`
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import numpy as np
 import uvicorn
@@ -49,10 +48,9 @@ faults = Faults()
     feature_names=model.feature_names,  # the columns of the rows
     numeric_features=DRIFT_FEATURES,  # exported as distributions (sketches), for drift
 )
-def predict(rows: np.ndarray) -> dict[str, Any]:
+def predict(rows: np.ndarray) -> np.ndarray:
     faults.apply()
-    # The id must be taken inside the instrumented call; feedback quotes it later.
-    return {"probabilities": model.predict_proba(rows), "prediction_id": modelotel.current_prediction_id()}
+    return model.predict_proba(rows)
 
 
 def create_app(allow_faults: bool = False) -> FastAPI:
@@ -65,13 +63,15 @@ def create_app(allow_faults: bool = False) -> FastAPI:
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
         try:
-            out = predict(rows)
+            proba = predict(rows)
         except ModelFailure as exc:
             return JSONResponse({"error": str(exc)}, status_code=500)
-        proba = out["probabilities"]
+        # Right after the call, in the same thread: an id that describes this prediction, signed, so any worker or
+        # labelling job with the same MODELOTEL_FEEDBACK_KEY can judge it (docs/instrumentation.md).
+        pid = modelotel.last_prediction_id()
         return JSONResponse(
             {
-                "prediction_id": out["prediction_id"],
+                "prediction_id": pid,
                 "labels": [LABELS[i] for i in proba.argmax(axis=1)],
                 "confidences": proba.max(axis=1).tolist(),
             }

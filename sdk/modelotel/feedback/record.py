@@ -116,7 +116,7 @@ def _judge(prediction_id: Any, label: Any, correct: Any, group: Any, positive_la
             raise FeedbackRefused(
                 "feedback_id_future", f"the prediction id is {-age:.0f} s in the future: clocks disagree"
             )
-        buffers = REMOTE_MODELS.buffers_for(dict(record.attributes))
+        buffers = REMOTE_MODELS.buffers_for_pairs(record.attributes)
         if buffers is None:
             raise FeedbackRefused("feedback_too_many_models", "too many distinct models in one labelling process")
         outcome = Outcome(buffers, record.labels, record.confidences, record.numbers, float(record.time_s))

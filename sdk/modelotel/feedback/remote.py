@@ -22,7 +22,17 @@ class RemoteModels:
 
     def __init__(self) -> None:
         self._buffers: dict[tuple, ModelBuffers] = {}
+        self._by_pairs: dict[tuple, ModelBuffers] = {}  # the id's (key, value) pairs as they come: no sorting
         self._lock = threading.Lock()
+
+    def buffers_for_pairs(self, pairs: tuple[tuple[str, str], ...]) -> ModelBuffers | None:
+        """``buffers_for`` of the attributes an id carries, looked up by the pairs themselves first."""
+        found = self._by_pairs.get(pairs)
+        if found is None:
+            found = self.buffers_for(dict(pairs))
+            if found is not None and len(self._by_pairs) < 4 * MAX_REMOTE_MODELS:
+                self._by_pairs[pairs] = found
+        return found
 
     def buffers_for(self, attributes: dict[str, str]) -> ModelBuffers | None:
         key = attr_key(attributes)
