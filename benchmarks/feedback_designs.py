@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
 import statistics
@@ -285,13 +286,41 @@ def design_a(judged: int) -> dict:
     return out
 
 
-def judge_throughput(pool_ids: list[str]) -> float:
-    """Items judged per second by ``judge`` in a loop (no tracemalloc)."""
-    from modelotel.feedback import judge
+def cli_rows(rows: int) -> dict | None:
+    """``modelotel feedback`` on a CSV of ``rows`` labels for ids made by a serving process: wall and CPU time of
+    the whole command (start-up included), exporting to an OTLP JSON file. None when the command does not exist."""
+    import resource
 
-    t0 = time.perf_counter()
-    items = sum(judge(pid, label="legit") for pid in pool_ids)
-    return items / (time.perf_counter() - t0)
+    env = {**os.environ}
+    probe = subprocess.run([sys.executable, "-m", "modelotel", "feedback", "--help"], capture_output=True, env=env)
+    if probe.returncode != 0:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        ids_path, csv_path = Path(tmp) / "ids.txt", Path(tmp) / "labels.csv"
+        subprocess.run([sys.executable, __file__, "--make-ids", str(rows), "--out", str(ids_path)], check=True)
+        ids = ids_path.read_text().split()[:rows]  # the single-item ones
+        rng = random.Random(11)
+        with csv_path.open("w") as fh:
+            fh.write("prediction_id,label\n")
+            for pid in ids:
+                fh.write(f"{pid},{'legit' if rng.random() < 0.95 else 'fraud'}\n")
+        env["MODELOTEL_EXPORT_FILE"] = str(Path(tmp) / "feedback.jsonl")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "modelotel", "feedback", str(csv_path), "--progress", "none", "--json"],
+            capture_output=True,
+            env=env,
+            text=True,
+        )
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        try:
+            own = json.loads(done.stdout).get("rows_per_s")
+        except ValueError:
+            own = None
+        return {"rows": rows, "wall_s": wall, "cpu_s": cpu, "rc": done.returncode, "own_rows_per_s": own}
 
 
 # -- design B ----------------------------------------------------------------------------------------------
@@ -423,16 +452,28 @@ def design_b() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--judged", type=int, default=1_000_000, help="ids judged for the labeller's memory")
+    parser.add_argument("--cli-rows", type=int, default=100_000, help="rows for `modelotel feedback` (0: skip)")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--evaluator-only", action="store_true", help="only the evaluator's memory (design A)")
     parser.add_argument("--make-ids", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.make_ids:
         make_ids(args.make_ids, args.out)
         return
+    if args.evaluator_only:
+        rows = evaluator_rss()
+        text = evaluator_report(rows)
+        print(text)
+        if not args.no_write:
+            write_section(
+                HERE / "RESULTS.md", "feedback-evaluator", "Feedback: the evaluator's memory (design A)", text
+            )
+        return
     load_before = os.getloadavg()[0]
     b = design_b()
     a = design_a(args.judged)
+    a["cli"] = cli_rows(args.cli_rows) if args.cli_rows else None
     text = report(a, b, load_before, args.judged)
     print(text)
     if not args.no_write:
@@ -441,10 +482,94 @@ def main() -> None:
         )
 
 
+ACCURACY_SLO = """slos:
+  - name: fraud-accuracy
+    model: fraud
+    sli: accuracy
+    objective: 0.85
+    window: 1d
+"""
+
+
+def evaluator_rss(sizes: tuple[int, ...] = (10_000, 1_000_000)) -> list[tuple]:
+    """Design A's evaluator: ``modelotel feedback`` writes the labelling process's OTLP JSON file for ``n`` labels
+    (predictions made 100/s, ids signed with the shared key), then ``modelotel evaluate`` reads it with one accuracy
+    SLO; its peak RSS (ru_maxrss of the child) and the file's size. Rows: (n, file bytes, points, events the SLO
+    counted, evaluate peak RSS KiB, seconds, exit code)."""
+    from modelotel.feedback import KEYRING, Label, PredictionRecord
+    from modelotel.feedback.ids import encode
+
+    keys = KEYRING.load()
+    attrs = (("ml.model.name", "fraud"), ("ml.model.version", "1.4.0"), ("ml.deployment.role", "primary"))
+    legit, fraud = Label.of("legit", "legit"), Label.of("fraud", "fraud")
+    rng = random.Random(13)
+    out = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            csv_path, data, slo = Path(tmp) / "labels.csv", Path(tmp) / "feedback.jsonl", Path(tmp) / "slo.yaml"
+            slo.write_text(ACCURACY_SLO)
+            now = int(time.time())
+            with csv_path.open("w") as fh:
+                fh.write("prediction_id,label\n")
+                for i in range(n):
+                    lab = legit if rng.random() < 0.9 else fraud
+                    t = now - n // REQUESTS_PER_S + i // REQUESTS_PER_S
+                    record = PredictionRecord(attrs, t, rng.getrandbits(64).to_bytes(8, "big"), None, (lab,), (0.9,))
+                    truth = lab.text if rng.random() < 0.9 else ("fraud" if lab is legit else "legit")
+                    fh.write(f"{encode(record, keys.key, keys.key_id)},{truth}\n")
+            env = {**os.environ, "MODELOTEL_EXPORT_FILE": str(data)}
+            cmd = [sys.executable, "-m", "modelotel", "feedback", str(csv_path), "--progress", "none"]
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            points = 0
+            for line in data.read_text().splitlines():
+                points += line.count('"timeUnixNano"')
+            cmd = [sys.executable, "-m", "modelotel", "evaluate", "--slo", str(slo), "--data", str(data)]
+            cmd += ["--format", "json"]
+            t0 = time.perf_counter()
+            report_path = Path(tmp) / "evaluation.json"
+            with report_path.open("w") as sink:
+                child = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.DEVNULL)
+                _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage
+                child.returncode = os.waitstatus_to_exitcode(status)
+            seconds = time.perf_counter() - t0
+            rss = usage.ru_maxrss
+            try:
+                events = json.loads(report_path.read_text())["slos"][0]["events"]
+            except (ValueError, KeyError, IndexError):
+                events = float("nan")
+            out.append((n, data.stat().st_size, points, events, rss, seconds, child.returncode))
+    return out
+
+
+def evaluator_report(rows: list[tuple]) -> str:
+    lines = [
+        f"Machine: {machine_line()}. modelotel at {sdk_commit()}. `modelotel feedback` judged n labels (predictions "
+        f"made {REQUESTS_PER_S}/s, so n/{REQUESTS_PER_S} s of predictions) into an OTLP JSON file; "
+        "`modelotel evaluate` read it with one accuracy SLO (1-day window); its peak RSS (ru_maxrss from wait4).",
+        "",
+        "| labels judged | file bytes | data points | feedback the SLO counted | evaluate peak RSS, MiB | "
+        "evaluate seconds | exit code |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, size, points, events, rss, seconds, rc in rows:
+        lines.append(f"| {n:,} | {size:,} | {points:,} | {events:,.0f} | {rss / 1024:.1f} | {seconds:.2f} | {rc} |")
+    return "\n".join(lines)
+
+
+def sdk_commit() -> str:
+    """The commit of the checkout whose modelotel was measured."""
+    import modelotel
+
+    where = Path(modelotel.__file__).parent
+    done = subprocess.run(["git", "-C", str(where), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
 def report(a: dict, b: dict, load_before: float, judged: int) -> str:
     rp = a["request_path_us"]
     lines = [
-        f"Machine: {machine_line()}; 1-min load average {load_before:.1f} before. Per-call figures: median over 15 "
+        f"Machine: {machine_line()}; 1-min load average {load_before:.1f} before. "
+        f"modelotel at {sdk_commit()}. Per-call figures: median over 15 "
         "rounds of the mean of 400 calls (2,000 for design B's), variants in a new random order every round.",
         "",
         "**Design A (built): self-describing signed ids.** Id length (ASCII bytes, `mo1.` + base64url), as "
@@ -500,6 +625,19 @@ def report(a: dict, b: dict, load_before: float, judged: int) -> str:
         f"`judge()` without tracemalloc: **{a['judge_us']:.1f} us per id, {1e6 / a['judge_us']:,.0f} ids/s** "
         "(1 item each, 20,000 ids).",
     ]
+    cli = a.get("cli")
+    if cli is not None:
+        lines.append(
+            f"`modelotel feedback` on a CSV of {cli['rows']:,} labels (ids made by another process, 1 item each; "
+            f"exit code {cli['rc']}): {cli['wall_s']:.1f} s wall, {cli['cpu_s']:.1f} s CPU, start-up and export "
+            f"included: **{cli['rows'] / cli['wall_s']:,.0f} rows/s** ({cli['rows'] / cli['cpu_s']:,.0f} per CPU "
+            "second)"
+            + (
+                f"; the command's own figure (reading and judging): {cli['own_rows_per_s']:,.0f} rows/s."
+                if cli["own_rows_per_s"]
+                else "."
+            )
+        )
     pend = b["pending_in_horizon"]
     per_tuple, per_packed = b["join_bytes_per_pending"]["tuple"], b["join_bytes_per_pending"]["packed"]
     brp = b["request_path_us"]
