@@ -2,18 +2,20 @@
 
 Every variant wraps the same model (8 float features in, a 3-class probability vector out) and
 records the same three values per call: duration, confidence and an OOD score. Each call is timed
-individually with perf_counter_ns, variants are interleaved round-robin so they share the
-machine's noise, and the *added* cost of a variant is its quantile minus the bare call's quantile
+individually with perf_counter_ns, variants are interleaved, in a new random order every round, so they
+share the machine's noise, and the *added* cost of a variant is its quantile minus the bare call's quantile
 (the timer's own cost cancels). Results go to benchmarks/RESULTS.md between this script's markers.
 
-    python benchmarks/overhead.py [--rounds 30] [--calls 2000]
+    python benchmarks/overhead.py [--rounds 30] [--calls 2000] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
+import random
 import sys
 import threading
 import time
@@ -167,7 +169,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--json", help="also write every variant's quantiles here (benchmarks/decorated_ab.py)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the variant order")
     args = parser.parse_args()
+    order_rng = random.Random(args.seed)
 
     variants, modelotel = build_variants()
     samples: dict[str, list[int]] = {name: [] for name in variants}
@@ -178,8 +183,11 @@ def main() -> None:
         if hooks:
             hooks[1]()
     gc.collect()
+    names = list(variants)
     for _ in range(args.rounds):
-        for name, (fn, hooks) in variants.items():
+        order_rng.shuffle(names)
+        for name in names:
+            fn, hooks = variants[name]
             if hooks:
                 hooks[0]()
             time_calls(fn, args.calls, samples[name])
@@ -198,11 +206,15 @@ def main() -> None:
     insert_ns = sketch_insert_cost()
     collect_ns = collect_cost_per_call(modelotel)
     modelotel.shutdown()
+    if args.json:
+        quantiles = {n: {"p50": p50, "p99": p99, "added_p50": a50, "added_p99": a99} for n, p50, p99, a50, a99 in rows}
+        Path(args.json).write_text(json.dumps({"variants": quantiles, "load": os.getloadavg()[0]}))
 
     lines = [
         f"Machine: {machine_line()}. {args.rounds} rounds x {args.calls} individually timed calls per variant,",
-        "interleaved. Model: 8 float features in, a 3-class probability vector out; every instrumented variant",
-        "records duration, confidence and an OOD score. Added = variant quantile minus bare-call quantile.",
+        "interleaved in a new random order every round. Model: 8 float features in, a 3-class probability vector",
+        "out; every instrumented variant records duration, confidence and an OOD score. Added = variant quantile",
+        "minus bare-call quantile.",
         "",
         "| variant | median ns | p99 ns | added median ns | added p99 ns |",
         "|---|---:|---:|---:|---:|",
