@@ -345,7 +345,12 @@ def test_without_a_shared_key_another_process_cannot_judge(tmp_path):
     got = Counter()
     for d in deltas:
         got[(d.metric, d.attributes.get(conv.DROP_REASON))] += d.value
-    assert got[(conv.DROPPED, "feedback_id_unknown_key")] == 400
+    # without a key calls keep their output only once last_prediction_id() was first asked: the first call's id
+    # is None (a "foreign" id), the 399 others are signed with the serving process's own random key
+    rows = json.loads(ids.read_text())
+    assert rows[0]["remote"] is None and all(r["remote"] for r in rows[1:])
+    assert got[(conv.DROPPED, "feedback_id_unknown_key")] == 399
+    assert got[(conv.DROPPED, "feedback_id_foreign")] == 1
     assert got[(conv.FEEDBACK, None)] == 0
 
 
@@ -356,7 +361,7 @@ def test_feedback_counts_in_the_prediction_time_bucket_and_idle_series_expire(me
     from modelotel.metrics.recorder import IDLE_EXPORTS
 
     t = int(time.time()) - 3 * 86400
-    bucket = (t // 60 + 1) * 60
+    bucket = (t // 3600 + 1) * 3600  # judged over a day late: an hour bucket
     assert modelotel.record_feedback(_an_id(t=t), label="legit")
 
     def series():
@@ -405,3 +410,60 @@ def test_a_new_feedback_series_is_exported_at_zero_first_by_periodic_exports():
     flushed = Recorder()
     flushed.add(conv.FEEDBACK, tuple(sorted(attrs.items())), attrs, 5)
     assert values(flushed.collect(Resource.create({}))) == [(conv.FEEDBACK, 5)]
+
+
+def test_calls_keep_their_output_only_once_ids_are_wanted(tmp_path):
+    """The store behind last_prediction_id() costs ~100 ns a call (benchmarks/RESULTS.md): without a feedback key
+    and before the first last_prediction_id(), calls skip it; a configured key arms it at decoration."""
+    code = """
+import json, sys, modelotel
+from modelotel.instrument.decorations import LAST_CALLS
+modelotel.configure(exporter="none")
+
+@modelotel.instrument_model(name="m")
+def predict(x):
+    return [0.2, 0.8]
+
+predict(1)
+before = dict(armed=LAST_CALLS.armed, kept=len(LAST_CALLS))
+first = modelotel.last_prediction_id()
+predict(1)
+print(json.dumps({**before, "first": first, "then": bool(modelotel.last_prediction_id())}))
+"""
+    for key, want in (("", {"armed": False, "kept": 0, "first": None, "then": True}), (KEY, None)):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONPATH": SDK, config.ENV_FEEDBACK_KEY: key},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        if want is not None:
+            assert got == want
+        else:
+            assert got["armed"] and got["kept"] == 1 and got["first"] and got["then"]
+
+
+def test_too_many_buckets_at_once_keep_the_counts_and_say_so():
+    """A back-fill touching more prediction-time buckets than the (tenfold) cap: the values past it keep the
+    model's series without the bucket and are counted in modelotel.dropped{feedback_time_bucket_overflow}."""
+    from opentelemetry.sdk.resources import Resource
+
+    from modelotel.metrics.recorder import BUCKETED_SERIES_FACTOR, Recorder, iter_points
+    from modelotel.metrics.selftelemetry import SELF
+
+    rec = Recorder(max_series=2)
+    cap = 2 * BUCKETED_SERIES_FACTOR
+    SELF.take()
+    for b in range(cap + 5):
+        attrs = {conv.MODEL_NAME: "m", conv.PREDICTION_TIME_BUCKET_END: 60 * (b + 1)}
+        rec.add(conv.FEEDBACK, tuple(sorted(attrs.items())), attrs, 3)
+    _, drops = SELF.take()
+    assert drops == {"feedback_time_bucket_overflow": 5 * 3}
+    points = [p for n, p in iter_points(rec.collect(Resource.create({}))) if n == conv.FEEDBACK]
+    bucketed = [p for p in points if conv.PREDICTION_TIME_BUCKET_END in p.attributes]
+    plain = [p for p in points if conv.PREDICTION_TIME_BUCKET_END not in p.attributes]
+    assert len(bucketed) == cap and [(p.attributes, p.value) for p in plain] == [({conv.MODEL_NAME: "m"}, 15)]
+    assert sum(p.value for p in points) == 3 * (cap + 5)  # nothing lost

@@ -34,6 +34,10 @@ from .pending import PENDING, Outcome, as_list
 from .remote import REMOTE_MODELS
 
 MAX_CLOCK_SKEW_S = 300.0  # an id this far in the future is refused (feedback_id_future)
+# Predictions judged over a day late go in hour buckets (a back-fill of a month touches 720 buckets, not 43,200);
+# windows that judge week-old predictions are hours long or more.
+OLD_PREDICTION_S = 86400.0
+OLD_BUCKET_S = 3600
 _HEX_ID = re.compile(r"[0-9a-f]{32}\Z").match
 
 
@@ -160,6 +164,8 @@ def _items(
     settings: Any,
 ) -> list[FeedbackItem]:
     width = settings.time_bucket_s
+    if width and at - outcome.time_s > OLD_PREDICTION_S:
+        width = max(width, OLD_BUCKET_S)
     bucket_end = (int(outcome.time_s // width) + 1) * width if width else None
     delay = max(0.0, at - outcome.time_s)
     if outcome.numbers and correct is None:

@@ -28,14 +28,22 @@ from ..metrics.selftelemetry import SELF
 FRAME_PIDS: dict[int, str] = {}
 
 # The last call that finished in each thread: thread id -> (Instrumented, output, perf_counter_ns at its end), or
-# None after a call that raised. last_prediction_id() builds its id only when asked, so the hot path pays one dict
-# store; the export thread forgets entries older than LAST_CALL_TTL_NS (LastCalls.fold), so an output is not kept
-# alive for long by a thread that stopped calling.
+# None after a call that raised. last_prediction_id() builds its id only when asked; the store itself costs ~100 ns
+# a call (benchmarks/RESULTS.md), so calls make it only once ``armed``: by a configured MODELOTEL_FEEDBACK_KEY at
+# decoration time, or by the first last_prediction_id(). The export thread forgets entries older than
+# LAST_CALL_TTL_NS (LastCalls.fold), so an output is not kept alive for long by a thread that stopped calling.
 LAST_CALL_TTL_NS = 5_000_000_000
 
 
 class LastCalls(dict):
-    """thread id -> the last call; a recorder source whose ``fold`` forgets the old ones."""
+    """thread id -> the last call; a recorder source whose ``fold`` forgets the old ones. ``armed``: calls record
+    themselves here (see above)."""
+
+    __slots__ = ("armed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
 
     def fold(self, rec: Any) -> None:
         horizon = perf_counter_ns() - LAST_CALL_TTL_NS

@@ -97,10 +97,12 @@ def _sync_wrapper(inst: Instrumented) -> Callable[..., Any]:
             missing_inputs(args, kwargs)
             if pids:
                 pids.pop(id(getframe()), None)
-            last[get_ident()] = None
+            if last.armed:
+                last[get_ident()] = None
             raise
         dt = perf_counter_ns() - t0
-        last[get_ident()] = (inst, result, t0 + dt)
+        if last.armed:
+            last[get_ident()] = (inst, result, t0 + dt)
         if pids:
             pid = pids.pop(id(getframe()), None)
             if pid is not None:
@@ -127,10 +129,12 @@ def _sync_wrapper(inst: Instrumented) -> Callable[..., Any]:
             missing = missing_inputs(args, kwargs, span is None)
             pids.pop(key, None)
             inst.close_span(span, token, exc, missing=missing)
-            last[get_ident()] = None
+            if last.armed:
+                last[get_ident()] = None
             raise
         dt = perf_counter_ns() - t0
-        last[get_ident()] = (inst, result, t0 + dt)
+        if last.armed:
+            last[get_ident()] = (inst, result, t0 + dt)
         pid = pids.pop(key, pid)
         success(result, args, kwargs, dt, pid, span, token is not None)
         inst.close_span(span, token, None)
@@ -166,10 +170,12 @@ def _async_wrapper(inst: Instrumented) -> Callable[..., Any]:
                 pids.pop(key, None)
             if traced:
                 inst.close_span(span, token, exc, missing=missing)
-            LAST_CALLS[get_ident()] = None
+            if LAST_CALLS.armed:
+                LAST_CALLS[get_ident()] = None
             raise
         dt = perf_counter_ns() - t0
-        LAST_CALLS[get_ident()] = (inst, result, t0 + dt)
+        if LAST_CALLS.armed:
+            LAST_CALLS[get_ident()] = (inst, result, t0 + dt)
         pid = pids.pop(key, pid) if pids else pid
         success(result, args, kwargs, dt, pid, span, token is not None)
         if traced:
@@ -270,21 +276,48 @@ class Instrumented:
         except Exception as exc:
             SELF.error("record", exc)
 
-    def _outputs_now(self, result: Any) -> tuple[Any, Any, Any]:
-        """Confidences and labels of one output, appended to the buffers; (confidences, labels, exported
-        labels): the labels as the model gave them (for feedback, in memory) and as they may leave the
-        process (labels.py: None where withheld)."""
+    def _outputs_now(self, result: Any, keep: bool = True) -> tuple[Any, Any, Any]:
+        """Confidences and labels of one output, appended to the buffers unless ``keep`` is False (an id made
+        later, from an output already recorded); (confidences, labels, exported labels): the labels as the model
+        gave them (for feedback, in memory) and as they may leave the process (labels.py: None where withheld).
+        One function on purpose: a second Python call here costs ~70 ns on every call (benchmarks/RESULTS.md)."""
         b = self.buffers
-        confs, labels, scored, missed = self._extract(result)
-        if missed:
-            b.misses.append(1)
+        confs: Any = None
+        labels: Any = None
+        scored = False  # each extracted label came with its own probability
+        if self.extract_outputs:
+            ex = extract(result, softmax=self.softmax)
+            if ex is not None:
+                confs = ex.confidences
+                labels = ex.labels
+                scored = labels is not None and len(confs) == len(labels)
+            elif keep and self.confidence_fn is None and not isinstance(result, _NUMBERS):
+                b.misses.append(1)
+        if self.confidence_fn is not None:
+            try:
+                confs = _floats(self.confidence_fn(result))
+            except Exception as exc:
+                confs = None
+                SELF.error("confidence_callable", exc)
+        if self.label_fn is not None:
+            try:
+                labels = as_list(self.label_fn(result))
+                scored = False
+            except Exception as exc:
+                SELF.error("label_callable", exc)
         shown = None
         if labels:
+            if self.class_names is not None:
+                labels = [_class_name(self.class_names, lab) for lab in labels]
             policy = b.label_policy
             shown, withheld = policy.exported(labels, scored)
+            if not keep:
+                return confs, labels, shown
             if withheld:
                 SELF.drop(WITHHELD_REASON, withheld, policy.message, policy.log_key)
             b.labels.extend(shown)
+        elif not keep:
+            return confs, labels, shown
         if confs:
             if b.positive_label is not None and shown is not None and len(shown) == len(confs):
                 b.labelled_confidences.extend(zip(confs, shown, strict=True))  # split by label at the fold
@@ -298,37 +331,6 @@ class Instrumented:
             b.labels.append(None)
         return confs, labels, shown
 
-    def _extract(self, result: Any) -> tuple[Any, Any, bool, bool]:
-        """(confidences, labels, scored, missed) of one output, without recording anything: ``scored`` when each
-        label came with its own probability, ``missed`` when the output's shape gave no confidence."""
-        confs: Any = None
-        labels: Any = None
-        scored = False
-        missed = False
-        if self.extract_outputs:
-            ex = extract(result, softmax=self.softmax)
-            if ex is not None:
-                confs = ex.confidences
-                labels = ex.labels
-                scored = labels is not None and len(confs) == len(labels)
-            elif self.confidence_fn is None and not isinstance(result, _NUMBERS):
-                missed = True
-        if self.confidence_fn is not None:
-            try:
-                confs = _floats(self.confidence_fn(result))
-            except Exception as exc:
-                confs = None
-                SELF.error("confidence_callable", exc)
-        if self.label_fn is not None:
-            try:
-                labels = as_list(self.label_fn(result))
-                scored = False
-            except Exception as exc:
-                SELF.error("label_callable", exc)
-        if labels and self.class_names is not None:
-            labels = [_class_name(self.class_names, lab) for lab in labels]
-        return confs, labels, scored, missed
-
     def outcome(self, result: Any, confs: Any, labels: Any, shown: Any, when: float) -> Outcome:
         """What feedback needs of one finished call (``feedback.Outcome``)."""
         numbers = () if (confs or labels) else _numbers(result)
@@ -338,8 +340,7 @@ class Instrumented:
         """A self-describing, signed id (``feedback/ids.py``) of one finished call's output; None when it cannot
         have one (counted in ``modelotel.dropped{prediction_id_unavailable}``). Never raises."""
         try:
-            confs, labels, scored, _ = self._extract(result)
-            shown = self.buffers.label_policy.exported(labels, scored)[0] if labels else None
+            confs, labels, shown = self._outputs_now(result, keep=False)
             out = self.outcome(result, confs, labels, shown, when)
             positive = self.buffers.positive_label
             record = PredictionRecord(
@@ -840,6 +841,14 @@ def last_prediction_id() -> str | None:
     Asking twice for the same call gives the same id. Never raises.
     """
     try:
+        if not LAST_CALLS.armed:  # the first ask: from now on calls keep their output for it
+            LAST_CALLS.armed = True
+            SELF.warn_once(
+                "last_prediction_id_armed",
+                "last_prediction_id() was asked before any call kept its output: None this time. Set "
+                "MODELOTEL_FEEDBACK_KEY before decorating models and every call has an id from the first",
+            )
+            return None
         tid = get_ident()
         call = LAST_CALLS.get(tid)
         if call is None:
@@ -855,6 +864,18 @@ def last_prediction_id() -> str | None:
     except Exception as exc:  # pragma: no cover - prediction_id_of never raises
         SELF.error("prediction_id", exc)
         return None
+
+
+def _arm_if_keyed() -> None:
+    """Calls keep their output for last_prediction_id() from the start when a feedback key is configured (the
+    process means to hand out ids for other processes). A bad key is logged here and raised by no call."""
+    try:
+        if KEYRING.load().configured:
+            LAST_CALLS.armed = True
+    except config.ConfigError as exc:
+        SELF.warn_once("feedback_key", f"{exc}: prediction ids are signed with a random key of this process")
+    except Exception as exc:  # pragma: no cover - reading settings cannot normally fail otherwise
+        SELF.error("feedback_key", exc)
 
 
 def _numbers(result: Any) -> tuple[float, ...]:
@@ -979,6 +1000,8 @@ def instrument_model(
             wrapper.__doc__ = getattr(fn, "__doc__", None)
         wrapper.__modelotel__ = inst  # type: ignore[attr-defined]
         DECORATIONS.add(fn, key, wrapper)
+        if not LAST_CALLS.armed:
+            _arm_if_keyed()
         arm_sigterm()  # decorating usually happens in the main thread; the first call may come on another
         return rewrap(wrapper) if rewrap is not None else wrapper
 

@@ -76,7 +76,8 @@ class Stream:
         dt = perf_counter_ns() - self.t0
         inst = self.inst
         pid = FRAME_PIDS.pop(self.key, self.pid) if FRAME_PIDS else self.pid
-        LAST_CALLS[get_ident()] = None  # a stream has no output to describe: last_prediction_id() gives None
+        if LAST_CALLS.armed:
+            LAST_CALLS[get_ident()] = None  # a stream has no output to describe: last_prediction_id() gives None
         try:
             b = inst.buffers
             if self.items:

@@ -72,6 +72,20 @@ def _coarse_extremes(point: Any) -> Any:
 # sample, so a short-lived series whose first sample already held its whole count would read as no feedback.
 EXPIRING_ATTRIBUTE = conv.PREDICTION_TIME_BUCKET_END
 IDLE_EXPORTS = 3
+# A back-fill of labels spanning days touches many buckets at once (1,440 a day at 60 s, times correctness, labels
+# and groups): such series get ten times the per-metric cap. Past it, a value keeps its series but without the
+# time bucket (it then counts when exported), counted in modelotel.dropped{feedback_time_bucket_overflow}: the
+# model's counts stay whole, only their attribution is coarser.
+BUCKETED_SERIES_FACTOR = 10
+
+
+def _bucket_overflow(metric: str, values: int) -> None:
+    SELF.drop(
+        "feedback_time_bucket_overflow",
+        values,
+        f"{metric}: too many prediction-time buckets at once; these values count when exported, without "
+        "ml.prediction.time_bucket_end (the model's counts stay whole)",
+    )
 
 
 class _HistSeries:
@@ -173,6 +187,18 @@ class Recorder:
         per_metric = table.setdefault(metric, {})
         series = per_metric.get(key)
         if series is None:
+            if EXPIRING_ATTRIBUTE in attrs:
+                if len(per_metric) < self.max_series * BUCKETED_SERIES_FACTOR:
+                    series = per_metric[key] = factory(attrs)
+                    return series
+                # the model's series without the bucket: one per attribute set the bucketed ones already had, so
+                # it is not held to the per-metric cap they fill
+                plain = {k: v for k, v in attrs.items() if k != EXPIRING_ATTRIBUTE}
+                plain_key = attr_key(plain)
+                series = per_metric.get(plain_key)
+                if series is None:
+                    series = per_metric[plain_key] = factory(plain)
+                return series
             if len(per_metric) >= self.max_series and key != _OVERFLOW_KEY:
                 SELF.warn_once(
                     "cardinality_overflow",
@@ -201,6 +227,8 @@ class Recorder:
             attrs,
             lambda a: _HistSeries(a, start, LogSketch(self.scale, self.max_buckets), self._holds(a)),
         )
+        if EXPIRING_ATTRIBUTE in attrs and EXPIRING_ATTRIBUTE not in series.attributes:
+            _bucket_overflow(metric, len(values))
         dropped = (series.held or series.sketch).add_many(values)
         if dropped:
             SELF.drop("non_finite", dropped, f"NaN or infinite values for {metric}")
@@ -208,6 +236,8 @@ class Recorder:
     def add(self, metric: str, key: AttrKey, attrs: Mapping[str, Any], amount: int) -> None:
         start = self._start_of(attrs)
         series = self._series(self._sums, metric, key, attrs, lambda a: _SumSeries(a, start, self._holds(a)))
+        if EXPIRING_ATTRIBUTE in attrs and EXPIRING_ATTRIBUTE not in series.attributes:
+            _bucket_overflow(metric, amount)
         if series.held is None:
             series.value += amount
         else:
