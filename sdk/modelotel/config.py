@@ -100,8 +100,8 @@ ENV_FEEDBACK_PREVIOUS_KEYS = "MODELOTEL_FEEDBACK_PREVIOUS_KEYS"
 ENV_FEEDBACK_HORIZON = "MODELOTEL_FEEDBACK_HORIZON"
 """Seconds after a prediction that its feedback is accepted (default 90 days; later: ``feedback_id_expired``)."""
 ENV_FEEDBACK_TIME_BUCKET = "MODELOTEL_FEEDBACK_TIME_BUCKET"
-"""Seconds per prediction-time bucket on feedback series (``ml.prediction.time_bucket_end``; default 60; 0: none,
-feedback then counts when it arrives)."""
+"""Seconds per prediction-time bucket on feedback series (``ml.prediction.time_bucket_end``; default 300; predictions
+judged over a day late get hour buckets; 0: none, feedback then counts when it arrives)."""
 ENV_FEEDBACK_DEDUPE = "MODELOTEL_FEEDBACK_DEDUPE"
 """How many judged ids a process remembers to count a repeated feedback once (default 100000)."""
 
@@ -400,7 +400,7 @@ def input_limits(environ: Mapping[str, str] | None = None) -> InputLimits:
 # -- Feedback (feedback/*) -----------------------------------------------------------------------------------
 
 DEFAULT_FEEDBACK_HORIZON_S = 90 * 86400.0
-DEFAULT_FEEDBACK_TIME_BUCKET_S = 60
+DEFAULT_FEEDBACK_TIME_BUCKET_S = 300  # 5 min: a month of labels is 8,640 buckets of series, not 43,200
 DEFAULT_FEEDBACK_DEDUPE = 100_000
 MIN_FEEDBACK_KEY_CHARS = 16
 

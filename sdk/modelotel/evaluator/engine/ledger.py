@@ -146,18 +146,21 @@ class Bin:
 
 
 def attributed_time(delta: Delta) -> float:
-    """The time (epoch seconds) a delta counts at: the end of the judged predictions' time bucket for feedback
-    series that carry one (``ml.prediction.time_bucket_end``: a window counts the predictions made in it, whenever
-    their labels arrived), else the delta's end."""
+    """The time (epoch seconds) a delta counts at: for feedback series that carry the judged predictions' time
+    bucket (``ml.prediction.time_bucket_end``: a window counts the predictions made in it, whenever their labels
+    arrived), the bucket's end, or the delta's end when that is earlier (labels that came back within their own
+    bucket: they count by the time they were exported, so a window ending now holds every label exported by now);
+    else the delta's end. Either way within one bucket after the prediction."""
+    end = delta.end_ns / 1e9
     bucket = delta.attributes.get(conv.PREDICTION_TIME_BUCKET_END)
     if bucket is not None:
         try:
             t = float(bucket)  # an int attribute, or Prometheus' label text
         except (TypeError, ValueError):
             t = math.nan
-        if math.isfinite(t) and 0 < t <= delta.end_ns / 1e9 + 86400:
-            return t
-    return delta.end_ns / 1e9
+        if math.isfinite(t) and t > 0:
+            return min(t, end)
+    return end
 
 
 @dataclass

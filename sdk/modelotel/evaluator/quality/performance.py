@@ -12,8 +12,9 @@ Input (docs/semantic-conventions.md)
 
 Attribution (which window an increment belongs to; windows are ``(start, end]``)
     Feedback series (``ml.feedback``, ``.confidence``, ``.abs_error``, ``.squared_error``) carry
-    ``ml.prediction.time_bucket_end`` ``b``: the end of the bucket (default 60 s) the judged predictions were
-    made in. An increment counts in the window when ``start < b <= end``, whenever its labels arrived: a window's
+    ``ml.prediction.time_bucket_end`` ``b``: the end of the bucket (default 5 min; an hour for predictions judged
+    over a day late) the judged predictions were made in. An increment exported at ``e`` counts at
+    ``min(b, e)``, so in the window when ``start < min(b, e) <= end``, whenever its labels arrived: a window's
     figures are those of the predictions made in it (a bucket counts wholly, so the window's edges move to bucket
     ends). A feedback series without that attribute (``MODELOTEL_FEEDBACK_TIME_BUCKET=0``, older SDKs) counts at
     its point's end time, i.e. when the feedback was exported (``Performance.by_arrival`` says how many).
@@ -351,7 +352,8 @@ class PerformanceData:
         model: ModelKey = tuple(attribute_text(attrs.get(k)) for k in MODEL_KEYS)  # type: ignore[assignment]
         at = delta.end_ns / 1e9
         bucket = _bucket_end(attrs.get(conv.PREDICTION_TIME_BUCKET_END)) if delta.metric in FEEDBACK_SERIES else None
-        slot = self.slots.setdefault(model, {}).setdefault(at if bucket is None else bucket, _Slot())
+        # the bucket's end, or the export when that came first (as engine.ledger.attributed_time)
+        slot = self.slots.setdefault(model, {}).setdefault(at if bucket is None else min(bucket, at), _Slot())
         metric = delta.metric
         if metric == conv.PREDICTIONS:
             slot.predictions += delta.value
