@@ -467,3 +467,20 @@ def test_too_many_buckets_at_once_keep_the_counts_and_say_so():
     plain = [p for p in points if conv.PREDICTION_TIME_BUCKET_END not in p.attributes]
     assert len(bucketed) == cap and [(p.attributes, p.value) for p in plain] == [({conv.MODEL_NAME: "m"}, 15)]
     assert sum(p.value for p in points) == 3 * (cap + 5)  # nothing lost
+
+
+def test_a_bad_key_refuses_every_feedback_with_the_reason(tmp_path):
+    code = """
+import json, modelotel
+modelotel.configure(exporter="none")
+print(json.dumps(modelotel.record_feedback("mo1.AAAA", label="x")))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": SDK, config.ENV_FEEDBACK_KEY: "short"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("false"), out.stderr
+    assert "feedback_key_invalid" in out.stderr and "16 characters" in out.stderr

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from ..config import ConfigError
 from ..metrics.buffers import FeedbackItem, complete_all_traced
 from ..metrics.selftelemetry import SELF
 from .ids import IdProblem, Label, decode, looks_like_id
@@ -98,7 +99,10 @@ def judge(
 
 def _judge(prediction_id: Any, label: Any, correct: Any, group: Any, positive_label: Any, at: float | None) -> int:
     now = time.time()
-    keyring = KEYRING.load()
+    try:
+        keyring = KEYRING.load()
+    except ConfigError as exc:  # a bad MODELOTEL_FEEDBACK_KEY: every feedback says so, none is trusted
+        raise FeedbackRefused("feedback_key_invalid", str(exc)) from None
     settings = keyring.settings
     assert settings is not None
     text = prediction_id if type(prediction_id) is str else str(prediction_id)
