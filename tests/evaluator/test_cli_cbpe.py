@@ -134,4 +134,5 @@ def test_report_shows_the_estimate_beside_realized_accuracy(telemetry, tmp_path)
     rows = {name: html.split(f"<td>{name}-accuracy</td>")[1].split("</tr>")[0] for name in ("churn", "drifted")}
     for name in rows:
         assert f"estimated accuracy {raw[name][:, 0].mean():.3%} (CBPE)" in rows[name]
+        assert "label coverage " in rows[name] and " predictions)" in rows[name]  # accuracy: judged of predicted
     assert "concept drift" in rows["drifted"] and "concept drift" not in rows["churn"]

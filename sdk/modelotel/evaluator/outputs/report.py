@@ -46,6 +46,10 @@ def _slo_table(ev: Evaluation) -> str:
         gap = None
         if estimate is not None and r.slo.sli.kind == "accuracy" and r.status not in ("no_match", "invalid"):
             gap = accuracy_gap(estimate, r.good, r.events)
+        if r.label_coverage is not None:  # feedback SLIs: the share of the window's predictions judged so far
+            reason += (
+                f"<br>label coverage {r.label_coverage:.1%} ({r.events:,.0f} of {r.predictions or 0:,.0f} predictions)"
+            )
         if gap is not None:  # CBPE beside the realized accuracy, as the CLI shows (docs/quality.md)
             flag = ": beyond noise, miscalibration or concept drift" if gap.flagged else ""
             reason += f"<br>estimated accuracy {_pct(gap.estimated)} (CBPE), gap {gap.gap * 100:+.2f} points{flag}"
