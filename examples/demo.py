@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -123,10 +124,16 @@ def start_collector(binary: str, out: Path, telemetry: Path) -> tuple[Child, str
     return child, f"http://127.0.0.1:{grpc_port}"
 
 
+FEEDBACK_KEY = secrets.token_urlsafe(24)
+
+
 def server_env(telemetry: Path, otlp_endpoint: str | None, traces: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MODELOTEL_"))}
     env["OTEL_METRIC_EXPORT_INTERVAL"] = str(int(EXPORT_INTERVAL_S * 1000))
     env["MODELOTEL_TRACES"] = "span" if traces else "off"
+    # One secret per demo run, shared by its processes: prediction ids from last_prediction_id() are signed with it,
+    # so any process holding it could judge them (docs/instrumentation.md); set, it also gives every call an id.
+    env["MODELOTEL_FEEDBACK_KEY"] = FEEDBACK_KEY
     if otlp_endpoint:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
         env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"

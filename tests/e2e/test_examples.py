@@ -46,6 +46,7 @@ def model_cache(tmp_path_factory) -> Path:
 
 def server_env(telemetry: Path, cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MODELOTEL_"))}
+    env["MODELOTEL_FEEDBACK_KEY"] = "examples-test-feedback-key"  # as the demo sets one: every call has an id
     env.update(
         MODELOTEL_EXPORT_FILE=str(telemetry),
         OTEL_METRIC_EXPORT_INTERVAL="500",
