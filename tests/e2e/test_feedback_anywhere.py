@@ -268,6 +268,16 @@ def test_labels_from_other_processes_and_after_restarts_equal_the_clients_record
                 f"the collector file to hold every feedback ({expected})",
             )
             assert counts == expected
+            # the hostile ids: each counted under its reason in the labelling process's telemetry, none matched
+            dropped, _ = read(str(file_path), {conv.DROPPED})
+            reasons = Counter()
+            for d in dropped:
+                reasons[d.attributes.get(conv.DROP_REASON)] += d.value
+            assert {r: reasons[r] for r in ("feedback_id_forged", "feedback_id_truncated", "feedback_id_foreign")} == {
+                "feedback_id_forged": 1,
+                "feedback_id_truncated": 1,
+                "feedback_id_foreign": 1,
+            }, reasons
 
             # -- modelotel evaluate over the collector file
             result = subprocess.run(
