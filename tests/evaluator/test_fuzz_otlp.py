@@ -662,3 +662,21 @@ def test_fuzz_found_a_counter_under_a_calibration_or_drift_slo_is_invalid_not_a_
         assert by_name[name]["status"] == "invalid", by_name[name]
         assert "not an exponential histogram" in by_name[name]["reason"]
     assert by_name["safe-errors"]["events"] == 10 and by_name["safe-errors"]["good"] == 8
+
+
+def test_fuzz_found_a_delta_start_past_2_63_kept_ends_and_starts_apart():
+    """Found by the serve fuzz test: the duplicate-delta record stored times as signed 64-bit, so a point whose end
+    fits but whose start lies in [2**63, 2**64) (a valid fixed64 the reader accepts) appended its end and failed on
+    its start; ends and starts then differed in length and serve's periodic compaction failed ("zip() argument 2 is
+    shorter than argument 1") at every snapshot."""
+    from modelotel.evaluator.sources.duplicates import DeltaPoints
+
+    points = DeltaPoints()
+    assert not points.seen("s", 5, 10)
+    assert not points.seen("s", 2**63 + 1, 20)  # a hostile start after its end: recorded, not a crash
+    assert points.seen("s", 2**63 + 1, 20)  # read again: recognised
+    (series, ends, starts), = points.latest(10, 0)
+    assert (ends, starts) == ([10, 20], [5, 2**63 + 1])
+    again = DeltaPoints()
+    again.restore(series, ends, starts)  # serve's compaction and snapshots do this
+    assert again.seen("s", 2**63 + 1, 20) and not again.seen("s", 2**64 - 1, 2**64 - 1)

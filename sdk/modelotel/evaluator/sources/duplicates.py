@@ -34,7 +34,9 @@ class DeltaPoints:
         """True when this series already had a point over exactly ``(start_ns, end_ns]``; else records it."""
         entry = self._series.get(series)
         if entry is None:
-            self._series[series] = (array("q", (end_ns,)), array("q", (start_ns,)))
+            # unsigned: OTLP times are fixed64, the reader accepts all of [0, 2**64) (a signed array overflowed on a
+            # start time past 2**63 after its end was appended: ends and starts then differed in length)
+            self._series[series] = (array("Q", (end_ns,)), array("Q", (start_ns,)))
             return False
         ends, starts = entry
         if end_ns > ends[-1]:  # the usual case: the next point of the series
