@@ -37,6 +37,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from modelotel.evaluator import engine, spec
 from modelotel.evaluator.engine.stream import SNAPSHOT_NAME, SnapshotError, StreamState
 from modelotel.evaluator.outputs.text import result_json
+from modelotel.evaluator.serve.options import DEFAULT_MAX_REQUEST_BYTES
 from modelotel.sketch import LogSketch
 
 from collector_support import ROOT, Process, free_port, wait_for, wait_http
@@ -255,6 +256,17 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def refused_unread(post: Any) -> None:
+    """A request over --max-request-bytes: answered 413 without its body being read, which the client sees as the
+    413 or, still sending, as the connection closed (broken pipe, reset)."""
+    try:
+        code, answer = post()
+    except urllib.error.URLError as exc:
+        assert isinstance(exc.reason, (BrokenPipeError, ConnectionResetError)), exc
+    else:
+        assert code == 413, (code, answer)
 
 
 class Serve:
@@ -539,7 +551,7 @@ def test_finding1_serve_answers_the_880_byte_request_and_the_245_byte_grpc_one_a
 def test_fuzz_serve_keeps_untouched_slos_exact_memory_bounded_and_snapshots_readable(serve):
     baseline = numbers(serve.status())
     assert baseline["safe-errors"]["events"] == 10 and baseline["safe-errors"]["good"] == 8, baseline
-    sent = {"json": 0, "protobuf": 0, "grpc": 0}
+    sent = {"json": 0, "protobuf": 0, "grpc": 0, "oversized": 0}
     checked_snapshots = 0
 
     far_apart = [expo_point(12, -(4 * 10**6), [1], series="c"), expo_point(12, 4 * 10**6, [1], series="d")]
@@ -549,13 +561,24 @@ def test_fuzz_serve_keeps_untouched_slos_exact_memory_bounded_and_snapshots_read
     @example(finding1(5, 3 * 10**7))  # 001f0a2: accepted, RSS +460 MB
     @example(finding1(20, 2 * 10**9, name=DURATION))
     @example(request([expo_metric(CONFIDENCE, far_apart)]))  # valid, merged into one drift bin
+    # 4.4 MB of JSON (over --max-request-bytes, which the strategy once reached), 1.1 MB of protobuf
+    @example(request([expo_metric(DURATION, [expo_point(0, 0, [0] * 1_100_000 + [1], series="e")])]))
     def one(doc: dict) -> None:
         nonlocal checked_snapshots
-        code, answer = serve.post_json(doc)
-        assert code == 200, (code, answer)
-        sent["json"] += 1
+        if len(json.dumps(doc).encode()) > DEFAULT_MAX_REQUEST_BYTES:
+            # over --max-request-bytes (the strategy can reach 4.2 MB of JSON): refused unread, 413 or the
+            # connection closed while the client still sends; the numbers below must not move either way
+            refused_unread(lambda: serve.post_json(doc))
+            sent["oversized"] += 1
+        else:
+            code, answer = serve.post_json(doc)
+            assert code == 200, (code, answer)
+            sent["json"] += 1
         req = as_proto(doc)
-        if req is not None:
+        if req is not None and req.ByteSize() > DEFAULT_MAX_REQUEST_BYTES:
+            refused_unread(lambda: serve.post_proto(req))
+            sent["oversized"] += 1
+        elif req is not None:
             code, answer = serve.post_proto(req)
             assert code == 200, (code, answer)
             response = serve.stub.Export(req, timeout=30)
@@ -570,6 +593,7 @@ def test_fuzz_serve_keeps_untouched_slos_exact_memory_bounded_and_snapshots_read
             checked_snapshots += 1
 
     one()
+    assert sent["oversized"] >= 1, sent  # the explicit example above, at least
     assert sent["protobuf"] > 10, sent  # the strategy is not all JSON-only values
     counters = {line.split()[0]: float(line.split()[1]) for line in serve.metrics().splitlines() if line[:1] != "#"}
     assert counters["modelotel_serve_rejected_points_total"] > 50, counters  # hostile values were refused ...
