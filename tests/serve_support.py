@@ -10,6 +10,45 @@ from pathlib import Path
 
 from collector_support import ROOT, Process, free_port, wait_http
 
+# A collector receiving OTLP/gRPC and writing a file, and exporting the same to a serve over gRPC and over HTTP
+# (environment: COLLECTOR_GRPC_PORT, FILE_PATH, SERVE_GRPC_PORT, SERVE_HTTP_PORT, MODELOTEL_HEALTH_ENDPOINT).
+COLLECTOR = """
+extensions:
+  health_check:
+    endpoint: ${env:MODELOTEL_HEALTH_ENDPOINT}
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:${env:COLLECTOR_GRPC_PORT}
+exporters:
+  file:
+    path: ${env:FILE_PATH}
+    format: json
+    flush_interval: 100ms
+  otlp_grpc/serve:
+    endpoint: 127.0.0.1:${env:SERVE_GRPC_PORT}
+    tls:
+      insecure: true
+    sending_queue: {enabled: true, num_consumers: 1, queue_size: 10000}
+    retry_on_failure: {enabled: true, initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 120s}
+  otlp_http/serve:
+    endpoint: http://127.0.0.1:${env:SERVE_HTTP_PORT}
+    encoding: proto
+    compression: gzip
+    sending_queue: {enabled: true, num_consumers: 1, queue_size: 10000}
+    retry_on_failure: {enabled: true, initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 120s}
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [file, otlp_grpc/serve, otlp_http/serve]
+"""
+
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes, dict]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from serve_support import Serve
+from serve_support import COLLECTOR, Serve
 
 import modelotel.conventions as conv
 from modelotel.evaluator.quality.calibration import calibration
@@ -36,37 +36,6 @@ KEY = "e2e-feedback-key-shared-by-all-processes"
 SERVERS = 3
 PER_PHASE = 150  # requests per phase, round robin over the servers
 UNLABELLED = 40  # predictions of the second phase that never get a label (coverage < 100%)
-
-COLLECTOR = """
-extensions:
-  health_check:
-    endpoint: ${env:MODELOTEL_HEALTH_ENDPOINT}
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:${env:COLLECTOR_GRPC_PORT}
-exporters:
-  file:
-    path: ${env:FILE_PATH}
-    format: json
-    flush_interval: 100ms
-  otlp_grpc/serve:
-    endpoint: 127.0.0.1:${env:SERVE_GRPC_PORT}
-    tls:
-      insecure: true
-    sending_queue: {enabled: true, num_consumers: 1, queue_size: 10000}
-    retry_on_failure: {enabled: true, initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 120s}
-service:
-  extensions: [health_check]
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
-    metrics:
-      receivers: [otlp]
-      exporters: [file, otlp_grpc/serve]
-"""
 
 SPEC = """
 slos:
@@ -213,6 +182,7 @@ def test_labels_from_other_processes_and_after_restarts_equal_the_clients_record
         "COLLECTOR_GRPC_PORT": str(collector_grpc),
         "FILE_PATH": str(file_path),
         "SERVE_GRPC_PORT": str(serve.grpc_port),
+        "SERVE_HTTP_PORT": str(serve.http_port),  # both exporters to the one serve: it drops retried duplicates
     }
     serve.start()
     try:

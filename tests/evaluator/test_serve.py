@@ -37,7 +37,7 @@ from google.rpc import status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from serve_support import Serve, http
+from serve_support import COLLECTOR, Serve, http
 
 from modelotel.evaluator import engine, spec
 from modelotel.evaluator.engine.stream import SNAPSHOT_NAME, SnapshotError, StreamState, request_json
@@ -556,42 +556,6 @@ def test_unusable_arguments_one_line_exit_3(tmp_path):
 
 # ------------------------------------------------------------------------ 5. end to end with the real collector
 
-COLLECTOR = """
-extensions:
-  health_check:
-    endpoint: ${env:MODELOTEL_HEALTH_ENDPOINT}
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:${env:COLLECTOR_GRPC_PORT}
-exporters:
-  file:
-    path: ${env:FILE_PATH}
-    format: json
-    flush_interval: 100ms
-  otlp_grpc/serve:
-    endpoint: 127.0.0.1:${env:SERVE_GRPC_PORT}
-    tls:
-      insecure: true
-    sending_queue: {enabled: true, num_consumers: 1, queue_size: 10000}
-    retry_on_failure: {enabled: true, initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 120s}
-  otlp_http/serve:
-    endpoint: http://127.0.0.1:${env:SERVE_HTTP_PORT}
-    encoding: proto
-    compression: gzip
-    sending_queue: {enabled: true, num_consumers: 1, queue_size: 10000}
-    retry_on_failure: {enabled: true, initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 120s}
-service:
-  extensions: [health_check]
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
-    metrics:
-      receivers: [otlp]
-      exporters: [file, otlp_grpc/serve, otlp_http/serve]
-"""
 
 # Known traffic through the SDK (cumulative temporality, 0.5 s exports): ok calls, failures (error.type) and calls
 # slower than the 250 ms threshold (a power of two: a bucket boundary at every scale, so counted exactly).
