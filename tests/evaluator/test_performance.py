@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import (
     accuracy_score,
@@ -201,6 +201,7 @@ def test_regression_mae_rmse_exact_and_quantiles_bounded(rows, scale, lo):
 
 
 @fast
+@example(values=[0.0, 1.0, 5e-324], q=0.5, scale=0, known=False)  # a subnormal: its estimate underflowed to 0
 @given(
     values=st.lists(st.floats(0, 1e7, allow_nan=False), min_size=1, max_size=200),
     q=st.floats(0, 1),

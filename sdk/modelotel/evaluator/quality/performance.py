@@ -272,8 +272,10 @@ def quantile(sketch: LogSketch, q: float) -> Quantile:
         lo, hi = sketch.min, bucket_bounds(above, scale)[1]
     elif rank == sketch.count - 1:  # the max, exact or the upper bound of the highest bucket
         lo, hi = bucket_bounds(bucket_index(sketch.max, scale), scale)[0], sketch.max
-    else:  # the estimate shares the exact value's bucket
+    elif value > 0:  # the estimate shares the exact value's bucket
         lo, hi = bucket_bounds(bucket_index(value, scale), scale)
+    else:  # a bucket of subnormals whose estimate underflowed to 0: no bucket to read, only the range
+        lo, hi = 0.0, sketch.max
     # one ulp of slack each side: the bounds are powers of b computed in floating point
     return Quantile(q, value, max(math.nextafter(lo, 0.0), sketch.min), min(math.nextafter(hi, math.inf), sketch.max))
 
