@@ -138,6 +138,7 @@ class SLO:
     # feedback kinds: below this share of the window's predictions judged so far, status is "inconclusive"
     min_label_coverage: float = DEFAULT_MIN_LABEL_COVERAGE
     description: str = ""
+    runbook: str = ""  # where on-call looks first: a URL (linked in the report, runbook_url in the rules) or a path
     source: str = ""  # "file.yaml: slos[0]" or "file.yaml: document 2 (SLO fraud-latency)"
     labels: dict[str, str] = field(default_factory=dict)
 

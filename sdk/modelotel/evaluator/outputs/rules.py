@@ -531,6 +531,7 @@ def _alert_rules(slo: SLO) -> list[dict]:
                     "summary": f"{what}: error budget burn rate {{{{ $value | humanize }}}}x over {long} "
                     f"(tier {tier.name}: >= {tier.burn_rate:g}x over {long} and {short})",
                     "description": description,
+                    **({"runbook_url": slo.runbook} if slo.runbook else {}),
                 },
             }
         )

@@ -282,6 +282,22 @@ class Fields:
         return out
 
 
+# Annotation keys read as an SLO's runbook in foreign specs (Sloth's examples write alerting.annotations.runbook;
+# OpenSLO leaves metadata.annotations to implementations; runbook_url is the Prometheus-alert convention).
+RUNBOOK_ANNOTATIONS = ("runbook", "runbook_url")
+
+
+def runbook(value: Any, where: Where) -> str:
+    """A runbook reference: one line of text, normally an http(s) URL (the report links it; other text, such as a
+    wiki path, is shown as written)."""
+    if not isinstance(value, str) or not value.strip():
+        raise where.error(f"expected a URL or a path, got {describe(value)}")
+    text = value.strip()
+    if any(c in text for c in "\r\n\t"):
+        raise where.error("expected one line: a URL or a path")
+    return text
+
+
 def sequence(value: Any, where: Where) -> list[tuple[Any, Where]]:
     if not isinstance(value, list):
         raise where.error(f"expected a list, got {describe(value)}")

@@ -41,6 +41,7 @@ from .fields import (
     metric_unit,
     model_filters,
     parse_selector,
+    runbook,
     zone,
 )
 
@@ -49,6 +50,7 @@ from .fields import (
 NATIVE_FIELDS = (
     "name",
     "description",
+    "runbook",
     "labels",
     "model",
     "version",
@@ -312,6 +314,7 @@ def _native_slo(entry: Any, where: Where) -> SLO:
         min_events=f.integer("min_events", 100),
         min_label_coverage=_min_label_coverage(f, kind),
         description=f.text("description", ""),
+        runbook=runbook(f.value["runbook"], f.at("runbook")) if "runbook" in f else "",
         source=where.source(),
         labels=labels,
     )

@@ -41,6 +41,7 @@ from .errors import SpecError, SpecNote, Where
 from .fields import (
     DEFAULT_WINDOW,
     OPS,
+    RUNBOOK_ANNOTATIONS,
     Fields,
     attribute_value,
     calendar_window,
@@ -51,6 +52,7 @@ from .fields import (
     local_time,
     metric_unit,
     parse_selector,
+    runbook,
     sequence,
     zone,
 )
@@ -646,6 +648,7 @@ class _Translator:
             "window": window,
             "alert_tiers": tiers,
             "description": spec.text("description", ""),
+            "runbook": self.runbook(obj),
             "labels": self.labels(obj, spec),
         }
         names = _objective_names(obj.name, [item for item, _ in objectives])
@@ -707,6 +710,14 @@ class _Translator:
                 "a PromQL query goes with source: prometheus"
             )
         return self.modelotel_spec(query, f.at("query"), with_threshold)
+
+    def runbook(self, obj: _Object) -> str:
+        """``metadata.annotations``: OpenSLO leaves them to implementations; ``runbook`` (or ``runbook_url``) is
+        the SLO's runbook here."""
+        for key, value, at in obj.meta.entries("annotations"):
+            if key in RUNBOOK_ANNOTATIONS:
+                return runbook(value, at)
+        return ""
 
     def labels(self, obj: _Object, spec: Fields) -> dict[str, str]:
         labels = {}

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..slo import DEFAULT_ALERT_TIERS, SLI, SLO, Window
 from .errors import SpecError, SpecNote, Where
-from .fields import Fields, attribute_value, check_slo, describe, fraction
+from .fields import RUNBOOK_ANNOTATIONS, Fields, attribute_value, check_slo, describe, fraction, runbook
 from .promql import (
     PromQLError,
     Translation,
@@ -250,7 +250,7 @@ def _alert_tiers(f: Fields, names: dict[str, str], notes: list[SpecNote]) -> tup
     alerting = f.fields("alerting", ("name", "labels", "annotations", names["page"], names["ticket"]))
     if alerting is None:
         return tuple(tiers)
-    ignored = alerting.present("name", "labels", "annotations")
+    ignored = alerting.present("name", "labels") + _other_annotations(alerting, "annotations")
     for key, dropped in ((names["page"], _PAGE_TIERS), (names["ticket"], _TICKET_TIERS)):
         alert = alerting.fields(key, ("disable", "labels", "annotations"))
         if alert is None:
@@ -266,6 +266,26 @@ def _alert_tiers(f: Fields, names: dict[str, str], notes: list[SpecNote]) -> tup
             )
         )
     return tuple(tiers)
+
+
+
+
+def _other_annotations(alerting: Fields, key: str) -> list[str]:
+    """``alerting.annotations`` entries other than the runbook: they are ignored (modelotel writes its own)."""
+    return [f"{key}.{name}" for name, _, _ in alerting.entries(key) if name not in RUNBOOK_ANNOTATIONS]
+
+
+def _runbook(f: Fields) -> str:
+    """The SLO's runbook: ``alerting.annotations.runbook`` (or ``runbook_url``), as in Sloth's own examples."""
+    alerting = f.get("alerting")
+    annotations = alerting.get("annotations") if isinstance(alerting, dict) else None
+    if not isinstance(annotations, dict):
+        return ""
+    where = f.at("alerting").key("annotations", None)
+    for key in RUNBOOK_ANNOTATIONS:
+        if annotations.get(key) is not None:
+            return runbook(annotations[key], where.key(key, None))
+    return ""
 
 
 def _slo(
@@ -293,6 +313,7 @@ def _slo(
         window=Window(duration=SLOTH_WINDOW),
         alert_tiers=tiers,
         description=f.text("description", ""),
+        runbook=_runbook(f),
         source=where.source(),
         labels=merged,
     )
