@@ -155,7 +155,9 @@ class Page:
         return reply["result"].get("value")
 
     def console_messages(self) -> list[dict]:
-        return [e for e in self.browser.events if e.get("method") in ("Runtime.consoleAPICalled", "Runtime.exceptionThrown")]
+        return [
+            e for e in self.browser.events if e.get("method") in ("Runtime.consoleAPICalled", "Runtime.exceptionThrown")
+        ]
 
     def screenshot(self, path: Path) -> None:
         """The whole page (the viewport grown to the content's height, then restored)."""

@@ -7,7 +7,7 @@
   scale maps ``v`` to ``(log10 v - log10 lo) / (log10 hi - log10 lo)``.
 * ``spans_decade``: the positive values span more than a factor of ten (then a latency axis is logarithmic).
 * Time ticks: multiples of a round step (1 s ... 1 d) in UTC, labelled ``HH:MM:SS`` (``HH:MM`` from a one-minute
-  step, ``MM-DD HH:MM`` over more than two days); ticks whose labels would read the same are dropped.
+  step, ``MM-DD HH:MM`` over a day or more); ticks whose labels would read the same are dropped.
 """
 
 from __future__ import annotations
@@ -22,17 +22,27 @@ TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 108
 
 
 def linear_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """Round values inside ``[lo, hi]``, at most ``n + 1`` of them, ascending and distinct."""
+    """Round values inside ``[lo, hi]``: the multiples of the smallest nice step giving at most ``n`` intervals,
+    or of a smaller one when that leaves fewer than two ticks in the range. Ascending and distinct."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return []
-    if hi <= lo:
+    if hi - lo <= 1e-9 * max(abs(lo), abs(hi)):  # equal, or apart by a few ulps: no round step between them
         return [lo]
     raw = (hi - lo) / max(n, 1)
     mag = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in LINEAR_MANTISSAS if m * mag >= raw * (1 - 1e-9))
-    first = math.ceil(lo / step - 1e-9)
+    steps = sorted(m * mag * f for m in LINEAR_MANTISSAS[:-1] for f in (0.1, 1.0, 10.0))
+    chosen = next(i for i, s in enumerate(steps) if s >= raw * (1 - 1e-9))
     ticks: list[float] = []
-    k = first
+    for step in reversed(steps[: chosen + 1]):
+        ticks = _multiples(lo, hi, step)
+        if len(ticks) >= 2:
+            break
+    return ticks
+
+
+def _multiples(lo: float, hi: float, step: float) -> list[float]:
+    ticks: list[float] = []
+    k = math.ceil(lo / step - 1e-9)
     while k * step <= hi + step * 1e-9:
         v = round(k * step, 12) + 0.0  # + 0.0: no "-0"
         if not ticks or v > ticks[-1]:
@@ -62,18 +72,16 @@ def spans_decade(values: list[float]) -> bool:
 
 
 def log_domain(lo: float, hi: float) -> tuple[float, float]:
-    """``[lo, hi]`` widened to the nearest 1-2-5 values outside it, so the axis starts and ends on a tick."""
-    below = [
-        float(f"{m}e{k}")
-        for k in range(math.floor(math.log10(lo)) - 1, math.floor(math.log10(lo)) + 1)
-        for m in LOG_MANTISSAS
-    ]
-    above = [
-        float(f"{m}e{k}")
-        for k in range(math.floor(math.log10(hi)), math.floor(math.log10(hi)) + 2)
-        for m in LOG_MANTISSAS
-    ]
-    return max(v for v in below if v <= lo * (1 + 1e-12)), min(v for v in above if v >= hi * (1 - 1e-12))
+    """``[lo, hi]`` (``0 < lo <= hi``) widened to the nearest 1-2-5 values outside it, so the axis starts and ends
+    on a tick; never empty (a single value reaches to the next 1-2-5 value above)."""
+    k_lo, k_hi = math.floor(math.log10(lo)), math.floor(math.log10(hi))
+    below = [m * 10.0**k for k in (k_lo - 1, k_lo, k_lo + 1) for m in LOG_MANTISSAS]
+    above = [m * 10.0**k for k in (k_hi - 1, k_hi, k_hi + 1, k_hi + 2) for m in LOG_MANTISSAS]
+    a = max(v for v in below if v <= lo * (1 + 1e-12))
+    b = min(v for v in above if v >= hi * (1 - 1e-12))
+    if b <= a:
+        b = min(v for v in above if v > a * (1 + 1e-9))
+    return a, b
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,7 @@ def value_scale(values: list[float], *, log: bool, include: tuple[float, ...] = 
     if not everything:
         return Scale(0.0, 1.0)
     lo, hi = min(everything), max(everything)
-    if hi == lo:
+    if hi - lo <= 1e-9 * max(abs(lo), abs(hi)):
         lo, hi = (lo - abs(lo) * 0.5, hi + abs(hi) * 0.5) if lo else (0.0, 1.0)
     span = hi - lo
     if lo not in include and lo != 0:
@@ -176,7 +184,7 @@ def time_ticks(t0: float, t1: float, n: int = 7) -> list[tuple[float, str]]:
 
 def time_label(t: float, span: float, step: float = 1.0) -> str:
     dt = datetime.fromtimestamp(t, timezone.utc)
-    if span > 2 * 86400:
+    if span >= 86400:  # a day or more: a clock time alone would repeat
         return dt.strftime("%m-%d %H:%M")
     if step >= 60 and span > 0:
         return dt.strftime("%H:%M")
