@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from modelotel.evaluator.durations import format_duration
+from modelotel.evaluator.spec import load_specs
+
 from browser_support import Browser
 from collector_support import require_binary
 
@@ -93,6 +96,7 @@ def test_the_page_runs_no_script(measured, demo):
 
 
 def _seconds(label: str) -> float:
+    assert re.fullmatch(r"[\d.]+ (µs|ms|s|min)", label), f"latency tick {label!r} has no unit of time"
     number, unit = label.split()
     return float(number) * UNITS[unit]
 
@@ -127,8 +131,24 @@ def test_every_firing_tier_has_its_threshold_and_windows(measured, demo):
     for width in WIDTHS:
         charts = measured[width]["charts"]
         for slo, alert in firing:
+            assert slo in charts, f"no charts under a heading {slo!r}: {sorted(charts)}"
             texts = [k for chart in charts[slo] for k in chart["keys"]]
             assert any(k.startswith(f"{alert['name']} ") for k in texts), (slo, alert, texts)  # its threshold
             for w in (alert["short_window"], alert["long_window"]):
-                assert f"burn over {w}" in texts, (slo, alert, texts)  # both its windows
-            assert alert["name"] in measured[width]["summary"][slo]["tiers"]  # and the summary says it fires
+                assert any("burn" in k and k.endswith(f" {w}") for k in texts), (slo, alert, w)  # both windows
+            summary = measured[width]["summary"]
+            assert alert["name"] in summary.get(slo, {}).get("tiers", []), summary  # the summary says it fires
+
+
+def test_every_alert_tier_is_drawn(measured):
+    """Not only the firing ones: each tier of examples/slo.yaml has its threshold and both windows' burn."""
+    slos = load_specs([str(ROOT / "examples" / "slo.yaml")]).slos
+    for width in WIDTHS:
+        charts = measured[width]["charts"]
+        for slo in slos:
+            texts = [k for chart in charts.get(slo.name, []) for k in chart["keys"]]
+            for tier in slo.alert_tiers:
+                assert any(k.startswith(f"{tier.name} {tier.burn_rate:g}x") for k in texts), (slo.name, tier.name)
+                for w in (tier.short_window, tier.long_window):
+                    window = format_duration(w)
+                    assert any("burn" in k and k.endswith(f" {window}") for k in texts), (slo.name, tier.name, window)

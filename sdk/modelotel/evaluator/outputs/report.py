@@ -38,7 +38,7 @@ from .svg import (
     line_chart,
 )
 
-POINTS = 60
+POINTS = 120  # re-evaluation times per chart: fine enough for a day at 12 min a point, a few kB per line
 PSI_MODERATE, PSI_SIGNIFICANT = 0.1, 0.25
 TIER_DASHES = ("7 4", "2 3", "10 3 2 3", "4 4")
 TIER_COLOURS = {"page": (RED, DARK_RED), "ticket": (GREY, DARK_GREY)}  # the first and second tier of a severity
@@ -185,7 +185,8 @@ def _burn_chart(hist: History, domain: tuple[float, float]) -> str:
         y=YAxis("burn rate (x the rate that spends the budget over the SLO window)", _times, include=(0.0,)),
         refs=refs,
         x_domain=domain,
-        note="A tier fires when both its windows burn at its threshold or more.",
+        note=f"A tier fires when both its windows burn at its threshold or more. Each point: the verdict at that time "
+        f"({len(hist.times)} times; the ledger counts in bins of {format_duration(hist.resolution)}).",
     )
 
 
@@ -230,6 +231,7 @@ def _latency_charts(signals: Signals, start: float, end: float) -> str:
 def _drift_section(rows: Sequence[DriftRow], reference: tuple[float, float], current: tuple[float, float]) -> str:
     if not rows:
         return '<p class="empty">no signal with enough data on both sides</p>'
+    rows = sorted(rows, key=lambda r: -r.result.psi.value)  # the largest drift first, as Evidently lists them
     head = (
         f'<p class="note">reference {_iso(reference[0])} to {_iso(reference[1])}; current {_iso(current[0])} to '
         f"{_iso(current[1])}. PSI over reference deciles (tiers 0.1 / 0.25), KS, Jensen-Shannon (base 2) and "
