@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
@@ -341,3 +342,31 @@ def test_budget_band_is_the_budget_each_sli_bound_gives(tmp_path):
         )
         assert ('class="band"' in chart) == wide, result.slo.name
     assert drawn  # the latency threshold (100 ms) falls inside a bucket: the band is there
+
+
+LINE_FORMS = (  # every line summary_text writes, as a pattern
+    r"\d+ of \d+ SLOs need attention: \d+ paging, \d+ with a ticket only\. As of [\d-]+ [\d:]+ UTC\.",
+    r"All \d+ SLOs pass; nothing fires\. As of [\d-]+ [\d:]+ UTC\.",
+    r"(PASS|FAIL|INCONCLUSIVE|NO DATA|INVALID) +[\w.-]+: SLI [\d.]+% (\[[\d.]+%, [\d.]+%\] )?\(objective [\d.]+%\); "
+    r"budget left -?[\d.]+%( \(\d+% overspent\)| \(spent exactly\)|, exhausted in \w+ at the current burn)?",
+    r" +[\w-]+ \((page|ticket)\) firing: burn [\d.x/-]+ \(short/long\) >= [\d.]+x, (at least )?since [\d-]+ [\d:]+ UTC "
+    r"\(for (at least )?\w+\)",
+    r" +no tier fires; failing (at least )?since [\d-]+ [\d:]+ UTC \(for (at least )?\w+\)",
+    r" +next: .+ \(\S+\)",
+    r" +label coverage [\d.]+% \([\d,]+ of [\d,]+ predictions\)",
+    r" +estimated accuracy [\d.]+% \(CBPE\), gap [+-][\d.]+ points.*",
+)
+
+
+def test_the_summary_in_docs_is_in_the_form_summary_text_writes(tmp_path):
+    """docs/report.md shows the demo's summary as text: every line of it has a form summary_text writes, and a
+    summary rendered here has only lines of those forms."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "report.md").read_text()
+    block = doc.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    data = _day(tmp_path, models=("fraud",))
+    ev = evaluate(_page_ticket_slos(tmp_path, models=("fraud",)), [str(data)], at=gen.EPOCH + 83_000.0)
+    hists = [history(led, r.window_start, ev.at, 60) for led, r in zip(ev.ledgers, ev.results, strict=True)]
+    rendered = summary_text(summarize(ev.results, ev.ledgers, hists), ev.at).splitlines()
+    for line in block + rendered:
+        assert any(re.fullmatch(form, line) for form in LINE_FORMS), line
+    assert len(block) >= 10 and any("firing" in line for line in rendered)

@@ -9,6 +9,7 @@ docs/report.md explains each part.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
@@ -81,11 +82,12 @@ def _next_html(step: NextStep) -> str:
     href = _href(step.link)
     what = "runbook" if step.own else "docs"
     link = f'<a href="{escape(href)}">{escape(step.link)}</a>' if href else f"<code>{escape(step.link)}</code>"
-    return f'<div class="next"><b>next:</b> {escape(step.text)} ({what}: {link})</div>'
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(step.text))  # commands as code
+    return f'<div class="next"><b>next:</b> {text} ({what}: {link})</div>'
 
 
 def _summary(lines: list[SummaryLine], at: float) -> str:
-    out = ['<section class="summary" id="summary">', f'<p class="headline">{escape(headline(lines))}</p>']
+    out = ['<section class="summary" id="summary">', f'<p class="headline">{escape(headline(lines, at))}</p>']
     for line in lines:
         r = line.result
         out.append(f'<div class="slo" data-slo="{escape(line.name)}" data-status="{r.status}">')
@@ -268,6 +270,7 @@ def _drift_section(rows: Sequence[DriftRow], reference: tuple[float, float], cur
             RefLine(f"significant {PSI_SIGNIFICANT:g}", PSI_SIGNIFICANT, DARK_RED, "2 3"),
         ],
         x_title="PSI (population stability index)",
+        value_fmt=_psi,
     )
     return head + "".join(table) + chart
 
@@ -277,6 +280,10 @@ PSI_KEYS = (
     ("0.1 to 0.25: moderate", PALETTE[1]),
     ("0.25 or more: significant", RED),
 )
+
+
+def _psi(v: float) -> str:
+    return f"{v:.3f}"  # as the table
 
 
 def _psi_tier(v: float) -> str:

@@ -140,11 +140,13 @@ def clock(t: float) -> str:
 
 
 def since_text(start: RunStart, at: float) -> str:
-    """``since 03:06:40 UTC (25s ago)``; ``at least since ...`` when it held at the first evaluated time."""
+    """``since 2026-12-07 03:06:40 UTC (for 25s)``: how long up to the evaluation time, not up to when the page
+    is read; ``at least since ... (for at least ...)`` when it held at the first evaluated time."""
     when = clock(start.since)
-    ago = format_duration(max(round(at - start.since), 0)) if at - start.since >= 1 else "0s"
-    prefix = "at least since" if start.before_first else "since"
-    return f"{prefix} {when} ({ago} ago)"
+    held = format_duration(max(round(at - start.since), 0)) if at - start.since >= 1 else "0s"
+    if start.before_first:
+        return f"at least since {when} (for at least {held})"
+    return f"since {when} (for {held})"
 
 
 def sli_text(result: SLOResult) -> str:
@@ -176,19 +178,20 @@ def firing_text(f: Firing, at: float) -> str:
     return text + (f", {since_text(f.since, at)}" if f.since else "")
 
 
-def headline(lines: list[SummaryLine]) -> str:
-    """``3 of 4 SLOs need attention: 2 paging, 0 with a ticket only.``"""
+def headline(lines: list[SummaryLine], at: float) -> str:
+    """``3 of 4 SLOs need attention: 2 paging, 0 with a ticket only. As of 2026-12-07 03:07:03 UTC.``"""
     attention = sum(1 for line in lines if line.rank < 5)
+    asof = f"As of {clock(at)}."
     if not attention:
-        return f"All {len(lines)} SLOs pass; nothing fires."
+        return f"All {len(lines)} SLOs pass; nothing fires. {asof}"
     pages = sum(1 for line in lines if line.rank == 0)
     tickets = sum(1 for line in lines if line.rank == 1)
-    return f"{attention} of {len(lines)} SLOs need attention: {pages} paging, {tickets} with a ticket only."
+    return f"{attention} of {len(lines)} SLOs need attention: {pages} paging, {tickets} with a ticket only. {asof}"
 
 
 def summary_text(lines: list[SummaryLine], at: float) -> str:
     """The summary as plain text, one block per SLO."""
-    out = [headline(lines)]
+    out = [headline(lines, at)]
     width = max((len(line.label) for line in lines), default=4)
     for line in lines:
         r = line.result

@@ -219,7 +219,7 @@ def line_chart(
 
     if single:
         note = (note + " " if note else "") + "One evaluation point so far: a line needs a longer run."
-    entries = [(s.name, s.color, False) for s in series] + [(r.name, r.color, True) for r in refs]
+    entries = [(s.name, s.color, bool(s.dash)) for s in series] + [(r.name, r.color, True) for r in refs]
     ytitle = f'<div class="ytitle">{escape(y.title)}{" (log scale)" if log else ""}</div>'
     plot = f'<div class="plot">{"".join(axis)}{"".join(area)}</div>'
     return _figure(title, legend(entries) + ytitle + plot, note)
@@ -237,6 +237,7 @@ def bar_rows(
     x_title: str,
     note: str = "",
     max_name: int = 48,
+    value_fmt: Callable[[float], str] = format_number,
 ) -> str:
     """Horizontal bars, one row each with its full name above it (a name longer than ``max_name`` characters
     is cut, its full text in a ``<title>``); ``keys``: ``(legend name, colour)`` of the bar categories; ``refs``
@@ -258,7 +259,7 @@ def bar_rows(
             f'<rect x="0" y="{top + 15}" width="{f * 100:.2f}%" height="14" fill="{colors[b.key]}" class="bar" '
             f'data-key="{_key(b.key)}"><title>{escape(b.name)}: {b.value:.6g}</title></rect>'
         )
-        value = format_number(b.value) if abs(b.value) >= 0.01 or b.value == 0 else f"{b.value:.3f}"
+        value = value_fmt(b.value)
         if f < 0.8:
             out.append(f'<text x="{f * 100:.2f}%" dx="4" y="{top + 26}" class="barvalue">{escape(value)}</text>')
         else:
