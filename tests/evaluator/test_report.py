@@ -28,7 +28,7 @@ from modelotel.evaluator.outputs.chart_axes import (
 )
 from modelotel.evaluator.outputs.slo_history import history, run_start, tier_fires
 from modelotel.evaluator.outputs.summary import summarize, summary_text
-from modelotel.evaluator.outputs.svg import PALETTE, Series, YAxis, line_chart
+from modelotel.evaluator.outputs.svg import PALETTE, Bar, Series, YAxis, bar_rows, line_chart
 from modelotel.evaluator.quality.signals import Signals
 from modelotel.evaluator.slo import SLI, SLO, AlertTier, Selector, Window
 from modelotel.evaluator.spec import load_specs
@@ -370,3 +370,43 @@ def test_the_summary_in_docs_is_in_the_form_summary_text_writes(tmp_path):
     for line in block + rendered:
         assert any(re.fullmatch(form, line) for form in LINE_FORMS), line
     assert len(block) >= 10 and any("firing" in line for line in rendered)
+
+
+NO_TIERS = "{page-fast: off, page-slow: off, ticket-fast: off, ticket-slow: off}"
+
+
+def test_every_status_and_shape_renders(tmp_path):
+    """No data, too few events, no alert tiers, time slices: each has its status word and next step, and the
+    report renders without raising (the summary's order puts them after the failing ones)."""
+    data = _day(tmp_path, models=("fraud",))
+    slos = _spec(
+        tmp_path,
+        [
+            _entry("typo", "frud", "latency", PAGE_ONLY, "threshold: 100ms\n"),
+            _entry("too-few", "fraud", "latency", PAGE_ONLY, "threshold: 100ms\n").replace(
+                "min_events: 10", "min_events: 10000000"
+            ),
+            _entry("no-tiers", "fraud", "latency", NO_TIERS, "threshold: 100ms\n"),
+            _entry(
+                "sliced", "fraud", "latency", PAGE_ONLY, "threshold: 100ms\npercentile: p95\ntimeslice: {window: 5m}\n"
+            ),
+        ],
+    )
+    ev = evaluate(slos, [str(data)], at=gen.EPOCH + 83_000.0)
+    html = report.render(ev, Signals.create(60.0))
+    statuses = dict(re.findall(r'<div class="slo" data-slo="([^"]+)" data-status="(\w+)"', html))
+    assert statuses["typo"] == "no_match" and statuses["too-few"] == "inconclusive"
+    assert statuses["no-tiers"] == "fail" and statuses["sliced"] in ("pass", "fail")
+    for word in ("NO DATA", "INCONCLUSIVE", "no alert tiers"):
+        assert word in html, word
+    assert "low-traffic-inconclusive-verdicts" in html and "budget-is-spent" in html
+    order = [name for name, _ in re.findall(r'<div class="slo" data-slo="([^"]+)" data-status="(\w+)"', html)]
+    assert order.index("no-tiers") < order.index("typo") < order.index("too-few")
+
+
+def test_a_legend_names_only_bar_categories_that_are_drawn():
+    keys = [("low", PALETTE[0]), ("mid", PALETTE[1]), ("high", PALETTE[2])]
+    svg = bar_rows([Bar("a", 0.05, "low"), Bar("b", 3.0, "high")], title="t", keys=keys, x_title="PSI")
+    legend = re.findall(r'<span class="key" data-key="([^"]+)">', svg)
+    drawn = set(re.findall(r'<rect [^>]*data-key="([^"]+)"', svg))
+    assert legend == ["klow", "khigh"] and set(legend) == drawn

@@ -240,7 +240,8 @@ def bar_rows(
     value_fmt: Callable[[float], str] = format_number,
 ) -> str:
     """Horizontal bars, one row each with its full name above it (a name longer than ``max_name`` characters
-    is cut, its full text in a ``<title>``); ``keys``: ``(legend name, colour)`` of the bar categories; ``refs``
+    is cut, its full text in a ``<title>``); ``keys``: ``(legend name, colour)`` of the bar categories (those with a
+    bar are in the legend); ``refs``
     are vertical dashed lines, named in the legend only (thresholds close together would collide in the plot)."""
     if not bars:
         return empty_chart(title)
@@ -278,7 +279,8 @@ def bar_rows(
     out.extend(_x_labels(ticks, scale.frac, TOP + rows_h + 15))
     out.append(f'<text x="50%" y="{TOP + rows_h + 31}" text-anchor="middle" class="axistitle">{escape(x_title)}</text>')
     out.append("</svg>")
-    entries = [(name, color, False) for name, color in keys] + [(r.name, r.color, True) for r in refs]
+    used = {b.key for b in bars}  # a legend names only what is drawn
+    entries = [(name, color, False) for name, color in keys if name in used] + [(r.name, r.color, True) for r in refs]
     return _figure(title, legend(entries) + f'<div class="plot">{"".join(out)}</div>', note)
 
 
