@@ -62,12 +62,13 @@ MAX_DATA_POINTS = 600  # what Grafana asks for a 12-column panel on a 1280 px sc
 SKETCH_ERROR = 0.022  # a quantile of a scale-5 native histogram lies within one bucket: 2**(1/32) - 1
 RATE_TOLERANCE = 0.15
 
-# Grafana's unit ids (packages/grafana-data/src/valueFormats/categories.ts: the Misc, Time and Throughput
-# categories), and its custom-unit syntax ``suffix:<text>`` (Grafana docs, "Custom units").
+# Grafana's unit ids (packages/grafana-data/src/valueFormats/categories.ts: the Misc, Date & time, Time and
+# Throughput categories), and its custom-unit syntax ``suffix:<text>`` (Grafana docs, "Custom units").
 GRAFANA_UNITS = {
     *("none", "string", "short", "percent", "percentunit", "humidity", "dB", "hex0x", "hex", "sci", "locale"),
     *("pixel", "hertz", "ns", "µs", "ms", "s", "m", "h", "d", "dtdurationms", "dtdurations", "dthms", "dtdhms"),
     *("timeticks", "clockms", "clocks", "cps", "ops", "reqps", "rps", "wps", "iops", "cpm", "opm", "rpm", "wpm"),
+    *("dateTimeAsIso", "dateTimeAsIsoNoDateIfToday", "dateTimeAsUS", "dateTimeAsUSNoDateIfToday", "dateTimeFromNow"),
 }
 
 
@@ -308,7 +309,7 @@ def test_every_panel_shows_the_demos_traffic(demo_run):
                     failures.append(f"{where}: no buckets, or a bucket count negative or not finite")
                 failures += check_unit(where, title, unit, bounds or [0.0])
             else:
-                failures += check_unit(where, title, unit, finite)
+                failures += check_unit(where, title, unit, finite, (result.start, time.time()))
     failures += check_latency(prom, board, result, chosen)
     failures += check_rates(prom, board, result, chosen)
     failures += check_firing(prom, board, result, chosen)
@@ -318,7 +319,9 @@ def test_every_panel_shows_the_demos_traffic(demo_run):
     assert not failures, "\n".join(failures)
 
 
-def check_unit(where: str, title: str, unit: str | None, values: list[float]) -> list[str]:
+def check_unit(
+    where: str, title: str, unit: str | None, values: list[float], run: tuple[float, float] = (0.0, math.inf)
+) -> list[str]:
     low, high = min(values), max(values)
     if unit == "percentunit":
         floor = -math.inf if title == "Error budget remaining" else 0.0  # overspent: below 0 is the message
@@ -327,6 +330,9 @@ def check_unit(where: str, title: str, unit: str | None, values: list[float]) ->
     elif unit == "s":
         if low <= 0 or high > 60:
             return [f"{where}: durations {low:g}..{high:g} s are not the demo's (ms to 0.4 s)"]
+    elif unit == "dateTimeFromNow":  # epoch milliseconds, within the run
+        if low < run[0] * 1000 or high > run[1] * 1000:
+            return [f"{where}: times {low:.0f}..{high:.0f} ms are not in the run {run}"]
     elif low < 0:
         return [f"{where}: a negative {unit} value {low:g}"]
     return []
@@ -353,6 +359,7 @@ def check_latency(prom, board, result, chosen) -> list[str]:
     _, p99, _ = run_target(prom, target_named(board, "Inference latency", "p99"), chosen, lo, hi)
     got = values_within(p99, lo, hi)
     low_bound, high_bound = demo_slow_s() * (1 - SKETCH_ERROR), max(client_slow) * (1 + SKETCH_ERROR)
+    print(f"p99 in the slow phase peaks at {max(got, default=None)} s; client saw {min(client_slow):.4f}..{max(client_slow):.4f} s")
     if not got or not low_bound <= max(got) <= high_bound:
         peak = max(got, default=None)
         out.append(f"latency p99 in the slow phase peaks at {peak}, not in [{low_bound:.3f}, {high_bound:.3f}] s")
@@ -380,6 +387,12 @@ def check_firing(prom, board, result, chosen) -> list[str]:
         counts = {s.labels.get("slo_name", "the SLO's row"): max(v for _, v in s.points) for s in series if s.points}
         if "fraud-latency" in panel["targets"][0]["expr"] and not any(v >= 1 for v in counts.values()):
             out.append(f"{panel['title']}: fraud-latency's tiers never shown firing: {counts}")
+    # Since when: the page fires once the slow phase's first calls are exported and the rules evaluated (1 s each).
+    target = target_named(board, "Firing since")
+    _, series, _ = run_target(prom, target, chosen, slow.start, result.end)
+    since = [v / 1000 for s in series if s.labels.get("slo_name") == "fraud-latency" for _, v in s.points]
+    if not since or not all(slow.start <= t <= slow.end + 3 * EXPORT_INTERVAL_S for t in since):
+        out.append(f"Firing since: fraud-latency {since}, not within the slow phase {slow.start}..{slow.end}")
     return out
 
 
@@ -394,6 +407,7 @@ def check_rates(prom, board, result, chosen) -> list[str]:
     _, calls, _ = run_target(prom, target, chosen, lo, hi)
     got = values_within(calls, lo, hi)
     sent = len(result.requests) / (result.phase("drift").end - result.start)
+    print(f"calls per second: median {statistics.median(got) if got else None} of {len(got)} steps, {sent:.2f} sent")
     if not got or abs(statistics.median(got) / sent - 1) > RATE_TOLERANCE:
         return [f"calls per second: median {statistics.median(got) if got else None} against {sent:.1f} sent"]
     # The same panel with the demo's model picked in the variable (Grafana escapes a single value as a regex).

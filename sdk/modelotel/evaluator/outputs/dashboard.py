@@ -10,7 +10,8 @@ default 60 s exports ``$__rate_interval`` is 1m, a window holding one point, and
 every model panel would be empty.
 
 With SLOs, the dashboard opens on a summary, one tile per SLO (as Sloth's and Grafana's SLO dashboards do):
-alert tiers firing, error budget remaining and the burn rate now; then the model panels, then each SLO's detail.
+alert tiers firing, since when, error budget remaining and the burn rate now; then the model panels, then each
+SLO's detail.
 
 * latency p50/p95/p99: ``histogram_quantile`` over the native histogram (within one bucket: 2.2% at scale 5);
 * calls per second and error ratio (calls with ``error_type`` over all calls);
@@ -213,7 +214,7 @@ def _slo_panels(layout: _Layout, slo: SLO) -> None:
     layout.add(
         _stat(
             "Error budget remaining",
-            [_target(_slo_ref(slo, "slo:period_error_budget_remaining:ratio"), period)],
+            [_target(_slo_ref(slo, "slo:period_error_budget_remaining:ratio"), f"over {period}")],
             "percentunit",
             [{"color": "red", "value": None}, {"color": "orange", "value": 0}, {"color": "green", "value": 0.25}],
             f"1 - consumed / budget over the last {period} ({'time slices' if sliced else 'events'}).",
@@ -273,7 +274,7 @@ def _regex_literal(text: str) -> str:
 
 
 def _summary_panels(layout: _Layout, slos: Sequence[SLO]) -> None:
-    """One tile per SLO in each of three stat panels: what fires, the budget left, the burn rate now."""
+    """One tile per SLO in each of four stat panels: what fires, since when, the budget left, the burn rate now."""
     names = f'slo_name=~"{_escape("|".join(_regex_literal(s.name) for s in slos))}"'
     layout.row("SLOs at a glance")
     firing = f'count by (slo_name) (ALERTS{{alertstate="firing", {names}}})'
@@ -284,11 +285,28 @@ def _summary_panels(layout: _Layout, slos: Sequence[SLO]) -> None:
             [_target(f"{firing}\nor\nsum by (slo_name) (0 * slo:objective:ratio{{{names}}})", "{{slo_name}}")],
             "none",
             [{"color": "green", "value": None}, {"color": "red", "value": 1}],
-            "How many of each SLO's alert tiers fire now (0: none). Each alert's runbook link is in its annotations.",
+            "How many of each SLO's alert tiers fire now (0: none); each alert's annotations say what it means.",
             textMode="value_and_name",
         ),
-        8,
+        6,
     )
+    # ALERTS_FOR_STATE holds when each active alert became active (Unix seconds); Grafana's dateTimeFromNow
+    # takes milliseconds. Only firing alerts: the rules have no `for`, but a hand-added one could be pending.
+    since = (
+        f"1000 * min by (slo_name) (\n  ALERTS_FOR_STATE{{{names}}}\n"
+        f'  and ignoring (alertstate) ALERTS{{alertstate="firing", {names}}}\n)'
+    )
+    firing_since = _stat(
+        "Firing since",
+        [_target(since, "{{slo_name}}")],
+        "dateTimeFromNow",
+        [{"color": "red", "value": None}],
+        "When each SLO's earliest firing tier started firing; no tile for an SLO none of whose tiers fires.",
+        textMode="value_and_name",
+    )
+    firing_since["fieldConfig"]["defaults"]["noValue"] = "nothing fires"
+    del firing_since["fieldConfig"]["defaults"]["decimals"]
+    layout.add(firing_since, 6)
     layout.add(
         _stat(
             "Error budget remaining",
@@ -298,7 +316,7 @@ def _summary_panels(layout: _Layout, slos: Sequence[SLO]) -> None:
             "1 - consumed / budget over each SLO's period; below 0% the budget is overspent.",
             textMode="value_and_name",
         ),
-        8,
+        6,
     )
     pages = [t.burn_rate for s in slos for t in s.alert_tiers if t.severity == "page"]
     layout.add(
@@ -315,7 +333,7 @@ def _summary_panels(layout: _Layout, slos: Sequence[SLO]) -> None:
             "period; red from the lowest page tier's rate. An SLO without alert tiers has no tile here.",
             textMode="value_and_name",
         ),
-        8,
+        6,
     )
 
 
