@@ -66,10 +66,10 @@ def test_dashboard_shape():
         for p in panels[row + 1 : row + 5]:
             for t in p["targets"]:
                 assert f'slo_name="{slo.name}"' in t["expr"], (slo.name, p["title"], t["expr"])
-    # Burn-rate thresholds are the tier rates; a time-sliced SLO also shows its slice-based windows.
+    # Burn-rate thresholds are 1x and the tier rates; a time-sliced SLO also shows its slice-based windows.
     burn = panels[titles.index(f"SLO {slos[-1].name}") + 3]
     steps = burn["fieldConfig"]["defaults"]["thresholds"]["steps"]
-    assert [s["value"] for s in steps[1:]] == sorted(t.burn_rate for t in slos[-1].alert_tiers)
+    assert [s["value"] for s in steps[1:]] == sorted({1, *(t.burn_rate for t in slos[-1].alert_tiers)})
     assert [t["legendFormat"] for t in burn["targets"]] == ["{{slo_window}}", "{{slo_window}} (slices)"]
     # On top, one summary row: each stat panel has a tile per SLO.
     summary = ["SLOs at a glance", "Alert tiers firing", "Firing since", "Error budget remaining", "Burn rate now"]

@@ -240,7 +240,10 @@ def _slo_panels(layout: _Layout, slo: SLO) -> None:
     if sliced:
         slices = f'{{__name__=~"slo:sli_error:timeslices.+", slo_name="{_escape(slo.name)}"}}'
         targets.append(_target(f"{slices} / on (slo_name) group_left () {budget}", "{{slo_window}} (slices)"))
+    # A line at 1x (the budget lasts exactly its period, as Sloth's detail dashboard draws), then each tier's rate.
     steps = [{"color": "green", "value": None}]
+    if all(t.burn_rate > 1 for t in slo.alert_tiers):
+        steps.append({"color": "yellow", "value": 1})
     colors = {"ticket": "orange", "page": "red"}
     for tier in sorted(slo.alert_tiers, key=lambda t: t.burn_rate):
         steps.append({"color": colors.get(tier.severity, "red"), "value": tier.burn_rate})
@@ -249,7 +252,8 @@ def _slo_panels(layout: _Layout, slo: SLO) -> None:
             "Burn rate",
             targets,
             BURN_UNIT,
-            "Bad fraction over each window / (1 - objective); lines at the alert tiers' burn rates.",
+            "Bad fraction over each window / (1 - objective); lines at 1x (the budget lasts exactly its period) and at "
+            "the alert tiers' burn rates.",
             thresholds={"mode": "absolute", "steps": steps},
             custom={"thresholdsStyle": {"mode": "line"}},
         ),
