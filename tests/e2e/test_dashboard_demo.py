@@ -470,4 +470,4 @@ def test_the_min_step_keeps_rate_panels_filled(demo_run):
                 shares.append(sum(any(abs(p - t) < q.interval / 2 for p in have) for t in steps) / len(steps))
             filled[f"{panel['title']} [{target['legendFormat']}]"] = (shares[0], shares[1])
     print({k: (round(a, 2), round(b, 2)) for k, (a, b) in filled.items()})
-    assert len(filled) >= 14 and all(a >= 0.9 and b <= 0.1 for a, b in filled.values()), filled
+    assert len(filled) >= 14 and all(a >= 0.9 and b <= 0.25 for a, b in filled.values()), filled
