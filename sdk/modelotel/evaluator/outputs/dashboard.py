@@ -6,7 +6,7 @@ interval). Every model panel aggregates by model and version with ``sum by (ml_m
 over ``rate(...[$__rate_interval])``, and its targets' minimum step ("Min step", ``interval``) is
 ``$export_interval``: Grafana then makes ``$__rate_interval = max($__interval + export interval, 4 x export
 interval)``. Without it Grafana takes the data source's scrape interval (15 s unless set), so with the SDK's
-default 60 s exports ``$__rate_interval`` is 1m, a window holding one point, and ``rate()`` returns nothing:
+default 60 s exports ``$__rate_interval`` is 1m, a window holding at most one point, and ``rate()`` returns nothing:
 every model panel would be empty.
 
 With SLOs, the dashboard opens on a summary, one tile per SLO (as Sloth's and Grafana's SLO dashboards do):
