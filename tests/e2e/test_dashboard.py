@@ -121,3 +121,17 @@ def test_every_query_runs_on_a_real_prometheus(tmp_path):
                 series = json.load(resp)["data"]
             values = {s.get(label) for s in series} - {None}
             assert values == ({"burning", "recovered", "quiet"} if label == "ml_model_name" else {"3"}), values
+
+
+def test_an_slo_runbook_is_a_link_on_its_alert_panel():
+    import dataclasses
+
+    first, second = stack_slos()[:2]
+    url = "https://runbooks.example.com/fraud#latency"
+    board = json.loads(dashboard_json([dataclasses.replace(first, runbook=url), second]))
+    panels = board["panels"]
+    titles = [p["title"] for p in panels]
+    for slo, expected in ((first, [url]), (second, [])):
+        row = titles.index(f"SLO {slo.name}")
+        links = [link["url"] for p in panels[row + 1 : row + 5] for link in p.get("links", [])]
+        assert links == expected, (slo.name, links)

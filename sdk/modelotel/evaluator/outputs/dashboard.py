@@ -260,16 +260,16 @@ def _slo_panels(layout: _Layout, slo: SLO) -> None:
         8,
     )
     firing = f'count(ALERTS{{slo_name="{_escape(slo.name)}", alertstate="firing"}}) or vector(0)'
-    layout.add(
-        _stat(
-            "Alert tiers firing",
-            [_target(firing, "tiers firing")],
-            "none",
-            [{"color": "green", "value": None}, {"color": "red", "value": 1}],
-            ", ".join(f"{t.name}: {t.burn_rate:g}x over {duration_text(t.long_window)}" for t in slo.alert_tiers),
-        ),
-        4,
+    tiers = _stat(
+        "Alert tiers firing",
+        [_target(firing, "tiers firing")],
+        "none",
+        [{"color": "green", "value": None}, {"color": "red", "value": 1}],
+        ", ".join(f"{t.name}: {t.burn_rate:g}x over {duration_text(t.long_window)}" for t in slo.alert_tiers),
     )
+    if slo.runbook:  # the next step, one click from what fires (the alerts carry it as runbook_url too)
+        tiers["links"] = [{"title": f"Runbook: {slo.runbook}", "url": slo.runbook, "targetBlank": True}]
+    layout.add(tiers, 4)
 
 
 def _regex_literal(text: str) -> str:
