@@ -8,6 +8,7 @@ Needs ``prometheus`` and the collector; a missing one fails under MODELOTEL_CI=1
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.error
 import urllib.parse
@@ -124,8 +125,6 @@ def test_every_query_runs_on_a_real_prometheus(tmp_path):
 
 
 def test_an_slo_runbook_is_a_link_on_its_alert_panel():
-    import dataclasses
-
     first, second = stack_slos()[:2]
     url = "https://runbooks.example.com/fraud#latency"
     board = json.loads(dashboard_json([dataclasses.replace(first, runbook=url), second]))
