@@ -8,8 +8,16 @@ import sys
 from .shared import (
     EXIT_FAIL,
     EXIT_INCONCLUSIVE,
+    EXIT_INPUT,
+    EXIT_NO_MATCH,
     EXIT_PASS,
+    INPUT_EXITS,
+    Help,
+    add_command,
+    add_data,
     add_drift_options,
+    add_format,
+    add_verbose,
     drift_setup,
     overlap_reason,
 )
@@ -83,18 +91,54 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return EXIT_FAIL if drifted else EXIT_PASS
 
 
+HELP = Help(
+    summary="drift of confidence, OOD score, labels and features: reference vs current",
+    description="""
+        Compare the distribution of each model signal (prediction confidence, OOD score, predicted labels, every
+        recorded feature) between a reference and a current time range: PSI with its tier, KS, Jensen-Shannon and
+        Hellinger distances, per model and signal, with the counts on each side. By default the reference is the
+        first third of the data and the current range the last third; --reference-data takes the reference from
+        another input (last week's export, say).
+
+        Reads the metrics of --data (OTLP JSON lines or a Prometheus URL) that @instrument_model records.
+    """,
+    examples=(
+        (
+            "the last hour against the first hour",
+            "modelotel drift --data telemetry.jsonl --reference first:1h --current last:1h",
+        ),
+        (
+            "today against last week's export, failing on PSI or KS",
+            "modelotel drift --data today.jsonl --reference-data last_week.jsonl --fail-on psi ks",
+        ),
+    ),
+    exit_codes=(
+        (EXIT_PASS, "no signal drifted on a --fail-on statistic"),
+        (EXIT_FAIL, "a signal drifted on a --fail-on statistic"),
+        (
+            EXIT_INCONCLUSIVE,
+            "the ranges overlap (or hold the same values), or no signal has --min-count values on both sides",
+        ),
+        *INPUT_EXITS[:1],
+        (EXIT_INPUT, "unusable input, or no model signals in it"),
+        (EXIT_NO_MATCH, "--model matches no model in the input"),
+    ),
+)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("drift", help="drift of confidence, OOD score, labels and features: reference vs current")
-    p.add_argument("--data", nargs="+", required=True, metavar="FILE_OR_URL")
+    p = add_command(sub, "drift", HELP)
+    add_data(p)
     p.add_argument("--at", help=argparse.SUPPRESS)
     add_drift_options(p)
-    p.add_argument("--min-count", type=int, default=30, help="values needed on each side (default 30)")
+    p.add_argument("--min-count", type=int, default=30, metavar="N", help="values needed on each side of a signal")
     p.add_argument(
         "--fail-on",
         nargs="+",
         default=["psi"],
         choices=("psi", "ks", "js", "hellinger"),
-        help="statistics whose drift exits 1 (default: psi)",
+        help="the statistics whose drift exits 1",
     )
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format(p)
+    add_verbose(p)
     p.set_defaults(func=cmd_drift)

@@ -10,8 +10,15 @@ from .shared import (
     EXIT_FAIL,
     EXIT_INCONCLUSIVE,
     EXIT_INPUT,
+    EXIT_NO_MATCH,
     EXIT_PASS,
+    INPUT_EXITS,
+    Help,
     UsageError,
+    add_command,
+    add_data,
+    add_format,
+    add_verbose,
     check_model,
     parse_time,
     read_inputs,
@@ -94,14 +101,46 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+HELP = Help(
+    summary="per-group accuracy, selection rate, TPR, FPR and disparities from feedback",
+    description="""
+        Per model and fairness group (the group= of record_feedback, or --group-column of modelotel feedback):
+        accuracy, selection rate, true and false positive rates, and the demographic parity and equalized odds
+        differences and ratios between groups (fairlearn's between_groups, worst case). With --max-difference it
+        is a gate.
+
+        Reads the feedback metrics (ml.feedback) of --data: OTLP JSON lines or a Prometheus URL.
+    """,
+    examples=(
+        ("every model's groups", "modelotel fairness --data telemetry.jsonl"),
+        (
+            "fail when fraud's groups differ by more than 10 points",
+            "modelotel fairness --data telemetry.jsonl --model fraud --max-difference 0.1",
+        ),
+    ),
+    exit_codes=(
+        (EXIT_PASS, "rates computed (and within --max-difference when given)"),
+        (EXIT_FAIL, "a disparity exceeds --max-difference"),
+        (EXIT_INCONCLUSIVE, "the feedback carries no fairness group"),
+        *INPUT_EXITS[:1],
+        (EXIT_INPUT, "unusable input, or no feedback in it"),
+        (EXIT_NO_MATCH, "--model matches no model in the input"),
+    ),
+)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("fairness", help="per-group accuracy, selection rate, TPR, FPR and disparities from feedback")
-    p.add_argument("--data", nargs="+", required=True, metavar="FILE_OR_URL")
-    p.add_argument("--model", help="only this ml.model.name")
-    p.add_argument("--since", help="only data after this time (as --at)")
-    p.add_argument("--until", help="only data up to this time")
+    p = add_command(sub, "fairness", HELP)
+    add_data(p)
+    p.add_argument("--model", help="only this ml.model.name (default: every model)")
+    p.add_argument("--since", metavar="TIME", help="only data after this time: now, epoch s or ISO 8601")
+    p.add_argument("--until", metavar="TIME", help="only data up to this time (default: the end of the data)")
     p.add_argument(
-        "--max-difference", type=float, help="exit 1 when demographic parity or equalized odds difference exceeds this"
+        "--max-difference",
+        type=float,
+        metavar="D",
+        help="exit 1 when the demographic parity or equalized odds difference exceeds this (default: no limit)",
     )
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format(p)
+    add_verbose(p)
     p.set_defaults(func=cmd_fairness)

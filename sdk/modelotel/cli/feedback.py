@@ -8,7 +8,9 @@ import time
 
 from .. import config
 from .shared import (
+    Help,
     UsageError,
+    add_command,
 )
 
 FEEDBACK_OK, FEEDBACK_REFUSED, FEEDBACK_USAGE, FEEDBACK_EXPORT_FAILED = 0, 1, 2, 3
@@ -20,30 +22,42 @@ FEEDBACK_LINES_AFTER_ROWS = 100_000  # --progress auto off a terminal: lines onc
 FEEDBACK_LINES_AFTER_S = 5.0  # ... or has taken this long
 
 
-FEEDBACK_HELP = """\
-Ingest a labels file: one row per judged prediction, as labelling pipelines produce them. Each row is judged like
-modelotel.record_feedback (any prediction id from last_prediction_id(), signed with the same
-MODELOTEL_FEEDBACK_KEY as this process has) and exported through the configured exporter (MODELOTEL_EXPORT_FILE,
-OTEL_EXPORTER_OTLP_ENDPOINT, ... as for the SDK) when the file is done.
+FEEDBACK_HELP = Help(
+    summary="ingest a labels file (CSV, JSON lines, Parquet) as feedback for signed prediction ids",
+    description="""
+        Ingest a labels file: one row per judged prediction, as labelling pipelines produce them. Each row is
+        judged like modelotel.record_feedback (any prediction id from last_prediction_id(), signed with the same
+        MODELOTEL_FEEDBACK_KEY as this process has) and exported through the configured exporter
+        (MODELOTEL_EXPORT_FILE, OTEL_EXPORTER_OTLP_ENDPOINT, ... as for the SDK) when the file is done.
 
-Columns: the prediction id; the true label (or a boolean --correct-column); optionally when the label became known
-(--time-column: ISO 8601 or epoch seconds; default now) and a fairness group (--group-column).
+        Columns: the prediction id; the true label (or a boolean --correct-column); optionally when the label
+        became known (--time-column: ISO 8601 or epoch seconds; default now) and a fairness group
+        (--group-column).
 
-Every row is accounted for: rows read = recorded + refused, refused by reason (missing_id, missing_label,
-bad_time, bad_correct, bad_json, and every record_feedback reason: feedback_id_forged, feedback_id_truncated,
-feedback_id_foreign, feedback_id_unknown_key, feedback_id_expired, feedback_duplicate, ...) with the first
-line numbers (file lines, header = 1; Parquet: 0-based row index). --errors writes every refused row.
-
-example:
-  MODELOTEL_FEEDBACK_KEY=... MODELOTEL_EXPORT_FILE=feedback.jsonl \\
-      modelotel feedback labels.csv --group-column region --errors bad_rows.csv
-
-exit codes:
-  0  every row recorded
-  1  some rows refused (the recorded ones are still exported)
-  2  usage error, unreadable file, or no MODELOTEL_FEEDBACK_KEY
-  3  the export failed (nothing, or not everything, was delivered)
-"""
+        Every row is accounted for: rows read = recorded + refused, refused by reason (missing_id, missing_label,
+        bad_time, bad_correct, bad_json, and every record_feedback reason: feedback_id_forged,
+        feedback_id_truncated, feedback_id_foreign, feedback_id_unknown_key, feedback_id_expired,
+        feedback_duplicate, ...) with the first line numbers (file lines, header = 1; Parquet: 0-based row index).
+        --errors writes every refused row.
+    """,
+    examples=(
+        (
+            "a CSV of labels with a fairness group, refused rows kept for a look",
+            "MODELOTEL_FEEDBACK_KEY=... MODELOTEL_EXPORT_FILE=feedback.jsonl \\\n"
+            "    modelotel feedback labels.csv --group-column region --errors bad_rows.csv",
+        ),
+        (
+            "a Parquet file whose label column is 'truth', as JSON",
+            "modelotel feedback labels.parquet --label-column truth --json",
+        ),
+    ),
+    exit_codes=(
+        (FEEDBACK_OK, "every row recorded"),
+        (FEEDBACK_REFUSED, "some rows refused (the recorded ones are still exported)"),
+        (FEEDBACK_USAGE, "usage error, unreadable file, or no MODELOTEL_FEEDBACK_KEY"),
+        (FEEDBACK_EXPORT_FAILED, "the export failed (nothing, or not everything, was delivered)"),
+    ),
+)
 
 
 class RowProgress:
@@ -230,12 +244,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     from ..feedback.labels_file import FORMATS
 
-    p = sub.add_parser(
-        "feedback",
-        help="ingest a labels file (CSV, JSON lines, Parquet) as feedback for signed prediction ids",
-        description=FEEDBACK_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(sub, "feedback", FEEDBACK_HELP)
     p.add_argument(
         "labels_file",
         metavar="LABELS_FILE",

@@ -11,7 +11,10 @@ from .shared import (
     EXIT_INCONCLUSIVE,
     EXIT_NO_MATCH,
     EXIT_PASS,
+    INPUT_EXITS,
     UNJUDGED,
+    Help,
+    add_command,
     add_inputs,
     evaluate_inputs,
     print_evaluation,
@@ -47,8 +50,43 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return code
 
 
+HELP = Help(
+    summary="like evaluate, exiting with the verdict: 0 pass, 1 fail, 2 inconclusive (for CI and deploys)",
+    description="""
+        Judge SLOs as `modelotel evaluate` does, print the same table (or JSON), and exit with the verdict, for a
+        CI job or a deploy pipeline: any SLO that cannot be judged on this input (its selector matches nothing, or
+        its points cannot be counted) beats fail, which beats inconclusive (too few events, or no data in part of
+        the window), which beats pass. The verdict is also printed on stderr.
+
+        Reads the SLO specs of --slo and the metrics of --data, as evaluate does.
+    """,
+    examples=(
+        ("fail the job when an SLO fails", "modelotel gate --slo slo.yaml --data telemetry.jsonl"),
+        (
+            "let a canary through when there is too little traffic to judge",
+            "modelotel gate --slo slo.yaml --data telemetry.jsonl --inconclusive-as pass",
+        ),
+    ),
+    exit_codes=(
+        (EXIT_PASS, "every SLO passes"),
+        (EXIT_FAIL, "an SLO fails"),
+        (EXIT_INCONCLUSIVE, "an SLO is inconclusive (and none fails)"),
+        *INPUT_EXITS,
+        (
+            EXIT_NO_MATCH,
+            "an SLO cannot be judged on this input: its selector matches nothing, or its points cannot "
+            "be counted (never mapped by --inconclusive-as: a typo must not pass)",
+        ),
+    ),
+)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("gate", help="like evaluate; exit 0 pass, 1 fail, 2 inconclusive, >=3 unusable input")
+    p = add_command(sub, "gate", HELP)
     add_inputs(p)
-    p.add_argument("--inconclusive-as", choices=("pass", "fail"), help="treat inconclusive SLOs as pass or fail")
+    p.add_argument(
+        "--inconclusive-as",
+        choices=("pass", "fail"),
+        help="treat inconclusive SLOs as passing or failing (default: exit 2)",
+    )
     p.set_defaults(func=cmd_gate)

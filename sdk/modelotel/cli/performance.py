@@ -9,29 +9,49 @@ import sys
 from .shared import (
     EXIT_INCONCLUSIVE,
     EXIT_INPUT,
+    EXIT_NO_MATCH,
     EXIT_PASS,
     EXIT_SPEC,
+    Help,
     UsageError,
+    add_command,
+    add_data,
+    add_verbose,
     check_model,
     instant,
     read_inputs,
 )
 
-PERFORMANCE_HELP = """\
-Accuracy, confusion matrix, per-class precision/recall/F1 (sklearn's definitions, 0/0 counted as 0), calibration
-(ECE, Brier), regression MAE/RMSE/|error| quantiles, label latency and label coverage of every model, from the
-feedback telemetry of record_feedback (judged in any process). A window is prediction time: its figures count the
-predictions made in it, whenever their labels arrived (docs/quality.md, "Performance from feedback"). A figure that
-cannot be computed says why.
+PERFORMANCE_HELP = Help(
+    summary="accuracy, confusion matrix, P/R/F1, calibration, regression error, label latency and coverage",
+    description="""
+        Accuracy, confusion matrix, per-class precision/recall/F1 (sklearn's definitions, 0/0 counted as 0),
+        calibration (ECE, Brier), regression MAE/RMSE/|error| quantiles, label latency and label coverage of every
+        model, from the feedback telemetry of record_feedback (judged in any process). A window is prediction
+        time: its figures count the predictions made in it, whenever their labels arrived (docs/quality.md,
+        "Performance from feedback"). A figure that cannot be computed says why.
 
-example:
-  modelotel performance --data telemetry.jsonl --model fraud --window 7d
-  modelotel performance --data telemetry.jsonl --from 2026-12-01T00:00:00Z --to 2026-12-02T00:00:00Z --json
-
-exit codes: 0 figures for at least one model, 2 no feedback for predictions made in the window, 3 unusable
-arguments, 4 unusable input (unreadable, or no feedback or prediction telemetry), 5 internal error, 6 --model
-matches nothing in the input.
-"""
+        Reads the feedback and prediction metrics (ml.feedback, ml.predictions) of --data: OTLP JSON lines or a
+        Prometheus URL.
+    """,
+    examples=(
+        (
+            "fraud's last 7 days of predictions",
+            "modelotel performance --data telemetry.jsonl --model fraud --window 7d",
+        ),
+        (
+            "one day, as JSON at full precision",
+            "modelotel performance --data telemetry.jsonl --from 2026-12-01T00:00:00Z --to 2026-12-02T00:00:00Z --json",
+        ),
+    ),
+    exit_codes=(
+        (EXIT_PASS, "figures for at least one model"),
+        (EXIT_INCONCLUSIVE, "no feedback for predictions made in the window"),
+        (EXIT_SPEC, "unusable arguments"),
+        (EXIT_INPUT, "unusable input (unreadable, or no feedback or prediction telemetry)"),
+        (EXIT_NO_MATCH, "--model matches nothing in the input"),
+    ),
+)
 
 
 def performance_window(span: tuple[float, float], window: str | None, start: str | None, end: str | None):
@@ -85,14 +105,9 @@ def cmd_performance(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "performance",
-        help="accuracy, confusion matrix, P/R/F1, calibration, regression error, label latency and coverage",
-        description=PERFORMANCE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--data", nargs="+", required=True, metavar="FILE_OR_URL")
-    p.add_argument("--model", help="only this ml.model.name")
+    p = add_command(sub, "performance", PERFORMANCE_HELP)
+    add_data(p)
+    p.add_argument("--model", help="only this ml.model.name (default: every model)")
     p.add_argument("--window", metavar="DURATION", help="e.g. 7d or 1h: ending at --to or the end of the data")
     p.add_argument("--from", dest="start", metavar="TIME", help="window start, exclusive (now, epoch s, ISO 8601)")
     p.add_argument("--to", dest="end", metavar="TIME", help="window end, inclusive (default: the end of the data)")
@@ -101,5 +116,6 @@ def add_parser(sub) -> None:
         metavar="LABEL",
         help="the positive class for the estimated precision/recall/F1 (default: the one feedback's flags name)",
     )
-    p.add_argument("--json", action="store_true", help="JSON at full precision")
+    p.add_argument("--json", action="store_true", help="JSON at full precision instead of text")
+    add_verbose(p)
     p.set_defaults(func=cmd_performance)
