@@ -137,8 +137,8 @@ HELP = Help(
         fails, inconclusive when one cannot be decided (too few calls, intervals straddling the tolerance), and
         promote otherwise. Each check and each reason is printed on its own line.
 
-        The two sides are filters on the attributes of the model's metrics (version=2, role=canary, ...), read
-        from --data (OTLP JSON lines or a Prometheus URL).
+        Reads the model metrics that @instrument_model records from --data (OTLP JSON lines or a Prometheus URL);
+        the two sides are filters on their attributes (version=2, role=canary, ...).
     """,
     examples=(
         (

@@ -30,7 +30,8 @@ FEEDBACK_HELP = Help(
         MODELOTEL_FEEDBACK_KEY as this process has) and exported through the configured exporter
         (MODELOTEL_EXPORT_FILE, OTEL_EXPORTER_OTLP_ENDPOINT, ... as for the SDK) when the file is done.
 
-        Columns: the prediction id; the true label (or a boolean --correct-column); optionally when the label
+        Reads LABELS_FILE: CSV or TSV, JSON lines (.jsonl, .ndjson, .json) or Parquet; text formats may be gzipped. Its
+        columns: the prediction id; the true label (or a boolean --correct-column); optionally when the label
         became known (--time-column: ISO 8601 or epoch seconds; default now) and a fairness group
         (--group-column).
 

@@ -44,6 +44,7 @@ class Parser(argparse.ArgumentParser):
     here unless the help already says "default"), so a new option cannot leave it out."""
 
     usage_exit = EXIT_SPEC
+    commands: dict[str, argparse.ArgumentParser] = {}  # noqa: RUF012 (set once, on the top parser)
 
     def error(self, message: str):  # type: ignore[override]
         self.print_usage(sys.stderr)
