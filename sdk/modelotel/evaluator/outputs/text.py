@@ -269,7 +269,7 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}" + ("" if n == 1 else "s")
 
 
-SIGNAL_WORDS = {"traces": "span", "logs": "log", "profiles": "profile"}
+SIGNAL_WORDS = {"traces": "span", "logs": "log", "profiles": "profile"}  # the signals a metrics reader skips
 
 
 def input_notes(reports: list[ReadReport], verbose: bool = False) -> list[str]:
@@ -286,7 +286,7 @@ def input_notes(reports: list[ReadReport], verbose: bool = False) -> list[str]:
             if rep.signal_lines:
                 kinds = ", ".join(
                     _count(n, SIGNAL_WORDS.get(signal, signal) + " line")
-                    for signal, n in sorted(rep.signal_lines.items())
+                    for signal, n in sorted(rep.signal_lines.items(), key=lambda kv: list(SIGNAL_WORDS).index(kv[0]))
                 )
                 lines.append(f"input {rep.source}: {kinds} (other signals: not metrics, skipped)")
         issues = rep.corrupt_lines + rep.foreign_lines + rep.bad_points
