@@ -226,10 +226,10 @@ def to_table(ev: Evaluation, verbose: bool = False) -> str:
         )
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = [
-        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
         "  ".join("-" * w for w in widths),
     ]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append("")
     lines.append(f"evaluated at {iso(ev.at)}")
     for r, estimate in zip(ev.results, _estimates(ev), strict=True):
