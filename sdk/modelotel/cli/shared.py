@@ -344,11 +344,18 @@ def add_inputs(p: argparse.ArgumentParser, output_format: bool = True) -> None:
 
 def add_drift_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--reference", metavar="RANGE", help="FROM..TO, first:DURATION or last:DURATION (default: first third)"
+        "--reference",
+        metavar="RANGE",
+        help="FROM..TO, first:DURATION or last:DURATION (default: the first third of the data)",
     )
     p.add_argument("--current", metavar="RANGE", help="as --reference (default: last third of the data)")
-    p.add_argument("--reference-data", nargs="+", metavar="FILE_OR_URL", help="take the reference from other input")
-    p.add_argument("--model", help="only this ml.model.name")
+    p.add_argument(
+        "--reference-data",
+        nargs="+",
+        metavar="FILE_OR_URL",
+        help="take the reference range from this input instead (default: from --data)",
+    )
+    p.add_argument("--model", help="only this ml.model.name (default: every model)")
     p.add_argument(
         "--data-driven",
         action="store_true",
