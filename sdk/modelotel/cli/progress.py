@@ -89,7 +89,7 @@ class Progress:
         if total > 0 and done < total and rate > 0:
             parts.append(f"ETA {human_seconds((total - done) / rate)}")
         elif total > 0 and done >= total:
-            parts.append(f"in {human_seconds(elapsed)}")
+            parts.append(f"in {human_seconds(round(elapsed))}")
         return "  ".join(parts), source
 
     def show(self, now: float) -> None:
