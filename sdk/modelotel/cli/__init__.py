@@ -29,7 +29,12 @@ COMMANDS = (evaluate, gate, drift, compare, fairness, performance, rules, dashbo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="modelotel", description="OpenTelemetry for ML model serving.")
+    parser = Parser(
+        prog="modelotel",
+        description="OpenTelemetry for ML model serving: judge SLOs, drift, canaries and model quality from the "
+        "telemetry that @instrument_model exports.",
+        epilog="Run 'modelotel COMMAND --help' for what a command reads, examples and its exit codes.",
+    )
     parser.add_argument("--version", action="version", version=f"modelotel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
