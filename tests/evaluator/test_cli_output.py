@@ -148,6 +148,12 @@ def test_report_never_overwrites_without_force(files, tmp_path):
     forced = run("report", "--slo", str(spec), "--data", str(data), "-o", "keep.html", "--force", cwd=work)
     assert forced.returncode == 0, forced.stderr
     assert (work / "keep.html").read_text() != "mine"
+    # a directory that does not exist: exit 4 (the output cannot be written), also before anything is read
+    nowhere = run("report", "--slo", str(spec), "--data", str(tmp_path / "missing.jsonl"), "-o", "no/r.html", cwd=work)
+    assert (
+        nowhere.returncode == 4
+        and nowhere.stderr.strip() == "modelotel report: error: --output no/r.html: no directory no"
+    )
     # --format meant nothing for an HTML file: it is gone, and asking for it is a usage error
     fmt = run("report", "--slo", str(spec), "--data", str(data), "--format", "json", "-o", "x.html", cwd=work)
     assert fmt.returncode == 3 and "unrecognized arguments: --format" in fmt.stderr

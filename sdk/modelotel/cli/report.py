@@ -90,12 +90,15 @@ def fresh_output(directory: Path, now: float) -> Path:
 
 
 def check_output(args: argparse.Namespace) -> None:
-    """Before any reading: the output chosen (a fresh name by default) and an existing --output refused unless
-    --force, so a long run does not end in that error."""
+    """Before any reading: the output chosen (a fresh name by default), an existing --output refused unless
+    --force and a missing directory refused, so a long run does not end in one of those errors."""
     if args.output is None:
         args.output = str(fresh_output(Path("."), time.time()))
     elif Path(args.output).exists() and not args.force:
         raise UsageError(f"--output {args.output} exists: add --force to overwrite it, or choose another", EXIT_SPEC)
+    parent = Path(args.output).parent
+    if not parent.is_dir():
+        raise UsageError(f"--output {args.output}: no directory {parent}", EXIT_INPUT)
 
 
 def write_report(html: str, out: Path, force: bool) -> None:
