@@ -212,7 +212,7 @@ def evaluate(telemetry: Path, result: traffic.TrafficResult, out: Path) -> list[
         print(modelotel_command("drift", "--data", str(telemetry), *windows).stdout.rstrip())
     if has_command("report"):
         report = out / "report.html"
-        modelotel_command("report", *data, *windows, "--output", str(report))
+        modelotel_command("report", *data, *windows, "--output", str(report), "--force")
         written.append(report)
     else:
         print("\n(note) this modelotel has no `report` command yet: no HTML report.")
