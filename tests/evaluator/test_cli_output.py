@@ -158,3 +158,13 @@ def test_report_never_overwrites_without_force(files, tmp_path):
     fmt = run("report", "--slo", str(spec), "--data", str(data), "--format", "json", "-o", "x.html", cwd=work)
     assert fmt.returncode == 3 and "unrecognized arguments: --format" in fmt.stderr
     assert not (work / "x.html").exists()
+
+
+def test_dashboard_export_interval_sets_the_variable_default_and_refuses_nonsense():
+    proc = run("dashboard", "--export-interval", "10s")
+    assert proc.returncode == 0, proc.stderr
+    variable = next(v for v in json.loads(proc.stdout)["templating"]["list"] if v["name"] == "export_interval")
+    assert variable["current"]["value"] == "10s"
+    for bad in ("0s", "soon"):
+        proc = run("dashboard", "--export-interval", bad)
+        assert proc.returncode == 3 and "--export-interval" in proc.stderr and "Traceback" not in proc.stderr, bad

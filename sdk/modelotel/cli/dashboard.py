@@ -9,16 +9,24 @@ from .shared import (
     EXIT_SPEC,
     SLO_HELP,
     Help,
+    UsageError,
     add_command,
     load_slos,
 )
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from ..evaluator.durations import parse_duration
     from ..evaluator.outputs.dashboard import dashboard_json
 
+    try:
+        export_interval = parse_duration(args.export_interval)
+    except ValueError as exc:
+        raise UsageError(f"--export-interval: {exc}", EXIT_SPEC) from None
+    if export_interval <= 0:
+        raise UsageError(f"--export-interval: must be positive, got {args.export_interval!r}", EXIT_SPEC)
     slos = load_slos(args.slo) if args.slo else None
-    print(dashboard_json(slos, args.datasource))
+    print(dashboard_json(slos, args.datasource, export_interval))
     return EXIT_PASS
 
 
@@ -37,6 +45,10 @@ HELP = Help(
             "with SLO panels, for a datasource named prom",
             "modelotel dashboard --slo slo.yaml --datasource prom > modelotel-dashboard.json",
         ),
+        (
+            "for services exporting every 10 s",
+            "modelotel dashboard --slo slo.yaml --export-interval 10s > modelotel-dashboard.json",
+        ),
     ),
     exit_codes=((EXIT_PASS, "dashboard written"), (EXIT_SPEC, "unusable spec or arguments")),
 )
@@ -48,4 +60,11 @@ def add_parser(sub) -> None:
         "--slo", action="append", metavar="FILE", help=SLO_HELP + ": adds budget and burn-rate panels (default: none)"
     )
     p.add_argument("--datasource", default="Prometheus", help="the name of the Prometheus datasource in Grafana")
+    p.add_argument(
+        "--export-interval",
+        default="60s",
+        metavar="DURATION",
+        help="the services' metric export interval (OTEL_METRIC_EXPORT_INTERVAL; default 60s, the SDK's): the "
+        "default of the dashboard's export_interval variable; each rate() window spans at least four of them",
+    )
     p.set_defaults(func=cmd_dashboard)
