@@ -54,6 +54,7 @@ generator through each server's admin endpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import random
@@ -182,10 +183,18 @@ class FraudModel:
     ood: MahalanobisScorer
     feature_names: tuple[str, ...]
     version: str = MODEL_VERSION
+    origin: str = "trained in this process"  # where it came from, for the server's startup line
 
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    def describe(self) -> str:
+        """One line for a server's log: name, version, where it came from, what it takes, the OOD threshold."""
+        return (
+            f"model {MODEL_NAME} v{self.version} {self.origin} ({self.n_features} features; OOD threshold "
+            f"{self.ood.threshold:.2f}, {OOD_FPR:.0%} false positives on the holdout rows)"
+        )
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """(n, 12) float rows -> (n, 2) class probabilities [legit, fraud]."""
@@ -222,10 +231,14 @@ def load_model(directory: Path | None = None) -> FraudModel:
     model_path, ood_path = directory / "model.joblib", directory / "ood.npz"
     try:
         classifier, feature_names = joblib.load(model_path)
-        return FraudModel(classifier, MahalanobisScorer.load(ood_path), tuple(feature_names))
+        ood = MahalanobisScorer.load(ood_path)
+        return FraudModel(classifier, ood, tuple(feature_names), origin=f"loaded from {directory}")
     except (OSError, ValueError, EOFError, TypeError):
         pass  # missing or unreadable: train again
+    started = time.perf_counter()
     model = train(dataset())
+    took = time.perf_counter() - started
+    model = dataclasses.replace(model, origin=f"trained in {took:.1f} s and cached in {directory}")
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f"model.joblib.{os.getpid()}.tmp"
     joblib.dump((model.classifier, list(model.feature_names)), tmp)
