@@ -54,7 +54,8 @@ def telemetry_destination(settings: modelotel.Settings) -> str:
         where = "nowhere (exporter none)"
     else:
         where = f"{exporter} exporter {every}"
-    return f"{where}; spans {settings.traces}"
+    spans = {"off": "spans off", "span": "a span per call too", "enrich": "the application's spans enriched"}
+    return f"{where}; {spans.get(settings.traces, settings.traces)}"
 
 
 class RequestLog:
