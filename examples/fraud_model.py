@@ -43,8 +43,8 @@ deterministically, into three parts:
 * **holdout** (25%): sets the scorer's threshold at a 5% false-positive rate (``threshold_for_fpr``);
 * **serve** (25%): what the traffic generator sends (the model never saw these rows).
 
-``load_model()`` trains on first use (0.4 s measured, imports aside) and caches the classifier (joblib) and the scorer
-(``scorer.save``: a numpy archive, no pickle) under ``$MODELOTEL_EXAMPLES_CACHE`` or
+``load_model()`` trains on first use (0.4 s measured, imports aside) and caches the classifier (joblib) and
+the scorer (``scorer.save``: a numpy archive, no pickle) under ``$MODELOTEL_EXAMPLES_CACHE`` or
 ``~/.cache/modelotel/examples``, keyed by the recipe and the scikit-learn version, as a real server would
 load a trained model and the scorer shipped next to it.
 
