@@ -270,7 +270,7 @@ def describe(path: Path) -> str:
     return {
         "telemetry.jsonl": "OTLP JSON lines (metrics; spans too with --traces), the collector's file format",
         "report.html": "the HTML report: SLOs, budgets, burn rates, latency, drift",
-        "server.log": "the server's output",
+        "server.log": "the server's log: startup, a request summary every 10 s, what it flushed at shutdown",
         "collector.log": "the collector's output",
     }.get(path.name, "")
 
