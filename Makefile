@@ -2,24 +2,35 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# What the demo needs (the example model and its three servers), and what the tests need on top: `make demo` on a
+# fresh machine installs the first only (about a third of the size: docs/quickstart.md).
+DEMO_EXTRAS := examples,fastapi,flask,grpc
+DEV_EXTRAS := dev,$(DEMO_EXTRAS)
+DEMO_STAMP := $(VENV)/.installed-demo-$(PYPROJECT_SUM)
+DEV_STAMP := $(VENV)/.installed-dev-$(PYPROJECT_SUM)
 
-.PHONY: install demo test lint bench clean collector test-deps test-pythons
-
-$(STAMP): pyproject.toml
+$(DEMO_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,fastapi,flask,grpc]'
-	@rm -f $(VENV)/.installed-*
-	@touch $(STAMP)
+	$(PY) -m pip install --quiet -e '.[$(DEMO_EXTRAS)]'
+	@rm -f $(VENV)/.installed-demo-*
+	@touch $(DEMO_STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(DEV_EXTRAS)]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(DEV_STAMP) $(DEMO_STAMP)
+
+install: $(DEV_STAMP)
 
 # The demo goes through the real collector when `make collector` (or `make test`) has built it already;
 # otherwise it uses the embedded file exporter (building the collector takes minutes on a fresh machine).
 BUILT_COLLECTOR = $(shell p="$${MODELOTEL_CACHE_DIR:-$$HOME/.cache/modelotel}/otelcol-$$(sha256sum collector_config/manifest-core.yaml | cut -c1-16)/otelcol-modelotel"; test -x "$$p" && echo "$$p")
 
-demo: install
+demo: $(DEMO_STAMP)
 	MODELOTEL_OTELCOL="$${MODELOTEL_OTELCOL:-$(BUILT_COLLECTOR)}" $(PY) examples/demo.py
 
 lint: install

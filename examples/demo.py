@@ -212,7 +212,7 @@ def evaluate(telemetry: Path, result: traffic.TrafficResult, out: Path) -> list[
         print(modelotel_command("drift", "--data", str(telemetry), *windows).stdout.rstrip())
     if has_command("report"):
         report = out / "report.html"
-        modelotel_command("report", *data, *windows, "--output", str(report))
+        modelotel_command("report", *data, *windows, "--output", str(report), "--force")
         written.append(report)
     else:
         print("\n(note) this modelotel has no `report` command yet: no HTML report.")
@@ -270,7 +270,7 @@ def describe(path: Path) -> str:
     return {
         "telemetry.jsonl": "OTLP JSON lines (metrics; spans too with --traces), the collector's file format",
         "report.html": "the HTML report: SLOs, budgets, burn rates, latency, drift",
-        "server.log": "the server's output",
+        "server.log": "the server's log: startup, a request summary every 10 s, what it flushed at shutdown",
         "collector.log": "the collector's output",
     }.get(path.name, "")
 

@@ -6,27 +6,33 @@ Service ``fraud.v1.FraudModel``, unary methods whose messages are JSON bytes (ge
 no .proto to compile and no generated code; a real service would use protobuf messages, and the
 instrumentation would not change):
 
-* ``Predict`` ``{"rows": [[...30 numbers...]]}`` -> ``{"prediction_id", "labels", "confidences"}``;
+* ``Predict`` ``{"rows": [[...12 numbers...]]}`` -> ``{"prediction_id", "labels", "confidences"}``;
   INVALID_ARGUMENT for bad rows, INTERNAL when the model fails;
 * ``Feedback`` ``{"prediction_id", "labels"}`` -> ``{"matched": true}``, NOT_FOUND for an unknown id;
 * ``Health`` -> ``{"status": "ok"}`` and the demo-only ``SetMode`` ``{"slow_ms", "error_rate", "seed"}``
   (PERMISSION_DENIED unless started with ``--allow-faults``), both excluded from telemetry.
 
 The interceptor records ``rpc.server.call.duration`` by method and status; ``@instrument_model`` the model.
-Export settings come from the environment, as in fastapi_server.py.
+Export settings come from the environment, as in fastapi_server.py, and so does the log: startup lines
+(the model, where telemetry goes, the address), a request summary every 10 s, fault-mode changes, and at
+shutdown what was served and whether the final export went out.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
 import grpc
 import numpy as np
+import serving_log
 from fraud_model import (
     DRIFT_FEATURES,
     LABELS,
@@ -72,9 +78,19 @@ def encode(message: Any) -> bytes:
     return json.dumps(message).encode()
 
 
+OPERATIONS = {"Predict": "predict", "Feedback": "feedback"}  # what the request log counts, by method
+
+
 class FraudModelService:
-    def __init__(self, allow_faults: bool) -> None:
+    def __init__(
+        self,
+        allow_faults: bool,
+        requests: serving_log.RequestLog | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
         self.allow_faults = allow_faults
+        self.requests = requests
+        self.log = log
 
     def predict(self, request: Any, context: grpc.ServicerContext) -> dict:
         try:
@@ -109,22 +125,51 @@ class FraudModelService:
         if not self.allow_faults:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "fault injection is off (start with --allow-faults)")
         try:
-            return faults.set(**parse_mode(request))
+            mode = faults.set(**parse_mode(request))
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if self.log is not None:
+            serving_log.fault_mode(self.log, mode)
+        return mode
+
+    def counted(self, method: str, fn: Callable[[Any, grpc.ServicerContext], dict]) -> Callable:
+        """``fn``, recording each call's status and duration in the request log (Predict and Feedback only)."""
+        requests, operation = self.requests, OPERATIONS.get(method)
+        if requests is None or operation is None:
+            return fn
+
+        def call(request: Any, context: grpc.ServicerContext) -> dict:
+            started = time.perf_counter()
+            try:
+                response = fn(request, context)
+            except BaseException:  # context.abort raises after setting the code
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                requests.record(operation, False, code.name, time.perf_counter() - started)
+                raise
+            requests.record(operation, True, "OK", time.perf_counter() - started)
+            return response
+
+        return call
 
     def handler(self) -> grpc.GenericRpcHandler:
         def unary(fn: Any) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(fn, request_deserializer=decode, response_serializer=encode)
 
         methods = {"Predict": self.predict, "Feedback": self.feedback, "Health": self.health, "SetMode": self.set_mode}
-        return grpc.method_handlers_generic_handler(SERVICE, {name: unary(fn) for name, fn in methods.items()})
+        handlers = {name: unary(self.counted(name, fn)) for name, fn in methods.items()}
+        return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
-def serve(host: str, port: int, allow_faults: bool = False) -> tuple[grpc.Server, int]:
+def serve(
+    host: str,
+    port: int,
+    allow_faults: bool = False,
+    requests: serving_log.RequestLog | None = None,
+    log: logging.Logger | None = None,
+) -> tuple[grpc.Server, int]:
     interceptor = server_interceptor(excluded_urls=[f"^/{SERVICE}/(Health|SetMode)$"])
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), interceptors=[interceptor])
-    server.add_generic_rpc_handlers((FraudModelService(allow_faults).handler(),))
+    server.add_generic_rpc_handlers((FraudModelService(allow_faults, requests, log).handler(),))
     bound = server.add_insecure_port(f"{host}:{port}")
     server.start()
     return server, bound
@@ -136,14 +181,22 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=50051)
     parser.add_argument("--allow-faults", action="store_true", help="enable the demo-only SetMode method")
     args = parser.parse_args()
-    modelotel.configure(service_name="fraud-grpc")
-    server, _ = serve(args.host, args.port, args.allow_faults)
+    log = serving_log.setup("fraud-grpc")
+    settings = modelotel.configure(service_name="fraud-grpc")
+    log.info("%s", model.describe())
+    log.info("telemetry: %s", serving_log.telemetry_destination(settings))
+    if args.allow_faults:
+        log.warning("fault injection ON: the SetMode method can make the model slow or fail (demo only)")
+    requests = serving_log.RequestLog(log).start()
+    server, port = serve(args.host, args.port, args.allow_faults, requests, log)
+    log.info("listening on %s:%d (gRPC service %s, 32 worker threads)", args.host, port, SERVICE)
     stop = threading.Event()
+    stopped_by: list[str] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda signum, _: (stopped_by.append(signal.Signals(signum).name), stop.set()))
     stop.wait()
     server.stop(grace=5).wait()  # finish calls in flight, then export what is left
-    modelotel.shutdown()
+    serving_log.shut_down(log, requests, stopped_by[0] if stopped_by else "shutdown")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ requests on a fixed schedule (open loop, so a slow server does not slow the send
 =========  =====  ===========================================================================
 phase      share  what happens
 =========  =====  ===========================================================================
-normal     30%    rows from the data set's serve split (never trained on), 2% multiplicative noise
+normal     30%    card payments from the data set's serve split (never trained on), with 2% multiplicative
+                  noise on the continuous features (amounts, ratio, distance, risk score)
 slow       20%    the server's model sleeps ``SLOW_MS`` (400 ms) per call: far over a 250 ms SLO
 errors     15%    30% of model calls fail (the server answers 500 / INTERNAL)
-drift      35%    the four ``*area*`` features arrive 3x too large (an upstream unit change):
-                  OOD scores jump, the area distributions shift, accuracy drops
+drift      35%    the amounts arrive in cents (an upstream payments feed switched to minor units):
+                  ``amount_usd`` and ``avg_amount_30d_usd`` are 100x, their ratio unchanged;
+                  OOD scores jump, the amount distributions shift, accuracy drops
 =========  =====  ===========================================================================
 
 The slow and error phases are switched on the server through its demo-only admin endpoint (the server
@@ -38,11 +40,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import numpy as np
-from fraud_model import LABELS, dataset
+from fraud_model import AMOUNT_FEATURES, CONTINUOUS_FEATURES, LABELS, dataset
 
 SLOW_MS = 400
 ERROR_RATE = 0.3
-DRIFT_FACTOR = 3.0  # the area features' values are multiplied by this during the drift phase
+CENTS_PER_DOLLAR = 100.0  # the drift phase: the amount features arrive in cents, not dollars
 NOISE = 0.02
 BATCH_SHARE = 0.1
 FEEDBACK_SHARE = 0.9
@@ -63,7 +65,7 @@ PHASES = (
     Phase("normal", 0.30, {"slow_ms": 0, "error_rate": 0}, what="in-distribution rows"),
     Phase("slow", 0.20, {"slow_ms": SLOW_MS, "error_rate": 0}, what=f"model sleeps {SLOW_MS} ms per call"),
     Phase("errors", 0.15, {"slow_ms": 0, "error_rate": ERROR_RATE}, what=f"{ERROR_RATE:.0%} of model calls fail"),
-    Phase("drift", 0.35, {"slow_ms": 0, "error_rate": 0}, drift=True, what=f"area features x{DRIFT_FACTOR:g}"),
+    Phase("drift", 0.35, {"slow_ms": 0, "error_rate": 0}, drift=True, what="amounts in cents"),
 )
 
 
@@ -189,7 +191,7 @@ def wait_healthy(
 class Request:
     phase: str
     at: float  # seconds after the phase starts
-    rows: np.ndarray  # (n, 30) exactly as sent
+    rows: np.ndarray  # (n, 12) exactly as sent
     truth: list[str]  # the true label of each row
     feedback_delay: float | None  # seconds after the answer; None: this prediction gets no feedback
     # filled in when sent
@@ -242,9 +244,14 @@ class TrafficResult:
 
 
 def drift(rows: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
-    """The drift phase's inputs: every ``*area*`` column multiplied by DRIFT_FACTOR."""
-    factor = np.array([DRIFT_FACTOR if "area" in name else 1.0 for name in feature_names])
+    """The drift phase's inputs: the amount columns (``AMOUNT_FEATURES``) in cents, i.e. x CENTS_PER_DOLLAR."""
+    factor = np.array([CENTS_PER_DOLLAR if name in AMOUNT_FEATURES else 1.0 for name in feature_names])
     return rows * factor
+
+
+def jitter_scale(feature_names: Sequence[str]) -> np.ndarray:
+    """Per column: NOISE for the continuous features, 0 for counts and flags (a card is present or not)."""
+    return np.array([NOISE if name in CONTINUOUS_FEATURES else 0.0 for name in feature_names])
 
 
 def plan(duration: float, rate: float, seed: int, phases: Sequence[Phase] = PHASES) -> dict[str, list[Request]]:
@@ -252,6 +259,7 @@ def plan(duration: float, rate: float, seed: int, phases: Sequence[Phase] = PHAS
     rng = np.random.default_rng(seed)
     data = dataset()
     X, y = data.serve.X, data.serve.y
+    noise = jitter_scale(data.feature_names)
     lo, hi = FEEDBACK_DELAY[0] * duration, FEEDBACK_DELAY[1] * duration
     out: dict[str, list[Request]] = {}
     for phase in phases:
@@ -260,7 +268,7 @@ def plan(duration: float, rate: float, seed: int, phases: Sequence[Phase] = PHAS
         for i in range(n):
             size = int(rng.integers(2, 5)) if rng.random() < BATCH_SHARE else 1
             pick = rng.integers(len(X), size=size)
-            rows = X[pick] * (1 + rng.normal(0, NOISE, (size, X.shape[1])))
+            rows = X[pick] * (1 + rng.normal(0, 1, (size, X.shape[1])) * noise)
             if phase.drift:
                 rows = drift(rows, data.feature_names)
             delay = float(rng.uniform(lo, hi)) if rng.random() < FEEDBACK_SHARE else None

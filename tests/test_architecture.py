@@ -61,7 +61,7 @@ EVALUATOR_LAYERS: list[list[str]] = [
     ["evaluator.serve", "evaluator.serve.*"],
 ]
 # Above both sides: the command line.
-TOP_LAYERS: list[list[str]] = [["cli"], ["__main__"]]
+TOP_LAYERS: list[list[str]] = [["cli", "cli.*"], ["__main__"]]
 # The SDK modules the evaluator may use: names and pure data structures, no runtime.
 EVALUATOR_MAY_USE = {"_version", "conventions", "config", "sketch"}
 # Spec loaders are siblings: each translates one format into `slo.SLO` and none imports another.

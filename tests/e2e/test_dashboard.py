@@ -8,6 +8,7 @@ Needs ``prometheus`` and the collector; a missing one fails under MODELOTEL_CI=1
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.error
 import urllib.parse
@@ -66,11 +67,26 @@ def test_dashboard_shape():
         for p in panels[row + 1 : row + 5]:
             for t in p["targets"]:
                 assert f'slo_name="{slo.name}"' in t["expr"], (slo.name, p["title"], t["expr"])
-    # Burn-rate thresholds are the tier rates; a time-sliced SLO also shows its slice-based windows.
+    # Burn-rate thresholds are 1x and the tier rates; a time-sliced SLO also shows its slice-based windows.
     burn = panels[titles.index(f"SLO {slos[-1].name}") + 3]
     steps = burn["fieldConfig"]["defaults"]["thresholds"]["steps"]
-    assert [s["value"] for s in steps[1:]] == sorted(t.burn_rate for t in slos[-1].alert_tiers)
+    assert [s["value"] for s in steps[1:]] == sorted({1, *(t.burn_rate for t in slos[-1].alert_tiers)})
     assert [t["legendFormat"] for t in burn["targets"]] == ["{{slo_window}}", "{{slo_window}} (slices)"]
+    # On top, one summary row: each stat panel has a tile per SLO.
+    summary = ["SLOs at a glance", "Alert tiers firing", "Firing since", "Error budget remaining", "Burn rate now"]
+    assert titles[:5] == summary
+    for p in panels[1:5]:
+        (target,) = p["targets"]
+        assert target["legendFormat"].startswith("{{slo_name}}")
+        for slo in slos:
+            assert slo.name.replace("-", "") in target["expr"].replace("-", ""), (p["title"], slo.name)
+    # Every rate() target's min step is the export interval variable, whose default is the SDK's 60 s.
+    rated = [t for p in panels for t in p.get("targets", []) if "$__rate_interval" in t["expr"]]
+    assert len(rated) == 14 and all(t["interval"] == "$export_interval" for t in rated)
+    assert variables["export_interval"]["current"]["value"] == "1m"
+    assert json.loads(dashboard_json(slos, export_interval=2.5))["templating"]["list"][-1]["current"]["value"] == (
+        "2500ms"
+    )
     # Without SLOs: the model panels and one table of every SLO's budget.
     plain = json.loads(dashboard_json(None))
     assert [p["title"] for p in plain["panels"]][-2:] == ["SLOs", "Error budget remaining"]
@@ -96,7 +112,9 @@ def test_every_query_runs_on_a_real_prometheus(tmp_path):
         for title, expr in empty:
             assert "ml_feedback_total" in expr or "-p95" in expr, (title, expr)
         # The variables' label_values() series exist and carry the labels.
-        for variable in json.loads(dashboard_json(slos))["templating"]["list"][1:]:
+        for variable in json.loads(dashboard_json(slos))["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
             definition = substitute(variable["definition"])
             selector, label = definition.removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
             url = f"{prom.url}/api/v1/series?{urllib.parse.urlencode({'match[]': selector})}"
@@ -104,3 +122,15 @@ def test_every_query_runs_on_a_real_prometheus(tmp_path):
                 series = json.load(resp)["data"]
             values = {s.get(label) for s in series} - {None}
             assert values == ({"burning", "recovered", "quiet"} if label == "ml_model_name" else {"3"}), values
+
+
+def test_an_slo_runbook_is_a_link_on_its_alert_panel():
+    first, second = stack_slos()[:2]
+    url = "https://runbooks.example.com/fraud#latency"
+    board = json.loads(dashboard_json([dataclasses.replace(first, runbook=url), second]))
+    panels = board["panels"]
+    titles = [p["title"] for p in panels]
+    for slo, expected in ((first, [url]), (second, [])):
+        row = titles.index(f"SLO {slo.name}")
+        links = [link["url"] for p in panels[row + 1 : row + 5] for link in p.get("links", [])]
+        assert links == expected, (slo.name, links)

@@ -3,12 +3,14 @@ and the exported telemetry checked against what the traffic generator saw; then 
 
 The servers export to a file (modelotel's embedded default). Every count is compared exactly with the
 client's own record: requests sent, failures, predicted labels, feedback correctness, and the OOD outliers,
-recomputed from the rows sent with the same scorer.
+recomputed from the rows sent with the same scorer. So is each server's log: its startup lines, and the
+totals it logs at shutdown.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -90,7 +92,34 @@ class Telemetry:
         return total
 
 
-def run_server(kind: str, tmp_path: Path, cache: Path) -> tuple[traffic.TrafficResult, Telemetry, list[str]]:
+def served_totals(log: str) -> dict[str, tuple[int, dict[str, int]]]:
+    """The shutdown line's ``served predict 160, 9 failed (500 x9); feedback 130``: {op: (calls, {status: n})}."""
+    (line,) = [line for line in log.splitlines() if " after " in line and ": served " in line]
+    totals = {}
+    for part in line.split(": served ", 1)[1].split("; "):
+        m = re.fullmatch(r"(\w+) ([\d,]+)(?:, ([\d,]+) failed \((.*)\))?", part)
+        assert m, part
+        by_status = {}
+        for item in (m.group(4) or "").split(", ") if m.group(4) else []:
+            status, n = item.rsplit(" x", 1)
+            by_status[status] = int(n.replace(",", ""))
+        assert sum(by_status.values()) == int((m.group(3) or "0").replace(",", ""))
+        totals[m.group(1)] = (int(m.group(2).replace(",", "")), by_status)
+    return totals
+
+
+def check_server_log(log: str, port: int | None, telemetry: str) -> None:
+    """What an operator reads: the model, where telemetry goes (``telemetry``: the start of that line's text), the
+    address (``port``; None: any); then the stop and the final export."""
+    assert re.search(r"model fraud v1 (loaded from|trained in) .*\(12 features; OOD threshold", log), log
+    assert f"telemetry: {telemetry}" in log, log
+    port_pattern = r"\d+" if port is None else str(port)
+    assert re.search(rf"(listening on|Uvicorn running on) (http://)?127\.0\.0\.1:{port_pattern}\b", log), log
+    assert re.search(r"stopping \(SIGTERM\) after [\d.]+ s: served ", log), log
+    assert re.search(r"stopped: final telemetry export ok in [\d.]+ s", log), log
+
+
+def run_server(kind: str, tmp_path: Path, cache: Path) -> tuple[traffic.TrafficResult, Telemetry, list[str], str]:
     telemetry = tmp_path / "telemetry.jsonl"
     port = free_port()
     args = [sys.executable, str(EXAMPLES / f"{kind}_server.py"), "--port", str(port), "--allow-faults"]
@@ -112,12 +141,13 @@ def run_server(kind: str, tmp_path: Path, cache: Path) -> tuple[traffic.TrafficR
     log = (tmp_path / "server.log").read_text(errors="replace")
     assert code in (0, -15), f"{kind} server exited with {code}:\n{log[-3000:]}"  # uvicorn re-raises SIGTERM
     assert "Traceback" not in log, log[-3000:]
-    return result, Telemetry(telemetry), lines
+    check_server_log(log, port, f"OTLP JSON lines appended to {telemetry} every 0.5 s; spans off")
+    return result, Telemetry(telemetry), lines, log
 
 
 @pytest.mark.parametrize("kind", ["fastapi", "flask", "grpc"])
 def test_server_telemetry_matches_the_traffic(kind, tmp_path, model_cache):
-    result, telemetry, lines = run_server(kind, tmp_path, model_cache)
+    result, telemetry, lines, log = run_server(kind, tmp_path, model_cache)
     model = fraud_model.load_model(fraud_model.cache_dir(model_cache))  # the one the servers loaded
     requests = result.requests
     ok = [r for r in requests if r.ok]
@@ -162,6 +192,13 @@ def test_server_telemetry_matches_the_traffic(kind, tmp_path, model_cache):
     assert statuses[bad] == len(failed)
     assert telemetry.count(metric) == len(requests) + len(feedback_sent)  # nothing else: no /healthz, no admin
 
+    # the server's log: the totals it logged at shutdown are the client's, and a summary, not a line per request
+    assert served_totals(log) == {
+        "predict": (len(requests), {bad: len(failed)}),
+        "feedback": (len(feedback_sent), {}),
+    }
+    assert len(log.splitlines()) <= 25 < len(requests), log
+
     # predictions, confidences, feature distributions: one per row of every successful call
     rows = sum(len(r.rows) for r in ok)
     labels = Counter(label for r in ok for label in r.labels)
@@ -192,6 +229,48 @@ def test_server_telemetry_matches_the_traffic(kind, tmp_path, model_cache):
     assert outliers["normal"] + outliers["slow"] + outliers["errors"] <= 0.2 * clean_rows
 
 
+def test_the_synthetic_payments_are_what_fraud_model_documents():
+    """The generator's columns keep their documented relations, it is deterministic, and the model trained on it
+    tells the demo's story: ~95% right on unseen payments, ~80% with the amounts in cents, ~5% of clean rows
+    flagged out of distribution and every row in cents."""
+    X, y = fraud_model.transactions(5000, seed=3)
+    again, y_again = fraud_model.transactions(5000, seed=3)
+    assert np.array_equal(X, again) and np.array_equal(y, y_again)
+    col = {name: X[:, i] for i, name in enumerate(fraud_model.FEATURE_NAMES)}
+    assert X.shape == (5000, 12) and set(np.unique(y)) == {0, 1}
+    assert np.array_equal(col["amount_usd"], np.round(col["amount_usd"], 2)) and col["amount_usd"].min() > 0
+    assert np.allclose(col["amount_to_avg_ratio"], col["amount_usd"] / col["avg_amount_30d_usd"])
+    for name in ("hour_of_day", "account_age_days", "txns_last_1h", "txns_last_24h", "failed_logins_24h"):
+        assert np.array_equal(col[name], np.floor(col[name])), name
+    assert col["hour_of_day"].min() >= 0 and col["hour_of_day"].max() <= 23
+    assert (col["txns_last_24h"] >= col["txns_last_1h"]).all()
+    for name in ("card_present", "foreign_merchant"):
+        assert set(np.unique(col[name])) == {0.0, 1.0}, name
+    assert ((col["merchant_risk_score"] > 0) & (col["merchant_risk_score"] < 1)).all()
+    assert 0.2 <= y.mean() <= 0.3  # the docstring's "about 25%"
+
+    data = fraud_model.dataset()
+    assert 0.2 <= data.fraud_share <= 0.3
+    assert len(data.train.y) + len(data.holdout.y) + len(data.serve.y) == fraud_model.N_ROWS
+    model = fraud_model.train(data)
+    serve = data.serve.X
+    cents = traffic.drift(serve, data.feature_names)
+    amounts = [data.feature_names.index(name) for name in fraud_model.AMOUNT_FEATURES]
+    assert np.array_equal(cents[:, amounts], serve[:, amounts] * 100)
+    assert np.array_equal(np.delete(cents, amounts, axis=1), np.delete(serve, amounts, axis=1))
+
+    def accuracy(rows: np.ndarray) -> float:
+        return float(np.mean(model.predict_proba(rows).argmax(axis=1) == data.serve.y))
+
+    def ood_rate(rows: np.ndarray) -> float:
+        return float(np.mean(model.ood.score(rows) > model.ood.threshold))
+
+    assert 0.93 <= accuracy(serve) <= 0.97
+    assert 0.75 <= accuracy(cents) <= 0.85
+    assert 0.02 <= ood_rate(serve) <= 0.10
+    assert ood_rate(cents) >= 0.95
+
+
 def test_fault_injection_is_refused_without_the_flag(tmp_path, model_cache):
     port = free_port()
     args = [sys.executable, str(EXAMPLES / "flask_server.py"), "--port", str(port)]
@@ -200,8 +279,8 @@ def test_fault_injection_is_refused_without_the_flag(tmp_path, model_cache):
         traffic.wait_healthy(client, timeout=60, alive=lambda: server.proc.poll() is None)
         ok, status, body = client.call("mode", {"error_rate": 1})
         assert (ok, status) == (False, "403") and "--allow-faults" in body["error"]
-        ok, status, body = client.call("predict", {"rows": [[1.0] * 29]})
-        assert (ok, status) == (False, "422") and "30 numbers" in body["error"]
+        ok, status, body = client.call("predict", {"rows": [[1.0] * 11]})
+        assert (ok, status) == (False, "422") and "12 numbers" in body["error"]
         ok, status, body = client.call("feedback", {"prediction_id": "0" * 32, "labels": ["fraud"]})
         assert (ok, status, body) == (False, "404", {"matched": False})
 
@@ -212,6 +291,14 @@ def run_demo(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.Comp
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
+
+
+def section_lines(stdout: str, after: str, before: str) -> list[str]:
+    """The lines between the one starting with ``after`` and the next one starting with ``before``."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(after))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(before))
+    return lines[start + 1 : end]
 
 
 def section(stdout: str, title: str) -> str:
@@ -225,7 +312,7 @@ def demo_env(cache: Path, **extra: str) -> dict[str, str]:
     return {**env, "MODELOTEL_EXAMPLES_CACHE": str(cache), **extra}
 
 
-def check_demo_output(proc: subprocess.CompletedProcess, out: Path) -> None:
+def check_demo_output(proc: subprocess.CompletedProcess, out: Path, telemetry: str) -> None:
     """The slow period fails the latency SLO with a page while inputs are clean; the drift fails the OOD SLO."""
     stdout = proc.stdout
     slow = section(stdout, "SLOs at the end of the slow period").splitlines()
@@ -241,11 +328,19 @@ def check_demo_output(proc: subprocess.CompletedProcess, out: Path) -> None:
     for name in ("telemetry.jsonl", "report.html"):
         assert (out / name).stat().st_size > 0, name
     assert "Traceback" not in proc.stderr
+    # "server.log  the server's output": it says what started, where telemetry went, and what was flushed at the end
+    log = (out / "server.log").read_text()
+    check_server_log(log, None, telemetry)  # the demo picked the port
+    served = served_totals(log)
+    traffic_lines = section_lines(stdout, "traffic for", "feedback ")
+    requests_sent = sum(int(re.search(r"(\d+) requests", line).group(1)) for line in traffic_lines)
+    assert served["predict"][0] == requests_sent, (served, traffic_lines)
 
 
 def test_demo_end_to_end(tmp_path, model_cache):
     proc = run_demo(tmp_path, "--duration", "6", "--no-collector", env=demo_env(model_cache))
-    check_demo_output(proc, tmp_path / "demo")
+    out = tmp_path / "demo"
+    check_demo_output(proc, out, f"OTLP JSON lines appended to {out / 'telemetry.jsonl'} every 1 s; spans off")
     assert "modelotel's file exporter" in proc.stdout
 
 
@@ -253,7 +348,7 @@ def test_demo_end_to_end(tmp_path, model_cache):
 def test_demo_through_the_collector(tmp_path, model_cache):
     env = demo_env(model_cache, MODELOTEL_OTELCOL=otelcol())
     proc = run_demo(tmp_path, "--server", "grpc", "--duration", "6", "--traces", env=env)
-    check_demo_output(proc, tmp_path / "demo")
+    check_demo_output(proc, tmp_path / "demo", "OTLP/grpc to http://127.0.0.1:")  # the collector
     assert "OTLP -> collector" in proc.stdout
     spans = sum('"resourceSpans"' in line for line in (tmp_path / "demo" / "telemetry.jsonl").open())
     assert spans > 0  # --traces: the collector's file exporter got the spans too

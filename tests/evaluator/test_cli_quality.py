@@ -142,6 +142,26 @@ def test_compare_rolls_back_the_slow_failing_canary(telemetry):
     assert doc["candidate"]["calls"] == 600 and doc["baseline"]["calls"] == 400 + 1600 + 1500
     failed = {c["name"] for c in doc["checks"] if c["status"] == "fail"}
     assert "error ratio" in failed and any(name.startswith("latency") for name in failed)
+    # the text: every check on its line with its detail wrapped to the terminal, each failing one under the verdict
+    text = subprocess.run(
+        [sys.executable, "-m", "modelotel", "compare", "--data", str(telemetry), "--baseline", "version=1"]
+        + ["--candidate", "version=2", "--min-calls", "300"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "72"},
+    )
+    assert text.returncode == 1, text.stderr
+    lines = text.stdout.splitlines()
+    assert max(map(len, lines)) <= 72, text.stdout
+    for c in doc["checks"]:
+        (head,) = [line for line in lines if re.match(rf"^  {c['status']} +{re.escape(c['name'])} ", line)]
+        start = lines.index(head)
+        shown = " ".join(line.strip() for line in lines[start : start + 4])
+        assert " ".join(c["detail"].split()[:3]) in shown  # the detail follows its check, wrapped
+    gating_failed = [c["name"] for c in doc["checks"] if c["gating"] and c["status"] == "fail"]
+    verdict = lines.index(f"verdict: ROLLBACK: {len(gating_failed)} gating checks failed")
+    assert lines[verdict + 1 : verdict + 1 + len(gating_failed)] == [f"  - {name}" for name in gating_failed]
     # too little data: inconclusive, exit 2
     few = run(
         "compare",

@@ -14,7 +14,7 @@ import re
 import modelotel.config as config
 
 SDK = pathlib.Path(__file__).resolve().parents[2] / "sdk" / "modelotel"
-OUTSIDE = ("evaluator", "cli.py", "__main__.py")
+OUTSIDE = ("evaluator", "cli", "__main__.py")
 
 ENV_NAME = re.compile(r"^(MODELOTEL|OTEL)_[A-Z0-9_]+$")
 ATTRIBUTE_KEY = re.compile(r"^(ml|http|rpc|url|network|server|client|user_agent|exception|service|error)\.[a-z_.]+$")

@@ -173,7 +173,24 @@ def _pct(x: float | None, digits: int = 3) -> str:
 
 
 def _burn(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}x"
+    """A burn rate in three significant figures at most: ``0.37x``, ``20.0x``, ``1900x``."""
+    if x is None:
+        return "-"
+    return f"{x:.2f}x" if x < 10 else f"{x:.1f}x" if x < 100 else f"{x:.0f}x"
+
+
+TABLE_BURN_WINDOWS = 4  # windows shown in the table's burn column; the JSON has every one
+
+
+def burn_cell(r: SLOResult) -> str:
+    """The burn rates of an SLO's alert windows, each named (``10s 0.00x · 1m 20.0x · 5m 20.0x``), shortest first:
+    every window when there are at most TABLE_BURN_WINDOWS, else the shortest, the first tier's long window (the
+    one the time to exhaustion uses) and the longest. Each window once, whichever tiers share it."""
+    windows = sorted({w for tier in r.slo.alert_tiers for w in (tier.long_window, tier.short_window)})
+    if len(windows) > TABLE_BURN_WINDOWS:
+        windows = sorted({windows[0], r.slo.alert_tiers[0].long_window, windows[-1]})
+    shown = [(format_duration(w), r.burn_rates.get(format_duration(w))) for w in windows]
+    return " · ".join(f"{name} {_burn(rate)}" for name, rate in shown) or "-"
 
 
 def _human_seconds(s: float | None) -> str:
@@ -185,12 +202,12 @@ def _human_seconds(s: float | None) -> str:
     return f"{s:.0f}s"
 
 
-def to_table(ev: Evaluation) -> str:
-    headers = ["SLO", "status", "SLI", "objective", "events", "budget left", "burn (short..long)", "alerts"]
+def to_table(ev: Evaluation, verbose: bool = False) -> str:
+    """The table of SLOs, then a line per thing to know (estimates, budgets, notes, inputs: ``input_notes``)."""
+    headers = ["SLO", "status", "SLI", "objective", "events", "budget left", "burn rate by window", "alerts"]
     rows = []
     for r in ev.results:
-        burns = [v for k, v in r.burn_rates.items() if not k.startswith("window")]
-        burn_text = " ".join(_burn(v) for v in burns[:2] + burns[-1:]) if burns else "-"
+        burn_text = burn_cell(r)
         firing = ",".join(a.name for a in r.alerts if a.firing) or "-"
         sli = _pct(r.sli)
         if r.sli_lower is not None and r.sli_upper is not None and r.sli_upper - r.sli_lower > 5e-6:
@@ -209,10 +226,10 @@ def to_table(ev: Evaluation) -> str:
         )
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = [
-        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
         "  ".join("-" * w for w in widths),
     ]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append("")
     lines.append(f"evaluated at {iso(ev.at)}")
     for r, estimate in zip(ev.results, _estimates(ev), strict=True):
@@ -244,7 +261,34 @@ def to_table(ev: Evaluation) -> str:
             lines.append(f"  {r.slo.name}: {r.status.upper()}: {r.reason}")
         for note in r.notes:
             lines.append(f"  {r.slo.name}: note: {note}")
-    for rep in ev.reports:
+    lines += input_notes(ev.reports, verbose=verbose)
+    return "\n".join(lines)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+SIGNAL_WORDS = {"traces": "span", "logs": "log", "profiles": "profile"}  # the signals a metrics reader skips
+
+
+def input_notes(reports: list[ReadReport], verbose: bool = False) -> list[str]:
+    """What the inputs held besides usable metrics, one line each: corrupt and foreign lines, unusable, duplicate
+    and baseline-only points always; with ``verbose`` also what was read, and the lines of other signals (spans and
+    logs of the collector's file route: expected there, skipped without being decoded, so quiet by default)."""
+    lines = []
+    for rep in reports:
+        if verbose:
+            lines.append(
+                f"input {rep.source}: {rep.bytes_read:,} bytes, {_count(rep.lines, 'line')}, "
+                f"{_count(rep.points, 'point')} of the metrics asked for, {_count(rep.deltas, 'increment')}"
+            )
+            if rep.signal_lines:
+                kinds = ", ".join(
+                    _count(n, SIGNAL_WORDS.get(signal, signal) + " line")
+                    for signal, n in sorted(rep.signal_lines.items(), key=lambda kv: list(SIGNAL_WORDS).index(kv[0]))
+                )
+                lines.append(f"input {rep.source}: {kinds} (other signals: not metrics, skipped)")
         issues = rep.corrupt_lines + rep.foreign_lines + rep.bad_points
         if issues:
             lines.append(
@@ -267,8 +311,4 @@ def to_table(ev: Evaluation) -> str:
                 f"input {rep.source}: {_count(rep.shared_series, 'point')} of series that several processes "
                 "write at once (set service.instance.id), or of inputs out of time order: each counted once"
             )
-    return "\n".join(lines)
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}" + ("" if n == 1 else "s")
+    return lines

@@ -1,6 +1,6 @@
 """``modelotel serve``'s options: their defaults, the ``Options`` the service runs with, and ``parse_options``,
 which checks the values as given on the command line (ports, durations, sizes, the state directory) and raises
-``ServeError`` naming the flag of the first unusable one. The flags themselves are the CLI's (cli.py)."""
+``ServeError`` naming the flag of the first unusable one. The flags themselves are the CLI's (cli/serve.py)."""
 
 from __future__ import annotations
 
