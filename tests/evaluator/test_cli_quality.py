@@ -21,11 +21,13 @@ import pytest
 
 from collector_support import require_binary
 
+LONG = "amount_to_average_ratio_30d"
 APP = textwrap.dedent(
     """
     import sys, time
     import numpy as np
     import modelotel
+    LONG = "amount_to_average_ratio_30d"  # a name longer than any fixed column
     from modelotel.ood import MahalanobisScorer
 
     rng = np.random.default_rng(7)
@@ -33,8 +35,8 @@ APP = textwrap.dedent(
     modelotel.configure(service_name="quality", exporter="file", path=sys.argv[1], export_interval=0.2)
 
     def make(version, delay, fail_every):
-        @modelotel.instrument_model(name="fraud", version=version, ood=scorer, feature_names=["a", "b", "c", "d"],
-                                    numeric_features=["a", "b"])
+        @modelotel.instrument_model(name="fraud", version=version, ood=scorer, feature_names=["a", LONG, "c", "d"],
+                                    numeric_features=["a", LONG])
         def predict(x, i):
             if delay:
                 time.sleep(delay)
@@ -100,7 +102,7 @@ def test_drift_detects_the_shift_and_not_the_baseline(telemetry):
     assert shifted.returncode == 1, shifted.stderr
     doc = json.loads(shifted.stdout)
     by_signal = {s["signal"]: s for s in doc["signals"] if s["model"] == "fraud"}
-    for signal in ("feature:a", "feature:b", "ood_score"):
+    for signal in ("feature:a", f"feature:{LONG}", "ood_score"):
         assert by_signal[signal]["psi_tier"] == "significant", by_signal[signal]
         assert by_signal[signal]["drifted"]["psi"]
     # the same range against itself says nothing about drift: inconclusive (exit 2) with the reason, never
@@ -120,6 +122,17 @@ def test_drift_detects_the_shift_and_not_the_baseline(telemetry):
     )
     assert same.returncode == 2, same.stdout + same.stderr
     assert "INCONCLUSIVE" in same.stderr and "overlap" in same.stderr and not same.stdout
+
+
+def test_drift_table_columns_line_up_with_long_names(telemetry):
+    table = run("drift", "--data", str(telemetry), "--current", "last:1s", "--resolution", "0.2")
+    lines = table.stdout.splitlines()
+    assert any(f"feature:{LONG}" in line for line in lines), table.stdout
+    rows = [lines[0]] + [line for line in lines[1:] if line.startswith("fraud ")]
+    assert len(rows) >= 4, table.stdout
+    end = rows[0].index("ref n") + len("ref n")  # right-aligned numbers end under their header
+    for row in rows[1:]:
+        assert row[end - 1].isdigit() and row[end] == " ", (row, rows[0])
 
 
 def test_compare_rolls_back_the_slow_failing_canary(telemetry):

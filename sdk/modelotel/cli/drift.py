@@ -55,16 +55,19 @@ def _drift_json(rows, reference, current, data_driven: bool) -> str:
 def _drift_table(rows, data_driven: bool) -> str:
     from ..evaluator.quality.signals import drifted_by
 
+    mw = max([len("model")] + [len(r.model) for r in rows])  # columns as wide as their longest name
+    sw = max([len("signal")] + [len(r.signal) for r in rows])
     lines = [
-        f"{'model':<12} {'signal':<22} {'ref n':>8} {'cur n':>8} {'PSI':>7} {'KS':>7} {'JS':>7} {'Hell.':>7}  drifted"
+        f"{'model':<{mw}}  {'signal':<{sw}} {'ref n':>8} {'cur n':>8} {'PSI':>7} {'KS':>7} {'JS':>7} {'Hell.':>7}  "
+        "drifted"
     ]
     for r in rows:
         d = r.result
         ks = "-" if d.ks is None else f"{d.ks.statistic:.3f}"
         drifted = ",".join(k for k in d.values() if drifted_by(d, k, data_driven)) or "-"
         lines.append(
-            f"{r.model:<12} {r.signal:<22} {r.reference_count:>8,.0f} {r.current_count:>8,.0f} {d.psi.value:>7.3f} "
-            f"{ks:>7} {d.js:>7.3f} {d.hellinger:>7.3f}  {drifted}"
+            f"{r.model:<{mw}}  {r.signal:<{sw}} {r.reference_count:>8,.0f} {r.current_count:>8,.0f} "
+            f"{d.psi.value:>7.3f} {ks:>7} {d.js:>7.3f} {d.hellinger:>7.3f}  {drifted}"
         )
     return "\n".join(lines)
 

@@ -82,10 +82,11 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     else:
         for model, f in docs:
             print(f"model {model}")
-            print(f"  {'group':<16} {'feedback':>9} {'accuracy':>9} {'sel.rate':>9} {'TPR':>7} {'FPR':>7}")
+            gw = max([16] + [len(g.group) for g in f.groups])  # as wide as the longest group name
+            print(f"  {'group':<{gw}} {'feedback':>9} {'accuracy':>9} {'sel.rate':>9} {'TPR':>7} {'FPR':>7}")
             for g in f.groups:
                 print(
-                    f"  {g.group:<16} {g.counts.feedback:>9,.0f} {_rate(g.accuracy):>9} {_rate(g.selection_rate):>9} "
+                    f"  {g.group:<{gw}} {g.counts.feedback:>9,.0f} {_rate(g.accuracy):>9} {_rate(g.selection_rate):>9} "
                     f"{_rate(g.tpr):>7} {_rate(g.fpr):>7}"
                 )
             print(

@@ -128,7 +128,7 @@ def _slo_table(lines: list[SummaryLine]) -> str:
             f"<td>{_pct(r.slo.objective)}</td><td>{r.events:,.0f}</td><td>{remaining}</td>"
             f"<td>{escape(firing)}</td><td>{escape(r.reason)}{reason}</td></tr>"
         )
-    return '<div class="scroll"><table>' + "".join(rows) + "</table></div>"
+    return '<div class="scroll"><table class="text-2 text-7 text-8">' + "".join(rows) + "</table></div>"
 
 
 def _remaining(sli: float | None, objective: float) -> float | None:
@@ -240,8 +240,8 @@ def _drift_section(rows: Sequence[DriftRow], reference: tuple[float, float], cur
         "Hellinger from exported sketches; a statistic is flagged beyond its fixed threshold.</p>"
     )
     table = [
-        '<div class="scroll"><table><tr><th>model</th><th>signal</th><th>reference n</th><th>current n</th>'
-        "<th>PSI</th>"
+        '<div class="scroll"><table class="text-2 text-9"><tr><th>model</th><th>signal</th><th>reference n</th>'
+        "<th>current n</th><th>PSI</th>"
         "<th>KS</th><th>JS</th><th>Hellinger</th><th>drifted by</th></tr>"
     ]
     for row in rows:

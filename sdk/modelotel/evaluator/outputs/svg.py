@@ -291,7 +291,9 @@ h1{font-size:22px;margin:4px 0}h2{font-size:18px;margin-top:28px;border-bottom:1
 h3{font-size:15px;margin:18px 0 4px}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}.pass{background:#e6f4ea}.fail{background:#fce8e6}
+td:first-child,th:first-child,.text-2 :is(td,th):nth-child(2),.text-7 :is(td,th):nth-child(7),
+.text-8 :is(td,th):nth-child(8),.text-9 :is(td,th):nth-child(9){text-align:left}
+.pass{background:#e6f4ea}.fail{background:#fce8e6}
 .inconclusive,.no_match,.invalid{background:#fef7e0}
 figure{margin:10px 0 18px;width:100%}figcaption{font-weight:600;margin-bottom:2px}
 .legend{display:flex;flex-wrap:wrap;gap:2px 16px;font-size:12px;margin:2px 0 4px}
