@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 LINEAR_MANTISSAS = (1.0, 2.0, 2.5, 5.0, 10.0)
+MIN_STEP = 1e-290  # a tenth of it and its multiples stay normal floats (the smallest normal double is ~2.2e-308)
 LOG_MANTISSAS = (1.0, 2.0, 5.0)
 TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800)
 
@@ -29,6 +30,8 @@ def linear_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     if hi - lo <= 1e-9 * max(abs(lo), abs(hi)):  # equal, or apart by a few ulps: no round step between them
         return [lo]
     raw = (hi - lo) / max(n, 1)
+    if not MIN_STEP <= raw < math.inf:  # subnormal or overflowing: no power of ten to step by
+        return [lo, hi]
     mag = 10.0 ** math.floor(math.log10(raw))
     steps = sorted(m * mag * f for m in LINEAR_MANTISSAS[:-1] for f in (0.1, 1.0, 10.0))
     chosen = next(i for i, s in enumerate(steps) if s >= raw * (1 - 1e-9))
