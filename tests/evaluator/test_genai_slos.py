@@ -115,3 +115,15 @@ def test_model_names_gen_ai_request_model_on_gen_ai_metrics_only(tmp_path):
     )
     with pytest.raises(SpecError, match="threshold"):
         load_slos([str(spec)])
+
+
+def test_failed_streams_are_judged_on_the_request_duration(tmp_path):
+    spec = tmp_path / "slo.yaml"
+    spec.write_text(
+        "slos:\n  - {name: e, metric: gen_ai.server.request.duration, model: m, sli: error_ratio, objective: 0.99}\n"
+    )
+    (slo,) = load_slos([str(spec)])
+    bad = slo.sli.bad
+    assert bad.metric == "gen_ai.server.request.duration" and bad.match == (("gen_ai.request.model", "m"),)
+    conditions = [*bad.filters, *(f for alternative in bad.any_of for f in alternative)]
+    assert "error.type" in bad.present or [(f.key, f.op) for f in conditions] == [("error.type", "ne")], bad

@@ -108,7 +108,29 @@ class Stream:
 
 
 class GenAIStream(Stream):
-    """A stream of a model given ``genai=``: also its output tokens, first token and usage report (``genai``)."""
+    """A stream of a model given ``genai=`` without callables: one item is one token, so the item count and the
+    time to the first item are the token figures, and nothing is added per item."""
+
+    __slots__ = ()
+
+    def token_figures(self) -> tuple[int, int, int | None, bool]:
+        """(output tokens, ns to the first token, reported input tokens, counted)."""
+        return self.items, self.first, None, True
+
+    def finish(self, exc: BaseException | None) -> None:
+        if self.done:
+            return
+        super().finish(exc)
+        try:
+            output, first_token, input_tokens, counted = self.token_figures()
+            error_type = None if exc is None else type(exc).__name__
+            self.inst.genai.streams.append((self.elapsed, first_token, output, input_tokens, error_type, counted))
+        except Exception as inner:
+            SELF.error("genai_finish", inner)
+
+
+class CountedGenAIStream(GenAIStream):
+    """A stream of a model given ``genai=GenAI(tokens=..., usage=...)``: the user's callables count each item."""
 
     __slots__ = ("tokens", "first_token", "input_tokens", "output_tokens", "counted")
 
@@ -143,22 +165,22 @@ class GenAIStream(Stream):
                 self.first_token = perf_counter_ns() - self.t0
             self.tokens += n
 
-    def finish(self, exc: BaseException | None) -> None:
-        if self.done:
-            return
-        super().finish(exc)
-        try:
-            output = self.tokens if self.output_tokens is None else self.output_tokens
-            error_type = None if exc is None else type(exc).__name__
-            row = (self.elapsed, self.first_token, output, self.input_tokens, error_type, self.counted)
-            self.inst.genai.streams.append(row)
-        except Exception as inner:
-            SELF.error("genai_finish", inner)
+    def token_figures(self) -> tuple[int, int, int | None, bool]:
+        output = self.tokens if self.output_tokens is None else self.output_tokens
+        return output, self.first_token, self.input_tokens, self.counted
+
+
+def stream_class(inst: Any) -> type[Stream]:
+    """The bookkeeping a decorated generator's streams need (decided once, at decoration)."""
+    genai = inst.genai
+    if genai is None:
+        return Stream
+    return GenAIStream if genai.tokens is None and genai.usage is None else CountedGenAIStream
 
 
 def gen_wrapper(inst: Any) -> Callable[..., Any]:
     fn = inst.fn
-    new_stream = Stream if inst.genai is None else GenAIStream
+    new_stream = stream_class(inst)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         stream = new_stream(inst, id(getframe()), args, kwargs)
@@ -225,7 +247,7 @@ def gen_wrapper(inst: Any) -> Callable[..., Any]:
 
 def async_gen_wrapper(inst: Any) -> Callable[..., Any]:
     fn = inst.fn
-    new_stream = Stream if inst.genai is None else GenAIStream
+    new_stream = stream_class(inst)
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         stream = new_stream(inst, id(getframe()), args, kwargs)
