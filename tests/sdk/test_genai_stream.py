@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 
 import pytest
@@ -209,3 +210,21 @@ def test_fold_against_an_exact_computation(streams):
         assert p.count == len(values), key
         assert math.isclose(p.sum, math.fsum(values), rel_tol=1e-12, abs_tol=1e-18), key
         assert (p.min, p.max) == (min(values), max(values)), key
+
+
+def test_a_forked_child_exports_none_of_its_parents_streams(memory_exporter):
+    @modelotel.instrument_model("llm-fork", genai=GenAI(provider="vllm"))
+    def generate(n):
+        yield from range(n)
+
+    assert list(generate(3)) == [0, 1, 2]
+    streams = generate.__modelotel__.genai.streams
+    assert len(streams) == 1  # not folded yet
+    pid = os.fork()
+    if pid == 0:  # the child: nothing of the parent's left to export, and its own streams recorded
+        ok = not streams and list(generate(2)) == [0, 1] and len(streams) == 1
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    modelotel.force_flush()
+    assert total_count(_points(memory_exporter, TTFT, **{conv.MODEL_NAME: "llm-fork"})) == 1

@@ -112,6 +112,10 @@ class GenAIBuffers:
         self.usage = genai.usage
         self.streams: list[tuple[int, int, int, int | None, str | None, bool]] = []
 
+    def clear(self) -> None:
+        """Forget the streams not folded yet (a forked child exports nothing of its parent's)."""
+        del self.streams[:]
+
     def fold(self, rec: SeriesSink) -> None:
         rows = drain(self.streams)
         if not rows:
