@@ -53,11 +53,22 @@ def _build() -> dict[str, type]:
     )
     _message(
         fd,
+        "InferInputTensor",
+        [
+            ("name", 1, _F.TYPE_STRING, False),
+            ("datatype", 2, _F.TYPE_STRING, False),
+            ("shape", 3, _F.TYPE_INT64, True),
+            ("contents", 5, _F.TYPE_MESSAGE, False, ".inference.InferTensorContents"),
+        ],
+    )
+    _message(
+        fd,
         "ModelInferRequest",
         [
             ("model_name", 1, _F.TYPE_STRING, False),
             ("model_version", 2, _F.TYPE_STRING, False),
             ("id", 3, _F.TYPE_STRING, False),
+            ("inputs", 5, _F.TYPE_MESSAGE, True, ".inference.InferInputTensor"),
         ],
     )
     _message(
@@ -76,12 +87,19 @@ def _build() -> dict[str, type]:
     del file
     return {
         name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"inference.{name}"))
-        for name in ("InferTensorContents", "InferOutputTensor", "ModelInferRequest", "ModelInferResponse")
+        for name in (
+            "InferTensorContents",
+            "InferInputTensor",
+            "InferOutputTensor",
+            "ModelInferRequest",
+            "ModelInferResponse",
+        )
     }
 
 
 _CLASSES = _build()
 InferTensorContents = _CLASSES["InferTensorContents"]
+InferInputTensor = _CLASSES["InferInputTensor"]
 InferOutputTensor = _CLASSES["InferOutputTensor"]
 ModelInferRequest = _CLASSES["ModelInferRequest"]
 ModelInferResponse = _CLASSES["ModelInferResponse"]

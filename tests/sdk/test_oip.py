@@ -11,7 +11,6 @@ import threading
 import grpc
 import httpx
 import numpy as np
-import oip_messages as pb
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
@@ -31,6 +30,7 @@ from modelotel.integrations.oip import (
     rest_tensor,
 )
 
+import oip_messages as pb
 from collector_support import wait_for
 from conftest import MemoryMetricExporter, total_count
 
