@@ -185,6 +185,9 @@ def test_mlserver_two_models_rest_and_grpc(tmp_path):
         with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as client:
             for _ in range(4):
                 assert client.post("/v2/models/iris/versions/1/infer", json=rest_request(3)).status_code == 200
+            # a response large enough for MLServer's GZip middleware: modelotel reads it before compression
+            big = client.post("/v2/models/iris/versions/1/infer", json=rest_request(60))
+            assert big.status_code == 200 and big.headers.get("content-encoding") == "gzip"
             for _ in range(2):
                 assert client.post("/v2/models/iris/versions/2/infer", json=rest_request(3)).status_code == 200
             for _ in range(3):
@@ -192,11 +195,11 @@ def test_mlserver_two_models_rest_and_grpc(tmp_path):
             assert client.post("/v2/models/nope/infer", json=rest_request(1)).status_code == 404
         grpc_infer(grpc_port, [("iris", "2", 3)] * 3 + [("lang", "", 3)] * 5)
 
-        want = {("iris", "1", None): 4, ("iris", "2", None): 5, ("lang", "unknown", None): 8}
+        want = {("iris", "1", None): 5, ("iris", "2", None): 5, ("lang", "unknown", None): 8}
         data = wait_counts(out, conv.INFERENCE_DURATION, (NAME, VERSION, ERR), want, proc)
         preds = counts(data, conv.PREDICTIONS, NAME, VERSION, LABEL)
         for label in ("setosa", "virginica", "versicolor"):
-            assert preds[("iris", "1", label)] == 4
+            assert preds[("iris", "1", label)] == 4 + 20
             assert preds[("iris", "2", label)] == 5
         # lang's labels are declared: exported
         assert (
@@ -209,7 +212,7 @@ def test_mlserver_two_models_rest_and_grpc(tmp_path):
         # MLServer's own Prometheus metrics count the same calls (docs/integrations.md relates the two)
         text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
         success = "model_infer_request_success_total"
-        assert prometheus_value(text, success, 'model="iris",version="1"') == 4
+        assert prometheus_value(text, success, 'model="iris",version="1"') == 5
         assert prometheus_value(text, success, 'model="iris",version="2"') == 5
         # a model without a version is two series there, by protocol: "None" (REST) and "" (gRPC); one here
         assert prometheus_value(text, success, 'model="lang",version="None"') == 3

@@ -23,11 +23,11 @@ from modelotel import conventions as conv
 from modelotel.extract import SUM_TOLERANCE
 from modelotel.integrations.oip import (
     GRPC_MODEL_INFER,
+    GrpcResponse,
     OipMiddleware,
     OipModels,
-    grpc_tensor,
+    RestResponse,
     oip_aio_server_interceptor,
-    rest_tensor,
 )
 
 import oip_messages as pb
@@ -243,10 +243,15 @@ def test_grpc_interceptor_two_models_exact_counts(exporter):
     assert total_count(dropped, **{conv.DROP_REASON: "oip_model_not_found"}) == 1
 
 
+def rest(*outputs) -> RestResponse:
+    """A REST response body, as bytes, with these outputs."""
+    return RestResponse(json.dumps({"outputs": list(outputs)}).encode())
+
+
 def test_model_limit_is_a_counted_drop(exporter):
     models = OipModels(max_models=2)
     for i in range(5):
-        models.record(f"m{i}", "1", 1000, lambda: [rest_tensor({"shape": [1], "datatype": "FP32", "data": [1.0]})])
+        models.record(f"m{i}", "1", 1000, rest({"shape": [1], "datatype": "FP32", "data": [1.0]}))
     durations = _flushed(exporter, conv.INFERENCE_DURATION)
     assert sorted(p.attributes[NAME] for p in durations) == ["m0", "m1"]
     assert total_count(exporter.last_points(conv.DROPPED), **{conv.DROP_REASON: "oip_model_limit"}) == 3
@@ -278,12 +283,12 @@ def test_confidence_and_labels_equal_numpy(m, datatype, grpc_wire):
             out = pb.InferOutputTensor(
                 datatype=datatype, shape=list(rows.shape), contents=pb.InferTensorContents(**{field: rows.ravel()})
             )
-            tensor = grpc_tensor(pb.ModelInferResponse(outputs=[out]).outputs[0], None)
-        else:
-            tensor = rest_tensor(
-                json.loads(json.dumps({"shape": list(rows.shape), "datatype": datatype, "data": rows.ravel().tolist()}))
+            response = GrpcResponse(
+                pb.ModelInferResponse.FromString(pb.ModelInferResponse(outputs=[out]).SerializeToString())
             )
-        OipModels().record("p", "1", 5, lambda: [tensor])
+        else:
+            response = rest({"shape": list(rows.shape), "datatype": datatype, "data": rows.ravel().tolist()})
+        OipModels().record("p", "1", 5, response)
         conf = _flushed(exp, conv.PREDICTION_CONFIDENCE_METRIC)
         preds = exp.last_points(conv.PREDICTIONS)
     finally:
@@ -311,21 +316,67 @@ def test_malformed_outputs_are_counted_not_raised(exporter):
         {"shape": [2, 2], "datatype": "FP32", "data": [[1.0, 2.0], [3.0]]},  # ragged
     ]
     for output in bad:
-        models.record("m", "1", 10, lambda o=output: [rest_tensor(o)])
+        models.record("m", "1", 10, rest(output))
+    models.record("m", "1", 10, RestResponse(b"{not json"))
+    models.record("m", "1", 10, RestResponse(None))  # a body not kept (encoded or oversized)
     truncated = pb.InferOutputTensor(datatype="BYTES", shape=[1])
-    models.record("m", "1", 10, lambda: [grpc_tensor(truncated, b"\x05\x00\x00\x00ab")])
-    models.record("m", "1", 10, lambda: [grpc_tensor(pb.InferOutputTensor(datatype="FP32", shape=[1]), b"abc")])
-    assert total_count(_flushed(exporter, conv.EXTRACT_MISSES), **{NAME: "m"}) == 7
-    assert total_count(exporter.last_points(conv.PREDICTIONS), **{NAME: "m"}) == 7
-    assert total_count(exporter.last_points(conv.INFERENCE_DURATION), **{NAME: "m"}) == 7
+    raw_bytes = pb.ModelInferResponse(outputs=[truncated], raw_output_contents=[b"\x05\x00\x00\x00ab"])
+    raw_fp32 = pb.ModelInferResponse(
+        outputs=[pb.InferOutputTensor(datatype="FP32", shape=[1])], raw_output_contents=[b"abc"]
+    )
+    uneven = pb.ModelInferResponse(outputs=[truncated, truncated], raw_output_contents=[b""])
+    for message in (raw_bytes, raw_fp32, uneven):
+        models.record("m", "1", 10, GrpcResponse(message))
+    assert total_count(_flushed(exporter, conv.EXTRACT_MISSES), **{NAME: "m"}) == 10
+    assert total_count(exporter.last_points(conv.PREDICTIONS), **{NAME: "m"}) == 10
+    assert total_count(exporter.last_points(conv.INFERENCE_DURATION), **{NAME: "m"}) == 10
 
 
 def test_integer_class_ids_and_regression_outputs(exporter):
     models = OipModels(labels={"c": ["no", "yes"]})
-    models.record("c", "1", 10, lambda: [rest_tensor({"shape": [3, 1], "datatype": "INT64", "data": [1, 0, 1]})])
-    models.record("r", "1", 10, lambda: [rest_tensor({"shape": [4], "datatype": "FP32", "data": [0.5, 2, 3, 4]})])
+    models.record("c", "1", 10, rest({"shape": [3, 1], "datatype": "INT64", "data": [1, 0, 1]}))
+    models.record("r", "1", 10, rest({"shape": [4], "datatype": "FP32", "data": [0.5, 2, 3, 4]}))
     preds = _flushed(exporter, conv.PREDICTIONS)
     assert total_count(preds, **{NAME: "c", conv.PREDICTION_LABEL: "yes"}) == 2
     assert total_count(preds, **{NAME: "c", conv.PREDICTION_LABEL: "no"}) == 1
     assert total_count(preds, **{NAME: "r"}) == 4  # a regression: predictions without a label, no miss
     assert total_count(exporter.last_points(conv.EXTRACT_MISSES)) == 0
+
+
+def test_request_path_only_appends_and_pending_is_bounded(exporter, monkeypatch):
+    """The response is parsed at the fold; past MAX_PENDING calls the request path absorbs them (no loss)."""
+    import modelotel.integrations.oip as oip
+
+    monkeypatch.setattr(oip, "MAX_PENDING", 10)
+    models = OipModels(labels={"iris": IRIS})
+    body = {"model_version": "4", "outputs": [{"shape": [1, 3], "datatype": "FP64", "data": [0.1, 0.2, 0.7]}]}
+    for _ in range(25):
+        models.record("iris", None, 10, RestResponse(json.dumps(body).encode()))
+        assert len(models.pending) <= 10
+    assert models.models() == [("iris", "4")]  # absorbed twice on the request path already
+    preds = _flushed(exporter, conv.PREDICTIONS)
+    assert total_count(preds, **{NAME: "iris", VERSION: "4", conv.PREDICTION_LABEL: "virginica"}) == 25
+
+
+def test_gzip_outside_is_read_before_compression_inside_is_a_counted_miss(exporter):
+    """Starlette's GZip middleware rewrites the body message in place: read before passing it on. A middleware
+    that runs outside GZip gets compressed bytes, which it does not inflate: a counted miss, not a wrong label."""
+    from starlette.middleware.gzip import GZipMiddleware
+
+    inner = oip_app()  # OipMiddleware inside GZip (added first: the innermost user middleware)
+    inner.add_middleware(OipMiddleware, labels={"iris": IRIS}, http=False)
+    inner.add_middleware(GZipMiddleware, minimum_size=100)
+    outer = oip_app()  # OipMiddleware outside GZip
+    outer.add_middleware(GZipMiddleware, minimum_size=100)
+    outer.add_middleware(OipMiddleware, labels={"iris": IRIS}, http=False)
+    for app, version in ((inner, "1"), (outer, "2")):
+        with serving(app) as url, httpx.Client(base_url=url) as client:
+            response = client.post(f"/v2/models/iris/versions/{version}/infer", json=_request(30))
+            assert response.status_code == 200 and response.headers["content-encoding"] == "gzip"
+            assert len(response.json()["outputs"][0]["data"]) == 30
+    preds = _flushed(exporter, conv.PREDICTIONS)
+    for label in IRIS:
+        assert total_count(preds, **{NAME: "iris", VERSION: "1", conv.PREDICTION_LABEL: label}) == 10
+    assert total_count(preds, **{NAME: "iris", VERSION: "2"}) == 1  # one unreadable response: one prediction
+    assert total_count(exporter.last_points(conv.EXTRACT_MISSES), **{VERSION: "2"}) == 1
+    assert total_count(exporter.last_points(conv.EXTRACT_MISSES), **{VERSION: "1"}) == 0

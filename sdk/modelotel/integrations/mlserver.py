@@ -1,10 +1,11 @@
 """Seldon MLServer (``mlserver.MLServer``): one call adds modelotel to every model it hosts.
 
 ``modelotel.integrations.mlserver.instrument(server)`` between ``MLServer(settings)`` and ``server.start(...)``:
-the REST app MLServer built gets ``oip.OipMiddleware`` and its gRPC servicer's ``ModelInfer`` is wrapped with
-``oip.instrument_servicer`` (MLServer builds its ``grpc.aio`` server itself; neither takes user middleware or
-interceptors). Both record into one ``oip.OipModels``. Inference may run in MLServer's worker processes
-(``parallel_workers``): the calls are observed in the main process, where the protocol is served.
+the REST app MLServer built gets ``oip.OipMiddleware`` (inside its GZip middleware) and its gRPC servicer's
+``ModelInfer`` is wrapped with ``oip.instrument_servicer`` (MLServer builds its ``grpc.aio`` server itself; its
+settings add no user middleware or interceptors). Both record into one ``oip.OipModels``. Inference may run in
+MLServer's worker processes (``parallel_workers``): the calls are observed in the main process, where the
+protocol is served.
 """
 
 from __future__ import annotations
@@ -44,5 +45,9 @@ def instrument(
         max_models=max_models,
     )
     if not any(getattr(mw, "cls", None) is OipMiddleware for mw in app.user_middleware):
-        app.add_middleware(OipMiddleware, models=models, **http_options)
+        from starlette.middleware import Middleware
+
+        # innermost of the user middleware (add_middleware would make it outermost): inside MLServer's GZip
+        # middleware, so it reads the response before compression (MLServer compresses by default)
+        app.user_middleware.append(Middleware(OipMiddleware, models=models, **http_options))
     return models

@@ -18,7 +18,9 @@ allows:
 - a malformed response (no outputs, data not matching its shape, an unknown datatype, binary-extension data, an
   encoded or oversized body) counts one prediction without a label and one ``modelotel.extract.misses``.
 
-Instrumentation never raises into the server: decoding errors are counted (``modelotel.internal.errors``).
+The request path appends one tuple per call (the REST body's bytes or the gRPC response message); parsing,
+decoding and the choice of series happen on the export thread (``OipModels.fold``). Instrumentation never
+raises into the server: decoding errors are counted (``modelotel.internal.errors``).
 A version the request path does not name is the response's ``model_version``, else ``unknown``. A call the
 server answers "model not found" (404 / NOT_FOUND) makes no series (any client can send any name): it is counted
 in ``modelotel.dropped{reason="oip_model_not_found"}``; at most ``max_models`` (name, version) pairs get series.
@@ -39,15 +41,17 @@ import modelotel.config as config
 import modelotel.conventions as conv
 
 from ..labels import WITHHELD_REASON, LabelPolicy
-from ..metrics.buffers import ModelBuffers
+from ..metrics.buffers import ModelBuffers, drain
 from ..metrics.selftelemetry import SELF
 from ..runtime import STATE, autostart
 
 __all__ = [
     "GRPC_MODEL_INFER",
     "INFER_PATH",
+    "GrpcResponse",
     "OipMiddleware",
     "OipModels",
+    "RestResponse",
     "instrument_servicer",
     "oip_aio_server_interceptor",
 ]
@@ -176,9 +180,63 @@ def grpc_tensor(output: Any, raw: bytes | None) -> Tensor:
     return Tensor(datatype, shape, np.asarray(values, dtype=dtype))
 
 
+class RestResponse:
+    """A REST response body as the request path kept it (bytes); parsed on the export thread."""
+
+    __slots__ = ("body", "_obj")
+
+    def __init__(self, body: bytes | None) -> None:
+        self.body = body
+        self._obj: Any = None
+
+    def _parsed(self) -> Any:
+        if self._obj is None and self.body is not None:
+            try:
+                self._obj = _loads(self.body)
+            except Exception:
+                self._obj = False
+            self.body = None
+        return self._obj
+
+    def version(self) -> str | None:
+        obj = self._parsed()
+        v = obj.get("model_version") if isinstance(obj, dict) else None
+        return str(v) if v not in (None, "") else None
+
+    def tensors(self) -> list[Tensor]:
+        obj = self._parsed()
+        if not isinstance(obj, dict) or not isinstance(obj.get("outputs"), list):
+            raise _Malformed("no outputs")
+        return [rest_tensor(o) for o in obj["outputs"]]
+
+
+class GrpcResponse:
+    """A ``ModelInferResponse`` as the servicer returned it (not copied: servers build a new one per call)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+    def version(self) -> str | None:
+        return str(self.message.model_version) or None
+
+    def tensors(self) -> list[Tensor]:
+        m = self.message
+        raw = list(m.raw_output_contents)
+        if raw and len(raw) != len(m.outputs):
+            raise _Malformed("raw_output_contents and outputs differ in length")
+        return [grpc_tensor(o, raw[i] if raw else None) for i, o in enumerate(m.outputs)]
+
+
+MAX_PENDING = 100_000  # calls kept for the export thread; past this the request path decodes them itself
+
+
 class OipModels:
     """The per-(model, version) buffers of one server, and the rule that turns a response into predictions.
 
+    The request path appends one tuple per call (``record``); the export thread (``fold``, this object is a
+    source of the recorder) parses the responses, picks the series and folds each model's buffers.
     ``labels``: per model name, the class names of its probability columns / class ids, which are also its
     declared labels (BYTES outputs among them are exported). ``free_text_labels``: export any BYTES label
     (scrubbed, capped). ``deployment_role``: of every model (default: MODELOTEL_DEPLOYMENT_ROLE, else primary).
@@ -198,11 +256,70 @@ class OipModels:
         if max_models < 1:
             raise config.ConfigError(f"max_models={max_models!r}: at least 1")
         self.max_models = max_models
+        self.pending: list[tuple[str, str | None, int, Any, str | None]] = []
         self._buffers: dict[tuple[str, str], ModelBuffers] = {}
         self._lock = threading.Lock()
+        STATE.recorder.register(self)
 
-    def buffers(self, name: str, version: str | None) -> ModelBuffers | None:
-        """The buffers of (name, version), made (and registered) on first use; None past ``max_models``."""
+    def record(
+        self,
+        name: str,
+        version: str | None,
+        dt: int,
+        response: RestResponse | GrpcResponse | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """One call of model ``name`` that took ``dt`` ns: its response (None: none) or its ``error_type``.
+        ``version`` None: the response's, else ``unknown``. One append; never raises."""
+        pending = self.pending
+        pending.append((name, version, dt, response, error_type))
+        if len(pending) > MAX_PENDING:  # no export for a long while: do the work here rather than grow
+            self.absorb()
+
+    def models(self) -> list[tuple[str, str]]:
+        """The (name, version) pairs with series so far."""
+        return sorted(self._buffers)
+
+    def fold(self, rec: Any) -> None:
+        """Export thread: the pending calls into their models' buffers, then those buffers into ``rec``."""
+        self.absorb()
+        for b in list(self._buffers.values()):
+            b.fold(rec)
+
+    def clear(self) -> None:
+        """A forked child starts from nothing."""
+        self.pending.clear()
+        for b in list(self._buffers.values()):
+            b.clear()
+
+    def absorb(self) -> None:
+        """Decode the calls recorded so far into their models' buffers. Never raises."""
+        if not STATE.started:
+            autostart()
+        for name, version, dt, response, error_type in drain(self.pending):
+            try:
+                if version is None and response is not None:
+                    try:
+                        version = response.version()
+                    except Exception:
+                        version = None
+                b = self._model(name, version)
+                if b is None:
+                    continue
+                if error_type is not None:
+                    b.errors.append((error_type, dt))
+                    continue
+                b.durations.append(dt)
+                try:
+                    tensors = response.tensors() if response is not None else []
+                except _Malformed:
+                    tensors = []
+                self._predictions(b, tensors)
+            except Exception as exc:
+                SELF.error("oip_record", exc)
+
+    def _model(self, name: str, version: str | None) -> ModelBuffers | None:
+        """The buffers of (name, version), made on first use; None past ``max_models`` (a counted drop)."""
         key = (name, version or conv.UNKNOWN_VERSION)
         b = self._buffers.get(key)
         if b is not None:
@@ -214,40 +331,12 @@ class OipModels:
             if len(self._buffers) >= self.max_models:
                 SELF.drop(MODEL_LIMIT_REASON, 1, f"more than {self.max_models} OIP models: this call is not recorded")
                 return None
-            if not STATE.started:
-                autostart()
             b = ModelBuffers({conv.MODEL_NAME: key[0], conv.MODEL_VERSION: key[1], conv.DEPLOYMENT_ROLE: self.role})
             names = self.labels.get(name)
             b.class_names = names
             b.label_policy = LabelPolicy(names, self.free_text_labels, model=name)
-            STATE.recorder.register(b)
-            self._buffers[key] = b
+            self._buffers[key] = b  # folded by fold(), not registered: after this call's values are in
             return b
-
-    def record(
-        self,
-        name: str,
-        version: str | None,
-        dt: int,
-        outputs: Callable[[], list[Tensor]] | None,
-        error_type: str | None = None,
-    ) -> None:
-        """One call of ``name``: ``dt`` ns; ``outputs`` decodes the response (None: there is none). Never raises."""
-        try:
-            b = self.buffers(name, version)
-            if b is None:
-                return
-            if error_type is not None:
-                b.errors.append((error_type, dt))
-                return
-            b.durations.append(dt)
-            try:
-                tensors = outputs() if outputs is not None else []
-            except _Malformed:
-                tensors = []
-            self._predictions(b, tensors)
-        except Exception as exc:
-            SELF.error("oip_record", exc)
 
     def _predictions(self, b: ModelBuffers, tensors: list[Tensor]) -> None:
         for t in tensors:  # a probability tensor first: it has both confidence and label
@@ -338,30 +427,36 @@ class OipMiddleware:
 
         async def send_wrapper(message: Any) -> None:
             nonlocal status, decodable, size, done
+            last = False
+            if not done:
+                # read before passing it on: middleware further out may rewrite the message in place
+                # (Starlette's GZip middleware replaces message["body"] with the compressed bytes)
+                try:
+                    mtype = message["type"]
+                    if mtype == "http.response.start":
+                        status = int(message.get("status", 0))
+                        for k, v in message.get("headers") or ():
+                            if k.lower() == b"content-encoding" and v.lower() != b"identity":
+                                decodable = False  # an app that encodes its own bodies: not inflated here
+                    elif mtype == "http.response.body":
+                        body = message.get("body", b"")
+                        if decodable and body:
+                            size += len(body)
+                            if size > MAX_RESPONSE_BYTES:
+                                decodable = False
+                                chunks.clear()
+                            else:
+                                chunks.append(bytes(body))
+                        last = not message.get("more_body", False)
+                except Exception as exc:
+                    SELF.error("oip_rest", exc)
             await send(message)
-            if done:
-                return
-            try:
-                mtype = message["type"]
-                if mtype == "http.response.start":
-                    status = int(message.get("status", 0))
-                    for k, v in message.get("headers") or ():
-                        if k.lower() == b"content-encoding" and v.lower() != b"identity":
-                            decodable = False  # e.g. MLServer's gzip: we do not inflate what the client gets
-                elif mtype == "http.response.body":
-                    body = message.get("body", b"")
-                    if decodable and body:
-                        size += len(body)
-                        if size > MAX_RESPONSE_BYTES:
-                            decodable = False
-                            chunks.clear()
-                        else:
-                            chunks.append(body)
-                    if not message.get("more_body", False):
-                        done = True
-                        self._finish(name, version, t0, status, chunks if decodable else None)
-            except Exception as exc:
-                SELF.error("oip_rest", exc)
+            if last:  # after the last chunk went out: the call's duration includes sending it
+                done = True
+                try:
+                    self._finish(name, version, t0, status, chunks if decodable else None)
+                except Exception as exc:
+                    SELF.error("oip_rest", exc)
 
         try:
             await self.app(scope, receive, send_wrapper)
@@ -381,22 +476,8 @@ class OipMiddleware:
         if status >= 400 or status < 200:
             self.models.record(name, version, dt, None, str(status))
             return
-        body = None
-        if chunks is not None:
-            try:
-                body = _loads(b"".join(chunks))
-            except Exception:
-                body = None
-        if version is None and isinstance(body, dict):
-            v = body.get("model_version")
-            version = str(v) if v not in (None, "") else None
-
-        def outputs() -> list[Tensor]:
-            if not isinstance(body, dict) or not isinstance(body.get("outputs"), list):
-                raise _Malformed("no outputs")
-            return [rest_tensor(o) for o in body["outputs"]]
-
-        self.models.record(name, version, dt, outputs)
+        # parsed on the export thread (RestResponse): the request path only joins the chunks
+        self.models.record(name, version, dt, RestResponse(b"".join(chunks) if chunks is not None else None))
 
 
 def _json_loads() -> Callable[[bytes], Any]:
@@ -414,16 +495,6 @@ _loads = _json_loads()
 
 
 # -- gRPC: ModelInfer ---------------------------------------------------------------------------------------
-
-
-def _grpc_outputs(response: Any) -> Callable[[], list[Tensor]]:
-    def outputs() -> list[Tensor]:
-        raw = list(response.raw_output_contents)
-        if raw and len(raw) != len(response.outputs):
-            raise _Malformed("raw_output_contents and outputs differ in length")
-        return [grpc_tensor(o, raw[i] if raw else None) for i, o in enumerate(response.outputs)]
-
-    return outputs
 
 
 def _grpc_error(exc: BaseException | None, context: Any) -> str | None:
@@ -456,9 +527,7 @@ def _model_infer(models: OipModels, inner: Callable[..., Any]) -> Callable[..., 
             if error_type:
                 models.record(name, version, dt, None, error_type)
                 return
-            if version is None and getattr(response, "model_version", ""):
-                version = str(response.model_version)
-            models.record(name, version, dt, _grpc_outputs(response))
+            models.record(name, version, dt, GrpcResponse(response))
         except Exception as exc2:
             SELF.error("oip_grpc", exc2)
 
