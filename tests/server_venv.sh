@@ -10,6 +10,10 @@ set -euo pipefail
 name=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
 reqs=$root/tests/servers/$name.txt
+if [[ ! -f $reqs ]]; then
+    echo "no requirements for server $name: $reqs does not exist" >&2
+    exit 2
+fi
 cache=${MODELOTEL_CACHE_DIR:-$HOME/.cache/modelotel}
 python=${MODELOTEL_SERVER_PYTHON:-python3}
 deps=$("$python" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' "$root/pyproject.toml")

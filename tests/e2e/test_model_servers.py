@@ -109,7 +109,9 @@ def rest_request(n: int) -> dict:
     return {"id": f"r{n}", "inputs": [{"name": "x", "shape": [n, 4], "datatype": "FP32", "data": [0.5] * (4 * n)}]}
 
 
-def grpc_infer(port: int, calls: list[tuple[str, str, int]]) -> None:
+def grpc_infer(port: int, calls: list[tuple[str, str, int]]) -> list[grpc.StatusCode]:
+    """The status code of each call."""
+    codes = []
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         infer = channel.unary_unary(
             "/inference.GRPCInferenceService/ModelInfer",
@@ -120,10 +122,15 @@ def grpc_infer(port: int, calls: list[tuple[str, str, int]]) -> None:
             x = pb.InferInputTensor(
                 name="x", datatype="FP32", shape=[n, 4], contents=pb.InferTensorContents(fp32_contents=[0.5] * (4 * n))
             )
-            response = infer(
-                pb.ModelInferRequest(id="g", model_name=name, model_version=version, inputs=[x]), timeout=30
-            )
+            request = pb.ModelInferRequest(id="g", model_name=name, model_version=version, inputs=[x])
+            try:
+                response = infer(request, timeout=30)
+            except grpc.RpcError as exc:
+                codes.append(exc.code())
+                continue
             assert response.model_name == name
+            codes.append(grpc.StatusCode.OK)
+    return codes
 
 
 # -- KServe ----------------------------------------------------------------------------------------------------
@@ -146,10 +153,13 @@ def test_kserve_two_models_rest_and_grpc(tmp_path):
             for _ in range(3):
                 assert client.post("/v2/models/lang/infer", json=rest_request(2)).status_code == 200
             assert client.post("/v2/models/nope/infer", json=rest_request(1)).status_code == 404
-        grpc_infer(grpc_port, [("iris", "", 3)] * 2 + [("lang", "", 3)] * 5)
+            bad = client.post("/v2/models/lang/infer", json={"id": "b", "inputs": "not a list"})
+            assert bad.status_code >= 400
+        codes = grpc_infer(grpc_port, [("iris", "", 3)] * 2 + [("lang", "", 3)] * 5 + [("nope", "", 1)])
+        assert codes == [grpc.StatusCode.OK] * 7 + [grpc.StatusCode.NOT_FOUND]
 
-        # iris names its version "1" in its responses; lang names none
-        want = {("iris", "1", None): 6, ("lang", "unknown", None): 8}
+        # iris names its version "1" in its responses; lang names none; the bad request failed with its status
+        want = {("iris", "1", None): 6, ("lang", "unknown", None): 8, ("lang", "unknown", str(bad.status_code)): 1}
         data = wait_counts(out, conv.INFERENCE_DURATION, (NAME, VERSION, ERR), want, proc)
         preds = counts(data, conv.PREDICTIONS, NAME, LABEL)
         # iris: rows 0, 1, 2 of its table -> setosa, virginica, versicolor, once each per call of 3 rows
@@ -160,7 +170,7 @@ def test_kserve_two_models_rest_and_grpc(tmp_path):
         assert int(conf["iris"]["count"]) == 18
         assert conf["iris"]["sum"] == pytest.approx(6 * (0.7 + 0.6 + 0.5), rel=1e-6)  # float32 rows
         dropped = counts(data, conv.DROPPED, conv.DROP_REASON)
-        assert dropped[("oip_model_not_found",)] == 1
+        assert dropped[("oip_model_not_found",)] == 2  # REST and gRPC
         # KServe's own Prometheus histogram of predict() counts the same calls, REST and gRPC
         text = httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10).text
         assert prometheus_value(text, "request_predict_seconds_count", 'model_name="iris"') == 6
@@ -193,9 +203,17 @@ def test_mlserver_two_models_rest_and_grpc(tmp_path):
             for _ in range(3):
                 assert client.post("/v2/models/lang/infer", json=rest_request(2)).status_code == 200
             assert client.post("/v2/models/nope/infer", json=rest_request(1)).status_code == 404
-        grpc_infer(grpc_port, [("iris", "2", 3)] * 3 + [("lang", "", 3)] * 5)
+            bad = client.post("/v2/models/iris/versions/2/infer", json={"id": "b", "inputs": "not a list"})
+            assert bad.status_code >= 400
+        codes = grpc_infer(grpc_port, [("iris", "2", 3)] * 3 + [("lang", "", 3)] * 5 + [("nope", "", 1)])
+        assert codes == [grpc.StatusCode.OK] * 8 + [grpc.StatusCode.NOT_FOUND]
 
-        want = {("iris", "1", None): 5, ("iris", "2", None): 5, ("lang", "unknown", None): 8}
+        want = {
+            ("iris", "1", None): 5,
+            ("iris", "2", None): 5,
+            ("iris", "2", str(bad.status_code)): 1,
+            ("lang", "unknown", None): 8,
+        }
         data = wait_counts(out, conv.INFERENCE_DURATION, (NAME, VERSION, ERR), want, proc)
         preds = counts(data, conv.PREDICTIONS, NAME, VERSION, LABEL)
         for label in ("setosa", "virginica", "versicolor"):
@@ -208,7 +226,7 @@ def test_mlserver_two_models_rest_and_grpc(tmp_path):
         )
         assert preds[("lang", "unknown", "en")] == 3 * 1 + 5 * 1
         dropped = counts(data, conv.DROPPED, conv.DROP_REASON)
-        assert dropped[("oip_model_not_found",)] == 1
+        assert dropped[("oip_model_not_found",)] == 2  # REST and gRPC
         # MLServer's own Prometheus metrics count the same calls (docs/integrations.md relates the two)
         text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
         success = "model_infer_request_success_total"
@@ -217,3 +235,13 @@ def test_mlserver_two_models_rest_and_grpc(tmp_path):
         # a model without a version is two series there, by protocol: "None" (REST) and "" (gRPC); one here
         assert prometheus_value(text, success, 'model="lang",version="None"') == 3
         assert prometheus_value(text, success, 'model="lang",version=""') == 5
+
+
+def test_a_venv_that_cannot_be_built_skips_or_fails_under_ci(monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELOTEL_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("MODELOTEL_CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-such-server venv could not be built"):
+        server_venv("no-such-server")
+    monkeypatch.setenv("MODELOTEL_CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="no-such-server venv could not be built"):
+        server_venv("no-such-server")
