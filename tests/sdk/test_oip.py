@@ -29,6 +29,7 @@ from modelotel.integrations.oip import (
     RestResponse,
     oip_aio_server_interceptor,
 )
+from modelotel.metrics.selftelemetry import SELF
 
 import oip_messages as pb
 from collector_support import wait_for
@@ -307,6 +308,7 @@ def test_confidence_and_labels_equal_numpy(m, datatype, grpc_wire):
 
 
 def test_malformed_outputs_are_counted_not_raised(exporter):
+    errors_before = SELF.errors["oip_record"]
     models = OipModels()
     bad = [
         {"shape": [2, 2], "datatype": "FP32", "data": [1.0]},  # data does not match shape
@@ -314,6 +316,8 @@ def test_malformed_outputs_are_counted_not_raised(exporter):
         {"shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}},  # binary extension
         "not an output",
         {"shape": [2, 2], "datatype": "FP32", "data": [[1.0, 2.0], [3.0]]},  # ragged
+        {"shape": ["two"], "datatype": "FP32", "data": [1.0, 2.0]},  # not a shape
+        {"shape": [-1, -2], "datatype": "FP32", "data": [1.0, 2.0]},  # negative dimensions
     ]
     for output in bad:
         models.record("m", "1", 10, rest(output))
@@ -327,9 +331,10 @@ def test_malformed_outputs_are_counted_not_raised(exporter):
     uneven = pb.ModelInferResponse(outputs=[truncated, truncated], raw_output_contents=[b""])
     for message in (raw_bytes, raw_fp32, uneven):
         models.record("m", "1", 10, GrpcResponse(message))
-    assert total_count(_flushed(exporter, conv.EXTRACT_MISSES), **{NAME: "m"}) == 10
-    assert total_count(exporter.last_points(conv.PREDICTIONS), **{NAME: "m"}) == 10
-    assert total_count(exporter.last_points(conv.INFERENCE_DURATION), **{NAME: "m"}) == 10
+    assert total_count(_flushed(exporter, conv.EXTRACT_MISSES), **{NAME: "m"}) == 12
+    assert total_count(exporter.last_points(conv.PREDICTIONS), **{NAME: "m"}) == 12
+    assert total_count(exporter.last_points(conv.INFERENCE_DURATION), **{NAME: "m"}) == 12
+    assert SELF.errors["oip_record"] == errors_before  # counted as misses, not as our own failures
 
 
 def test_integer_class_ids_and_regression_outputs(exporter):
@@ -380,3 +385,13 @@ def test_gzip_outside_is_read_before_compression_inside_is_a_counted_miss(export
     assert total_count(preds, **{NAME: "iris", VERSION: "2"}) == 1  # one unreadable response: one prediction
     assert total_count(exporter.last_points(conv.EXTRACT_MISSES), **{VERSION: "2"}) == 1
     assert total_count(exporter.last_points(conv.EXTRACT_MISSES), **{VERSION: "1"}) == 0
+
+
+def test_model_names_from_the_request_are_scrubbed_and_capped(exporter):
+    models = OipModels()
+    models.record("jane.doe@example.com", "1", 10, rest({"shape": [1], "datatype": "FP32", "data": [1.0]}))
+    models.record("m" * 500, "1", 10, rest({"shape": [1], "datatype": "FP32", "data": [1.0]}))
+    names = {p.attributes[NAME] for p in _flushed(exporter, conv.INFERENCE_DURATION)}
+    assert len(names) == 2
+    assert not any("jane.doe@example.com" in n for n in names)
+    assert all(len(n) <= 128 for n in names)

@@ -43,6 +43,7 @@ import modelotel.conventions as conv
 from ..labels import WITHHELD_REASON, LabelPolicy
 from ..metrics.buffers import ModelBuffers, drain
 from ..metrics.selftelemetry import SELF
+from ..privacy import scrub_capped
 from ..runtime import STATE, autostart
 
 __all__ = [
@@ -63,6 +64,7 @@ DEFAULT_MAX_MODELS = 256  # (name, version) pairs with series per server; more a
 MAX_RESPONSE_BYTES = 4 << 20  # REST bodies kept for decoding; larger ones are counted, not decoded
 MAX_ROWS = 65_536  # rows of one output decoded per call
 MAX_CLASSES = 1024  # columns of a probability tensor
+MAX_NAME_CHARS = 128  # an exported model name or version, truncation marker included
 NOT_FOUND_REASON = "oip_model_not_found"
 MODEL_LIMIT_REASON = "oip_model_limit"
 
@@ -312,7 +314,7 @@ class OipModels:
                 b.durations.append(dt)
                 try:
                     tensors = response.tensors() if response is not None else []
-                except _Malformed:
+                except Exception:  # _Malformed, or whatever a hostile body makes numpy or int() raise
                     tensors = []
                 self._predictions(b, tensors)
             except Exception as exc:
@@ -331,7 +333,14 @@ class OipModels:
             if len(self._buffers) >= self.max_models:
                 SELF.drop(MODEL_LIMIT_REASON, 1, f"more than {self.max_models} OIP models: this call is not recorded")
                 return None
-            b = ModelBuffers({conv.MODEL_NAME: key[0], conv.MODEL_VERSION: key[1], conv.DEPLOYMENT_ROLE: self.role})
+            # names come from the client's request (a server may answer an unknown one with 400/500, not 404):
+            # exported scrubbed and capped, like every text we did not choose
+            attrs = {
+                conv.MODEL_NAME: scrub_capped(key[0], MAX_NAME_CHARS),
+                conv.MODEL_VERSION: scrub_capped(key[1], MAX_NAME_CHARS),
+                conv.DEPLOYMENT_ROLE: self.role,
+            }
+            b = ModelBuffers(attrs)
             names = self.labels.get(name)
             b.class_names = names
             b.label_policy = LabelPolicy(names, self.free_text_labels, model=name)
