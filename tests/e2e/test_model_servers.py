@@ -128,7 +128,7 @@ def grpc_infer(port: int, calls: list[tuple[str, str, int]]) -> list[grpc.Status
             except grpc.RpcError as exc:
                 codes.append(exc.code())
                 continue
-            assert response.model_name == name
+            assert response.model_name == name and response.outputs[0].shape[0] == n  # the descriptor's fields
             codes.append(grpc.StatusCode.OK)
     return codes
 

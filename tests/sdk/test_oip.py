@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 
 import grpc
 import httpx
@@ -113,9 +114,12 @@ def _request(n: int) -> dict:
 def test_rest_two_models_exact_counts(exporter):
     app = oip_app()
     app.add_middleware(OipMiddleware, labels={"iris": IRIS, "lang": ["en", "fr"]})
+    client_s = []  # what the client measured for each iris v1 call
     with serving(app) as url, httpx.Client(base_url=url) as client:
         for _ in range(4):
+            t0 = time.perf_counter()
             assert client.post("/v2/models/iris/versions/1/infer", json=_request(3)).status_code == 200
+            client_s.append(time.perf_counter() - t0)
         for _ in range(2):
             assert client.post("/v2/models/iris/versions/2/infer", json=_request(2)).status_code == 200
         for _ in range(5):
@@ -134,6 +138,9 @@ def test_rest_two_models_exact_counts(exporter):
         ("bad", "7"): 1,
     }
     assert all(p.attributes[ROLE] == "primary" for p in durations)
+    # each server-side duration lies inside its client's request window (and is not zero)
+    (v1_duration,) = [p for p in ok if p.attributes[VERSION] == "1"]
+    assert v1_duration.min > 0 and v1_duration.max <= max(client_s) and v1_duration.sum <= sum(client_s)
     errors = [p for p in durations if conv.ERROR_TYPE in p.attributes]
     assert [(p.attributes[NAME], p.attributes[conv.ERROR_TYPE], p.count) for p in errors] == [("broken", "500", 1)]
     assert not any(p.attributes[NAME] == "nope" for p in durations)  # 404: no series
