@@ -245,3 +245,36 @@ def test_a_venv_that_cannot_be_built_skips_or_fails_under_ci(monkeypatch, tmp_pa
     monkeypatch.setenv("MODELOTEL_CI", "1")
     with pytest.raises(pytest.fail.Exception, match="no-such-server venv could not be built"):
         server_venv("no-such-server")
+
+
+CHECK_DESCRIPTOR = """
+import oip_messages as ours
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as theirs
+
+pairs = [
+    (ours.ModelInferRequest, theirs.ModelInferRequest),
+    (ours.ModelInferResponse, theirs.ModelInferResponse),
+    (ours.InferInputTensor, theirs.ModelInferRequest.InferInputTensor),
+    (ours.InferOutputTensor, theirs.ModelInferResponse.InferOutputTensor),
+    (ours.InferTensorContents, theirs.InferTensorContents),
+]
+for mine, real in pairs:
+    for field in mine.DESCRIPTOR.fields:
+        other = real.DESCRIPTOR.fields_by_name[field.name]
+        assert (other.number, other.type, other.label) == (field.number, field.type, field.label), field.full_name
+print(sum(len(m.DESCRIPTOR.fields) for m, _ in pairs))
+"""
+
+
+def test_oip_messages_match_kserve_generated_stubs():
+    """tests/oip_messages.py's descriptor, written from the protocol, against the stubs KServe generated."""
+    venv = server_venv("kserve")
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", CHECK_DESCRIPTOR],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(HERE)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) == 4 + 5 + 4 + 4 + 8  # every field of ours was compared
