@@ -1,6 +1,8 @@
-"""KServe's model server and Seldon MLServer, for real: each in its own cached venv (tests/server_venv.sh),
-each hosting two models in one server process on loopback, modelotel added with one line; REST and gRPC
-requests from here, exact counts per model and version read back from the exported OTLP-JSON file.
+"""KServe's model server, Seldon MLServer, BentoML, LitServe and Ray Serve, for real: each in its own cached venv
+(tests/server_venv.sh), each hosting two models in one server on loopback, modelotel added with one line (per
+model for BentoML, LitServe and Ray Serve); requests from here (REST and gRPC where the server speaks OIP), exact
+counts per model and version read back from the exported OTLP-JSON file, which several processes of one server
+(LitServe's inference workers, Ray's replicas) append to, each under its own service.instance.id.
 
 A venv that cannot be built skips its test with the reason, except under MODELOTEL_CI=1, where it fails.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -44,23 +47,29 @@ def server_venv(name: str) -> Path:
 
 
 def points(path: Path) -> dict[str, list[tuple[dict, dict]]]:
-    """metric name -> [(attributes, data point)] of the last export that has it (cumulative)."""
-    last: dict[str, list[tuple[dict, dict]]] = {}
+    """metric name -> [(attributes, data point)] of each process's last export that has it (cumulative), over
+    the processes (service.instance.id) that wrote to ``path``."""
+    last: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
     if not path.exists():
-        return last
+        return {}
     for _, obj in read_json_lines(path):
         if obj is None:
             continue
-        seen: dict[str, list[tuple[dict, dict]]] = {}
+        seen: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
         for rm in obj.get("resourceMetrics", []):
+            resource = {a["key"]: a["value"] for a in rm.get("resource", {}).get("attributes", [])}
+            instance = str(resource.get("service.instance.id"))
             for sm in rm["scopeMetrics"]:
                 for metric in sm["metrics"]:
                     body = next(v for k, v in metric.items() if isinstance(v, dict) and "dataPoints" in v)
                     for p in body["dataPoints"]:
                         attrs = {a["key"]: next(iter(a["value"].values())) for a in p.get("attributes", [])}
-                        seen.setdefault(metric["name"], []).append((attrs, p))
+                        seen.setdefault((instance, metric["name"]), []).append((attrs, p))
         last.update(seen)
-    return last
+    out: dict[str, list[tuple[dict, dict]]] = {}
+    for (_, name), pts in last.items():
+        out.setdefault(name, []).extend(pts)
+    return out
 
 
 def counts(data: dict, metric: str, *keys: str) -> Counter:
@@ -235,6 +244,105 @@ def test_mlserver_two_models_rest_and_grpc(tmp_path):
         # a model without a version is two series there, by protocol: "None" (REST) and "" (gRPC); one here
         assert prometheus_value(text, success, 'model="lang",version="None"') == 3
         assert prometheus_value(text, success, 'model="lang",version=""') == 5
+
+
+# -- BentoML, LitServe, Ray Serve: a JSON API per model, @instrument_model on each model's predict ------------------
+# The apps (tests/apps/{bentoml,litserve,rayserve}_*.py) host the same two models: iris (version 1, POST /iris,
+# class probabilities of [n, 3]) and lang (version 2, POST /lang, labels), each taking {"x": rows}.
+
+IRIS_CALLS, LANG_CALLS = 4, 3  # of 3 and 2 rows
+
+
+def check_two_json_models(base_url: str, out: Path, proc: Process, unknown_status: int) -> dict:
+    """Send each model its calls, one malformed input to lang and one to a path no model serves; check the exact
+    counts per model, version and error, the labels and iris's confidences. Returns the exported data."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for _ in range(IRIS_CALLS):
+            reply = client.post("/iris", json={"x": [[0.5] * 4] * 3})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["probs"][1] == [0.1, 0.3, 0.6]
+        for _ in range(LANG_CALLS):
+            reply = client.post("/lang", json={"x": [[0.5] * 4] * 2})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["labels"] == ["en", "fr"]
+        assert client.post("/lang", json={"x": "not rows"}).status_code == 500  # raised in lang's predict
+        assert client.post("/nope", json={"x": [[0.5] * 4]}).status_code == unknown_status  # no model: nothing
+    want = {("iris", "1", None): IRIS_CALLS, ("lang", "2", None): LANG_CALLS, ("lang", "2", "ValueError"): 1}
+    data = wait_counts(out, conv.INFERENCE_DURATION, (NAME, VERSION, ERR), want, proc)
+    preds = counts(data, conv.PREDICTIONS, NAME, VERSION, LABEL)
+    # iris: rows 0, 1, 2 -> setosa, virginica, versicolor (the argmax of each row), once per call
+    assert {k: v for k, v in preds.items() if k[0] == "iris"} == {
+        ("iris", "1", label): IRIS_CALLS for label in ("setosa", "virginica", "versicolor")
+    }
+    assert {k: v for k, v in preds.items() if k[0] == "lang"} == {
+        ("lang", "2", "en"): LANG_CALLS,
+        ("lang", "2", "fr"): LANG_CALLS,
+    }
+    conf = {a[NAME]: p for a, p in data[conv.PREDICTION_CONFIDENCE_METRIC] if a[NAME] == "iris"}
+    assert int(conf["iris"]["count"]) == 3 * IRIS_CALLS
+    assert conf["iris"]["sum"] == pytest.approx(IRIS_CALLS * (0.7 + 0.6 + 0.5), rel=1e-12)
+    return data
+
+
+def test_litserve_two_apis_in_one_server(tmp_path):
+    venv = server_venv("litserve")
+    out, env = env_for(tmp_path)
+    port = free_port()
+    args = [str(venv / "bin" / "python"), str(HERE / "apps" / "litserve_app.py"), str(port)]
+    with Process(args, tmp_path / "litserve.log", env=env, cwd=tmp_path) as proc:
+        try:  # /health answers 200 once every inference worker is up
+            wait_http(f"http://127.0.0.1:{port}/health", timeout=STARTUP_S, proc=proc.proc)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{proc.output()[-3000:]}") from None
+        check_two_json_models(f"http://127.0.0.1:{port}", out, proc, unknown_status=404)
+        # predict ran in LitServe's inference workers, one per API: two processes exported
+        instances = {
+            resource["service.instance.id"]
+            for _, obj in read_json_lines(out)
+            if obj
+            for rm in obj.get("resourceMetrics", [])
+            for resource in [{a["key"]: a["value"]["stringValue"] for a in rm["resource"]["attributes"]}]
+        }
+        assert len(instances) == 2
+        assert proc.stop() == 0
+    assert running("\0".join(args)) == []  # its workers stopped with it
+
+
+def running(text: str) -> list[int]:
+    """The pids of the processes whose command line (arguments joined by NUL) contains ``text``."""
+    want = text.encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and want in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:  # it ended meanwhile
+            continue
+    return pids
+
+
+def test_ray_serve_two_deployments_on_a_bounded_local_cluster(tmp_path):
+    venv = server_venv("rayserve")
+    out, env = env_for(tmp_path)
+    # the replicas import rayserve_models by name
+    env["PYTHONPATH"] += os.pathsep + str(HERE / "apps")
+    port = free_port()
+    args = [str(venv / "bin" / "python"), str(HERE / "apps" / "rayserve_app.py"), str(port)]
+    # Ray's session files in a directory of this test's own, short enough for its AF_UNIX sockets (107 bytes)
+    with (
+        tempfile.TemporaryDirectory(prefix="mo-ray-") as ray_tmp,
+        Process(args, tmp_path / "rayserve.log", env={**env, "RAY_TMPDIR": ray_tmp}, cwd=tmp_path) as proc,
+    ):
+        deadline = time.monotonic() + STARTUP_S
+        while "\nready\n" not in proc.output():
+            assert proc.proc.poll() is None and time.monotonic() < deadline, proc.output()[-3000:]
+            time.sleep(0.2)
+        check_two_json_models(f"http://127.0.0.1:{port}", out, proc, unknown_status=404)
+        assert proc.stop(timeout=60) == 0, proc.output()[-3000:]  # the app shuts Serve and Ray down on SIGTERM
+        deadline = time.monotonic() + 20  # raylet, GCS, workers: every process of this cluster ends, soon after
+        while running(ray_tmp) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running(ray_tmp) == []
 
 
 def test_a_venv_that_cannot_be_built_skips_or_fails_under_ci(monkeypatch, tmp_path):
