@@ -42,7 +42,7 @@ class Lang(ls.LitAPI):
         return [LANGS[i % 3] for i in range(n)]
 
     def encode_response(self, output):
-        return {"labels": output}
+        return output
 
 
 def interrupt(signum, frame):

@@ -39,4 +39,4 @@ class Lang:
         return [LANGS[i % 3] for i in range(n)]
 
     async def __call__(self, request):
-        return {"labels": self.predict((await request.json())["x"])}
+        return self.predict((await request.json())["x"])

@@ -248,7 +248,8 @@ def test_mlserver_two_models_rest_and_grpc(tmp_path):
 
 # -- BentoML, LitServe, Ray Serve: a JSON API per model, @instrument_model on each model's predict ------------------
 # The apps (tests/apps/{bentoml,litserve,rayserve}_*.py) host the same two models: iris (version 1, POST /iris,
-# class probabilities of [n, 3]) and lang (version 2, POST /lang, labels), each taking {"x": rows}.
+# {"probs": class probabilities of [n, 3]}) and lang (version 2, POST /lang, [label per row]), each taking
+# {"x": rows}.
 
 IRIS_CALLS, LANG_CALLS = 4, 3  # of 3 and 2 rows
 
@@ -264,8 +265,9 @@ def check_two_json_models(base_url: str, out: Path, proc: Process, unknown_statu
         for _ in range(LANG_CALLS):
             reply = client.post("/lang", json={"x": [[0.5] * 4] * 2})
             assert reply.status_code == 200, reply.text
-            assert reply.json()["labels"] == ["en", "fr"]
-        assert client.post("/lang", json={"x": "not rows"}).status_code == 500  # raised in lang's predict
+            assert reply.json() == ["en", "fr"]
+        # a list (what BentoML's input schema checks) that lang's predict cannot read: it raises, the server says 500
+        assert client.post("/lang", json={"x": ["not", "numbers"]}).status_code == 500
         assert client.post("/nope", json={"x": [[0.5] * 4]}).status_code == unknown_status  # no model: nothing
     want = {("iris", "1", None): IRIS_CALLS, ("lang", "2", None): LANG_CALLS, ("lang", "2", "ValueError"): 1}
     data = wait_counts(out, conv.INFERENCE_DURATION, (NAME, VERSION, ERR), want, proc)
@@ -282,6 +284,44 @@ def check_two_json_models(base_url: str, out: Path, proc: Process, unknown_statu
     assert int(conf["iris"]["count"]) == 3 * IRIS_CALLS
     assert conf["iris"]["sum"] == pytest.approx(IRIS_CALLS * (0.7 + 0.6 + 0.5), rel=1e-12)
     return data
+
+
+def prometheus_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples ``name{...}`` in Prometheus text format whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            series, value = line.rsplit(" ", 1)
+            if all(f'{k}="{v}"' in series for k, v in labels.items()):
+                total += float(value)
+    return total
+
+
+def test_bentoml_two_apis_in_one_service(tmp_path):
+    venv = server_venv("bentoml")
+    out, env = env_for(tmp_path)
+    port = free_port()
+    args = [str(venv / "bin" / "bentoml"), "serve", "bentoml_service:Models", "--host", "127.0.0.1"]
+    args += ["--port", str(port)]
+    with Process(args, tmp_path / "bentoml.log", env=env, cwd=HERE / "apps") as proc:
+        try:  # /readyz answers 200 once the service's worker is up
+            wait_http(f"http://127.0.0.1:{port}/readyz", timeout=STARTUP_S, proc=proc.proc)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{proc.output()[-3000:]}") from None
+        check_two_json_models(f"http://127.0.0.1:{port}", out, proc, unknown_status=404)
+        # an input BentoML's schema rejects never reaches the model: not an inference, not counted
+        assert httpx.post(f"http://127.0.0.1:{port}/lang", json={"x": "not a list"}, timeout=10).status_code == 400
+        # BentoML's own Prometheus metrics (by endpoint and HTTP status) count the same calls
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        total = "bentoml_service_request_total"
+        assert prometheus_sum(text, total, endpoint="/iris", http_response_code="200") == IRIS_CALLS
+        assert prometheus_sum(text, total, endpoint="/lang", http_response_code="200") == LANG_CALLS
+        assert prometheus_sum(text, total, endpoint="/lang", http_response_code="500") == 1
+        assert prometheus_sum(text, total, endpoint="/lang", http_response_code="400") == 1
+        time.sleep(1.2)  # two more export intervals: the rejected input added nothing
+        assert counts(points(out), conv.INFERENCE_DURATION, NAME)[("lang",)] == LANG_CALLS + 1
+        assert proc.stop() == 0
+    assert running("bentoml_service:Models") == []  # its worker stopped with it
 
 
 def test_litserve_two_apis_in_one_server(tmp_path):
