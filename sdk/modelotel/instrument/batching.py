@@ -1,0 +1,347 @@
+"""Dynamic batching: each request's queue time and latency, each batch's execution time and size.
+
+A batched model has a queue in front of a predict that takes many requests at once. Its latency SLO must be
+judged per request (a request waits for its batch to fill, then for the whole batch to run), so a model
+timed with ``BatchTimer`` records ``ml.inference.duration`` once per request, never once per batch.
+
+Clocks: every time is ``time.perf_counter_ns()`` (monotonic, 1 ns resolution on Linux). A request is enqueued
+at ``e_i`` (``enqueue()`` when it arrives), its batch of ``n`` requests starts at ``S`` and returns at ``E``
+(``with timer.batch(tickets):`` around the batched predict). Then, exactly (integer nanoseconds, then seconds):
+
+* per request ``i``: ``ml.batch.queue.duration = S - e_i`` and ``ml.inference.duration = E - e_i``
+  (its result is ready when the batch returns);
+* per batch: ``ml.batch.execution.duration = E - S`` and ``ml.batch.size = n``.
+
+A batch whose predict raised gives every request's ``ml.inference.duration`` and the batch's execution duration
+``error.type`` (the exception's class name); the exception itself propagates unchanged (``__exit__`` never
+swallows it). Queue time does not depend on the outcome and carries no ``error.type``.
+
+Bad input never raises: a ticket that is not an integer ``perf_counter_ns()``, or that is later than its
+batch's start, drops that request's two values (counted in ``modelotel.dropped``, reason
+``batch_ticket_invalid``); ``batch(x)`` with ``x`` not iterable drops the batch (reason ``batch_invalid``).
+
+``AsyncBatcher`` is a ready-made asyncio queue in front of a batched predict, timed by a ``BatchTimer``.
+Cost: see benchmarks/RESULTS.md ("Dynamic batching").
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import modelotel.config as config
+import modelotel.conventions as conv
+
+from ..metrics.buffers import SeriesSink, attr_key, drain
+from ..metrics.selftelemetry import SELF
+from ..runtime import STATE, arm_sigterm, autostart
+from .options import check_attributes
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["AsyncBatcher", "Batch", "BatchTimer", "enqueue"]
+
+INVALID_TICKET = "batch_ticket_invalid"
+INVALID_BATCH = "batch_invalid"
+_NS = 1e-9
+
+
+def enqueue() -> int:
+    """A request's ticket: ``time.perf_counter_ns()`` when it joins the queue. Keep it with the request."""
+    return perf_counter_ns()
+
+
+class BatchBuffers:
+    """One batched model's finished batches, folded into the per-request and per-batch series.
+
+    ``batches`` takes one tuple per batch, appended lock-free by ``Batch.__exit__``:
+    ``(start_ns, end_ns, tickets, error_type or None)``.
+    """
+
+    __slots__ = ("attributes", "key", "batches", "__weakref__")
+
+    def __init__(self, attributes: Mapping[str, Any]) -> None:
+        self.attributes = dict(attributes)
+        self.key = attr_key(self.attributes)
+        self.batches: list[tuple[int, int, tuple, str | None]] = []
+
+    def clear(self) -> None:
+        """Forget the batches not folded yet (a forked child exports nothing of its parent's)."""
+        del self.batches[:]
+
+    def fold(self, rec: SeriesSink) -> None:
+        rows = drain(self.batches)
+        if not rows:
+            return
+        attrs, key = self.attributes, self.key
+        queue: list[np.ndarray] = []
+        ok: list[np.ndarray] = []
+        failed: dict[str, list[np.ndarray]] = {}
+        sizes: list[int] = []
+        execution: list[int] = []
+        failed_execution: dict[str, list[int]] = {}
+        invalid = 0
+        for start, end, tickets, error_type in rows:
+            sizes.append(len(tickets))
+            if error_type is None:
+                execution.append(end - start)
+            else:
+                failed_execution.setdefault(error_type, []).append(end - start)
+            if not tickets:
+                continue
+            enqueued = _ticket_array(tickets)
+            valid = enqueued <= start
+            if not valid.all():
+                invalid += int((~valid).sum())
+                enqueued = enqueued[valid]
+            queue.append(start - enqueued)
+            (ok if error_type is None else failed.setdefault(error_type, [])).append(end - enqueued)
+        if invalid:
+            SELF.drop(
+                INVALID_TICKET,
+                invalid,
+                "batch tickets must be time.perf_counter_ns() integers taken before the batch started",
+            )
+        if queue:
+            rec.observe(conv.BATCH_QUEUE_DURATION, key, attrs, _seconds(queue))
+        if ok:
+            rec.observe(conv.INFERENCE_DURATION, key, attrs, _seconds(ok))
+        for error_type, parts in failed.items():
+            err_attrs = {**attrs, conv.ERROR_TYPE: error_type}
+            rec.observe(conv.INFERENCE_DURATION, attr_key(err_attrs), err_attrs, _seconds(parts))
+        rec.observe(conv.BATCH_SIZE_METRIC, key, attrs, np.asarray(sizes, dtype=np.float64))
+        if execution:
+            rec.observe(conv.BATCH_EXECUTION_DURATION, key, attrs, np.asarray(execution, dtype=np.float64) * _NS)
+        for error_type, values in failed_execution.items():
+            err_attrs = {**attrs, conv.ERROR_TYPE: error_type}
+            rec.observe(
+                conv.BATCH_EXECUTION_DURATION, attr_key(err_attrs), err_attrs, np.asarray(values, np.float64) * _NS
+            )
+
+
+def _ticket_array(tickets: tuple) -> np.ndarray:
+    """The tickets as int64 nanoseconds; a ticket that is not an integer (a float from perf_counter(), None, a
+    string: the request's place in time is unknown) becomes INT64_MAX, later than any batch start (dropped)."""
+    if all(type(t) is int for t in tickets):
+        try:
+            return np.asarray(tickets, dtype=np.int64)
+        except OverflowError:
+            pass
+    late = np.iinfo(np.int64).max
+    ok = (int, np.integer)
+    return np.asarray(
+        [t if isinstance(t, ok) and not isinstance(t, bool) and -late <= t < late else late for t in tickets],
+        dtype=np.int64,
+    )
+
+
+def _seconds(parts: list[np.ndarray]) -> np.ndarray:
+    # int64 differences first (exact), then one conversion to float seconds
+    values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return values.astype(np.float64) * _NS
+
+
+class Batch:
+    """One batch being timed: ``with timer.batch(tickets) as b:`` around the batched predict (``b.size``)."""
+
+    __slots__ = ("buffers", "tickets", "start", "size")
+
+    def __init__(self, buffers: BatchBuffers | None, tickets: tuple) -> None:
+        self.buffers = buffers
+        self.tickets = tickets
+        self.size = len(tickets)
+        self.start = 0
+
+    def __enter__(self) -> Batch:
+        if not STATE.started:
+            try:
+                autostart()
+            except Exception as exc:  # pragma: no cover - autostart logs its own failures
+                SELF.error("batch_start", exc)
+        self.start = perf_counter_ns()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        end = perf_counter_ns()
+        buffers = self.buffers
+        if buffers is not None:
+            try:
+                buffers.batches.append((self.start, end, self.tickets, None if exc_type is None else exc_type.__name__))
+            except Exception as inner:  # pragma: no cover - a list append
+                SELF.error("batch_record", inner)
+        return False  # the model's exception, if any, propagates unchanged
+
+
+class BatchTimer:
+    """Times a batched model: ``timer.batch(tickets)`` around each batch (see the module docstring).
+
+    ``name``/``version``/``deployment_role``/``attributes`` are the model's attributes, as for
+    ``@instrument_model``: the per-request ``ml.inference.duration`` lands in the model's series, so a latency SLO
+    on the model judges requests. Do not also decorate the batched predict with ``@instrument_model``: that
+    counts one inference per batch (a second, per-batch value in the same series).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        version: str | None = None,
+        *,
+        deployment_role: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise config.ConfigError(f"BatchTimer: name={name!r}: a non-empty string")
+        role = config.check_role(deployment_role) if deployment_role else config.default_role()
+        base = {
+            conv.MODEL_NAME: name,
+            conv.MODEL_VERSION: str(version) if version is not None else conv.UNKNOWN_VERSION,
+            conv.DEPLOYMENT_ROLE: role,
+            **check_attributes(attributes),
+        }
+        self.name = name
+        self.buffers = BatchBuffers(base)
+        STATE.recorder.register(self.buffers)
+        weakref.finalize(self, STATE.recorder.release, self.buffers).atexit = False
+        arm_sigterm()
+
+    enqueue = staticmethod(enqueue)
+
+    def batch(self, tickets: Iterable[int]) -> Batch:
+        """A context manager timing one batch of the requests whose ``enqueue()`` tickets are given. Never raises."""
+        try:
+            return Batch(self.buffers, tuple(tickets))
+        except Exception as exc:
+            SELF.drop(INVALID_BATCH, 1, f"BatchTimer.batch() of {self.name!r}: tickets not iterable ({exc})")
+            return Batch(None, ())
+
+
+class AsyncBatcher:
+    """An asyncio queue in front of a batched predict: ``result = await batcher(item)``.
+
+    Requests are gathered until ``max_batch_size`` are waiting or ``max_wait`` seconds have passed since the
+    first of them arrived, then ``predict(items)`` runs on the list (an ``async def`` predict is awaited; a
+    plain one runs in a worker thread, so requests keep queueing meanwhile) and must return one result per
+    item, in order. Each caller gets its own result, or the very exception object ``predict`` raised (every
+    request of that batch gets it); a result count that differs from the batch size gives every caller of the
+    batch a ``ValueError``. Timed by a ``BatchTimer`` (``timer=``, or one made from ``name``/``version``/...).
+
+    The queue and its batch loop belong to the running event loop; a call from another loop starts new ones.
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[list[Any]], Any],
+        *,
+        max_batch_size: int,
+        max_wait: float,
+        name: str | None = None,
+        version: str | None = None,
+        deployment_role: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        timer: BatchTimer | None = None,
+    ) -> None:
+        if not callable(predict):
+            raise config.ConfigError(f"AsyncBatcher: predict={predict!r} is not callable")
+        if hasattr(predict, "__modelotel__"):
+            raise config.ConfigError(
+                "AsyncBatcher: predict is decorated with @instrument_model, which would count one inference per "
+                "batch; pass the undecorated function (the batcher records ml.inference.duration per request)"
+            )
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
+            raise config.ConfigError(f"AsyncBatcher: max_batch_size={max_batch_size!r}: an integer >= 1")
+        if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or not 0 <= max_wait < float("inf"):
+            raise config.ConfigError(f"AsyncBatcher: max_wait={max_wait!r}: seconds, >= 0")
+        if timer is None:
+            default = getattr(predict, "__qualname__", type(predict).__name__)
+            timer = BatchTimer(name or default, version, deployment_role=deployment_role, attributes=attributes)
+        elif not isinstance(timer, BatchTimer):
+            raise config.ConfigError(f"AsyncBatcher: timer={timer!r}: a modelotel BatchTimer")
+        self.predict = predict
+        self.is_async = inspect.iscoroutinefunction(predict) or inspect.iscoroutinefunction(
+            getattr(predict, "__call__", None)  # noqa: B004 - an object with an async __call__
+        )
+        self.max_batch_size = max_batch_size
+        self.max_wait = float(max_wait)
+        self.timer = timer
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.queue: asyncio.Queue[tuple[Any, int, asyncio.Future]] | None = None
+        self.worker: asyncio.Task | None = None
+
+    async def __call__(self, item: Any) -> Any:
+        import asyncio  # here, not at import: `import modelotel` stays light (tests/sdk/test_import_cost.py)
+
+        ticket = perf_counter_ns()
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # first call, or a new loop (a queue and a task belong to one loop)
+            self.loop, self.queue, self.worker = loop, asyncio.Queue(), None
+        if self.worker is None or self.worker.done():
+            self.worker = loop.create_task(self.run())
+        future = loop.create_future()
+        self.queue.put_nowait((item, ticket, future))
+        return await future
+
+    async def run(self) -> None:
+        """The batch loop (started by the first call)."""
+        import asyncio
+
+        queue = self.queue
+        assert queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            waiting = [await queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(waiting) < self.max_batch_size:
+                if not queue.empty():
+                    waiting.append(queue.get_nowait())
+                    continue
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    waiting.append(await asyncio.wait_for(queue.get(), left))
+                except asyncio.TimeoutError:
+                    break
+            await self.run_batch(waiting)
+
+    async def run_batch(self, waiting: Sequence[tuple[Any, int, asyncio.Future]]) -> None:
+        import asyncio
+
+        items = [w[0] for w in waiting]
+        futures = [w[2] for w in waiting]
+        try:
+            with self.timer.batch([w[1] for w in waiting]):
+                if self.is_async:
+                    results = await self.predict(items)
+                else:
+                    results = await asyncio.to_thread(self.predict, items)
+                results = _one_per_item(results, len(items))
+        except asyncio.CancelledError:  # the batcher itself is cancelled (shutdown): so are its requests
+            for future in futures:
+                future.cancel()
+            raise
+        except BaseException as exc:  # the model's own exception object, to every request of the batch
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        for future, result in zip(futures, results, strict=True):
+            if not future.done():  # a caller that gave up (cancelled) has no one to hand it to
+                future.set_result(result)
+
+
+def _one_per_item(results: Any, n: int) -> Sequence[Any]:
+    try:
+        count = len(results)
+    except TypeError:
+        raise ValueError(f"AsyncBatcher: predict returned {type(results).__name__}, not one result per item") from None
+    if count != n:
+        raise ValueError(f"AsyncBatcher: predict returned {count} results for a batch of {n}")
+    return results
