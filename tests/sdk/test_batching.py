@@ -225,3 +225,26 @@ def test_async_batcher_serves_a_second_event_loop(memory_exporter):
 
     assert asyncio.run(main(0)) == [1, 2, 3]
     assert asyncio.run(main(10)) == [11, 12, 13]
+
+
+def test_aclose_stops_the_loop_and_cancels_what_is_queued(memory_exporter):
+    started = []
+
+    async def predict(items):
+        started.append(len(items))
+        await asyncio.sleep(10)  # never finishes before aclose()
+        return items
+
+    batcher = modelotel.AsyncBatcher(predict, max_batch_size=1, max_wait=0.0, name="closing")
+
+    async def main():
+        calls = [asyncio.ensure_future(batcher(i)) for i in range(3)]
+        while not started:
+            await asyncio.sleep(0.001)
+        await batcher.aclose()
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert started == [1]  # one batch running, two requests still queued
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
+    assert batcher.worker is None

@@ -26,6 +26,7 @@ Cost: see benchmarks/RESULTS.md ("Dynamic batching").
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -76,56 +77,54 @@ class BatchBuffers:
         del self.batches[:]
 
     def fold(self, rec: SeriesSink) -> None:
+        """All batches since the last fold at once: numpy over every request (per-batch Python work is only
+        gathering the rows), so the export thread's cost per request falls with the number of batches folded."""
         rows = drain(self.batches)
         if not rows:
             return
         attrs, key = self.attributes, self.key
-        queue: list[np.ndarray] = []
-        ok: list[np.ndarray] = []
-        failed: dict[str, list[np.ndarray]] = {}
-        sizes: list[int] = []
-        execution: list[int] = []
-        failed_execution: dict[str, list[int]] = {}
-        invalid = 0
-        for start, end, tickets, error_type in rows:
-            sizes.append(len(tickets))
-            if error_type is None:
-                execution.append(end - start)
-            else:
-                failed_execution.setdefault(error_type, []).append(end - start)
-            if not tickets:
-                continue
-            enqueued = _ticket_array(tickets)
-            valid = enqueued <= start
-            if not valid.all():
-                invalid += int((~valid).sum())
-                enqueued = enqueued[valid]
-            queue.append(start - enqueued)
-            (ok if error_type is None else failed.setdefault(error_type, [])).append(end - enqueued)
+        count = len(rows)
+        starts = np.fromiter((r[0] for r in rows), np.int64, count)
+        ends = np.fromiter((r[1] for r in rows), np.int64, count)
+        sizes = np.fromiter((len(r[2]) for r in rows), np.int64, count)
+        error_types = sorted({r[3] for r in rows if r[3] is not None})
+        codes = {None: 0, **{e: i + 1 for i, e in enumerate(error_types)}}
+        batch_codes = np.fromiter((codes[r[3]] for r in rows), np.int64, count)
+        enqueued = _ticket_array([t for r in rows for t in r[2]])
+        request_starts = np.repeat(starts, sizes)
+        valid = enqueued <= request_starts  # an invalid ticket is INT64_MAX: never valid
+        invalid = int(enqueued.size - np.count_nonzero(valid))
         if invalid:
             SELF.drop(
                 INVALID_TICKET,
                 invalid,
                 "batch tickets must be time.perf_counter_ns() integers taken before the batch started",
             )
-        if queue:
-            rec.observe(conv.BATCH_QUEUE_DURATION, key, attrs, _seconds(queue))
-        if ok:
-            rec.observe(conv.INFERENCE_DURATION, key, attrs, _seconds(ok))
-        for error_type, parts in failed.items():
-            err_attrs = {**attrs, conv.ERROR_TYPE: error_type}
-            rec.observe(conv.INFERENCE_DURATION, attr_key(err_attrs), err_attrs, _seconds(parts))
-        rec.observe(conv.BATCH_SIZE_METRIC, key, attrs, np.asarray(sizes, dtype=np.float64))
-        if execution:
-            rec.observe(conv.BATCH_EXECUTION_DURATION, key, attrs, np.asarray(execution, dtype=np.float64) * _NS)
-        for error_type, values in failed_execution.items():
-            err_attrs = {**attrs, conv.ERROR_TYPE: error_type}
-            rec.observe(
-                conv.BATCH_EXECUTION_DURATION, attr_key(err_attrs), err_attrs, np.asarray(values, np.float64) * _NS
-            )
+        enqueued = enqueued[valid]
+        request_codes = np.repeat(batch_codes, sizes)[valid]
+        if enqueued.size:
+            rec.observe(conv.BATCH_QUEUE_DURATION, key, attrs, _seconds(request_starts[valid] - enqueued))
+            latency = _seconds(np.repeat(ends, sizes)[valid] - enqueued)
+            for error_type, code in codes.items():
+                values = latency[request_codes == code]
+                if values.size:
+                    rec.observe(conv.INFERENCE_DURATION, *_with_error(key, attrs, error_type), values)
+        rec.observe(conv.BATCH_SIZE_METRIC, key, attrs, sizes.astype(np.float64))
+        execution = _seconds(ends - starts)
+        for error_type, code in codes.items():
+            values = execution[batch_codes == code]
+            if values.size:
+                rec.observe(conv.BATCH_EXECUTION_DURATION, *_with_error(key, attrs, error_type), values)
 
 
-def _ticket_array(tickets: tuple) -> np.ndarray:
+def _with_error(key: Any, attrs: dict[str, Any], error_type: str | None) -> tuple[Any, dict[str, Any]]:
+    if error_type is None:
+        return key, attrs
+    err_attrs = {**attrs, conv.ERROR_TYPE: error_type}
+    return attr_key(err_attrs), err_attrs
+
+
+def _ticket_array(tickets: list) -> np.ndarray:
     """The tickets as int64 nanoseconds; a ticket that is not an integer (a float from perf_counter(), None, a
     string: the request's place in time is unknown) becomes INT64_MAX, later than any batch start (dropped)."""
     if all(type(t) is int for t in tickets):
@@ -141,10 +140,9 @@ def _ticket_array(tickets: tuple) -> np.ndarray:
     )
 
 
-def _seconds(parts: list[np.ndarray]) -> np.ndarray:
+def _seconds(ns: np.ndarray) -> np.ndarray:
     # int64 differences first (exact), then one conversion to float seconds
-    values = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return values.astype(np.float64) * _NS
+    return ns.astype(np.float64) * _NS
 
 
 class Batch:
@@ -285,6 +283,19 @@ class AsyncBatcher:
         future = loop.create_future()
         self.queue.put_nowait((item, ticket, future))
         return await future
+
+    async def aclose(self) -> None:
+        """Stop the batch loop (at the server's shutdown); requests still queued are cancelled."""
+        import asyncio
+
+        worker, self.worker = self.worker, None
+        if worker is not None and not worker.done():
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        queue = self.queue
+        while queue is not None and not queue.empty():
+            queue.get_nowait()[2].cancel()
 
     async def run(self) -> None:
         """The batch loop (started by the first call)."""
