@@ -17,6 +17,7 @@ from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from test_asgi import serving  # the real uvicorn server of the ASGI suite
+from test_grpc import Stack as GrpcStack  # a real grpc (or grpc.aio) server with modelotel's interceptor
 
 import modelotel
 from modelotel import config
@@ -299,6 +300,33 @@ def test_http_server_duration_and_route_models_carry_the_request_span(traced, sp
             # the request clock starts a few microseconds before its span does (perf_counter vs time_ns)
             assert abs(e.value - (span.end_time - span.start_time) * 1e-9) < 1e-3
             assert_in_occupied_bucket(point, e)
+
+
+@pytest.mark.parametrize("kind", ["sync", "aio"])
+def test_rpc_server_duration_carries_the_call_span(kind, traced, spans):
+    stack = GrpcStack(kind)
+    try:
+        for payload in (b"a", b"b"):
+            assert stack.channel.unary_unary("/pkg.Model/Predict")(payload, timeout=10) == b"ok:" + payload
+        modelotel.force_flush()
+    finally:
+        stack.close()
+    server = {s.context.span_id: s for s in spans.get_finished_spans() if s.name == "pkg.Model/Predict"}
+    assert len(server) == 2
+    points = [
+        p for p in traced.all_points(conv.RPC_SERVER_DURATION) if p.attributes[conv.RPC_METHOD] == "pkg.Model/Predict"
+    ]
+    found = [(p, e) for p in points for e in p.exemplars]
+    assert points[-1].count == 2 and 1 <= len(found) <= 2  # two calls may share a bucket: then the later one
+    for point, e in found:
+        span = server[e.span_id]
+        assert e.trace_id == span.context.trace_id
+        assert span.start_time <= e.time_unix_nano <= span.end_time
+        assert_in_occupied_bucket(point, e)
+    if len(found) == 1:
+        (only,) = found
+        later = max(server.values(), key=lambda s: s.end_time)
+        assert only[1].span_id == later.context.span_id
 
 
 # -- encoding and reading back --------------------------------------------------------------------------------------
