@@ -91,7 +91,8 @@ def test_one_latest_exemplar_per_occupied_bucket_the_highest_twenty(durations_ns
     want = sorted(latest, reverse=True)[: ex.MAX_PER_POINT]
     got = point.exemplars
     assert len(got) == len(want) <= ex.MAX_PER_POINT
-    assert [bucket_index(e.value, point.scale) for e in got] == want  # highest bucket first, one each
+    assert sorted(bucket_index(e.value, point.scale) for e in got) == sorted(want)  # the highest, one each
+    assert [e.time_unix_nano for e in got] == sorted(e.time_unix_nano for e in got)  # oldest first (Prometheus)
     for e in got:
         assert_in_occupied_bucket(point, e)
         c = latest[bucket_index(e.value, point.scale)]
@@ -121,7 +122,7 @@ def test_non_finite_and_zero_values():
     rec.observe(conv.INFERENCE_DURATION, KEY, ATTRS, np.asarray([0.0, 0.5]))
     rec.offer(conv.INFERENCE_DURATION, KEY, ATTRS, [candidate(0, 5, 1, 1), candidate(500_000_000, 6, 2, 2)])
     (point,) = [p for _, p in iter_points(rec.collect(Resource({}), now_ns=10))]
-    assert [(e.value, e.trace_id) for e in point.exemplars] == [(0.5, 2), (0.0, 1)]  # the zero bucket has one too
+    assert [(e.value, e.trace_id) for e in point.exemplars] == [(0.0, 1), (0.5, 2)]  # the zero bucket has one too
     res = ex.Reservoir(5)
     res.add(5, [float("nan"), float("inf")], [candidate(1, 1), candidate(1, 1)])
     assert len(res) == 0

@@ -18,13 +18,15 @@ call, the request attributes of a server request). The export thread does the re
 
 **Reservoir** (``Reservoir``, one per series and export interval): at most one exemplar per bucket of the
 exported exponential histogram, the *latest* measurement that fell in it, and at most ``MAX_PER_POINT`` (20) per
-point; past 20 occupied buckets the 20 highest buckets keep theirs (a latency spike is what one jumps from). Why
+point; past 20 occupied buckets the 20 highest buckets keep theirs (a latency spike is what one jumps from); a
+point lists them oldest first (Prometheus refuses an exemplar older than the last one of its series). Why
 not the SDK's reservoirs: the SDK gives an exponential histogram a ``SimpleFixedSizeExemplarReservoir`` of
 ``min(20, max_size)`` cells filled by uniform reservoir sampling, so a rare slow call is kept with probability
 about 20/n and the cells cluster in the busy buckets; its ``AlignedHistogramBucketExemplarReservoir`` (one per
 bucket, the last measurement) exists only for explicit-bucket histograms. Ours is the aligned one on exponential
-buckets, bounded like the simple one, and deterministic: every occupied bucket up to the 20th from the top has an
-exemplar whose value lies in that very bucket, so the slowest traced call of an interval always has one.
+buckets, bounded like the simple one, and deterministic: every bucket that holds a traced call, up to the 20th
+such bucket from the top, has an exemplar whose value lies in that very bucket, so the bucket of the slowest
+traced call of an interval always has one.
 
 Memory: candidates are keyed by bucket at the series sketch's current scale, which holds at most
 ``max_buckets`` buckets per sign, so a reservoir holds at most ``2 * max_buckets + 1`` candidates whatever the
@@ -138,17 +140,20 @@ class Reservoir:
         self.scale = scale
 
     def take(self, scale: int) -> list[Exemplar]:
-        """The exemplars of a point exported at ``scale`` (<= the reservoir's), highest bucket first; empties it.
+        """The exemplars of a point exported at ``scale`` (<= the reservoir's), oldest first; empties it.
 
-        One per bucket at ``scale`` (the latest), at most ``MAX_PER_POINT``."""
+        One per bucket at ``scale`` (the latest), at most ``MAX_PER_POINT``: those of the highest buckets. In time
+        order because Prometheus refuses an exemplar older than the series' last one ("out of order exemplar"),
+        so a remote write of a point listed otherwise would keep only some."""
         if scale < self.scale:
             self._rekey(scale)
         cells, self.cells = self.cells, {}
         # highest value first: positive buckets descending, then zero, then negative ascending in magnitude
-        chosen = sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][0] * kv[0][1]), reverse=True)
+        by_value = sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][0] * kv[0][1]), reverse=True)
+        chosen = sorted((cell for _, cell in by_value[:MAX_PER_POINT]), key=lambda cell: cell[1])
         return [
             Exemplar(filtered_attributes={}, value=v, time_unix_nano=t, span_id=s, trace_id=tr)
-            for _, (v, t, tr, s) in chosen[:MAX_PER_POINT]
+            for v, t, tr, s in chosen
         ]
 
 
