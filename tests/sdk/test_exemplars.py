@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import httpx
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
@@ -22,11 +24,14 @@ from test_grpc import Stack as GrpcStack  # a real grpc (or grpc.aio) server wit
 import modelotel
 from modelotel import config
 from modelotel import conventions as conv
+from modelotel.evaluator.engine.stream import request_json
+from modelotel.evaluator.serve.receiver import parse_protobuf
 from modelotel.evaluator.sources.otlp_file import read_otlp_file
 from modelotel.integrations.fastapi import instrument_app
 from modelotel.metrics import exemplars as ex
 from modelotel.metrics.buffers import attr_key
 from modelotel.metrics.recorder import Recorder, iter_points
+from modelotel.metrics.selftelemetry import SELF
 from modelotel.otlp.json import metrics_to_json_line
 from modelotel.sketch import bucket_index
 
@@ -152,8 +157,10 @@ def test_filter_modes(mode, sampled_kept, unsampled_kept):
         assert [c[0] for c in buf] == (["b"] if unsampled_kept else [])
         buf.clear()
         ex.offer(buf, _span(True, trace_id=0, span_id=0), 100)  # the invalid context: never
-        ex.offer(buf, object(), 100)  # not a span: no exemplar, no exception
+        before = SELF.errors.get("exemplar", 0)
+        ex.offer(buf, object(), 100)  # not a span: no exemplar, no exception, counted (unless the filter is off)
         assert buf == []
+        assert SELF.errors.get("exemplar", 0) == before + (mode != ex.ALWAYS_OFF)
     finally:
         ex.FILTER.mode = saved
 
@@ -236,6 +243,31 @@ def test_traced_calls_carry_their_span_and_value(traced, spans):
     (e,) = err.exemplars
     assert e.span_id in _model_spans(spans, "ex-sync")
     assert_in_occupied_bucket(err, e)
+
+
+def test_enrich_mode_names_the_callers_span(spans):
+    exporter = MemoryMetricExporter()
+    modelotel.configure(service_name="exemplars", exporter=exporter, export_interval=3600, traces="enrich")
+    try:
+
+        @modelotel.instrument_model(name="ex-enrich", version="1")
+        def predict(x):
+            return [0.3, 0.7]
+
+        tracer = trace.get_tracer("exemplar-test-app")
+        ids = []
+        for x in range(2):
+            with tracer.start_as_current_span(f"handler {x}") as handler:
+                predict(x)
+                ctx = handler.get_span_context()
+                ids.append((ctx.trace_id, ctx.span_id))
+            time.sleep(0.01)
+        (point,) = _points(exporter, **{conv.MODEL_NAME: "ex-enrich"})
+        assert point.count == 2 and 1 <= len(point.exemplars) <= 2  # two calls may share a bucket
+        assert {(e.trace_id, e.span_id) for e in point.exemplars} <= set(ids)
+        assert (point.exemplars[-1].trace_id, point.exemplars[-1].span_id) == ids[-1]  # the latest call has one
+    finally:
+        modelotel.shutdown()
 
 
 def test_untraced_calls_have_none(memory_exporter, spans):
@@ -372,3 +404,14 @@ def test_the_evaluator_reads_points_with_exemplars_as_without(tmp_path):
         assert report.bad_points == 0 and report.corrupt_lines == 0
         results.append((got, report.points, report.deltas))
     assert results[0] == results[1] and results[0][0] == [(3, 3, pytest.approx(0.523))]
+
+
+def test_modelotel_serve_reads_protobuf_with_exemplars_as_without():
+    """``modelotel serve``'s receivers turn an OTLP protobuf request into the line its decoder reads."""
+    data, _, _ = _data_with_exemplars()
+    request = encode_metrics(data)
+    with_exemplars = request_json(parse_protobuf(request.SerializeToString()))
+    point = request.resource_metrics[0].scope_metrics[0].metrics[0].exponential_histogram.data_points[0]
+    assert len(point.exemplars) == 1
+    point.ClearField("exemplars")
+    assert with_exemplars == request_json(parse_protobuf(request.SerializeToString()))

@@ -48,6 +48,7 @@ from typing import Any
 from opentelemetry.sdk.metrics import Exemplar
 
 from ..sketch import bucket_index
+from .selftelemetry import SELF
 
 TRACE_BASED = "trace_based"
 ALWAYS_ON = "always_on"
@@ -74,7 +75,8 @@ Candidate = tuple  # (tag, duration ns, time_unix_nano, trace id, span id), as `
 def offer(buffer: list, span: Any, ns: int, tag: Any = None) -> None:
     """Append a traced measurement of ``ns`` nanoseconds made in ``span`` to ``buffer`` if the filter lets it.
 
-    ``span`` is modelotel's ``LightSpan`` (ids read directly) or any OpenTelemetry span. Never raises.
+    ``span`` is modelotel's ``LightSpan`` (ids read directly) or any OpenTelemetry span. Never raises: an object
+    without a span context makes no exemplar and counts in ``modelotel.internal.errors{exemplar}``.
     """
     mode = FILTER.mode
     if mode == ALWAYS_OFF:
@@ -89,8 +91,8 @@ def offer(buffer: list, span: Any, ns: int, tag: Any = None) -> None:
         if not trace_id or not span_id or (mode == TRACE_BASED and not flags & 1):
             return
         buffer.append((tag, ns, time.time_ns(), trace_id, span_id))
-    except Exception:  # a foreign span object without a context: no exemplar, the measurement itself is kept
-        return
+    except Exception as exc:  # a foreign span object without a context: no exemplar; the measurement is kept
+        SELF.error("exemplar", exc)
 
 
 def _key(value: float, scale: int) -> tuple[int, int]:
