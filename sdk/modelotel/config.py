@@ -299,9 +299,7 @@ def resolve(
 
     exemplar_filter = (_env(env, OTEL_METRICS_EXEMPLAR_FILTER) or "trace_based").lower()
     if exemplar_filter not in EXEMPLAR_FILTERS:
-        raise ConfigError(
-            f"OTEL_METRICS_EXEMPLAR_FILTER={exemplar_filter!r}: use one of {', '.join(EXEMPLAR_FILTERS)}"
-        )
+        raise ConfigError(f"OTEL_METRICS_EXEMPLAR_FILTER={exemplar_filter!r}: use one of {', '.join(EXEMPLAR_FILTERS)}")
 
     return Settings(
         exemplar_filter=exemplar_filter,
