@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from telemetry_gen import EPOCH, NS
 
 MS_BOUNDS = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0)
+# the GenAI conventions' explicit buckets for gen_ai.server.time_to_first_token and time_per_output_token (seconds)
+TTFT_BOUNDS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+TPOT_BOUNDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 S_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 
@@ -65,6 +68,12 @@ def _attributes(kind: str, r: Request) -> list[dict]:
         error = GRPC_CODES.get(str(r.status), 0) in (2, 4, 12, 13, 14, 15)
         status = "STATUS_CODE_ERROR" if error else "STATUS_CODE_UNSET"
         return [_attr("span.name", "Predict"), _attr("status.code", status)]
+    if kind in ("genai-ttft", "genai-tpot"):  # a model server's GenAI metrics: the model is the route
+        return [
+            _attr("gen_ai.operation.name", "chat"),
+            _attr("gen_ai.provider.name", "vllm"),
+            _attr("gen_ai.request.model", r.route),
+        ]
     raise ValueError(kind)
 
 
@@ -74,6 +83,8 @@ METRICS = {  # kind -> (metric name, unit, bounds, seconds per unit)
     "rpc-old": ("rpc.server.duration", "ms", MS_BOUNDS, 1e-3),
     "rpc-new": ("rpc.server.call.duration", "s", S_BOUNDS, 1.0),
     "spanmetrics": ("traces.span.metrics.duration", "ms", MS_BOUNDS, 1e-3),
+    "genai-ttft": ("gen_ai.server.time_to_first_token", "s", TTFT_BOUNDS, 1.0),
+    "genai-tpot": ("gen_ai.server.time_per_output_token", "s", TPOT_BOUNDS, 1.0),
 }
 
 

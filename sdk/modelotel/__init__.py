@@ -4,6 +4,7 @@ Public API (everything else lives in modules documented as internal)::
 
     modelotel.configure(service_name=None, exporter=None, path=None, traces=None, ...)
     @modelotel.instrument_model(name=..., version=..., ...)
+    @modelotel.instrument_model(name=..., genai=modelotel.GenAI(provider=...))  # token streams: gen_ai.server.*
     modelotel.current_prediction_id()   # inside the call: an id this process can judge
     modelotel.last_prediction_id()      # after the call: an id any process with the key can judge
     modelotel.record_feedback(prediction_id, *, label=None, correct=None, group=None, positive_label=None, time=None)
@@ -14,12 +15,13 @@ Public API (everything else lives in modules documented as internal)::
 from ._version import __version__
 from .config import ConfigError, Settings
 from .feedback.api import record_feedback
-from .instrument import current_prediction_id, instrument_model, last_prediction_id
+from .instrument import GenAI, current_prediction_id, instrument_model, last_prediction_id
 from .runtime import configure, force_flush, shutdown
 from .sketch import LogSketch
 
 __all__ = [
     "ConfigError",
+    "GenAI",
     "LogSketch",
     "Settings",
     "__version__",

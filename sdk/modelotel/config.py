@@ -56,6 +56,11 @@ OTEL_PYTHON_FRAMEWORK_EXCLUDED_URLS = "OTEL_PYTHON_{framework}_EXCLUDED_URLS"
 """The per-framework form of ``OTEL_PYTHON_EXCLUDED_URLS`` (``{framework}``: FASTAPI, FLASK, ...)."""
 OTEL_PYTHON_GRPC_EXCLUDED_SERVICES = "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES"
 """Comma-separated gRPC services the server interceptor skips, as the official instrumentation reads it."""
+OTEL_SEMCONV_STABILITY_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+"""Comma-separated semantic-convention opt-ins; modelotel reads ``gen_ai_latest_experimental`` (GENAI_LATEST) as
+OpenTelemetry's Python instrumentations do: the GenAI metrics name the provider ``gen_ai.provider.name`` (latest
+experimental conventions) instead of ``gen_ai.system`` (v1.36.0 and before, the default). Read at decoration time."""
+GENAI_LATEST = "gen_ai_latest_experimental"
 
 ENV_DISABLED = "MODELOTEL_DISABLED"
 """``true``: as ``OTEL_SDK_DISABLED``, for modelotel alone."""
@@ -367,6 +372,13 @@ def grpc_excluded_services(environ: Mapping[str, str] | None = None) -> list[str
     env = os.environ if environ is None else environ
     raw = env.get(OTEL_PYTHON_GRPC_EXCLUDED_SERVICES, "")
     return [s.strip() for s in raw.split(",") if s.strip()]
+
+
+def genai_latest(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``OTEL_SEMCONV_STABILITY_OPT_IN`` lists ``gen_ai_latest_experimental`` (items stripped, exact)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(OTEL_SEMCONV_STABILITY_OPT_IN, "")
+    return GENAI_LATEST in [part.strip() for part in raw.split(",")]
 
 
 def debug_tracebacks(environ: Mapping[str, str] | None = None) -> bool:

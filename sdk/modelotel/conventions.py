@@ -61,6 +61,15 @@ RPC_METHOD: Final = "rpc.method"
 RPC_STATUS: Final = "rpc.response.status_code"
 CLIENT_DISCONNECT_EVENT: Final = "http.client_disconnect"  # span event: the client left before the response ended
 
+# GenAI semantic conventions (Development status): the attributes of the gen_ai.server.* metrics of streams.
+GENAI_OPERATION: Final = "gen_ai.operation.name"  # chat, text_completion, generate_content, ...
+GENAI_PROVIDER: Final = "gen_ai.provider.name"  # latest experimental conventions (OTEL_SEMCONV_STABILITY_OPT_IN)
+GENAI_SYSTEM: Final = "gen_ai.system"  # the same value under its v1.36.0-and-before key: the default
+GENAI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GENAI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GENAI_TOKEN_TYPE: Final = "gen_ai.token.type"  # input or output, on ml.genai.tokens
+GENAI_TOKEN_TYPES: Final = ("input", "output")
+
 # The OTel ``exception`` span event and its attributes (semantic conventions for exceptions).
 EXCEPTION_EVENT: Final = "exception"
 EXCEPTION_TYPE: Final = "exception.type"
@@ -94,6 +103,11 @@ FEATURE_CATEGORY_METRIC: Final = "ml.feature.category"
 EXTRACT_MISSES: Final = "modelotel.extract.misses"
 HTTP_SERVER_DURATION: Final = "http.server.request.duration"  # OTel stable HTTP semantic conventions
 RPC_SERVER_DURATION: Final = "rpc.server.call.duration"  # OTel RPC semantic conventions
+# GenAI model-server metrics (semantic conventions, Development status), recorded for streams of models given genai=
+GENAI_SERVER_REQUEST_DURATION: Final = "gen_ai.server.request.duration"
+GENAI_SERVER_TIME_TO_FIRST_TOKEN: Final = "gen_ai.server.time_to_first_token"
+GENAI_SERVER_TIME_PER_OUTPUT_TOKEN: Final = "gen_ai.server.time_per_output_token"
+GENAI_TOKENS: Final = "ml.genai.tokens"  # per-stream token counts (the conventions define no server token metric)
 INTERNAL_ERRORS: Final = "modelotel.internal.errors"
 DROPPED: Final = "modelotel.dropped"
 
@@ -106,6 +120,7 @@ FEATURE_UNIT: Final = "{feature}"
 FEEDBACK_UNIT: Final = "{feedback}"
 ERROR_UNIT: Final = "{error}"
 VALUE_UNIT: Final = "{value}"
+TOKEN_UNIT: Final = "{token}"
 
 # -- sketch / exponential histogram choices -------------------------------------------------------
 
@@ -207,6 +222,25 @@ METRICS: Final = {
         ),
         MetricSpec(HTTP_SERVER_DURATION, "histogram", SECONDS, "Duration of HTTP server requests."),
         MetricSpec(RPC_SERVER_DURATION, "histogram", SECONDS, "Duration of RPC server calls."),
+        MetricSpec(
+            GENAI_SERVER_REQUEST_DURATION,
+            "histogram",
+            SECONDS,
+            "Duration of one generation stream, from the call to its last item (GenAI semantic conventions).",
+        ),
+        MetricSpec(
+            GENAI_SERVER_TIME_TO_FIRST_TOKEN,
+            "histogram",
+            SECONDS,
+            "Time from the call to the first output token of a successful stream (GenAI semantic conventions).",
+        ),
+        MetricSpec(
+            GENAI_SERVER_TIME_PER_OUTPUT_TOKEN,
+            "histogram",
+            SECONDS,
+            "Per successful stream: (request duration - time to first token) / (output tokens - 1).",
+        ),
+        MetricSpec(GENAI_TOKENS, "histogram", TOKEN_UNIT, "Input and output tokens per successful stream."),
         MetricSpec(INTERNAL_ERRORS, "counter", ERROR_UNIT, "Errors inside modelotel, by kind (never raised)."),
         MetricSpec(DROPPED, "counter", VALUE_UNIT, "Values modelotel dropped, by reason."),
     )

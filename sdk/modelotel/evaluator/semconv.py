@@ -73,8 +73,10 @@ GRPC_SERVER_ERRORS = {  # name -> number
 def may_be_classic(metric: str) -> bool:
     """Whether the metric's histograms may have explicit buckets (the OTel SDK's default aggregation, a classic
     histogram in Prometheus) rather than only modelotel's exponential ones: any metric modelotel does not define,
-    and the HTTP/RPC names it shares with other instrumentations."""
-    return metric not in conv.METRICS or metric in (conv.HTTP_SERVER_DURATION, conv.RPC_SERVER_DURATION)
+    and the HTTP/RPC/GenAI names it shares with other instrumentations (model servers write ``gen_ai.server.*``
+    with the conventions' explicit buckets)."""
+    shared = metric in (conv.HTTP_SERVER_DURATION, conv.RPC_SERVER_DURATION) or metric.startswith("gen_ai.")
+    return metric not in conv.METRICS or shared
 
 
 def known_unit(metric: str) -> str | None:

@@ -57,6 +57,7 @@ from ..runtime import OFF, STATE, arm_sigterm, autostart
 from ..tracing.span import MAX_ATTRIBUTES, LightSpan, record_exception
 from ..tracing.start import attach_context, current_context_with, start_span
 from .decorations import DECORATIONS, FRAME_PIDS, LAST_CALLS, MADE, WRAPPER_CODES, getframe, options_key
+from .genai import GenAI, GenAIBuffers
 from .options import ModelOptions, resolve
 from .streams import async_gen_wrapper, gen_wrapper
 
@@ -689,6 +690,13 @@ class Instrumented:
         STATE.recorder.register(self.buffers)
         # When this decoration is garbage (re-decorated in a loop), its buffers are folded once more and dropped.
         weakref.finalize(self, STATE.recorder.release, self.buffers).atexit = False
+        self.genai = None  # streams of a model given genai=: the gen_ai.server.* metrics
+        if o.genai is not None:
+            if not (inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)):
+                raise config.ConfigError(f"genai= needs a generator or async-generator model, not {name!r}")
+            self.genai = GenAIBuffers(o.genai, base)
+            STATE.recorder.register(self.genai)
+            weakref.finalize(self, STATE.recorder.release, self.genai).atexit = False
         self.span_attributes = dict(base)
         self.confidence_fn = confidence
         self.label_fn = label
@@ -953,6 +961,7 @@ def instrument_model(
     categorical_features: Sequence[str] = (),
     free_text_labels: bool = False,
     positive_label: Any = None,
+    genai: GenAI | None = None,
 ) -> Any:
     """Instrument a predict function: duration, outcome, confidence, OOD score, label, missing features.
 
@@ -972,6 +981,8 @@ def instrument_model(
     ``positive_label`` names the positive class of a binary model: feedback gets the fairness flags without
     ``record_feedback(positive_label=...)``, and ``ml.prediction.confidence`` is split by predicted label, so
     ``modelotel performance`` estimates precision, recall and F1 before the labels arrive (CBPE).
+    ``genai=GenAI(provider=...)`` on a generator or async-generator model adds the GenAI semantic conventions'
+    ``gen_ai.server.*`` metrics of each stream (time to first token, time per output token): see ``genai``.
 
     The options are defined once, in ``options.ModelOptions`` (this signature is checked against it).
     Bad options raise ``modelotel.ConfigError`` at decoration time, never during a call.

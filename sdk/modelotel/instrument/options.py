@@ -19,6 +19,7 @@ import modelotel.config as config
 import modelotel.conventions as conv
 
 from ..ood import OODScorer
+from .genai import GenAI, check_genai
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,7 @@ class ModelOptions:
     # the positive class of a binary model: fairness flags on feedback, and ml.prediction.confidence by predicted
     # label (CBPE's precision/recall/F1 before labels arrive)
     positive_label: Any = None
+    genai: GenAI | None = None  # GenAI(provider=...): gen_ai.server.* metrics of a generator model's streams
 
     def values(self) -> tuple[Any, ...]:
         """Every option's value, in definition order (the re-decoration cache key is made of these)."""
@@ -68,6 +70,7 @@ def resolve(options: ModelOptions) -> ModelOptions:
     role = config.check_role(options.deployment_role) if options.deployment_role else config.default_role()
     extra = check_attributes(options.attributes)
     trace_mode = config.trace_mode_of(options.traces) if options.traces is not None else None
+    check_genai(options.genai)
     ood = options.ood
     if ood is not None and not (callable(ood) or hasattr(ood, "score")):
         raise config.ConfigError(f"ood={ood!r}: pass a callable or a scorer with score(X)")

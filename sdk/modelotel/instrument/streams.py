@@ -22,6 +22,7 @@ from ..metrics.selftelemetry import SELF
 from ..runtime import STATE, autostart
 from ..tracing.span import record_exception
 from .decorations import FRAME_PIDS, LAST_CALLS, WRAPPER_CODES, getframe
+from .genai import drop_counts, token_count
 
 # ``inst`` below is a ``decorator.Instrumented`` (typed Any: decorator imports this module).
 
@@ -29,7 +30,7 @@ from .decorations import FRAME_PIDS, LAST_CALLS, WRAPPER_CODES, getframe
 class Stream:
     """Bookkeeping for one streaming call: time to first item, item count, the single final record."""
 
-    __slots__ = ("inst", "t0", "first", "items", "done", "span", "token", "pid", "key", "missing")
+    __slots__ = ("inst", "t0", "first", "items", "done", "span", "token", "pid", "key", "missing", "elapsed")
 
     def __init__(self, inst: Any, key: int, args: tuple, kwargs: dict) -> None:
         self.inst = inst
@@ -37,6 +38,7 @@ class Stream:
         self.items = 0
         self.first = 0
         self.done = False
+        self.elapsed = 0
         self.span = self.token = self.pid = None
         if not STATE.started:
             autostart()
@@ -64,7 +66,7 @@ class Stream:
                 SELF.error("span_suspend", exc)
             self.token = None
 
-    def item(self) -> None:
+    def item(self, value: Any = None) -> None:
         if not self.items:
             self.first = perf_counter_ns() - self.t0
         self.items += 1
@@ -73,7 +75,7 @@ class Stream:
         if self.done:
             return
         self.done = True
-        dt = perf_counter_ns() - self.t0
+        dt = self.elapsed = perf_counter_ns() - self.t0
         inst = self.inst
         pid = FRAME_PIDS.pop(self.key, self.pid) if FRAME_PIDS else self.pid
         if LAST_CALLS.armed:
@@ -105,11 +107,83 @@ class Stream:
             SELF.error("stream_finish", inner)
 
 
+class GenAIStream(Stream):
+    """A stream of a model given ``genai=`` without callables: one item is one token, so the item count and the
+    time to the first item are the token figures, and nothing is added per item."""
+
+    __slots__ = ()
+
+    def token_figures(self) -> tuple[int, int, int | None, bool]:
+        """(output tokens, ns to the first token, reported input tokens, counted)."""
+        return self.items, self.first, None, True
+
+    def finish(self, exc: BaseException | None) -> None:
+        if self.done:
+            return
+        super().finish(exc)
+        try:
+            output, first_token, input_tokens, counted = self.token_figures()
+            error_type = None if exc is None else type(exc).__name__
+            self.inst.genai.streams.append((self.elapsed, first_token, output, input_tokens, error_type, counted))
+        except Exception as inner:
+            SELF.error("genai_finish", inner)
+
+
+class CountedGenAIStream(GenAIStream):
+    """A stream of a model given ``genai=GenAI(tokens=..., usage=...)``: the user's callables count each item."""
+
+    __slots__ = ("tokens", "first_token", "input_tokens", "output_tokens", "counted")
+
+    def __init__(self, inst: Any, key: int, args: tuple, kwargs: dict) -> None:
+        self.tokens = self.first_token = 0
+        self.input_tokens = self.output_tokens = None
+        self.counted = True
+        super().__init__(inst, key, args, kwargs)
+
+    def item(self, value: Any = None) -> None:
+        Stream.item(self)
+        if not self.counted:
+            return
+        genai = self.inst.genai
+        try:  # user callables: whatever they do stays here (a counted drop)
+            if genai.usage is not None:
+                reported = genai.usage(value)
+                if reported is not None:
+                    given_input, given_output = reported
+                    if given_input is not None:
+                        self.input_tokens = token_count(given_input)
+                    if given_output is not None:
+                        self.output_tokens = token_count(given_output)
+                    return
+            n = 1 if genai.tokens is None else token_count(genai.tokens(value))
+        except Exception as exc:
+            self.counted = False
+            drop_counts(exc)
+            return
+        if n:
+            if not self.tokens:
+                self.first_token = perf_counter_ns() - self.t0
+            self.tokens += n
+
+    def token_figures(self) -> tuple[int, int, int | None, bool]:
+        output = self.tokens if self.output_tokens is None else self.output_tokens
+        return output, self.first_token, self.input_tokens, self.counted
+
+
+def stream_class(inst: Any) -> type[Stream]:
+    """The bookkeeping a decorated generator's streams need (decided once, at decoration)."""
+    genai = inst.genai
+    if genai is None:
+        return Stream
+    return GenAIStream if genai.tokens is None and genai.usage is None else CountedGenAIStream
+
+
 def gen_wrapper(inst: Any) -> Callable[..., Any]:
     fn = inst.fn
+    new_stream = stream_class(inst)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        stream = Stream(inst, id(getframe()), args, kwargs)
+        stream = new_stream(inst, id(getframe()), args, kwargs)
         try:
             stream._resume()
             try:
@@ -125,7 +199,7 @@ def gen_wrapper(inst: Any) -> Callable[..., Any]:
             raise
         # PEP 380's expansion of ``yield from``, with the item count and the span made current per resume.
         while True:
-            stream.item()
+            stream.item(item)
             try:
                 sent = yield item
             except GeneratorExit:
@@ -173,9 +247,10 @@ def gen_wrapper(inst: Any) -> Callable[..., Any]:
 
 def async_gen_wrapper(inst: Any) -> Callable[..., Any]:
     fn = inst.fn
+    new_stream = stream_class(inst)
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        stream = Stream(inst, id(getframe()), args, kwargs)
+        stream = new_stream(inst, id(getframe()), args, kwargs)
         try:
             stream._resume()
             try:
@@ -190,7 +265,7 @@ def async_gen_wrapper(inst: Any) -> Callable[..., Any]:
             stream.finish(exc)
             raise
         while True:
-            stream.item()
+            stream.item(item)
             try:
                 sent = yield item
             except GeneratorExit:

@@ -478,7 +478,8 @@ def model_filters(f: Fields, metrics: Sequence[str], attributes_field: str) -> F
     """``model``/``version``/``role``/``attributes_field`` of ``f`` as filters, with the model rules.
 
     ``model`` is required when a metric is an ``ml.*`` one (all of them are per model) and refused on the server
-    metrics, which carry no ``ml.model.*`` attributes.
+    metrics, which carry no ``ml.model.*`` attributes. On the GenAI conventions' ``gen_ai.*`` metrics alone it
+    filters ``gen_ai.request.model``, which every producer of them sets (modelotel: the model's name by default).
     """
     server = [m for m in metrics if m in SERVER_METRICS or m.startswith(("http.", "rpc."))]
     given = f.present("model", "version", "role")
@@ -489,7 +490,9 @@ def model_filters(f: Fields, metrics: Sequence[str], attributes_field: str) -> F
     pairs: dict[str, str] = {}
     ml = [m for m in metrics if m.startswith("ml.")]
     if "model" in f:
-        pairs[conv.MODEL_NAME] = attribute_value(f.get("model"), f.at("model"))
+        genai = bool(metrics) and all(m.startswith("gen_ai.") for m in metrics)
+        key = conv.GENAI_REQUEST_MODEL if genai else conv.MODEL_NAME
+        pairs[key] = attribute_value(f.get("model"), f.at("model"))
     elif ml:
         raise f.at("model").error(f"missing: {ml[0]} is recorded per model, name it (ml.model.name)")
     if "version" in f:
