@@ -245,6 +245,64 @@ def test_traced_calls_carry_their_span_and_value(traced, spans):
     assert_in_occupied_bucket(err, e)
 
 
+def test_streams_carry_their_span(traced, spans):
+    @modelotel.instrument_model(name="ex-gen", version="1")
+    def tokens(n):
+        for i in range(n):
+            time.sleep(0.001)
+            yield i
+
+    @modelotel.instrument_model(name="ex-agen", version="1")
+    async def atokens(n):
+        for i in range(n):
+            await asyncio.sleep(0.001)
+            yield i
+        raise RuntimeError("stream broke")
+
+    assert list(tokens(1)) == [0] and list(tokens(8)) == list(range(8))  # about 1 and 8 ms: different buckets
+
+    async def consume():
+        with pytest.raises(RuntimeError):
+            async for _ in atokens(2):
+                pass
+
+    asyncio.run(consume())
+    modelotel.force_flush()
+    gen_spans = _model_spans(spans, "ex-gen")
+    (point,) = _points(traced, False, **{conv.MODEL_NAME: "ex-gen"})
+    assert point.count == 2 and len(point.exemplars) == 2
+    assert {e.span_id for e in point.exemplars} == set(gen_spans)
+    for e in point.exemplars:
+        assert e.trace_id == gen_spans[e.span_id].context.trace_id
+        assert_in_occupied_bucket(point, e)
+    (failed,) = _points(traced, False, **{conv.MODEL_NAME: "ex-agen"})
+    assert failed.attributes[conv.ERROR_TYPE] == "RuntimeError" and failed.count == 1
+    (e,) = failed.exemplars
+    assert e.span_id in _model_spans(spans, "ex-agen")
+    assert_in_occupied_bucket(failed, e)
+
+
+def test_genai_streams_carry_their_span_on_request_duration_and_ttft(traced, spans):
+    @modelotel.instrument_model(name="ex-llm", version="1", genai=modelotel.GenAI(provider="vllm"))
+    def generate(n, first_ms):
+        time.sleep(first_ms / 1000)
+        for i in range(n):
+            yield f"tok{i}"
+
+    for n, first_ms in ((3, 1), (3, 16)):  # first tokens about 1 and 16 ms: different buckets
+        assert len(list(generate(n, first_ms))) == n
+    modelotel.force_flush()
+    by_id = _model_spans(spans, "ex-llm")
+    assert len(by_id) == 2
+    for metric in (conv.GENAI_SERVER_REQUEST_DURATION, conv.GENAI_SERVER_TIME_TO_FIRST_TOKEN):
+        (point,) = [p for p in traced.last_points(metric) if p.attributes.get(conv.MODEL_NAME) == "ex-llm"]
+        assert point.count == 2 and len(point.exemplars) == 2, metric
+        assert {e.span_id for e in point.exemplars} == set(by_id)
+        for e in point.exemplars:
+            assert e.trace_id == by_id[e.span_id].context.trace_id
+            assert_in_occupied_bucket(point, e)
+
+
 def test_enrich_mode_names_the_callers_span(spans):
     exporter = MemoryMetricExporter()
     modelotel.configure(service_name="exemplars", exporter=exporter, export_interval=3600, traces="enrich")
