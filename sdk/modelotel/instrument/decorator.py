@@ -49,6 +49,7 @@ from ..feedback import KEYRING, PENDING, Label, Outcome, PredictionRecord, as_li
 from ..feedback.ids import encode as encode_prediction_id
 from ..labels import WITHHELD_REASON, LabelPolicy
 from ..metrics.buffers import ModelBuffers
+from ..metrics.exemplars import offer as offer_exemplar
 from ..metrics.selftelemetry import SELF
 from ..ood import OODScorer
 from ..privacy import count_missing, raw_features
@@ -126,7 +127,10 @@ def _sync_wrapper(inst: Instrumented) -> Callable[..., Any]:
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            error(exc, perf_counter_ns() - t0)
+            dt = perf_counter_ns() - t0
+            error(exc, dt)
+            if span is not None:
+                offer_exemplar(inst.buffers.exemplars, span, dt, type(exc).__name__)
             missing = missing_inputs(args, kwargs, span is None)
             pids.pop(key, None)
             inst.close_span(span, token, exc, missing=missing)
@@ -165,7 +169,10 @@ def _async_wrapper(inst: Instrumented) -> Callable[..., Any]:
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            error(exc, perf_counter_ns() - t0)
+            dt = perf_counter_ns() - t0
+            error(exc, dt)
+            if span is not None:
+                offer_exemplar(inst.buffers.exemplars, span, dt, type(exc).__name__)
             missing = inst.missing_inputs(args, kwargs, span is None)
             if pids:
                 pids.pop(key, None)
@@ -372,6 +379,8 @@ class Instrumented:
         """
         b = self.buffers
         b.durations.append(dt)
+        if span is not None:  # an exemplar (metrics/exemplars.py); untraced calls never get here with a span
+            offer_exemplar(b.exemplars, span, dt)
         try:
             feats = _MISSING
             if self.features_at is not None and (self.feature_work or span is not None):
