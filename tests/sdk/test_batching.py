@@ -203,7 +203,7 @@ def test_bad_options_raise_config_error_at_construction():
     def decorated(items):
         return items
 
-    with pytest.raises(modelotel.ConfigError, match="undecorated"):
+    with pytest.raises(modelotel.ConfigError, match="batched=True"):
         modelotel.AsyncBatcher(decorated, max_batch_size=4, max_wait=0.01)
     for kwargs in ({"max_batch_size": 0, "max_wait": 0.01}, {"max_batch_size": 4, "max_wait": -1}):
         with pytest.raises(modelotel.ConfigError):
@@ -248,3 +248,89 @@ def test_aclose_stops_the_loop_and_cancels_what_is_queued(memory_exporter):
     assert started == [1]  # one batch running, two requests still queued
     assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
     assert batcher.worker is None
+
+
+# -- @instrument_model(batched=True): the batched predict keeps everything per item, its requests are timed --------
+
+
+def test_a_batched_decorated_predict_counts_requests_not_calls(memory_exporter):
+    @modelotel.instrument_model("clf-batched", "5", batched=True)
+    def predict(rows):
+        return np.asarray([[0.9, 0.1] if r else [0.2, 0.8] for r in rows])
+
+    tickets = [modelotel.enqueue() for _ in range(6)]
+    with predict.batch(tickets):
+        out = predict([1, 0, 1, 1, 0, 1])
+    assert out.shape == (6, 2)  # the result is the model's
+    with predict.batch([modelotel.enqueue() for _ in range(2)]):
+        predict([0, 0])
+    modelotel.force_flush()
+    model = {conv.MODEL_NAME: "clf-batched", conv.MODEL_VERSION: "5"}
+    assert total_count(_points(memory_exporter, LATENCY, **model)) == 8  # requests, not the 2 calls
+    assert total_count(_points(memory_exporter, QUEUE, **model)) == 8
+    (size,) = _points(memory_exporter, SIZE, **model)
+    assert (size.count, size.sum) == (2, 8)
+    # what the decorator adds per item is still there: 8 predictions, 8 confidences
+    assert total_count(memory_exporter.last_points(conv.PREDICTIONS), **model) == 8
+    (conf,) = _points(memory_exporter, conv.PREDICTION_CONFIDENCE_METRIC, **model)
+    rows = [1, 0, 1, 1, 0, 1, 0, 0]
+    assert (conf.count, round(conf.sum, 9)) == (8, round(sum(0.9 if r else 0.8 for r in rows), 9))
+    assert not memory_exporter.last_points(conv.DROPPED)
+
+
+def test_a_batched_decorated_predict_outside_a_batch_is_a_counted_drop(memory_exporter):
+    @modelotel.instrument_model("clf-alone", batched=True)
+    def predict(rows):
+        if rows == ["bad"]:
+            raise TypeError("bad row")
+        return [0.5 for _ in rows]
+
+    assert predict([1, 2, 3]) == [0.5, 0.5, 0.5]
+    with pytest.raises(TypeError):
+        predict(["bad"])
+    modelotel.force_flush()
+    assert not _points(memory_exporter, LATENCY, **{conv.MODEL_NAME: "clf-alone"})
+    drops = {p.attributes[conv.DROP_REASON]: p.value for p in memory_exporter.last_points(conv.DROPPED)}
+    assert drops == {"batched_call_untimed": 2}
+
+
+def test_a_failing_batched_decorated_predict_fails_each_request_once(memory_exporter):
+    @modelotel.instrument_model("clf-failing", batched=True)
+    def predict(rows):
+        raise RuntimeError("device lost")
+
+    with pytest.raises(RuntimeError, match="device lost"), predict.batch([modelotel.enqueue() for _ in range(3)]):
+        predict([1, 2, 3])
+    modelotel.force_flush()
+    failed = {conv.MODEL_NAME: "clf-failing", conv.ERROR_TYPE: "RuntimeError"}
+    assert total_count(_points(memory_exporter, LATENCY, **failed)) == 3  # one per request, none for the call
+    assert total_count(_points(memory_exporter, EXEC, **failed)) == 1
+
+
+def test_async_batcher_takes_a_batched_decorated_predict_and_its_timer(memory_exporter):
+    @modelotel.instrument_model("async-decorated", "1", batched=True)
+    def predict(items):  # sync: runs in a worker thread, inside the batch's context
+        return [[0.25, 0.75] for _ in items]
+
+    batcher = modelotel.AsyncBatcher(predict, max_batch_size=4, max_wait=0.005)
+    assert batcher.timer is predict.batch_timer
+
+    async def main():
+        return await asyncio.gather(*(batcher(i) for i in range(9)))
+
+    assert asyncio.run(main()) == [[0.25, 0.75]] * 9
+    modelotel.force_flush()
+    model = {conv.MODEL_NAME: "async-decorated", conv.MODEL_VERSION: "1"}
+    assert total_count(_points(memory_exporter, LATENCY, **model)) == 9
+    assert total_count(memory_exporter.last_points(conv.PREDICTIONS), **model) == 9
+    assert not memory_exporter.last_points(conv.DROPPED)  # the thread saw its batch: no untimed call
+
+
+def test_batched_option_checks():
+    with pytest.raises(modelotel.ConfigError, match="batched"):
+        modelotel.instrument_model("x", batched="yes")
+    with pytest.raises(modelotel.ConfigError, match="generator"):
+
+        @modelotel.instrument_model("x", batched=True)
+        def stream(rows):
+            yield from rows

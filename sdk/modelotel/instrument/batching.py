@@ -27,6 +27,7 @@ Cost: see benchmarks/RESULTS.md ("Dynamic batching").
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,7 +51,40 @@ __all__ = ["AsyncBatcher", "Batch", "BatchTimer", "enqueue"]
 
 INVALID_TICKET = "batch_ticket_invalid"
 INVALID_BATCH = "batch_invalid"
+UNTIMED_CALL = "batched_call_untimed"
 _NS = 1e-9
+# The batch whose block is running in this thread or task (asyncio.to_thread copies it to the worker thread).
+CURRENT_BATCH: contextvars.ContextVar[Batch | None] = contextvars.ContextVar("modelotel_batch", default=None)
+
+
+class Untimed(list):
+    """What a ``batched=True`` model's calls append their durations and errors to instead of
+    ``ml.inference.duration``: nothing is kept (the batch's block times each request). A call outside any batch
+    block is counted in ``modelotel.dropped{batched_call_untimed}``: its requests' latency is unknown."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def append(self, value: Any) -> None:
+        if CURRENT_BATCH.get() is None:
+            SELF.drop(
+                UNTIMED_CALL,
+                1,
+                f"model {self.name!r} is batched=True: a call outside `with predict.batch(tickets):` (or an "
+                "AsyncBatcher) records no latency",
+            )
+
+
+class Discarded(list):
+    """A list that keeps nothing (a batched model's per-call exemplars: its latency series holds requests)."""
+
+    __slots__ = ()
+
+    def append(self, value: Any) -> None:
+        return None
 
 
 def enqueue() -> int:
@@ -148,13 +182,14 @@ def _seconds(ns: np.ndarray) -> np.ndarray:
 class Batch:
     """One batch being timed: ``with timer.batch(tickets) as b:`` around the batched predict (``b.size``)."""
 
-    __slots__ = ("buffers", "tickets", "start", "size")
+    __slots__ = ("buffers", "tickets", "start", "size", "token")
 
     def __init__(self, buffers: BatchBuffers | None, tickets: tuple) -> None:
         self.buffers = buffers
         self.tickets = tickets
         self.size = len(tickets)
         self.start = 0
+        self.token: Any = None
 
     def __enter__(self) -> Batch:
         if not STATE.started:
@@ -162,11 +197,21 @@ class Batch:
                 autostart()
             except Exception as exc:  # pragma: no cover - autostart logs its own failures
                 SELF.error("batch_start", exc)
+        try:
+            self.token = CURRENT_BATCH.set(self)
+        except Exception as exc:  # pragma: no cover - a ContextVar.set
+            SELF.error("batch_start", exc)
         self.start = perf_counter_ns()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         end = perf_counter_ns()
+        if self.token is not None:
+            try:
+                CURRENT_BATCH.reset(self.token)
+            except Exception as inner:  # a block exited in another context than it entered: nothing to undo
+                SELF.error("batch_context", inner)
+            self.token = None
         buffers = self.buffers
         if buffers is not None:
             try:
@@ -202,7 +247,17 @@ class BatchTimer:
             conv.DEPLOYMENT_ROLE: role,
             **check_attributes(attributes),
         }
-        self.name = name
+        self.start_recording(base)
+
+    @classmethod
+    def with_attributes(cls, attributes: Mapping[str, Any]) -> BatchTimer:
+        """The timer of a model whose attributes are already checked (``@instrument_model(batched=True)``)."""
+        timer = cls.__new__(cls)
+        timer.start_recording(dict(attributes))
+        return timer
+
+    def start_recording(self, base: dict[str, Any]) -> None:
+        self.name = str(base[conv.MODEL_NAME])
         self.buffers = BatchBuffers(base)
         STATE.recorder.register(self.buffers)
         weakref.finalize(self, STATE.recorder.release, self.buffers).atexit = False
@@ -227,7 +282,8 @@ class AsyncBatcher:
     plain one runs in a worker thread, so requests keep queueing meanwhile) and must return one result per
     item, in order. Each caller gets its own result, or the very exception object ``predict`` raised (every
     request of that batch gets it); a result count that differs from the batch size gives every caller of the
-    batch a ``ValueError``. Timed by a ``BatchTimer`` (``timer=``, or one made from ``name``/``version``/...).
+    batch a ``ValueError``. Timed by a ``BatchTimer``: ``timer=``, the model's own when ``predict`` is decorated
+    with ``@instrument_model(..., batched=True)``, or one made from ``name``/``version``/....
 
     The queue and its batch loop belong to the running event loop; a call from another loop starts new ones.
     """
@@ -246,11 +302,14 @@ class AsyncBatcher:
     ) -> None:
         if not callable(predict):
             raise config.ConfigError(f"AsyncBatcher: predict={predict!r} is not callable")
-        if hasattr(predict, "__modelotel__"):
+        own = getattr(predict, "batch_timer", None)
+        if hasattr(predict, "__modelotel__") and not isinstance(own, BatchTimer):
             raise config.ConfigError(
-                "AsyncBatcher: predict is decorated with @instrument_model, which would count one inference per "
-                "batch; pass the undecorated function (the batcher records ml.inference.duration per request)"
+                "AsyncBatcher: predict is decorated with @instrument_model, which times each call, a batch: "
+                "decorate it with batched=True (its requests are then timed by the batcher), or pass it undecorated"
             )
+        if timer is None and isinstance(own, BatchTimer):
+            timer = own
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise config.ConfigError(f"AsyncBatcher: max_batch_size={max_batch_size!r}: an integer >= 1")
         if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or not 0 <= max_wait < float("inf"):

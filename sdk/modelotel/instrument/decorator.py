@@ -56,6 +56,7 @@ from ..privacy import count_missing, raw_features
 from ..runtime import OFF, STATE, arm_sigterm, autostart
 from ..tracing.span import MAX_ATTRIBUTES, LightSpan, record_exception
 from ..tracing.start import attach_context, current_context_with, start_span
+from .batching import BatchTimer, Discarded, Untimed
 from .decorations import DECORATIONS, FRAME_PIDS, LAST_CALLS, MADE, WRAPPER_CODES, getframe, options_key
 from .genai import GenAI, GenAIBuffers
 from .options import ModelOptions, resolve
@@ -962,6 +963,7 @@ def instrument_model(
     free_text_labels: bool = False,
     positive_label: Any = None,
     genai: GenAI | None = None,
+    batched: bool = False,
 ) -> Any:
     """Instrument a predict function: duration, outcome, confidence, OOD score, label, missing features.
 
@@ -983,6 +985,9 @@ def instrument_model(
     ``modelotel performance`` estimates precision, recall and F1 before the labels arrive (CBPE).
     ``genai=GenAI(provider=...)`` on a generator or async-generator model adds the GenAI semantic conventions'
     ``gen_ai.server.*`` metrics of each stream (time to first token, time per output token): see ``genai``.
+    ``batched=True`` marks a function that takes a batch of queued requests: its calls record everything per item
+    but no duration; each request's latency and queue time are recorded by ``with predict.batch(tickets):`` around
+    the call (or by ``AsyncBatcher(predict, ...)``): see ``batching``.
 
     The options are defined once, in ``options.ModelOptions`` (this signature is checked against it).
     Bad options raise ``modelotel.ConfigError`` at decoration time, never during a call.
@@ -1003,6 +1008,8 @@ def instrument_model(
         wrapper = DECORATIONS.get(fn, key)  # the same function and options again: the same state
         if wrapper is not None:
             return rewrap(wrapper) if rewrap is not None else wrapper
+        if resolved.batched and (inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn)):
+            raise config.ConfigError("batched=True needs a function that takes a batch, not a generator")
         inst = Instrumented(fn, resolved)
         if inspect.isasyncgenfunction(fn):
             wrapper = async_gen_wrapper(inst)
@@ -1019,6 +1026,12 @@ def instrument_model(
             wrapper.__name__ = getattr(fn, "__name__", type(fn).__name__)  # type: ignore[attr-defined]
             wrapper.__doc__ = getattr(fn, "__doc__", None)
         wrapper.__modelotel__ = inst  # type: ignore[attr-defined]
+        if resolved.batched:  # per-call durations go nowhere; the requests are timed by the model's BatchTimer
+            buffers = inst.buffers
+            buffers.durations = buffers.errors = Untimed(inst.name)
+            buffers.exemplars = Discarded()
+            wrapper.batch_timer = BatchTimer.with_attributes(buffers.attributes)  # type: ignore[attr-defined]
+            wrapper.batch = wrapper.batch_timer.batch  # type: ignore[attr-defined]
         DECORATIONS.add(fn, key, wrapper)
         if not LAST_CALLS.armed:
             _arm_if_keyed()
