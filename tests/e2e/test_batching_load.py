@@ -1,5 +1,6 @@
 """A batched model under concurrent load: a real uvicorn process, an ``AsyncBatcher`` in front of an async batched
-predict, 32 concurrent HTTP clients on loopback.
+predict, 32 concurrent HTTP clients on loopback; the predict undecorated (the batcher names the model), then
+decorated with ``@instrument_model(batched=True)`` (its per-item metrics as well: one prediction per request).
 
 What the server's model measured with its own clock reads (tests/apps/batching_app.py) is the reference: the
 batch sizes must come out exact (count, sum, min, max and every bucket), and each request's latency and queue
@@ -42,8 +43,8 @@ SLOW_S = 2.5  # the app's batch time when a "slow" item is in the batch: far abo
 MODEL = {conv.MODEL_NAME: "batched-clf", conv.MODEL_VERSION: "2"}
 
 
-@pytest.fixture
-def batching_server(tmp_path):
+@pytest.fixture(params=["undecorated", "batched=True"])
+def batching_server(tmp_path, request):
     path = tmp_path / "telemetry.jsonl"
     port = free_port()
     env = dict(
@@ -52,6 +53,7 @@ def batching_server(tmp_path):
         OTEL_METRIC_EXPORT_INTERVAL="3600000",
         OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="delta",
         MODELOTEL_TRACES="off",
+        BATCHING_APP_DECORATED="1" if request.param == "batched=True" else "0",
     )
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "sdk"), str(ROOT), env.get("PYTHONPATH", "")])
     cmd = [sys.executable, "-m", "uvicorn", "tests.apps.batching_app:app", "--host", "127.0.0.1"]
@@ -72,7 +74,7 @@ def batching_server(tmp_path):
     try:
         wait_for(up, 30, "uvicorn to start")
         assert proc.poll() is None, log.read_text()
-        yield url, path
+        yield url, path, request.param
     finally:
         stop_process(proc)
 
@@ -86,6 +88,21 @@ def _points(lines: list[str], metric: str) -> list[dict]:
                     if m["name"] == metric:
                         points = m["exponentialHistogram"]["dataPoints"]
                         out += [p for p in points if _attrs(p) == {**_attrs(p), **MODEL}]
+    return out
+
+
+def _sums(lines: list[str], metric: str) -> dict:
+    """A counter's values by label (or drop reason), over this model's points and modelotel's own."""
+    out: dict = {}
+    for line in lines:
+        for rm in json.loads(line).get("resourceMetrics", []):
+            for sm in rm.get("scopeMetrics", []):
+                for m in sm.get("metrics", []):
+                    if m["name"] == metric:
+                        for p in m["sum"]["dataPoints"]:
+                            a = _attrs(p)
+                            key = a.get(conv.PREDICTION_LABEL, a.get(conv.DROP_REASON))
+                            out[key] = out.get(key, 0) + int(p["asInt"])
     return out
 
 
@@ -111,7 +128,7 @@ async def _load(url: str) -> dict[int, float]:
                 t0 = time.perf_counter()
                 response = await client.post(f"{url}/predict", json={"id": i, "x": i, "slow": SLOW_S if slow else 0})
                 times[i] = time.perf_counter() - t0
-            assert response.status_code == 200 and response.json() == {"y": 2 * i}  # results unchanged
+            assert response.status_code == 200 and response.json()["y"] == 2 * i  # results unchanged
 
         await asyncio.gather(*(one(i, False) for i in range(FAST)))
         await asyncio.gather(*(one(i, True) for i in range(FAST, FAST + SLOW)))
@@ -119,7 +136,7 @@ async def _load(url: str) -> dict[int, float]:
 
 
 def test_batched_model_under_concurrent_load(batching_server, tmp_path):
-    url, path = batching_server
+    url, path, variant = batching_server
     asyncio.run(_load_warm(url))
     assert httpx.post(f"{url}/reset").json() == {"flushed": True}  # the warm-up's data exported and forgotten
     warm_lines = len(path.read_text().splitlines())
@@ -157,6 +174,10 @@ def test_batched_model_under_concurrent_load(batching_server, tmp_path):
         assert off_min <= DELTA_S and off_max <= DELTA_S, metric
     (execution,) = _points(lines, conv.BATCH_EXECUTION_DURATION)
     assert int(execution["count"]) == len(sizes)
+    if variant == "batched=True":  # the decorator's per-item metrics: one prediction per request, by label
+        predictions = _sums(lines, conv.PREDICTIONS)
+        assert predictions == {"even": sum(i % 2 == 0 for i in client), "odd": sum(i % 2 for i in client)}
+    assert not _sums(lines, conv.DROPPED)  # no untimed call, no bad ticket
 
     # the clients' view: each round trip contains the server's interval
     assert all(client[i] >= latency[i] - DELTA_S for i in client)
@@ -194,4 +215,4 @@ async def _load_warm(url: str) -> None:
     async with httpx.AsyncClient(timeout=30) as client:
         for i in range(3):
             response = await client.post(f"{url}/predict", json={"id": -1 - i, "x": i})
-            assert response.json() == {"y": 2 * i}
+            assert response.json()["y"] == 2 * i
