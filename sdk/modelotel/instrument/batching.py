@@ -20,6 +20,11 @@ Bad input never raises: a ticket that is not an integer ``perf_counter_ns()``, o
 batch's start, drops that request's two values (counted in ``modelotel.dropped``, reason
 ``batch_ticket_invalid``); ``batch(x)`` with ``x`` not iterable drops the batch (reason ``batch_invalid``).
 
+A predict decorated with ``@instrument_model(..., batched=True)`` records its per-item metrics but no duration
+(its durations go to ``Untimed``); it carries its model's ``BatchTimer`` as ``predict.batch``. The block makes
+its ``Batch`` the current one of its context (``CURRENT_BATCH``), so a ``batched=True`` call outside any block
+is a counted drop (``batched_call_untimed``) rather than a silent gap.
+
 ``AsyncBatcher`` is a ready-made asyncio queue in front of a batched predict, timed by a ``BatchTimer``.
 Cost: see benchmarks/RESULTS.md ("Dynamic batching").
 """
