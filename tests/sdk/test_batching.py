@@ -20,6 +20,7 @@ import modelotel
 from modelotel import conventions as conv
 from modelotel.instrument.batching import BatchBuffers
 from modelotel.metrics.recorder import Recorder
+from modelotel.metrics.selftelemetry import SELF
 from modelotel.sketch import LogSketch
 
 from conftest import total_count
@@ -48,6 +49,8 @@ def _collect(buffers: BatchBuffers) -> dict[tuple[str, str | None], object]:
         for p in metric.data.data_points:
             if metric.name in (QUEUE, EXEC, SIZE, LATENCY):
                 found[metric.name, p.attributes.get(conv.ERROR_TYPE)] = p
+            elif metric.name == conv.DROPPED:  # collect() takes modelotel's own drop counts too
+                found[metric.name, p.attributes[conv.DROP_REASON]] = p
     return found
 
 
@@ -96,7 +99,7 @@ def test_fold_against_an_exact_computation(rows):
             want.positive.offset,
             list(want.positive.bucket_counts),
         ), key
-    assert set(found) == {k for k, v in expected.items() if v}
+    assert {k for k in found if k[0] != conv.DROPPED} == {k for k, v in expected.items() if v}
 
 
 def test_bad_tickets_are_counted_drops_not_errors(memory_exporter):
@@ -334,3 +337,76 @@ def test_batched_option_checks():
         @modelotel.instrument_model("x", batched=True)
         def stream(rows):
             yield from rows
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(0, 10**9),  # queue time of a valid ticket, ns
+            st.sampled_from([None, 1.5, "t", True]),  # not an integer
+            st.just(-1),  # later than the batch's start
+        ),
+        max_size=30,
+    )
+)
+def test_invalid_tickets_are_dropped_one_by_one(entries):
+    """Each invalid ticket drops exactly its request; the valid ones are recorded exactly."""
+    start, end = 10**12, 10**12 + 777
+    tickets = [start + 5 if e == -1 else (start - e if type(e) is int else e) for e in entries]
+    buffers = BatchBuffers(BASE)
+    buffers.batches.append((start, end, tuple(tickets), None))
+    SELF.take()  # drops left by an earlier test are not this example's
+    found = _collect(buffers)
+    valid = [e for e in entries if type(e) is int and e >= 0]
+    dropped = found.get((conv.DROPPED, "batch_ticket_invalid"))
+    assert (dropped.value if dropped else 0) == len(entries) - len(valid)
+    if valid:
+        q = found[QUEUE, None]
+        assert q.count == len(valid) and math.isclose(q.sum, math.fsum(v * 1e-9 for v in valid), rel_tol=1e-12)
+        lat = found[LATENCY, None]
+        assert math.isclose(lat.sum, math.fsum((v + 777) * 1e-9 for v in valid), rel_tol=1e-12)
+    else:
+        assert (QUEUE, None) not in found and (LATENCY, None) not in found
+    assert found[SIZE, None].sum == len(entries)
+
+
+def test_a_traced_batched_predict_has_its_span_and_no_per_call_latency(spans):
+    from conftest import MemoryMetricExporter
+
+    exporter = MemoryMetricExporter()
+    modelotel.configure(service_name="test-svc", exporter=exporter, export_interval=3600, traces="span")
+    try:
+
+        @modelotel.instrument_model("clf-traced", batched=True)
+        def predict(rows):
+            return [[0.6, 0.4] for _ in rows]
+
+        with predict.batch([modelotel.enqueue() for _ in range(3)]):
+            predict([1, 2, 3])
+        modelotel.force_flush()
+        assert total_count(_points(exporter, LATENCY, **{conv.MODEL_NAME: "clf-traced"})) == 3
+        (point,) = _points(exporter, LATENCY, **{conv.MODEL_NAME: "clf-traced"})
+        assert not point.exemplars  # a batch's span is not one request's: no exemplar on per-request latency
+        assert total_count(exporter.last_points(conv.PREDICTIONS), **{conv.MODEL_NAME: "clf-traced"}) == 3
+    finally:
+        modelotel.shutdown()
+
+
+def test_a_forked_child_exports_none_of_its_parents_batches(memory_exporter):
+    import os
+
+    timer = modelotel.BatchTimer("fork-batched")
+    with timer.batch([modelotel.enqueue()]):
+        pass
+    assert len(timer.buffers.batches) == 1  # not folded yet
+    pid = os.fork()
+    if pid == 0:
+        with timer.batch([modelotel.enqueue(), modelotel.enqueue()]):
+            pass
+        ok = len(timer.buffers.batches) == 1 and timer.buffers.batches[0][2].__len__() == 2
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    modelotel.force_flush()
+    assert total_count(_points(memory_exporter, LATENCY, **{conv.MODEL_NAME: "fork-batched"})) == 1
