@@ -56,7 +56,7 @@ def _collect(buffers: BatchBuffers) -> dict[tuple[str, str | None], object]:
 
 batches = st.lists(
     st.tuples(
-        st.integers(0, 10**12),  # batch start S, ns
+        st.integers(10**10, 10**12),  # batch start S, ns (perf_counter_ns() is never negative)
         st.integers(0, 10**10),  # execution E - S, ns
         st.lists(st.integers(0, 10**10), min_size=0, max_size=40),  # queue times S - e_i, ns
         st.sampled_from([None, None, None, "RuntimeError"]),
@@ -346,6 +346,7 @@ def test_batched_option_checks():
             st.integers(0, 10**9),  # queue time of a valid ticket, ns
             st.sampled_from([None, 1.5, "t", True]),  # not an integer
             st.just(-1),  # later than the batch's start
+            st.just(-2),  # negative: not a perf_counter_ns()
         ),
         max_size=30,
     )
@@ -353,7 +354,8 @@ def test_batched_option_checks():
 def test_invalid_tickets_are_dropped_one_by_one(entries):
     """Each invalid ticket drops exactly its request; the valid ones are recorded exactly."""
     start, end = 10**12, 10**12 + 777
-    tickets = [start + 5 if e == -1 else (start - e if type(e) is int else e) for e in entries]
+    placed = {-1: start + 5, -2: -start}
+    tickets = [placed.get(e, start - e) if type(e) is int else e for e in entries]
     buffers = BatchBuffers(BASE)
     buffers.batches.append((start, end, tuple(tickets), None))
     SELF.take()  # drops left by an earlier test are not this example's

@@ -16,8 +16,8 @@ A batch whose predict raised gives every request's ``ml.inference.duration`` and
 ``error.type`` (the exception's class name); the exception itself propagates unchanged (``__exit__`` never
 swallows it). Queue time does not depend on the outcome and carries no ``error.type``.
 
-Bad input never raises: a ticket that is not an integer ``perf_counter_ns()``, or that is later than its
-batch's start, drops that request's two values (counted in ``modelotel.dropped``, reason
+Bad input never raises: a ticket that is not an integer ``perf_counter_ns()`` (negative included), or that is
+later than its batch's start, drops that request's two values (counted in ``modelotel.dropped``, reason
 ``batch_ticket_invalid``); ``batch(x)`` with ``x`` not iterable drops the batch (reason ``batch_invalid``).
 
 A predict decorated with ``@instrument_model(..., batched=True)`` records its per-item metrics but no duration
@@ -131,7 +131,8 @@ class BatchBuffers:
         batch_codes = np.fromiter((codes[r[3]] for r in rows), np.int64, count)
         enqueued = _ticket_array([t for r in rows for t in r[2]])
         request_starts = np.repeat(starts, sizes)
-        valid = enqueued <= request_starts  # an invalid ticket is INT64_MAX: never valid
+        # an invalid ticket is INT64_MAX: never valid; perf_counter_ns() is never negative (and S - e cannot overflow)
+        valid = (enqueued >= 0) & (enqueued <= request_starts)
         invalid = int(enqueued.size - np.count_nonzero(valid))
         if invalid:
             SELF.drop(
@@ -174,7 +175,7 @@ def _ticket_array(tickets: list) -> np.ndarray:
     late = np.iinfo(np.int64).max
     ok = (int, np.integer)
     return np.asarray(
-        [t if isinstance(t, ok) and not isinstance(t, bool) and -late <= t < late else late for t in tickets],
+        [t if isinstance(t, ok) and not isinstance(t, bool) and 0 <= t < late else late for t in tickets],
         dtype=np.int64,
     )
 
