@@ -136,9 +136,12 @@ def run_collector(config: Path | str, env: dict[str, str], log: Path, health_por
 
 
 @contextlib.contextmanager
-def run_prometheus(workdir: Path, config: Path | None = None) -> Iterator[tuple[str, Process]]:
+def run_prometheus(
+    workdir: Path, config: Path | None = None, features: tuple[str, ...] = ("native-histograms",)
+) -> Iterator[tuple[str, Process]]:
     """Debian's Prometheus on a free loopback port with the remote-write receiver and native histograms
-    (our collector's Grafana route needs both); yields ``(base_url, process)``."""
+    (our collector's Grafana route needs both; ``features`` may add ``exemplar-storage``); yields
+    ``(base_url, process)``."""
     prom_bin = which("prometheus", "CI: apt-get install -y --no-install-recommends prometheus")
     port = free_port()
     args = [
@@ -147,7 +150,7 @@ def run_prometheus(workdir: Path, config: Path | None = None) -> Iterator[tuple[
         f"--storage.tsdb.path={workdir / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--web.enable-remote-write-receiver",
-        "--enable-feature=native-histograms",
+        f"--enable-feature={','.join(features)}",
     ]
     with Process(args, workdir / "prometheus.log", cwd=workdir) as prom:
         try:

@@ -36,6 +36,7 @@ SDK_LAYERS: list[list[str]] = [
         "metrics",
         "metrics.selftelemetry",
         "metrics.buffers",
+        "metrics.exemplars",
         "metrics.recorder",
         "features",
         "distributions",

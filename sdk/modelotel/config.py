@@ -47,6 +47,9 @@ OTEL_BSP_MAX_EXPORT_BATCH_SIZE = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
 """Spans per export (default 512)."""
 OTEL_BSP_SCHEDULE_DELAY = "OTEL_BSP_SCHEDULE_DELAY"
 """Milliseconds between span exports (default 5000)."""
+OTEL_METRICS_EXEMPLAR_FILTER = "OTEL_METRICS_EXEMPLAR_FILTER"
+"""Which measurements may become exemplars: ``trace_based`` (default: made inside a sampled span), ``always_on``
+(inside any span, sampled or not) or ``always_off``; see ``metrics/exemplars.py``."""
 OTEL_PYTHON_EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
 """Comma-separated URL regexes the HTTP integrations skip (``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS`` first)."""
 OTEL_PYTHON_FRAMEWORK_EXCLUDED_URLS = "OTEL_PYTHON_{framework}_EXCLUDED_URLS"
@@ -88,6 +91,7 @@ DEFAULT_FILE_BACKUPS = 5
 # export counts as failed (modelotel.dropped{reason=export_failed}): a stuck writer must never hang serving.
 FILE_LOCK_TIMEOUT_S = 5.0
 TRACE_MODES = ("span", "enrich", "off")
+EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 
 # SIGTERM (docker stop, systemd, Kubernetes) kills a Python process without running atexit. Where modelotel runs,
 # a SIGTERM handler exports what is pending (bounded by SIGTERM_FLUSH_TIMEOUT_S) and then does what the previous
@@ -143,6 +147,7 @@ class Settings:
     span_schedule_delay_s: float = 5.0  # OTEL_BSP_SCHEDULE_DELAY (milliseconds in the environment)
     resource_attributes: Mapping[str, Any] = field(default_factory=dict)
     sigterm_flush: bool = True  # ENV_SIGTERM_FLUSH
+    exemplar_filter: str = "trace_based"  # OTEL_METRICS_EXEMPLAR_FILTER: one of EXEMPLAR_FILTERS
 
 
 def _env(environ: Mapping[str, str], name: str) -> str | None:
@@ -297,7 +302,12 @@ def resolve(
     span_batch = int(_env_number(env, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, 512, lo=1, hi=10_000_000))
     span_delay_ms = _env_number(env, OTEL_BSP_SCHEDULE_DELAY, 5000, lo=0, hi=86_400_000)
 
+    exemplar_filter = (_env(env, OTEL_METRICS_EXEMPLAR_FILTER) or "trace_based").lower()
+    if exemplar_filter not in EXEMPLAR_FILTERS:
+        raise ConfigError(f"OTEL_METRICS_EXEMPLAR_FILTER={exemplar_filter!r}: use one of {', '.join(EXEMPLAR_FILTERS)}")
+
     return Settings(
+        exemplar_filter=exemplar_filter,
         span_queue_size=span_queue,
         span_batch_size=span_batch,
         span_schedule_delay_s=span_delay_ms / 1000,

@@ -108,6 +108,11 @@ GENAI_SERVER_REQUEST_DURATION: Final = "gen_ai.server.request.duration"
 GENAI_SERVER_TIME_TO_FIRST_TOKEN: Final = "gen_ai.server.time_to_first_token"
 GENAI_SERVER_TIME_PER_OUTPUT_TOKEN: Final = "gen_ai.server.time_per_output_token"
 GENAI_TOKENS: Final = "ml.genai.tokens"  # per-stream token counts (the conventions define no server token metric)
+# Dynamic batching (BatchTimer / AsyncBatcher): Triton's nv_inference_queue_duration_us and compute-infer time, and
+# the batch size KServe #4645, MLServer #39 and Ray #48184 ask for; ml.inference.duration stays one value per request.
+BATCH_QUEUE_DURATION: Final = "ml.batch.queue.duration"
+BATCH_EXECUTION_DURATION: Final = "ml.batch.execution.duration"
+BATCH_SIZE_METRIC: Final = "ml.batch.size"  # the same name as the span attribute BATCH_SIZE
 INTERNAL_ERRORS: Final = "modelotel.internal.errors"
 DROPPED: Final = "modelotel.dropped"
 
@@ -121,6 +126,7 @@ FEEDBACK_UNIT: Final = "{feedback}"
 ERROR_UNIT: Final = "{error}"
 VALUE_UNIT: Final = "{value}"
 TOKEN_UNIT: Final = "{token}"
+REQUEST_UNIT: Final = "{request}"
 
 # -- sketch / exponential histogram choices -------------------------------------------------------
 
@@ -241,6 +247,19 @@ METRICS: Final = {
             "Per successful stream: (request duration - time to first token) / (output tokens - 1).",
         ),
         MetricSpec(GENAI_TOKENS, "histogram", TOKEN_UNIT, "Input and output tokens per successful stream."),
+        MetricSpec(
+            BATCH_QUEUE_DURATION,
+            "histogram",
+            SECONDS,
+            "Per request of a batched model: from joining the queue to the start of its batch.",
+        ),
+        MetricSpec(
+            BATCH_EXECUTION_DURATION,
+            "histogram",
+            SECONDS,
+            "Per batch of a batched model: the batched predict's execution time.",
+        ),
+        MetricSpec(BATCH_SIZE_METRIC, "histogram", REQUEST_UNIT, "Per batch of a batched model: requests in it."),
         MetricSpec(INTERNAL_ERRORS, "counter", ERROR_UNIT, "Errors inside modelotel, by kind (never raised)."),
         MetricSpec(DROPPED, "counter", VALUE_UNIT, "Values modelotel dropped, by reason."),
     )

@@ -19,6 +19,7 @@ import modelotel.sigterm as sigterm
 
 from ._otel_compat import meter_provider_resource_and_readers, reader_exporter
 from .feedback.remote import REMOTE_MODELS
+from .metrics.exemplars import FILTER as EXEMPLAR_FILTER
 from .metrics.export import ExportLoop, build_resource, exporter_temporality, make_metric_exporter
 from .metrics.recorder import Recorder
 from .metrics.selftelemetry import SELF
@@ -144,6 +145,7 @@ def _start_locked(settings: config.Settings, *, app_tp: Any = None, base_resourc
     rec.max_buckets = settings.max_buckets
     rec.max_series = settings.max_series
     rec.delta = settings.temporality == "delta"
+    EXEMPLAR_FILTER.mode = settings.exemplar_filter
     rec.reset_series()  # the previous pipeline (if any) exported its last data in _stop_locked
     resource = build_resource(settings, base_resource)
     STATE.resource = resource

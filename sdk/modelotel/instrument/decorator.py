@@ -49,12 +49,14 @@ from ..feedback import KEYRING, PENDING, Label, Outcome, PredictionRecord, as_li
 from ..feedback.ids import encode as encode_prediction_id
 from ..labels import WITHHELD_REASON, LabelPolicy
 from ..metrics.buffers import ModelBuffers
+from ..metrics.exemplars import offer as offer_exemplar
 from ..metrics.selftelemetry import SELF
 from ..ood import OODScorer
 from ..privacy import count_missing, raw_features
 from ..runtime import OFF, STATE, arm_sigterm, autostart
 from ..tracing.span import MAX_ATTRIBUTES, LightSpan, record_exception
 from ..tracing.start import attach_context, current_context_with, start_span
+from .batching import BatchTimer, Discarded, Untimed
 from .decorations import DECORATIONS, FRAME_PIDS, LAST_CALLS, MADE, WRAPPER_CODES, getframe, options_key
 from .genai import GenAI, GenAIBuffers
 from .options import ModelOptions, resolve
@@ -126,7 +128,10 @@ def _sync_wrapper(inst: Instrumented) -> Callable[..., Any]:
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            error(exc, perf_counter_ns() - t0)
+            dt = perf_counter_ns() - t0
+            error(exc, dt)
+            if span is not None:
+                offer_exemplar(inst.buffers.exemplars, span, dt, type(exc).__name__)
             missing = missing_inputs(args, kwargs, span is None)
             pids.pop(key, None)
             inst.close_span(span, token, exc, missing=missing)
@@ -165,7 +170,10 @@ def _async_wrapper(inst: Instrumented) -> Callable[..., Any]:
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            error(exc, perf_counter_ns() - t0)
+            dt = perf_counter_ns() - t0
+            error(exc, dt)
+            if span is not None:
+                offer_exemplar(inst.buffers.exemplars, span, dt, type(exc).__name__)
             missing = inst.missing_inputs(args, kwargs, span is None)
             if pids:
                 pids.pop(key, None)
@@ -372,6 +380,8 @@ class Instrumented:
         """
         b = self.buffers
         b.durations.append(dt)
+        if span is not None:  # an exemplar (metrics/exemplars.py); untraced calls never get here with a span
+            offer_exemplar(b.exemplars, span, dt)
         try:
             feats = _MISSING
             if self.features_at is not None and (self.feature_work or span is not None):
@@ -953,6 +963,7 @@ def instrument_model(
     free_text_labels: bool = False,
     positive_label: Any = None,
     genai: GenAI | None = None,
+    batched: bool = False,
 ) -> Any:
     """Instrument a predict function: duration, outcome, confidence, OOD score, label, missing features.
 
@@ -974,6 +985,9 @@ def instrument_model(
     ``modelotel performance`` estimates precision, recall and F1 before the labels arrive (CBPE).
     ``genai=GenAI(provider=...)`` on a generator or async-generator model adds the GenAI semantic conventions'
     ``gen_ai.server.*`` metrics of each stream (time to first token, time per output token): see ``genai``.
+    ``batched=True`` marks a function that takes a batch of queued requests: its calls record everything per item
+    but no duration; each request's latency and queue time are recorded by ``with predict.batch(tickets):`` around
+    the call (or by ``AsyncBatcher(predict, ...)``): see ``batching``.
 
     The options are defined once, in ``options.ModelOptions`` (this signature is checked against it).
     Bad options raise ``modelotel.ConfigError`` at decoration time, never during a call.
@@ -994,6 +1008,8 @@ def instrument_model(
         wrapper = DECORATIONS.get(fn, key)  # the same function and options again: the same state
         if wrapper is not None:
             return rewrap(wrapper) if rewrap is not None else wrapper
+        if resolved.batched and (inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn)):
+            raise config.ConfigError("batched=True needs a function that takes a batch, not a generator")
         inst = Instrumented(fn, resolved)
         if inspect.isasyncgenfunction(fn):
             wrapper = async_gen_wrapper(inst)
@@ -1010,6 +1026,12 @@ def instrument_model(
             wrapper.__name__ = getattr(fn, "__name__", type(fn).__name__)  # type: ignore[attr-defined]
             wrapper.__doc__ = getattr(fn, "__doc__", None)
         wrapper.__modelotel__ = inst  # type: ignore[attr-defined]
+        if resolved.batched:  # per-call durations go nowhere; the requests are timed by the model's BatchTimer
+            buffers = inst.buffers
+            buffers.durations = buffers.errors = Untimed(inst.name)
+            buffers.exemplars = Discarded()
+            wrapper.batch_timer = BatchTimer.with_attributes(buffers.attributes)  # type: ignore[attr-defined]
+            wrapper.batch = wrapper.batch_timer.batch  # type: ignore[attr-defined]
         DECORATIONS.add(fn, key, wrapper)
         if not LAST_CALLS.armed:
             _arm_if_keyed()

@@ -36,11 +36,13 @@ import modelotel.config as config
 import modelotel.conventions as conv
 
 from ..metrics.buffers import SeriesSink, attr_key, drain
+from ..metrics.exemplars import grouped
 from ..metrics.selftelemetry import SELF
 
 __all__ = ["GenAI", "GenAIBuffers", "check_genai", "token_count"]
 
 DROP_REASON = "genai_token_count"
+DURATION, TTFT = "duration", "ttft"  # which metric an exemplar candidate of a stream is for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +96,7 @@ class GenAIBuffers:
     ``counted`` False: the token callables failed, only the request duration is kept.
     """
 
-    __slots__ = ("attributes", "key", "tokens", "usage", "streams", "__weakref__")
+    __slots__ = ("attributes", "key", "tokens", "usage", "streams", "exemplars", "__weakref__")
 
     def __init__(self, genai: GenAI, base: Mapping[str, Any], latest: bool | None = None) -> None:
         latest = config.genai_latest() if latest is None else latest
@@ -111,15 +113,34 @@ class GenAIBuffers:
         self.tokens = genai.tokens
         self.usage = genai.usage
         self.streams: list[tuple[int, int, int, int | None, str | None, bool]] = []
+        # exemplar candidates of traced streams (metrics/exemplars.py), tagged (DURATION, error type or None) for
+        # gen_ai.server.request.duration or (TTFT, None) for gen_ai.server.time_to_first_token
+        self.exemplars: list[tuple] = []
 
     def clear(self) -> None:
         """Forget the streams not folded yet (a forked child exports nothing of its parent's)."""
         del self.streams[:]
+        del self.exemplars[:]
 
     def fold(self, rec: SeriesSink) -> None:
+        # exemplars first: a stream appends its row before its exemplars (see ModelBuffers.fold)
+        exemplars = drain(self.exemplars) if self.exemplars else None
         rows = drain(self.streams)
-        if not rows:
-            return
+        if rows:
+            self._fold_rows(rec, rows)
+        if exemplars:
+            self._fold_exemplars(rec, exemplars)
+
+    def _fold_exemplars(self, rec: SeriesSink, exemplars: list[tuple]) -> None:
+        for (metric, error_type), candidates in grouped(exemplars).items():
+            name = conv.GENAI_SERVER_TIME_TO_FIRST_TOKEN if metric == TTFT else conv.GENAI_SERVER_REQUEST_DURATION
+            if error_type is None:
+                rec.offer(name, self.key, self.attributes, candidates)
+            else:
+                err_attrs = {**self.attributes, conv.ERROR_TYPE: error_type}
+                rec.offer(name, attr_key(err_attrs), err_attrs, candidates)
+
+    def _fold_rows(self, rec: SeriesSink, rows: list[tuple[int, int, int, int | None, str | None, bool]]) -> None:
         attrs, key = self.attributes, self.key
         ok_durations, ttft, tpot, out_tokens, in_tokens = [], [], [], [], []
         failed: dict[str, list[int]] = {}

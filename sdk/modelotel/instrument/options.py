@@ -51,6 +51,8 @@ class ModelOptions:
     # label (CBPE's precision/recall/F1 before labels arrive)
     positive_label: Any = None
     genai: GenAI | None = None  # GenAI(provider=...): gen_ai.server.* metrics of a generator model's streams
+    # the function takes a batch of queued requests: its calls are not timed, the requests are (predict.batch(tickets))
+    batched: bool = False
 
     def values(self) -> tuple[Any, ...]:
         """Every option's value, in definition order (the re-decoration cache key is made of these)."""
@@ -71,6 +73,10 @@ def resolve(options: ModelOptions) -> ModelOptions:
     extra = check_attributes(options.attributes)
     trace_mode = config.trace_mode_of(options.traces) if options.traces is not None else None
     check_genai(options.genai)
+    if not isinstance(options.batched, bool):
+        raise config.ConfigError(f"batched={options.batched!r}: True or False")
+    if options.batched and options.genai is not None:
+        raise config.ConfigError("batched=True and genai= do not go together: a batched predict is not a token stream")
     ood = options.ood
     if ood is not None and not (callable(ood) or hasattr(ood, "score")):
         raise config.ConfigError(f"ood={ood!r}: pass a callable or a scorer with score(X)")

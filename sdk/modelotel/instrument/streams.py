@@ -18,11 +18,12 @@ from opentelemetry import trace
 import modelotel.conventions as conv
 
 from ..feedback import PENDING, Outcome
+from ..metrics.exemplars import offer as offer_exemplar
 from ..metrics.selftelemetry import SELF
 from ..runtime import STATE, autostart
 from ..tracing.span import record_exception
 from .decorations import FRAME_PIDS, LAST_CALLS, WRAPPER_CODES, getframe
-from .genai import drop_counts, token_count
+from .genai import DURATION, TTFT, drop_counts, token_count
 
 # ``inst`` below is a ``decorator.Instrumented`` (typed Any: decorator imports this module).
 
@@ -93,6 +94,8 @@ class Stream:
                     PENDING.put(pid, Outcome(b, (), (), (), time.time()))
             span = self.span
             if span is not None:
+                # an exemplar of the duration just recorded, on the series it went to (metrics/exemplars.py)
+                offer_exemplar(b.exemplars, span, dt, None if exc is None else type(exc).__name__)
                 if span.is_recording():
                     attrs = {**inst.span_attributes, conv.STREAM_ITEMS: self.items}
                     if pid is not None:
@@ -124,7 +127,13 @@ class GenAIStream(Stream):
         try:
             output, first_token, input_tokens, counted = self.token_figures()
             error_type = None if exc is None else type(exc).__name__
-            self.inst.genai.streams.append((self.elapsed, first_token, output, input_tokens, error_type, counted))
+            genai = self.inst.genai
+            genai.streams.append((self.elapsed, first_token, output, input_tokens, error_type, counted))
+            span = self.span
+            if span is not None:  # exemplars (metrics/exemplars.py), after the row they belong to
+                offer_exemplar(genai.exemplars, span, self.elapsed, (DURATION, error_type))
+                if error_type is None and counted and first_token and output:
+                    offer_exemplar(genai.exemplars, span, first_token, (TTFT, None))
         except Exception as inner:
             SELF.error("genai_finish", inner)
 

@@ -28,6 +28,7 @@ from ..conventions import (
     HTTP_STATUS,
 )
 from ..metrics.buffers import ModelBuffers, attr_key, drain
+from ..metrics.exemplars import offer as offer_exemplar
 from ..metrics.recorder import Recorder
 from ..metrics.selftelemetry import SELF
 from ..privacy import scrub
@@ -120,11 +121,19 @@ class _DurationSource:
     def __init__(self, metric: str) -> None:
         self.metric = metric
         self.values: list[tuple[ServerTelemetry, dict[str, Any], int]] = []
+        # exemplar candidates of requests with a span (metrics/exemplars.py), tagged (telemetry, request attributes)
+        self.exemplars: list[tuple] = []
 
     def fold(self, rec: Recorder) -> None:
+        # exemplars first: a request appends its value before its exemplar (see ModelBuffers.fold)
+        exemplars = drain(self.exemplars) if self.exemplars else None
         values = drain(self.values)
-        if not values:
-            return
+        if values:
+            self._fold_values(rec, values)
+        if exemplars:  # their values are in this drain or an earlier one
+            self._fold_exemplars(rec, exemplars)
+
+    def _fold_values(self, rec: Recorder, values: list[tuple[ServerTelemetry, dict[str, Any], int]]) -> None:
         groups: dict[tuple, tuple[dict[str, Any], list[int]]] = {}
         for tel, request_attrs, ns in values:
             try:
@@ -139,8 +148,24 @@ class _DurationSource:
         for key, (attrs, ns) in groups.items():
             rec.observe(self.metric, key, attrs, np.asarray(ns, dtype=np.float64) * 1e-9)
 
+    def _fold_exemplars(self, rec: Recorder, exemplars: list[tuple]) -> None:
+        by_series: dict[tuple, tuple[dict[str, Any], list[tuple]]] = {}
+        for candidate in exemplars:
+            tel, request_attrs = candidate[0]
+            try:
+                key, attrs = tel.metric_key(request_attrs)
+            except Exception:  # its value was dropped (and counted) above: no exemplar either
+                continue
+            entry = by_series.get(key)
+            if entry is None:
+                entry = by_series[key] = (attrs, [])
+            entry[1].append(candidate)
+        for key, (attrs, candidates) in by_series.items():
+            rec.offer(self.metric, key, attrs, candidates)
+
     def clear(self) -> None:
         self.values.clear()
+        self.exemplars.clear()
 
 
 _SOURCES: dict[str, _DurationSource] = {}
@@ -177,7 +202,7 @@ class RouteModels:
     def __bool__(self) -> bool:
         return bool(self._by_route)
 
-    def record(self, route: str | None, dt: int, error_type: str | None) -> None:
+    def record(self, route: str | None, dt: int, error_type: str | None, span: Any = None) -> None:
         buffers = self._by_route.get(route) if route is not None else None
         if buffers is None:
             return
@@ -186,6 +211,8 @@ class RouteModels:
             buffers.labels.append(None)
         else:
             buffers.errors.append((error_type, dt))
+        if span is not None:
+            offer_exemplar(buffers.exemplars, span, dt, error_type)
 
 
 class Request:
@@ -388,8 +415,10 @@ class ServerTelemetry:
                 attrs[conv.ERROR_TYPE] = error_type
             # The dict is final now (a LightSpan refuses attributes once ended): the export thread reads it.
             self._source.values.append((self, attrs, dt))
+            if req.span is not None:  # an exemplar (metrics/exemplars.py) of the request's own span
+                offer_exemplar(self._source.exemplars, req.span, dt, (self, attrs))
             if self.has_models:
-                self.models.record(req.route, dt, error_type)
+                self.models.record(req.route, dt, error_type, req.span)
         except Exception as exc:
             SELF.error("server_metric", exc)
         token = req.token

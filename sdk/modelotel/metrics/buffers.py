@@ -25,6 +25,7 @@ import modelotel.conventions as conv
 from ..extract import extract_rows
 from ..labels import LabelPolicy
 from ..privacy import scrub
+from .exemplars import grouped
 from .selftelemetry import SELF
 
 _log = logging.getLogger("modelotel")
@@ -62,6 +63,8 @@ class SeriesSink(Protocol):
     def observe(self, name: str, key: AttrKey, attributes: Mapping[str, Any], values: Any) -> None: ...
 
     def add(self, name: str, key: AttrKey, attributes: Mapping[str, Any], value: int) -> None: ...
+
+    def offer(self, name: str, key: AttrKey, attributes: Mapping[str, Any], candidates: list) -> None: ...
 
 
 def drain(buffer: list) -> list:
@@ -120,6 +123,7 @@ class ModelBuffers:
         "failed_features32",
         "misses",
         "traced",
+        "exemplars",
     )
     __slots__ = (
         *BUFFERS,
@@ -182,6 +186,9 @@ class ModelBuffers:
         # (complete, span, output, features, prediction id), with snapshots of output and features:
         # ``complete_traced`` does it off the request path, before the metrics or the span go out.
         self.traced: list[tuple[Any, Any, Any, Any, str | None]] = []
+        # Exemplar candidates of traced calls (metrics/exemplars.py ``offer``), tagged with the error type of a
+        # failed call (None: a success); folded into the ml.inference.duration series their values went to.
+        self.exemplars: list[tuple] = []
         self._traced_lock = threading.Lock()
         with _ALL_BUFFERS_LOCK:
             _ALL_BUFFERS.add(self)
@@ -247,6 +254,9 @@ class ModelBuffers:
     def fold(self, rec: SeriesSink) -> None:
         self.complete_traced()
         attrs = self.attributes
+        # Exemplars first: a call appends its duration before its exemplar, so every exemplar taken here has its
+        # duration in the drain below (the other order could export an exemplar a fold before its value).
+        exemplars = drain(self.exemplars) if self.exemplars else None
         durations = drain(self.durations)
         if durations:
             rec.observe(conv.INFERENCE_DURATION, self.key, attrs, np.asarray(durations, dtype=np.float64) * 1e-9)
@@ -263,6 +273,8 @@ class ModelBuffers:
                     err_attrs,
                     np.asarray(values, dtype=np.float64) * 1e-9,
                 )
+        if exemplars:
+            self._fold_exemplars(rec, exemplars)
         first_item = drain(self.first_item)
         if first_item:
             rec.observe(
@@ -336,6 +348,15 @@ class ModelBuffers:
         feedback = drain(self.feedback)
         if feedback:
             self._fold_feedback(rec, feedback)
+
+    def _fold_exemplars(self, rec: SeriesSink, exemplars: list[tuple]) -> None:
+        """Exemplar candidates to the duration series their calls' values went to (after those values)."""
+        for error_type, candidates in grouped(exemplars).items():
+            if error_type is None:
+                rec.offer(conv.INFERENCE_DURATION, self.key, self.attributes, candidates)
+            else:
+                err_attrs = {**self.attributes, conv.ERROR_TYPE: error_type}
+                rec.offer(conv.INFERENCE_DURATION, attr_key(err_attrs), err_attrs, candidates)
 
     def _fold_feedback(self, rec: SeriesSink, feedback: list[FeedbackItem]) -> None:
         """``ml.feedback`` by correctness, prediction time bucket, and the group, positive-class flags and

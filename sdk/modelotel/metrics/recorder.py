@@ -33,6 +33,7 @@ import modelotel.conventions as conv
 
 from ..sketch import LogSketch
 from .buffers import AttrKey, attr_key, drain
+from .exemplars import Candidate, Reservoir
 from .selftelemetry import SELF
 
 _log = logging.getLogger("modelotel")
@@ -89,12 +90,13 @@ def _bucket_overflow(metric: str, values: int) -> None:
 
 
 class _HistSeries:
-    __slots__ = ("attributes", "start_ns", "sketch", "seen", "idle", "held")
+    __slots__ = ("attributes", "start_ns", "sketch", "seen", "idle", "held", "reservoir")
 
     def __init__(self, attributes: Mapping[str, Any], start_ns: int, sketch: LogSketch, hold: bool = False) -> None:
         self.attributes = dict(attributes)
         self.start_ns = start_ns
         self.sketch = sketch
+        self.reservoir: Reservoir | None = None  # this interval's exemplars (metrics/exemplars.py), once offered
         self.seen = -1  # the count at the last export
         self.idle = 0  # exports since it last changed
         # values of a new expiring series, shown from its second export on (see EXPIRING_ATTRIBUTE)
@@ -218,20 +220,42 @@ class Recorder:
             return self._now_ns
         return self._window_start_ns
 
-    def observe(self, metric: str, key: AttrKey, attrs: Mapping[str, Any], values: np.ndarray) -> None:
+    def _hist_series(self, metric: str, key: AttrKey, attrs: Mapping[str, Any]) -> _HistSeries:
         start = self._start_of(attrs)
-        series = self._series(
+        return self._series(
             self._hist,
             metric,
             key,
             attrs,
             lambda a: _HistSeries(a, start, LogSketch(self.scale, self.max_buckets), self._holds(a)),
         )
+
+    def observe(self, metric: str, key: AttrKey, attrs: Mapping[str, Any], values: np.ndarray) -> None:
+        series = self._hist_series(metric, key, attrs)
         if EXPIRING_ATTRIBUTE in attrs and EXPIRING_ATTRIBUTE not in series.attributes:
             _bucket_overflow(metric, len(values))
         dropped = (series.held or series.sketch).add_many(values)
         if dropped:
             SELF.drop("non_finite", dropped, f"NaN or infinite values for {metric}")
+
+    def offer(self, metric: str, key: AttrKey, attrs: Mapping[str, Any], candidates: list[Candidate]) -> None:
+        """Exemplar candidates (``exemplars.offer`` tuples) of values already ``observe``d in this series.
+
+        Never makes a series: the values went to ``key``'s series or, past the cardinality cap, to the overflow
+        one; a series already gone (delta: its values were exported in an earlier interval) takes none."""
+        per_metric = self._hist.get(metric)
+        if per_metric is None:
+            return
+        series = per_metric.get(key)
+        if series is None:
+            series = per_metric.get(_OVERFLOW_KEY) if len(per_metric) >= self.max_series else None
+            if series is None:
+                return
+        reservoir = series.reservoir
+        scale = series.sketch.scale
+        if reservoir is None:
+            reservoir = series.reservoir = Reservoir(scale)
+        reservoir.add(scale, [c[1] * 1e-9 for c in candidates], candidates)  # the very float the sketch got
 
     def add(self, metric: str, key: AttrKey, attrs: Mapping[str, Any], amount: int) -> None:
         start = self._start_of(attrs)
@@ -308,7 +332,9 @@ class Recorder:
         out: list[Metric] = []
         for name, table in self._hist.items():
             points = [
-                s.sketch.to_otlp_point(s.attributes, s.start_ns, now, max_scale=conv.MAX_EXPORT_SCALE)
+                _with_exemplars(
+                    s.sketch.to_otlp_point(s.attributes, s.start_ns, now, max_scale=conv.MAX_EXPORT_SCALE), s
+                )
                 for s in table.values()
                 if s.sketch.count or not self.delta
             ]
@@ -367,6 +393,17 @@ class Recorder:
             if clear is not None:
                 clear()
         self._window_start_ns = time.time_ns()
+
+
+def _with_exemplars(point: Any, series: _HistSeries) -> Any:
+    """The point with this interval's exemplars of its series (taken: the next interval starts with none)."""
+    reservoir = series.reservoir
+    if reservoir is None:
+        return point
+    series.reservoir = None
+    if not reservoir.cells:
+        return point
+    return dataclasses.replace(point, exemplars=reservoir.take(point.scale))
 
 
 def _metric(name: str, data: Any) -> Metric:
