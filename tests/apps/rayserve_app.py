@@ -1,9 +1,10 @@
-"""Ray Serve hosting two deployments (rayserve_models.py) on a bounded local Ray cluster, on loopback.
+"""Ray Serve hosting three deployments (rayserve_models.py: iris, lang, and ranker behind ``@serve.batch``) on a
+bounded local Ray cluster, on loopback.
 
 Run in the Ray Serve venv (tests/server_venv.sh rayserve) with modelotel and tests/apps on PYTHONPATH:
 ``python rayserve_app.py PORT``. The cluster: 1 CPU, a 100 MB object store, no dashboard; the replicas inherit
 this process's environment (MODELOTEL_EXPORT_FILE), and each exports its own data under its own
-service.instance.id. Prints ``ready`` when both deployments answer; shuts Ray down on SIGTERM.
+service.instance.id. Prints ``ready`` when every deployment answers; shuts Ray down on SIGTERM.
 """
 
 import signal
@@ -12,7 +13,7 @@ import time
 
 import ray
 from ray import serve
-from rayserve_models import Iris, Lang
+from rayserve_models import Iris, Lang, Ranker
 
 if __name__ == "__main__":
     port = int(sys.argv[1])
@@ -25,6 +26,7 @@ if __name__ == "__main__":
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(Iris.bind(), name="iris", route_prefix="/iris")
     serve.run(Lang.bind(), name="lang", route_prefix="/lang")
+    serve.run(Ranker.bind(), name="ranker", route_prefix="/ranker")
     print("ready", flush=True)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -252,6 +253,8 @@ def test_mlserver_two_models_rest_and_grpc(tmp_path):
 # {"x": rows}.
 
 IRIS_CALLS, LANG_CALLS = 4, 3  # of 3 and 2 rows
+# ml.inference.duration's count by model, version and error.type after check_two_json_models
+TWO_MODELS_CALLS = {("iris", "1", None): IRIS_CALLS, ("lang", "2", None): LANG_CALLS, ("lang", "2", "ValueError"): 1}
 
 
 def check_two_json_models(base_url: str, out: Path, proc: Process, unknown_status: int) -> dict:
@@ -269,8 +272,7 @@ def check_two_json_models(base_url: str, out: Path, proc: Process, unknown_statu
         # a list (what BentoML's input schema checks) that lang's predict cannot read: it raises, the server says 500
         assert client.post("/lang", json={"x": ["not", "numbers"]}).status_code == 500
         assert client.post("/nope", json={"x": [[0.5] * 4]}).status_code == unknown_status  # no model: nothing
-    want = {("iris", "1", None): IRIS_CALLS, ("lang", "2", None): LANG_CALLS, ("lang", "2", "ValueError"): 1}
-    data = wait_counts(out, conv.INFERENCE_DURATION, (NAME, VERSION, ERR), want, proc)
+    data = wait_counts(out, conv.INFERENCE_DURATION, (NAME, VERSION, ERR), TWO_MODELS_CALLS, proc)
     preds = counts(data, conv.PREDICTIONS, NAME, VERSION, LABEL)
     # iris: rows 0, 1, 2 -> setosa, virginica, versicolor (the argmax of each row), once per call
     assert {k: v for k, v in preds.items() if k[0] == "iris"} == {
@@ -361,7 +363,48 @@ def running(text: str) -> list[int]:
     return pids
 
 
-def test_ray_serve_two_deployments_on_a_bounded_local_cluster(tmp_path):
+RANKER_REQUESTS = 12
+
+
+def check_ray_batched_model(base_url: str, out: Path, proc: Process) -> None:
+    """ranker: Ray's @serve.batch (at most 4 per batch) in front of a predict decorated with batched=True.
+    Concurrent requests; each reply says the size of the batch it rode in. Per request: one latency and one queue
+    time, each within what the client measured; per batch: its size, exactly as the replies say."""
+
+    def one(i: int) -> tuple[dict, float]:
+        t0 = time.perf_counter()
+        reply = httpx.post(f"{base_url}/ranker", json={"x": [i]}, timeout=30)
+        elapsed = time.perf_counter() - t0
+        assert reply.status_code == 200, reply.text
+        return reply.json(), elapsed
+
+    with ThreadPoolExecutor(RANKER_REQUESTS) as pool:
+        replies = list(pool.map(one, range(RANKER_REQUESTS)))
+    rode = Counter(body["batch"] for body, _ in replies)  # batch size -> requests that rode in a batch of it
+    assert all(n % size == 0 for size, n in rode.items()), rode
+    batches = sum(n // size for size, n in rode.items())
+    assert batches < RANKER_REQUESTS  # Ray did batch
+
+    key = (NAME, VERSION, ERR)
+    data = wait_counts(
+        out, conv.INFERENCE_DURATION, key, {**TWO_MODELS_CALLS, ("ranker", "3", None): RANKER_REQUESTS}, proc
+    )
+    assert counts(data, conv.BATCH_QUEUE_DURATION, NAME)[("ranker",)] == RANKER_REQUESTS
+    assert counts(data, conv.BATCH_EXECUTION_DURATION, NAME)[("ranker",)] == batches
+    (sizes,) = [p for a, p in data[conv.BATCH_SIZE_METRIC] if a[NAME] == "ranker"]
+    assert int(sizes["count"]) == batches and sizes["sum"] == RANKER_REQUESTS
+    assert sizes["max"] == max(rode) and sizes["min"] == min(rode)
+    assert counts(data, conv.PREDICTIONS, NAME, LABEL)[("ranker", "yes")] == RANKER_REQUESTS  # per item
+    # the server's clock starts when the replica has the request and stops when its batch returns: inside the
+    # client's interval, so each server value is below the longest client time, and their sum below the clients'
+    (latency,) = [p for a, p in data[conv.INFERENCE_DURATION] if a[NAME] == "ranker"]
+    client = [elapsed for _, elapsed in replies]
+    assert latency["max"] <= max(client) and latency["sum"] <= sum(client)
+    (queued,) = [p for a, p in data[conv.BATCH_QUEUE_DURATION] if a[NAME] == "ranker"]
+    assert queued["sum"] <= latency["sum"]
+
+
+def test_ray_serve_two_models_and_a_batched_one_on_a_bounded_local_cluster(tmp_path):
     venv = server_venv("rayserve")
     out, env = env_for(tmp_path)
     # the replicas import rayserve_models by name
@@ -378,6 +421,7 @@ def test_ray_serve_two_deployments_on_a_bounded_local_cluster(tmp_path):
             assert proc.proc.poll() is None and time.monotonic() < deadline, proc.output()[-3000:]
             time.sleep(0.2)
         check_two_json_models(f"http://127.0.0.1:{port}", out, proc, unknown_status=404)
+        check_ray_batched_model(f"http://127.0.0.1:{port}", out, proc)
         assert proc.stop(timeout=60) == 0, proc.output()[-3000:]  # the app shuts Serve and Ray down on SIGTERM
         deadline = time.monotonic() + 20  # raylet, GCS, workers: every process of this cluster ends, soon after
         while running(ray_tmp) and time.monotonic() < deadline:
