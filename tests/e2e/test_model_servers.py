@@ -250,7 +250,7 @@ def test_mlserver_two_models_rest_and_grpc(tmp_path):
 # -- BentoML, LitServe, Ray Serve: a JSON API per model, @instrument_model on each model's predict ------------------
 # The apps (tests/apps/{bentoml,litserve,rayserve}_*.py) host the same two models: iris (version 1, POST /iris,
 # {"probs": class probabilities of [n, 3]}) and lang (version 2, POST /lang, [label per row]), each taking
-# {"x": rows}.
+# {"x": rows}; BentoML and Ray Serve also a batched one, ranker (version 3, POST /ranker).
 
 IRIS_CALLS, LANG_CALLS = 4, 3  # of 3 and 2 rows
 # ml.inference.duration's count by model, version and error.type after check_two_json_models
@@ -288,6 +288,48 @@ def check_two_json_models(base_url: str, out: Path, proc: Process, unknown_statu
     return data
 
 
+RANKER_REQUESTS = 12
+
+
+def check_batched_ranker(base_url: str, out: Path, proc: Process) -> None:
+    """ranker (version 3, POST /ranker): the server's batcher (at most 4 per batch) in front of a predict decorated
+    with batched=True, each request's ticket taken where it arrives. Concurrent requests; each reply says the size
+    of the batch it rode in. Per request: one latency and one queue time, each within what the client measured;
+    per batch: its size, exactly as the replies say. Run after check_two_json_models."""
+
+    def one(i: int) -> tuple[dict, float]:
+        t0 = time.perf_counter()
+        reply = httpx.post(f"{base_url}/ranker", json={"x": [i]}, timeout=30)
+        elapsed = time.perf_counter() - t0
+        assert reply.status_code == 200, reply.text
+        return reply.json(), elapsed
+
+    with ThreadPoolExecutor(RANKER_REQUESTS) as pool:
+        replies = list(pool.map(one, range(RANKER_REQUESTS)))
+    rode = Counter(body["batch"] for body, _ in replies)  # batch size -> requests that rode in a batch of it
+    assert all(n % size == 0 for size, n in rode.items()), rode
+    batches = sum(n // size for size, n in rode.items())
+    assert batches < RANKER_REQUESTS  # the server did batch
+
+    key = (NAME, VERSION, ERR)
+    data = wait_counts(
+        out, conv.INFERENCE_DURATION, key, {**TWO_MODELS_CALLS, ("ranker", "3", None): RANKER_REQUESTS}, proc
+    )
+    assert counts(data, conv.BATCH_QUEUE_DURATION, NAME)[("ranker",)] == RANKER_REQUESTS
+    assert counts(data, conv.BATCH_EXECUTION_DURATION, NAME)[("ranker",)] == batches
+    (sizes,) = [p for a, p in data[conv.BATCH_SIZE_METRIC] if a[NAME] == "ranker"]
+    assert int(sizes["count"]) == batches and sizes["sum"] == RANKER_REQUESTS
+    assert sizes["max"] == max(rode) and sizes["min"] == min(rode)
+    assert counts(data, conv.PREDICTIONS, NAME, LABEL)[("ranker", "yes")] == RANKER_REQUESTS  # per item
+    # the server's clock starts when the replica has the request and stops when its batch returns: inside the
+    # client's interval, so each server value is below the longest client time, and their sum below the clients'
+    (latency,) = [p for a, p in data[conv.INFERENCE_DURATION] if a[NAME] == "ranker"]
+    client = [elapsed for _, elapsed in replies]
+    assert latency["max"] <= max(client) and latency["sum"] <= sum(client)
+    (queued,) = [p for a, p in data[conv.BATCH_QUEUE_DURATION] if a[NAME] == "ranker"]
+    assert queued["sum"] <= latency["sum"]
+
+
 def prometheus_sum(text: str, name: str, **labels: str) -> float:
     """The sum of the samples ``name{...}`` in Prometheus text format whose labels include ``labels``."""
     total = 0.0
@@ -299,7 +341,7 @@ def prometheus_sum(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_bentoml_two_apis_in_one_service(tmp_path):
+def test_bentoml_two_apis_in_one_service_and_a_batched_one(tmp_path):
     venv = server_venv("bentoml")
     out, env = env_for(tmp_path)
     port = free_port()
@@ -311,6 +353,7 @@ def test_bentoml_two_apis_in_one_service(tmp_path):
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{proc.output()[-3000:]}") from None
         check_two_json_models(f"http://127.0.0.1:{port}", out, proc, unknown_status=404)
+        check_batched_ranker(f"http://127.0.0.1:{port}", out, proc)
         # an input BentoML's schema rejects never reaches the model: not an inference, not counted
         assert httpx.post(f"http://127.0.0.1:{port}/lang", json={"x": "not a list"}, timeout=10).status_code == 400
         # BentoML's own Prometheus metrics (by endpoint and HTTP status) count the same calls
@@ -363,47 +406,6 @@ def running(text: str) -> list[int]:
     return pids
 
 
-RANKER_REQUESTS = 12
-
-
-def check_ray_batched_model(base_url: str, out: Path, proc: Process) -> None:
-    """ranker: Ray's @serve.batch (at most 4 per batch) in front of a predict decorated with batched=True.
-    Concurrent requests; each reply says the size of the batch it rode in. Per request: one latency and one queue
-    time, each within what the client measured; per batch: its size, exactly as the replies say."""
-
-    def one(i: int) -> tuple[dict, float]:
-        t0 = time.perf_counter()
-        reply = httpx.post(f"{base_url}/ranker", json={"x": [i]}, timeout=30)
-        elapsed = time.perf_counter() - t0
-        assert reply.status_code == 200, reply.text
-        return reply.json(), elapsed
-
-    with ThreadPoolExecutor(RANKER_REQUESTS) as pool:
-        replies = list(pool.map(one, range(RANKER_REQUESTS)))
-    rode = Counter(body["batch"] for body, _ in replies)  # batch size -> requests that rode in a batch of it
-    assert all(n % size == 0 for size, n in rode.items()), rode
-    batches = sum(n // size for size, n in rode.items())
-    assert batches < RANKER_REQUESTS  # Ray did batch
-
-    key = (NAME, VERSION, ERR)
-    data = wait_counts(
-        out, conv.INFERENCE_DURATION, key, {**TWO_MODELS_CALLS, ("ranker", "3", None): RANKER_REQUESTS}, proc
-    )
-    assert counts(data, conv.BATCH_QUEUE_DURATION, NAME)[("ranker",)] == RANKER_REQUESTS
-    assert counts(data, conv.BATCH_EXECUTION_DURATION, NAME)[("ranker",)] == batches
-    (sizes,) = [p for a, p in data[conv.BATCH_SIZE_METRIC] if a[NAME] == "ranker"]
-    assert int(sizes["count"]) == batches and sizes["sum"] == RANKER_REQUESTS
-    assert sizes["max"] == max(rode) and sizes["min"] == min(rode)
-    assert counts(data, conv.PREDICTIONS, NAME, LABEL)[("ranker", "yes")] == RANKER_REQUESTS  # per item
-    # the server's clock starts when the replica has the request and stops when its batch returns: inside the
-    # client's interval, so each server value is below the longest client time, and their sum below the clients'
-    (latency,) = [p for a, p in data[conv.INFERENCE_DURATION] if a[NAME] == "ranker"]
-    client = [elapsed for _, elapsed in replies]
-    assert latency["max"] <= max(client) and latency["sum"] <= sum(client)
-    (queued,) = [p for a, p in data[conv.BATCH_QUEUE_DURATION] if a[NAME] == "ranker"]
-    assert queued["sum"] <= latency["sum"]
-
-
 def test_ray_serve_two_models_and_a_batched_one_on_a_bounded_local_cluster(tmp_path):
     venv = server_venv("rayserve")
     out, env = env_for(tmp_path)
@@ -421,7 +423,7 @@ def test_ray_serve_two_models_and_a_batched_one_on_a_bounded_local_cluster(tmp_p
             assert proc.proc.poll() is None and time.monotonic() < deadline, proc.output()[-3000:]
             time.sleep(0.2)
         check_two_json_models(f"http://127.0.0.1:{port}", out, proc, unknown_status=404)
-        check_ray_batched_model(f"http://127.0.0.1:{port}", out, proc)
+        check_batched_ranker(f"http://127.0.0.1:{port}", out, proc)
         assert proc.stop(timeout=60) == 0, proc.output()[-3000:]  # the app shuts Serve and Ray down on SIGTERM
         deadline = time.monotonic() + 20  # raylet, GCS, workers: every process of this cluster ends, soon after
         while running(ray_tmp) and time.monotonic() < deadline:
