@@ -321,7 +321,7 @@ def check_batched_ranker(base_url: str, out: Path, proc: Process) -> None:
     assert int(sizes["count"]) == batches and sizes["sum"] == RANKER_REQUESTS
     assert sizes["max"] == max(rode) and sizes["min"] == min(rode)
     assert counts(data, conv.PREDICTIONS, NAME, LABEL)[("ranker", "yes")] == RANKER_REQUESTS  # per item
-    # the server's clock starts when the replica has the request and stops when its batch returns: inside the
+    # the server's clock starts when user code has the request and stops when its batch returns: inside the
     # client's interval, so each server value is below the longest client time, and their sum below the clients'
     (latency,) = [p for a, p in data[conv.INFERENCE_DURATION] if a[NAME] == "ranker"]
     client = [elapsed for _, elapsed in replies]
