@@ -492,6 +492,51 @@ def test_promtool_rules_count_foreign_classic_histograms_with_filters_and_semcon
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
 
+def test_promtool_percentile_slices_on_a_classic_ttft_histogram(tmp_path):
+    """A p95 TTFT SLO on gen_ai.server.time_to_first_token as vLLM-style exporters write it (explicit buckets: a
+    classic histogram in Prometheus). Before the classic alternative, histogram_quantile ran on native histograms
+    only: no slice was ever recorded and the SLO's series stayed empty. Here 30 minutes all under 100 ms (p95 <= 500
+    ms: good slices), then 30 minutes with half the requests between 0.5 and 1 s (p95 > 500 ms: bad slices)."""
+    slos = load_slos(
+        [
+            str(
+                spec(
+                    tmp_path,
+                    "slos:\n  - {name: ttft, metric: gen_ai.server.time_to_first_token, sli: latency, "
+                    "percentile: p95, threshold: 500ms, objective: 0.5, window: 1h, alerts: off}\n",
+                )
+            )
+        ]
+    )
+    per_minute = {
+        "fast": {"0.1": 100, "0.5": 100, "1": 100, "+Inf": 100},
+        "slow": {"0.1": 0, "0.5": 50, "1": 100, "+Inf": 100},
+    }
+    base = 'gen_ai_request_model="llama", job="vllm"'
+    series = []
+    for le in ("0.1", "0.5", "1", "+Inf"):
+        cumulative, values = 0, ["0"]
+        for minute in range(60):
+            cumulative += per_minute["fast" if minute < 30 else "slow"][le]
+            values.append(str(cumulative))
+        name = f'gen_ai_server_time_to_first_token_seconds_bucket{{{base}, le="{le}"}}'
+        series.append({"series": name, "values": " ".join(values)})
+        if le == "+Inf":
+            name = f"gen_ai_server_time_to_first_token_seconds_count{{{base}}}"
+            series.append({"series": name, "values": " ".join(values)})
+    (tmp_path / "rules.yaml").write_text(rules_yaml(slos))
+    good = 'slo:timeslice_good:ratio{slo_name="ttft"}'
+    tests = [{**close_to(good, 1.0), "eval_time": "25m"}, {**close_to(good, 0.0), "eval_time": "55m"}]
+    test_file = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests}],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test_file, sort_keys=False))
+    proc = run_promtool("test", "rules", "test.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+
 def test_an_empty_window_says_where_the_data_is(tmp_path, fraud_data):
     slos = "slos:\n  - {name: lat, model: fraud, sli: latency, threshold: 100ms, objective: 0.9, window: 1h}\n"
     r = evaluate(tmp_path, slos, fraud_data, at=EPOCH + 30 * 86400)["lat"]

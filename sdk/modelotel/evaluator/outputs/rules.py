@@ -341,7 +341,16 @@ def quantile_expr(slo: SLO, window: float) -> str:
     inner, histogram = _range(slo, slo.sli.total, window, "rate")
     if not histogram:
         raise _fail(slo, f"{slo.sli.total.metric} is not a histogram; a percentile needs one")
-    return f"histogram_quantile({_num(slo.sli.percentile or 0.5)}, sum({inner}))"
+    q = _num(slo.sli.percentile or 0.5)
+    native = f"histogram_quantile({q}, sum({inner}))"
+    if not may_be_classic(slo.sli.total.metric):
+        return native
+    # explicit buckets (the OTel SDK's default; vLLM's TTFT) arrive as a classic histogram: without this
+    # alternative the quantile has no value there and no slice is ever recorded. At a bucket bound both say the same
+    # (the quantile is <= a bound exactly when that bucket holds the percentile); between bounds Prometheus
+    # interpolates linearly where the evaluator bounds the SLI (docs/prometheus-rules.md)
+    buckets, _ = _range(slo, slo.sli.total, window, "rate", suffix="_bucket")
+    return f"({native} or histogram_quantile({q}, sum by (le) ({buckets})))"
 
 
 def _sliced(slo: SLO) -> bool:
