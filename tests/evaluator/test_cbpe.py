@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from modelotel.evaluator.quality.cbpe import MIN_FEEDBACK, estimated_accuracy, estimated_binary
@@ -114,16 +114,14 @@ def test_calibrated_accuracy_matches_exact_binning(seed, n, n_feedback, scales, 
     fb_conf = confidences(seed + 1, n_feedback, specials=True)
     fb_correct = rng.random(n_feedback) < fb_conf**gamma  # miscalibrated unless gamma == 1
     pred_scale, good_scale, bad_scale = scales
-    est = estimated_accuracy(
+    made = (
         sketch_of(conf, pred_scale),
         sketch_of(fb_conf[fb_correct], good_scale) if fb_correct.any() else None,
         sketch_of(fb_conf[~fb_correct], bad_scale) if (~fb_correct).any() else None,
-        bins=bins,
-        min_feedback=min_feedback,
     )
-    scale = min(
-        scales[0], *(s for s, any_ in ((good_scale, fb_correct.any()), (bad_scale, (~fb_correct).any())) if any_)
-    )
+    est = estimated_accuracy(*made, bins=bins, min_feedback=min_feedback)
+    # the scale each sketch holds: a sketch over a wide range downscales itself below the one it was made at
+    scale = min(s.scale for s in made if s is not None)
     assert est.scale == scale and est.feedback == n_feedback and est.calibrated
     exact = exact_calibrated_correct(conf, fb_conf, fb_correct, scale, bins, min_feedback) / n
     assert est.accuracy.low - TOL <= exact <= est.accuracy.high + TOL
@@ -162,27 +160,34 @@ def test_calibrated_accuracy_matches_exact_binning(seed, n, n_feedback, scales, 
     drop_sum=st.booleans(),
     calibrate=st.booleans(),
 )
+@example(seed=686226, n=1, share=0.0, scale=6, drop_sum=False, calibrate=True)  # feedback downscaled to 5 (CI)
 def test_binary_figures_match_the_expected_confusion_matrix(seed, n, share, scale, drop_sum, calibrate):
     rng = np.random.default_rng(seed)
     conf = confidences(seed, n, specials=True)
     positive = rng.random(n) < share  # the predicted label is the positive one
     feedback: tuple[LogSketch | None, LogSketch | None] = (None, None)
-    p_top = conf  # P(prediction correct)
-    if calibrate:  # the exact map on raw values: each prediction's bin accuracy (or its confidence)
-        fb_conf = confidences(seed + 1, 600, specials=True)
-        fb_correct = rng.random(600) < fb_conf**2
-        feedback = (sketch_of(fb_conf[fb_correct], scale), sketch_of(fb_conf[~fb_correct], scale))
-        p_top = np.array(
-            [exact_calibrated_correct(np.array([c]), fb_conf, fb_correct, scale, 10, 20) for c in conf]
-        ).reshape(n)
-    p_pos = np.where(positive, p_top, 1.0 - p_top)  # P(y = pos)
-    tp, fp, fn = p_pos[positive].sum(), (1 - p_pos)[positive].sum(), p_pos[~positive].sum()
     sketches = []
     for part in (conf[positive], conf[~positive]):
         sk = sketch_of(part, scale) if len(part) else None
         if sk is not None and drop_sum:
             sk.sum = 0.0
         sketches.append(sk)
+    p_top = conf  # P(prediction correct)
+    if calibrate:  # the exact map on raw values: each prediction's bin accuracy (or its confidence)
+        fb_conf = confidences(seed + 1, 600, specials=True)
+        fb_correct = rng.random(600) < fb_conf**2
+        feedback = (sketch_of(fb_conf[fb_correct], scale), sketch_of(fb_conf[~fb_correct], scale))
+        # the bins at the scale the estimate works at: the lowest of the part's sketch and the feedback's (a
+        # sketch holding a wide range downscales itself: 0.1 down to 1e-5 took one to scale 5 of 6)
+        common = [min(s.scale for s in (sk, *feedback) if s is not None) for sk in sketches]
+        p_top = np.array(
+            [
+                exact_calibrated_correct(np.array([c]), fb_conf, fb_correct, common[0 if pos else 1], 10, 20)
+                for c, pos in zip(conf, positive, strict=True)
+            ]
+        ).reshape(n)
+    p_pos = np.where(positive, p_top, 1.0 - p_top)  # P(y = pos)
+    tp, fp, fn = p_pos[positive].sum(), (1 - p_pos)[positive].sum(), p_pos[~positive].sum()
     est = estimated_binary(*sketches, *feedback, bins=10, min_feedback=20)
     assert est.predicted_positive == int(positive.sum()) and est.predicted_negative == n - int(positive.sum())
     exact = {
