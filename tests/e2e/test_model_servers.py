@@ -9,6 +9,7 @@ A venv that cannot be built skips its test with the reason, except under MODELOT
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -289,6 +290,7 @@ def check_two_json_models(base_url: str, out: Path, proc: Process, unknown_statu
 
 
 RANKER_REQUESTS = 12
+RANKER_ROUNDS = 4
 
 
 def check_batched_ranker(base_url: str, out: Path, proc: Process) -> None:
@@ -304,23 +306,33 @@ def check_batched_ranker(base_url: str, out: Path, proc: Process) -> None:
         assert reply.status_code == 200, reply.text
         return reply.json(), elapsed
 
-    with ThreadPoolExecutor(RANKER_REQUESTS) as pool:
-        replies = list(pool.map(one, range(RANKER_REQUESTS)))
-    rode = Counter(body["batch"] for body, _ in replies)  # batch size -> requests that rode in a batch of it
-    assert all(n % size == 0 for size, n in rode.items()), rode
-    batches = sum(n // size for size, n in rode.items())
-    assert batches < RANKER_REQUESTS  # the server did batch
+    # Whether concurrent requests meet in one batch is the server's timing: on a loaded machine a round of 12 can
+    # go one by one (seen in CI). Rounds until one batches (at most RANKER_ROUNDS); every round's requests count.
+    replies: list[tuple[dict, float]] = []
+    rode: Counter = Counter()  # batch size -> requests that rode in a batch of it
+    batches = 0
+    for _ in range(RANKER_ROUNDS):
+        with ThreadPoolExecutor(RANKER_REQUESTS) as pool:
+            round_replies = list(pool.map(one, range(RANKER_REQUESTS)))
+        round_rode = Counter(body["batch"] for body, _ in round_replies)
+        assert all(n % size == 0 for size, n in round_rode.items()), round_rode
+        round_batches = sum(n // size for size, n in round_rode.items())
+        replies += round_replies
+        rode += round_rode
+        batches += round_batches
+        if round_batches < RANKER_REQUESTS:  # the server did batch
+            break
+    assert batches < len(replies), f"no two of {len(replies)} concurrent requests shared a batch: {rode}"
+    sent = len(replies)
 
     key = (NAME, VERSION, ERR)
-    data = wait_counts(
-        out, conv.INFERENCE_DURATION, key, {**TWO_MODELS_CALLS, ("ranker", "3", None): RANKER_REQUESTS}, proc
-    )
-    assert counts(data, conv.BATCH_QUEUE_DURATION, NAME)[("ranker",)] == RANKER_REQUESTS
+    data = wait_counts(out, conv.INFERENCE_DURATION, key, {**TWO_MODELS_CALLS, ("ranker", "3", None): sent}, proc)
+    assert counts(data, conv.BATCH_QUEUE_DURATION, NAME)[("ranker",)] == sent
     assert counts(data, conv.BATCH_EXECUTION_DURATION, NAME)[("ranker",)] == batches
     (sizes,) = [p for a, p in data[conv.BATCH_SIZE_METRIC] if a[NAME] == "ranker"]
-    assert int(sizes["count"]) == batches and sizes["sum"] == RANKER_REQUESTS
+    assert int(sizes["count"]) == batches and sizes["sum"] == sent
     assert sizes["max"] == max(rode) and sizes["min"] == min(rode)
-    assert counts(data, conv.PREDICTIONS, NAME, LABEL)[("ranker", "yes")] == RANKER_REQUESTS  # per item
+    assert counts(data, conv.PREDICTIONS, NAME, LABEL)[("ranker", "yes")] == sent  # per item
     # the server's clock starts when user code has the request and stops when its batch returns: inside the
     # client's interval, so each server value is below the longest client time, and their sum below the clients'
     (latency,) = [p for a, p in data[conv.INFERENCE_DURATION] if a[NAME] == "ranker"]
@@ -406,22 +418,41 @@ def running(text: str) -> list[int]:
     return pids
 
 
+RAY_START_ATTEMPTS = 3
+
+
+def wait_ray_ready(proc: Process) -> bool:
+    """True once the app printed "ready"; False when it exited first or its proxy could not bind its port."""
+    deadline = time.monotonic() + STARTUP_S
+    while "\nready\n" not in proc.output():
+        if "Failed to bind to address" in proc.output() or proc.proc.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, proc.output()[-3000:]
+        time.sleep(0.2)
+    return True
+
+
 def test_ray_serve_two_models_and_a_batched_one_on_a_bounded_local_cluster(tmp_path):
     venv = server_venv("rayserve")
     out, env = env_for(tmp_path)
     # the replicas import rayserve_models by name
     env["PYTHONPATH"] += os.pathsep + str(HERE / "apps")
-    port = free_port()
-    args = [str(venv / "bin" / "python"), str(HERE / "apps" / "rayserve_app.py"), str(port)]
     # Ray's session files in a directory of this test's own, short enough for its AF_UNIX sockets (107 bytes)
-    with (
-        tempfile.TemporaryDirectory(prefix="mo-ray-") as ray_tmp,
-        Process(args, tmp_path / "rayserve.log", env={**env, "RAY_TMPDIR": ray_tmp}, cwd=tmp_path) as proc,
-    ):
-        deadline = time.monotonic() + STARTUP_S
-        while "\nready\n" not in proc.output():
-            assert proc.proc.poll() is None and time.monotonic() < deadline, proc.output()[-3000:]
-            time.sleep(0.2)
+    with contextlib.ExitStack() as stack:
+        # Ray's own processes take ports of their own after free_port() let ours go: the proxy may then fail to bind
+        # (seen in CI). Start again on another port, a bounded number of times; anything else fails at once.
+        for attempt in range(RAY_START_ATTEMPTS):
+            ray_tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mo-ray-"))
+            port = free_port()
+            args = [str(venv / "bin" / "python"), str(HERE / "apps" / "rayserve_app.py"), str(port)]
+            log = tmp_path / f"rayserve-{attempt}.log"
+            proc = stack.enter_context(Process(args, log, env={**env, "RAY_TMPDIR": ray_tmp}, cwd=tmp_path))
+            if wait_ray_ready(proc):
+                break
+            assert "Failed to bind to address" in proc.output(), proc.output()[-3000:]
+            proc.stop(timeout=60)
+        else:
+            raise AssertionError(f"Ray Serve's proxy could not bind in {RAY_START_ATTEMPTS} attempts")
         check_two_json_models(f"http://127.0.0.1:{port}", out, proc, unknown_status=404)
         check_batched_ranker(f"http://127.0.0.1:{port}", out, proc)
         assert proc.stop(timeout=60) == 0, proc.output()[-3000:]  # the app shuts Serve and Ray down on SIGTERM
