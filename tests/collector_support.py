@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -170,3 +171,31 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def flushable_uvicorn_app(app: str, env: dict[str, str], log: Path) -> Iterator[str]:
+    """``tests.apps.<module>:app`` under a real uvicorn process on a free loopback port, with this checkout's sdk/
+    first on the path; yields its URL once its ``POST /flush`` answers 200, stops it (SIGTERM) on the way out."""
+    port = free_port()
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), str(ROOT), env.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            return True
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"{url}/flush", method="POST"), timeout=1) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 30, "uvicorn to start")
+        assert proc.poll() is None, log.read_text()
+        yield url
+    finally:
+        stop_process(proc)

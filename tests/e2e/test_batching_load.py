@@ -33,7 +33,7 @@ import pytest
 from modelotel import conventions as conv
 from modelotel.sketch import LogSketch
 
-from collector_support import free_port, stop_process, wait_for
+from collector_support import flushable_uvicorn_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DELTA_S = 0.006  # sys.getswitchinterval() (5 ms) + 1 ms; measured differences: see docs/instrumentation.md
@@ -46,7 +46,6 @@ MODEL = {conv.MODEL_NAME: "batched-clf", conv.MODEL_VERSION: "2"}
 @pytest.fixture(params=["undecorated", "batched=True"])
 def batching_server(tmp_path, request):
     path = tmp_path / "telemetry.jsonl"
-    port = free_port()
     env = dict(
         os.environ,
         MODELOTEL_EXPORT_FILE=str(path),
@@ -55,28 +54,8 @@ def batching_server(tmp_path, request):
         MODELOTEL_TRACES="off",
         BATCHING_APP_DECORATED="1" if request.param == "batched=True" else "0",
     )
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "sdk"), str(ROOT), env.get("PYTHONPATH", "")])
-    cmd = [sys.executable, "-m", "uvicorn", "tests.apps.batching_app:app", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--no-access-log"]
-    log = tmp_path / "uvicorn.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        if proc.poll() is not None:
-            return True
-        try:
-            return httpx.post(f"{url}/flush", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(up, 30, "uvicorn to start")
-        assert proc.poll() is None, log.read_text()
+    with flushable_uvicorn_app("tests.apps.batching_app:app", env, tmp_path / "uvicorn.log") as url:
         yield url, path, request.param
-    finally:
-        stop_process(proc)
 
 
 def _points(lines: list[str], metric: str) -> list[dict]:

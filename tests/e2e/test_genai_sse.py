@@ -29,7 +29,7 @@ import pytest
 
 from modelotel import conventions as conv
 
-from collector_support import free_port, stop_process, wait_for
+from collector_support import flushable_uvicorn_app
 
 ROOT = Path(__file__).resolve().parents[2]
 JITTER_S = 0.020  # loopback delivery, HTTP parsing and scheduling on a loaded 2-core machine; measured: see docs
@@ -60,7 +60,6 @@ def _one_value(lines: list[str], metric: str) -> float:
 @pytest.fixture
 def sse_server(tmp_path):
     path = tmp_path / "telemetry.jsonl"
-    port = free_port()
     env = dict(
         os.environ,
         MODELOTEL_EXPORT_FILE=str(path),
@@ -68,28 +67,8 @@ def sse_server(tmp_path):
         OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="delta",
         MODELOTEL_TRACES="off",
     )
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "sdk"), str(ROOT), env.get("PYTHONPATH", "")])
-    cmd = [sys.executable, "-m", "uvicorn", "tests.apps.genai_sse_app:app", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--no-access-log"]
-    log = tmp_path / "uvicorn.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        if proc.poll() is not None:
-            return True
-        try:
-            return httpx.post(f"{url}/flush", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(up, 30, "uvicorn to start")
-        assert proc.poll() is None, log.read_text()
+    with flushable_uvicorn_app("tests.apps.genai_sse_app:app", env, tmp_path / "uvicorn.log") as url:
         yield url, path
-    finally:
-        stop_process(proc)
 
 
 def _stream(client: httpx.Client, url: str, body: dict) -> tuple[float, float, int]:
